@@ -1,0 +1,83 @@
+"""The one feature function. Training and serving both call :func:`build_features`.
+
+Besides the raw readings the model gets the physical quantities that the data set's own description
+names as failure causes: power (power failure), the process-air temperature difference (heat
+dissipation failure) and tool wear x torque strain, also as a fraction of the product type's strain
+limit (overstrain failure).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import pandas as pd
+
+from predictive_maintenance.schema import PRODUCT_TYPES, READING_COLUMNS
+
+#: Ordinal code of the quality variant: L < M < H.
+TYPE_CODES: Final = {product_type: code for code, product_type in enumerate(PRODUCT_TYPES)}
+
+#: Overstrain limits in min*Nm per product type, from the data set description (Matzka, 2020).
+STRAIN_LIMIT_MIN_NM: Final = {"L": 11_000.0, "M": 12_000.0, "H": 13_000.0}
+
+#: Model input columns, in the order the model was trained with.
+FEATURE_COLUMNS: Final = (
+    "type_code",
+    "air_temperature_k",
+    "process_temperature_k",
+    "rotational_speed_rpm",
+    "torque_nm",
+    "tool_wear_min",
+    "temperature_difference_k",
+    "power_w",
+    "strain_min_nm",
+    "strain_limit_ratio",
+)
+
+_RPM_TO_RAD_PER_S: Final = 2.0 * math.pi / 60.0
+
+
+class FeatureError(ValueError):
+    """The readings cannot be turned into features (missing column, unknown type, ...)."""
+
+
+def build_features(readings: pd.DataFrame) -> pd.DataFrame:
+    """Turns raw readings into model features, in :data:`FEATURE_COLUMNS` order.
+
+    Args:
+        readings: One row per observation with the :data:`READING_COLUMNS` (extra columns are
+            ignored, so identifiers and labels can never leak into the features).
+
+    Returns:
+        A float64 frame with the same index as ``readings``.
+    """
+    missing = [column for column in READING_COLUMNS if column not in readings.columns]
+    if missing:
+        raise FeatureError(f"readings lack column(s) {missing}; expected {list(READING_COLUMNS)}")
+
+    product_type = readings["type"].astype("object")
+    unknown = ~product_type.isin(list(TYPE_CODES))
+    if unknown.any():
+        first = unknown.to_numpy().nonzero()[0][:5]
+        raise FeatureError(
+            f"column 'type' has values outside {list(PRODUCT_TYPES)} at row(s) "
+            f"{readings.index[first].tolist()}: {product_type.iloc[first].tolist()}"
+        )
+
+    numeric = readings[list(READING_COLUMNS[1:])].astype("float64")
+    torque = numeric["torque_nm"]
+    strain = numeric["tool_wear_min"] * torque
+    features = pd.DataFrame(
+        {
+            "type_code": product_type.map(TYPE_CODES).astype("float64"),
+            **{column: numeric[column] for column in READING_COLUMNS[1:]},
+            "temperature_difference_k": numeric["process_temperature_k"]
+            - numeric["air_temperature_k"],
+            "power_w": torque * numeric["rotational_speed_rpm"] * _RPM_TO_RAD_PER_S,
+            "strain_min_nm": strain,
+            "strain_limit_ratio": strain / product_type.map(STRAIN_LIMIT_MIN_NM).astype("float64"),
+        },
+        index=readings.index,
+    )
+    return features[list(FEATURE_COLUMNS)]

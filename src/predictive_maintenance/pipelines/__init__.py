@@ -1,0 +1,1 @@
+"""The project's pipelines, discovered by ``find_pipelines()``."""

@@ -1,0 +1,106 @@
+"""Nodes of the ``data_engineering`` pipeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from predictive_maintenance.features import build_features
+from predictive_maintenance.integrity import sha256_hex, verify_sha256
+from predictive_maintenance.schema import ID_COLUMNS, LABEL_COLUMNS, TARGET_COLUMN
+from predictive_maintenance.validation import parse_raw_csv, validate_readings
+
+
+def ingest_raw_data(raw_csv: bytes, expected_sha256: str | None) -> tuple[pd.DataFrame, dict]:
+    """Checks the raw file against its expected sha256 and parses it.
+
+    Args:
+        raw_csv: The raw CSV's bytes, exactly as stored.
+        expected_sha256: The digest the file must have; ``None`` accepts any file (validation
+            still applies), e.g. when you swap in your own data.
+
+    Returns:
+        The parsed (still untyped) readings and the raw file's provenance record.
+    """
+    if expected_sha256:
+        digest = verify_sha256(raw_csv, expected_sha256, "raw data file (catalog: ai4i2020_raw)")
+    else:
+        digest = sha256_hex(raw_csv)
+    return parse_raw_csv(raw_csv), {"sha256": digest, "size_bytes": len(raw_csv)}
+
+
+def validate_raw_readings(raw_readings: pd.DataFrame) -> pd.DataFrame:
+    """Types the readings and enforces the schema; nothing downstream runs if this fails."""
+    return validate_readings(raw_readings)
+
+
+def create_model_input_table(readings: pd.DataFrame) -> pd.DataFrame:
+    """Model features next to the identifiers and labels kept for evaluation (never features)."""
+    return pd.concat(
+        [readings[list(ID_COLUMNS)], build_features(readings), readings[list(LABEL_COLUMNS)]],
+        axis="columns",
+    )
+
+
+def split_data(
+    model_input_table: pd.DataFrame, split: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Stratified train/validation/test split on the failure label.
+
+    Args:
+        model_input_table: Features and labels.
+        split: ``validation_fraction``, ``test_fraction`` (of all rows) and ``seed``.
+
+    Returns:
+        Train, validation and test frames, each keeping the failure rate of the whole.
+    """
+    test_fraction = split["test_fraction"]
+    validation_fraction = split["validation_fraction"]
+    if not (0 < test_fraction < 1 and 0 < validation_fraction < 1):
+        raise ValueError("split fractions must be in (0, 1)")
+    if test_fraction + validation_fraction >= 1:
+        raise ValueError("split: test_fraction + validation_fraction must leave rows to train on")
+    rows = len(model_input_table)
+    test_rows = round(rows * test_fraction)
+    validation_rows = round(rows * validation_fraction)
+    rest, test = train_test_split(
+        model_input_table,
+        test_size=test_rows,
+        stratify=model_input_table[TARGET_COLUMN],
+        random_state=split["seed"],
+    )
+    train, validation = train_test_split(
+        rest,
+        test_size=validation_rows,
+        stratify=rest[TARGET_COLUMN],
+        random_state=split["seed"],
+    )
+    return train.sort_index(), validation.sort_index(), test.sort_index()
+
+
+def _describe_split(frame: pd.DataFrame) -> dict[str, Any]:
+    return {
+        "rows": len(frame),
+        "failures": int(frame[TARGET_COLUMN].sum()),
+        "failure_rate": round(float(frame[TARGET_COLUMN].mean()), 6),
+    }
+
+
+def create_dataset_manifest(
+    raw_data_provenance: dict,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    test: pd.DataFrame,
+    split: dict[str, Any],
+) -> dict[str, Any]:
+    """Records where the splits came from and what they hold, for the model's lineage."""
+    return {
+        "raw_data": raw_data_provenance,
+        "split": dict(split),
+        "splits": {
+            name: _describe_split(frame)
+            for name, frame in (("train", train), ("validation", validation), ("test", test))
+        },
+    }

@@ -1,0 +1,177 @@
+"""Nodes of the ``training`` pipeline."""
+
+from __future__ import annotations
+
+import platform
+from importlib.metadata import version
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+from predictive_maintenance.features import FEATURE_COLUMNS, TYPE_CODES
+from predictive_maintenance.integrity import sha256_hex
+from predictive_maintenance.modeling import predict_scores, to_dmatrix
+from predictive_maintenance.schema import (
+    FAILURE_MODE_COLUMNS,
+    ID_COLUMNS,
+    READING_COLUMNS,
+    TARGET_COLUMN,
+)
+
+THRESHOLD_RULE = (
+    "maximise F1 on the validation set; the cut is placed midway between the two validation "
+    "scores it separates; ties go to the cut nearest 0.5"
+)
+WORKSHOP_THRESHOLD = 0.5
+
+
+def train_model(
+    train: pd.DataFrame, validation: pd.DataFrame, xgboost: dict[str, Any]
+) -> xgb.Booster:
+    """Trains the XGBoost failure model with early stopping on the validation set.
+
+    Args:
+        train: Training rows (features and label).
+        validation: Validation rows, watched for early stopping.
+        xgboost: ``booster_params`` (passed to XGBoost; ``objective`` must give scores in
+            [0, 1)), ``num_boost_round`` and ``early_stopping_rounds``.
+
+    Returns:
+        The booster cut to its best iteration, so every consumer scores with the same trees.
+    """
+    booster_params = dict(xgboost["booster_params"])
+    if booster_params.get("objective") != "binary:logistic":
+        raise ValueError(
+            "xgboost.booster_params.objective must be 'binary:logistic' (scores in [0, 1))"
+        )
+    booster = xgb.train(
+        booster_params,
+        to_dmatrix(train, train[TARGET_COLUMN]),
+        num_boost_round=xgboost["num_boost_round"],
+        evals=[(to_dmatrix(validation, validation[TARGET_COLUMN]), "validation")],
+        early_stopping_rounds=xgboost["early_stopping_rounds"],
+        verbose_eval=False,
+    )
+    best = booster[: booster.best_iteration + 1]
+    best.set_attr(best_iteration=str(booster.best_iteration))
+    return best
+
+
+def select_threshold(model: xgb.Booster, validation: pd.DataFrame) -> dict[str, Any]:
+    """Chooses the decision threshold on the validation set (never on test).
+
+    Returns:
+        ``threshold``, the ``rule`` that chose it, and validation F1/precision/recall there.
+    """
+    labels = validation[TARGET_COLUMN].to_numpy()
+    scores = predict_scores(model, validation)
+    if labels.sum() == 0:
+        raise ValueError("the validation set has no failures: a threshold cannot be chosen")
+    # Every threshold between two neighbouring distinct scores makes the same decisions, so
+    # candidate cuts are the midpoints between them (and just below the lowest score).
+    distinct = np.unique(scores)
+    cuts = np.concatenate([[distinct[0] / 2], (distinct[:-1] + distinct[1:]) / 2])
+    predicted = scores[None, :] >= cuts[:, None]
+    true_positives = (predicted & (labels[None, :] == 1)).sum(axis=1)
+    f1 = 2 * true_positives / (predicted.sum(axis=1) + labels.sum())
+    best = np.flatnonzero(np.isclose(f1, f1.max(), rtol=0, atol=1e-12))
+    threshold = float(cuts[best[np.argmin(np.abs(cuts[best] - WORKSHOP_THRESHOLD))]])
+    return {
+        "threshold": threshold,
+        "rule": THRESHOLD_RULE,
+        "validation": _classification_metrics(labels, scores, threshold),
+    }
+
+
+def _classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+    predicted = (scores >= threshold).astype(int)
+    tn, fp, fn, tp = confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
+    return {
+        "threshold": threshold,
+        "f1": float(f1_score(labels, predicted, zero_division=0)),
+        "precision": float(precision_score(labels, predicted, zero_division=0)),
+        "recall": float(recall_score(labels, predicted, zero_division=0)),
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "confusion_matrix": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
+    }
+
+
+def score_test_set(model: xgb.Booster, test: pd.DataFrame) -> pd.DataFrame:
+    """Scores the held-out test rows; keeps ids and labels next to the score for evaluation."""
+    predictions = test[[*ID_COLUMNS, TARGET_COLUMN, *FAILURE_MODE_COLUMNS]].copy()
+    predictions["score"] = predict_scores(model, test)
+    return predictions
+
+
+def evaluate_model(test_predictions: pd.DataFrame, decision_threshold: dict) -> dict[str, Any]:
+    """Test-set metrics at the chosen threshold and at the workshop's 0.5.
+
+    Recall per failure mode counts the failed machines (``machine_failure == 1``) carrying that
+    mode's flag; a machine can carry several.
+    """
+    labels = test_predictions[TARGET_COLUMN].to_numpy()
+    scores = test_predictions["score"].to_numpy()
+    threshold = decision_threshold["threshold"]
+    predicted = scores >= threshold
+    failed = labels == 1
+    recall_by_mode = {}
+    for mode in FAILURE_MODE_COLUMNS:
+        rows = failed & (test_predictions[mode].to_numpy() == 1)
+        recall_by_mode[mode.upper()] = {
+            "failures": int(rows.sum()),
+            "detected": int((predicted & rows).sum()),
+            "recall": float(predicted[rows].mean()) if rows.any() else None,
+        }
+    return {
+        "rows": len(labels),
+        "failures": int(labels.sum()),
+        "roc_auc": float(roc_auc_score(labels, scores)),
+        "pr_auc": float(average_precision_score(labels, scores)),
+        "at_chosen_threshold": _classification_metrics(labels, scores, threshold),
+        "at_0_5": _classification_metrics(labels, scores, WORKSHOP_THRESHOLD),
+        "recall_by_failure_mode": recall_by_mode,
+    }
+
+
+def _library_versions() -> dict[str, str]:
+    packages = ("xgboost-cpu", "pandas", "numpy", "scikit-learn", "kedro")
+    return {"python": platform.python_version(), **{name: version(name) for name in packages}}
+
+
+def create_model_spec(
+    model: xgb.Booster,
+    decision_threshold: dict,
+    dataset_manifest: dict,
+    xgboost: dict[str, Any],
+) -> dict[str, Any]:
+    """Everything a server needs to use the model correctly, and where the model came from."""
+    return {
+        "model_format": "ubj",
+        "model_sha256": sha256_hex(bytes(model.save_raw(raw_format="ubj"))),
+        "objective": xgboost["booster_params"]["objective"],
+        "readings": list(READING_COLUMNS),
+        "features": list(FEATURE_COLUMNS),
+        "type_codes": dict(TYPE_CODES),
+        "target": TARGET_COLUMN,
+        "decision_threshold": decision_threshold["threshold"],
+        "threshold_rule": decision_threshold["rule"],
+        "best_iteration": int(model.attr("best_iteration")),
+        "trees": model.num_boosted_rounds(),
+        "training_data": {
+            "raw_sha256": dataset_manifest["raw_data"]["sha256"],
+            "splits": dataset_manifest["splits"],
+        },
+        "parameters": xgboost,
+        "library_versions": _library_versions(),
+    }

@@ -1,0 +1,81 @@
+"""The ``training`` pipeline: model, threshold, spec, test evaluation and plots."""
+
+from kedro.pipeline import Node, Pipeline
+
+from predictive_maintenance.pipelines.training.nodes import (
+    create_model_spec,
+    evaluate_model,
+    score_test_set,
+    select_threshold,
+    train_model,
+)
+from predictive_maintenance.pipelines.training.plots import (
+    plot_confusion_matrix,
+    plot_feature_importance,
+    plot_precision_recall_curve,
+    plot_roc_curve,
+    plot_score_distribution,
+)
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    model_nodes = [
+        Node(
+            func=train_model,
+            inputs=["train", "validation", "params:xgboost"],
+            outputs="model",
+            name="train_model",
+            tags="training_job",
+        ),
+        Node(
+            func=select_threshold,
+            inputs=["model", "validation"],
+            outputs="decision_threshold",
+            name="select_threshold",
+        ),
+        Node(
+            func=create_model_spec,
+            inputs=["model", "decision_threshold", "dataset_manifest", "params:xgboost"],
+            outputs="model_spec",
+            name="create_model_spec",
+        ),
+        Node(
+            func=score_test_set,
+            inputs=["model", "test"],
+            outputs="test_predictions",
+            name="score_test_set",
+        ),
+        Node(
+            func=evaluate_model,
+            inputs=["test_predictions", "decision_threshold"],
+            outputs="metrics",
+            name="evaluate_model",
+        ),
+    ]
+    plot_nodes = [
+        Node(
+            plot_roc_curve, ["test_predictions", "metrics"], "roc_curve_plot", name="plot_roc_curve"
+        ),
+        Node(
+            plot_precision_recall_curve,
+            ["test_predictions", "metrics"],
+            "precision_recall_curve_plot",
+            name="plot_precision_recall_curve",
+        ),
+        Node(
+            plot_confusion_matrix, "metrics", "confusion_matrix_plot", name="plot_confusion_matrix"
+        ),
+        Node(
+            plot_feature_importance,
+            "model",
+            "feature_importance_plot",
+            name="plot_feature_importance",
+        ),
+        Node(
+            plot_score_distribution,
+            ["test_predictions", "decision_threshold"],
+            "score_distribution_plot",
+            name="plot_score_distribution",
+        ),
+    ]
+    return Pipeline(model_nodes, tags="training") + Pipeline(plot_nodes, tags=["training", "plots"])

@@ -56,14 +56,14 @@ def parse_raw_csv(raw_csv: bytes) -> pd.DataFrame:
     Returns:
         One row per data line, every value still a string; :func:`validate_readings` types them.
     """
-    if not raw_csv.strip():
-        raise RawDataError("the raw CSV is empty: expected a header line and 10,000 data lines")
     try:
         text = raw_csv.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise RawDataError(
             f"the raw CSV is not UTF-8: undecodable byte at offset {error.start}"
         ) from error
+    if not text.strip():
+        raise RawDataError("the raw CSV is empty: expected a header line and data lines")
 
     lines = list(csv.reader(io.StringIO(text, newline="")))
     header = [name.strip() for name in lines[0]]

@@ -68,25 +68,33 @@ def train_model(
     return best
 
 
-def select_threshold(model: xgb.Booster, validation: pd.DataFrame) -> dict[str, Any]:
-    """Chooses the decision threshold on the validation set (never on test).
+def f1_optimal_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The decision threshold that maximises F1 of ``scores >= threshold`` against ``labels``.
 
-    Returns:
-        ``threshold``, the ``rule`` that chose it, and validation F1/precision/recall there.
+    Every threshold between two neighbouring distinct scores makes the same decisions, so the
+    candidates are the midpoints between them (and half the lowest score, which flags every row).
+    Ties go to the candidate nearest the workshop's 0.5.
     """
-    labels = validation[TARGET_COLUMN].to_numpy()
-    scores = predict_scores(model, validation)
     if labels.sum() == 0:
-        raise ValueError("the validation set has no failures: a threshold cannot be chosen")
-    # Every threshold between two neighbouring distinct scores makes the same decisions, so
-    # candidate cuts are the midpoints between them (and just below the lowest score).
+        raise ValueError("the labels hold no failures: an F1-optimal threshold does not exist")
     distinct = np.unique(scores)
     cuts = np.concatenate([[distinct[0] / 2], (distinct[:-1] + distinct[1:]) / 2])
     predicted = scores[None, :] >= cuts[:, None]
     true_positives = (predicted & (labels[None, :] == 1)).sum(axis=1)
     f1 = 2 * true_positives / (predicted.sum(axis=1) + labels.sum())
     best = np.flatnonzero(np.isclose(f1, f1.max(), rtol=0, atol=1e-12))
-    threshold = float(cuts[best[np.argmin(np.abs(cuts[best] - WORKSHOP_THRESHOLD))]])
+    return float(cuts[best[np.argmin(np.abs(cuts[best] - WORKSHOP_THRESHOLD))]])
+
+
+def select_threshold(model: xgb.Booster, validation: pd.DataFrame) -> dict[str, Any]:
+    """Chooses the decision threshold on the validation set (never on test).
+
+    Returns:
+        ``threshold``, the ``rule`` that chose it, and validation metrics at that threshold.
+    """
+    labels = validation[TARGET_COLUMN].to_numpy()
+    scores = predict_scores(model, validation)
+    threshold = f1_optimal_threshold(labels, scores)
     return {
         "threshold": threshold,
         "rule": THRESHOLD_RULE,

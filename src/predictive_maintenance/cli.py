@@ -1,0 +1,171 @@
+"""Project commands for the ``kedro`` CLI.
+
+Kedro adds the commands of the click group :func:`cli` to ``kedro`` when run inside this project
+(see ``KedroCLI.project_groups``). Each area of work is its own group: ``kedro data ...``.
+Commands read configuration only through a :class:`~kedro.framework.session.KedroSession`, so
+``--env`` and ``conf/local`` overrides apply exactly as they do to ``kedro run``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+from kedro.framework.cli.utils import CONTEXT_SETTINGS, env_option
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import ProjectMetadata, bootstrap_project
+from kedro.io import DataCatalog, DatasetError
+from kedro.utils import find_kedro_project
+
+from predictive_maintenance.data_source import (
+    DEFAULT_TIMEOUT_SECONDS,
+    FetchError,
+    failure_help,
+    fetch_verified,
+)
+from predictive_maintenance.integrity import sha256_hex
+
+#: Catalog entry of the raw file, and its parameters.
+RAW_DATASET = "ai4i2020_raw"
+RAW_PARAMS = "raw_data"
+_SHA256_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
+
+
+@click.group(context_settings=CONTEXT_SETTINGS, name="predictive-maintenance")
+def cli() -> None:
+    """Commands of the predictive-maintenance project."""
+
+
+@cli.group(name="data", context_settings=CONTEXT_SETTINGS)
+def data() -> None:
+    """Get and check the project's raw data."""
+
+
+def _project_path(metadata: ProjectMetadata | None) -> Path:
+    if metadata is not None:
+        return Path(metadata.project_path)
+    return find_kedro_project(Path.cwd()) or Path.cwd()
+
+
+def _expected_sha256(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _SHA256_PATTERN.fullmatch(value.strip()):
+        raise click.ClickException(
+            f"parameter {RAW_PARAMS}.sha256 must be 64 hex digits or null, not {value!r}"
+        )
+    return value.strip().lower()
+
+
+def _load_current(catalog: DataCatalog) -> bytes | None:
+    """The raw file's bytes as the catalog has them, or None if there is no (readable) file."""
+    try:
+        if not catalog.exists(RAW_DATASET):
+            return None
+        return catalog.load(RAW_DATASET)
+    except DatasetError as error:
+        click.echo(f"Cannot read the current raw file, fetching a new one: {error}", err=True)
+        return None
+
+
+@data.command(name="fetch")
+@click.option(
+    "--url",
+    "urls",
+    multiple=True,
+    metavar="URL",
+    help=f"Source to download from; repeat to try several in order. Overrides the parameter "
+    f"{RAW_PARAMS}.source_urls. A .zip (by suffix or content) yields its ai4i2020.csv.",
+)
+@env_option
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Download even if the current file already has the expected sha256.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_TIMEOUT_SECONDS,
+    show_default=True,
+    metavar="SECONDS",
+    help="Network timeout per request.",
+)
+@click.pass_obj
+def fetch(
+    metadata: ProjectMetadata | None,
+    urls: tuple[str, ...],
+    env: str | None,
+    force: bool,
+    timeout: float,
+) -> None:
+    """Download the raw AI4I 2020 file into the catalog entry ai4i2020_raw.
+
+    Each source is tried in order. The download's sha256 is checked against the parameter
+    raw_data.sha256 before anything is written, so a failed or wrong download never touches the
+    current file. Does nothing if the current file already has that checksum (unless --force).
+    """
+    project_path = _project_path(metadata)
+    bootstrap_project(project_path)
+    with KedroSession.create(project_path=project_path, env=env) as session:
+        context = session.load_context()
+        raw_params = context.params.get(RAW_PARAMS) or {}
+        expected = _expected_sha256(raw_params.get("sha256"))
+        sources = list(urls) or list(raw_params.get("source_urls") or [])
+        if not sources:
+            raise click.ClickException(
+                f"no source URLs: set the parameter {RAW_PARAMS}.source_urls or pass --url"
+            )
+        catalog_config = context.config_loader["catalog"]
+        if RAW_DATASET not in catalog_config:
+            raise click.ClickException(f"the catalog has no entry {RAW_DATASET!r}")
+        destination = str(catalog_config[RAW_DATASET].get("filepath", RAW_DATASET))
+        catalog = context.catalog
+
+        current = _load_current(catalog)
+        current_sha256 = None if current is None else sha256_hex(current)
+        if current_sha256 is not None and not force:
+            if expected is None:
+                click.echo(
+                    f"{destination} exists and {RAW_PARAMS}.sha256 is null, so there is no "
+                    "checksum to compare it with; left as it is. Pass --force to replace it."
+                )
+                return
+            if current_sha256 == expected:
+                click.echo(f"{destination} is up to date (sha256 {expected}); nothing to download.")
+                return
+            click.echo(
+                f"{destination} has sha256 {current_sha256}, expected {expected}: "
+                "downloading it again."
+            )
+
+        try:
+            result = fetch_verified(sources, expected, timeout)
+        except FetchError as error:
+            raise click.ClickException(failure_help(error, destination)) from None
+
+        try:
+            catalog.save(RAW_DATASET, result.data)
+        except DatasetError as error:
+            raise click.ClickException(
+                f"downloaded and verified {result.url}, but saving to {destination} failed: {error}"
+            ) from None
+
+        saved = catalog.load(RAW_DATASET)
+        if sha256_hex(saved) != result.sha256:
+            raise click.ClickException(
+                f"{destination} reads back with sha256 {sha256_hex(saved)} after saving "
+                f"{result.sha256}; check the storage behind it"
+            )
+        click.echo(
+            f"Saved {len(result.data):,} bytes from {result.url} to {destination} "
+            f"(sha256 {result.sha256})."
+        )
+        if not result.verified:
+            click.echo(
+                f"{RAW_PARAMS}.sha256 is null, so the download was not verified. Record its "
+                f"checksum to have it checked on every run:\n  {RAW_PARAMS}:\n"
+                f"    sha256: {result.sha256}"
+            )

@@ -1,0 +1,51 @@
+"""Shared fixtures. Tests never reach the network beyond 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+RAW_CSV = PROJECT_ROOT / "data" / "01_raw" / "ai4i2020.csv"
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return PROJECT_ROOT
+
+
+@pytest.fixture(scope="session")
+def raw_csv_bytes() -> bytes:
+    """The committed official file, byte for byte."""
+    return RAW_CSV.read_bytes()
+
+
+def copy_project(destination: Path) -> Path:
+    """A runnable copy of the project (metadata, source, config, raw data) without any outputs."""
+    destination.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(PROJECT_ROOT / "pyproject.toml", destination / "pyproject.toml")
+    shutil.copytree(
+        PROJECT_ROOT / "src",
+        destination / "src",
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+    )
+    shutil.copytree(
+        PROJECT_ROOT / "conf", destination / "conf", ignore=shutil.ignore_patterns("local")
+    )
+    (destination / "conf" / "local").mkdir()
+    for layer in sorted((PROJECT_ROOT / "data").iterdir()):
+        if layer.is_dir():
+            (destination / "data" / layer.name).mkdir(parents=True)
+    shutil.copy2(RAW_CSV, destination / "data" / "01_raw" / RAW_CSV.name)
+    return destination
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """A fresh copy of the project in a temporary directory, for whole-project runs."""
+    return copy_project(tmp_path / "project")

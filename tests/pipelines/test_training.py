@@ -1,0 +1,217 @@
+"""Nodes, plots and the pipeline of ``training``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+import xgboost as xgb
+from kedro.runner import SequentialRunner
+
+from predictive_maintenance.features import FEATURE_COLUMNS
+from predictive_maintenance.integrity import sha256_hex
+from predictive_maintenance.pipelines.data_engineering.nodes import (
+    create_dataset_manifest,
+    create_model_input_table,
+    ingest_raw_data,
+    split_data,
+    validate_raw_readings,
+)
+from predictive_maintenance.pipelines.training import create_pipeline
+from predictive_maintenance.pipelines.training.nodes import (
+    THRESHOLD_RULE,
+    create_model_spec,
+    evaluate_model,
+    f1_optimal_threshold,
+    score_test_set,
+    select_threshold,
+    train_model,
+)
+from predictive_maintenance.pipelines.training.plots import (
+    plot_confusion_matrix,
+    plot_feature_importance,
+    plot_precision_recall_curve,
+    plot_roc_curve,
+    plot_score_distribution,
+)
+from predictive_maintenance.schema import FAILURE_MODE_COLUMNS, ID_COLUMNS, TARGET_COLUMN
+from tests.catalogs import RecordingDataset, memory_catalog
+
+
+@pytest.fixture(scope="module")
+def splits(raw_csv_bytes, parameters) -> dict[str, pd.DataFrame]:
+    raw_readings, provenance = ingest_raw_data(raw_csv_bytes, None)
+    table = create_model_input_table(validate_raw_readings(raw_readings))
+    train, validation, test = split_data(table, parameters["split"])
+    manifest = create_dataset_manifest(provenance, train, validation, test, parameters["split"])
+    return {"train": train, "validation": validation, "test": test, "dataset_manifest": manifest}
+
+
+@pytest.fixture(scope="module")
+def model(splits, parameters) -> xgb.Booster:
+    return train_model(splits["train"], splits["validation"], parameters["xgboost"])
+
+
+def _predictions(labels: list[int], scores: list[float], modes: dict[str, list[int]] | None = None):
+    frame = pd.DataFrame({TARGET_COLUMN: labels, "score": scores})
+    for mode in FAILURE_MODE_COLUMNS:
+        frame[mode] = (modes or {}).get(mode, [0] * len(labels))
+    return frame
+
+
+def test_model_uses_exactly_the_feature_columns(model):
+    assert model.feature_names == list(FEATURE_COLUMNS)
+
+
+def test_model_is_cut_to_its_best_iteration(model, parameters):
+    best = int(model.attr("best_iteration"))
+
+    assert model.num_boosted_rounds() == best + 1
+    assert best < parameters["xgboost"]["num_boost_round"] - 1
+
+
+def test_training_is_deterministic(splits, parameters, model):
+    again = train_model(splits["train"], splits["validation"], parameters["xgboost"])
+
+    assert bytes(again.save_raw("ubj")) == bytes(model.save_raw("ubj"))
+
+
+def test_training_rejects_an_objective_without_probability_scores(splits, parameters):
+    xgboost = {**parameters["xgboost"]}
+    xgboost["booster_params"] = {**xgboost["booster_params"], "objective": "reg:squarederror"}
+
+    with pytest.raises(ValueError, match="binary:logistic"):
+        train_model(splits["train"], splits["validation"], xgboost)
+
+
+def test_scores_are_probabilities(model, splits):
+    predictions = score_test_set(model, splits["test"])
+
+    assert predictions["score"].between(0, 1, inclusive="left").all()
+    assert list(predictions.columns) == [*ID_COLUMNS, TARGET_COLUMN, *FAILURE_MODE_COLUMNS, "score"]
+
+
+def test_f1_optimal_threshold_cuts_between_scores():
+    labels = np.array([0, 0, 1, 1])
+    scores = np.array([0.1, 0.4, 0.35, 0.8])
+
+    # Flagging {0.35, 0.4, 0.8} gives F1 0.8, the best; the cut sits midway between 0.1 and 0.35.
+    assert f1_optimal_threshold(labels, scores) == pytest.approx(0.225)
+
+
+def test_f1_optimal_threshold_ties_go_to_the_cut_nearest_one_half():
+    labels = np.array([1, 0, 0, 1])
+    scores = np.array([0.1, 0.2, 0.8, 0.9])
+
+    # Flag everything (cut 0.05) or only 0.9 (cut 0.85): both F1 2/3; 0.85 is nearer 0.5.
+    assert f1_optimal_threshold(labels, scores) == pytest.approx(0.85)
+
+
+def test_f1_optimal_threshold_needs_a_failure():
+    with pytest.raises(ValueError, match="no failures"):
+        f1_optimal_threshold(np.array([0, 0]), np.array([0.2, 0.3]))
+
+
+def test_threshold_is_chosen_on_validation_only(model, splits):
+    chosen = select_threshold(model, splits["validation"])
+    node = next(node for node in create_pipeline().nodes if node.name == "select_threshold")
+
+    assert node.inputs == ["model", "validation"]
+    assert 0 < chosen["threshold"] < 1
+    assert chosen["rule"] == THRESHOLD_RULE
+    assert chosen["validation"]["f1"] > 0.8
+
+
+def test_evaluation_counts_at_both_thresholds():
+    predictions = _predictions(
+        labels=[0, 0, 0, 1, 1, 1],
+        scores=[0.1, 0.3, 0.6, 0.35, 0.7, 0.9],
+        modes={"hdf": [0, 0, 0, 1, 1, 0], "twf": [0, 0, 0, 0, 0, 1], "rnf": [1, 0, 0, 0, 0, 0]},
+    )
+
+    metrics = evaluate_model(predictions, {"threshold": 0.32})
+
+    assert metrics["rows"] == 6
+    assert metrics["failures"] == 3
+    assert metrics["at_chosen_threshold"]["confusion_matrix"] == {
+        "tn": 2,
+        "fp": 1,
+        "fn": 0,
+        "tp": 3,
+    }
+    assert metrics["at_chosen_threshold"]["recall"] == 1.0
+    assert metrics["at_chosen_threshold"]["precision"] == 0.75
+    assert metrics["at_0_5"]["confusion_matrix"] == {"tn": 2, "fp": 1, "fn": 1, "tp": 2}
+    assert metrics["at_0_5"]["f1"] == pytest.approx(2 / 3)
+    assert metrics["roc_auc"] == pytest.approx(8 / 9)
+    assert metrics["recall_by_failure_mode"]["HDF"] == {"failures": 2, "detected": 2, "recall": 1.0}
+    assert metrics["recall_by_failure_mode"]["TWF"] == {"failures": 1, "detected": 1, "recall": 1.0}
+    # RNF flagged on a machine that did not fail is not a failure to detect.
+    assert metrics["recall_by_failure_mode"]["RNF"] == {
+        "failures": 0,
+        "detected": 0,
+        "recall": None,
+    }
+    json.dumps(metrics)  # the metrics dataset is JSON
+
+
+def test_model_spec_tells_a_server_everything(model, splits, parameters):
+    threshold = select_threshold(model, splits["validation"])
+
+    spec = create_model_spec(model, threshold, splits["dataset_manifest"], parameters["xgboost"])
+
+    assert spec["features"] == list(FEATURE_COLUMNS)
+    assert spec["type_codes"] == {"L": 0, "M": 1, "H": 2}
+    assert spec["decision_threshold"] == threshold["threshold"]
+    assert spec["model_sha256"] == sha256_hex(bytes(model.save_raw("ubj")))
+    assert spec["training_data"]["raw_sha256"] == splits["dataset_manifest"]["raw_data"]["sha256"]
+    assert spec["trees"] == model.num_boosted_rounds()
+    assert {"python", "xgboost-cpu", "pandas", "kedro"} <= set(spec["library_versions"])
+    assert json.loads(json.dumps(spec)) == spec
+
+
+def test_plots_are_serialisable_figures(model, splits):
+    predictions = score_test_set(model, splits["test"])
+    threshold = select_threshold(model, splits["validation"])
+    metrics = evaluate_model(predictions, threshold)
+
+    figures = {
+        "roc": plot_roc_curve(predictions, metrics),
+        "pr": plot_precision_recall_curve(predictions, metrics),
+        "confusion": plot_confusion_matrix(metrics),
+        "importance": plot_feature_importance(model),
+        "distribution": plot_score_distribution(predictions, threshold),
+    }
+
+    for figure in figures.values():
+        assert isinstance(figure, go.Figure)
+        assert go.Figure(json.loads(figure.to_json())).layout.title.text
+    confusion = metrics["at_chosen_threshold"]["confusion_matrix"]
+    assert np.asarray(figures["confusion"].data[0].z).sum() == sum(confusion.values())
+    assert set(figures["importance"].data[0].y) == set(FEATURE_COLUMNS)
+    assert {trace.name for trace in figures["distribution"].data} == {"no failure", "failure"}
+
+
+def test_pipeline_trains_evaluates_and_plots(splits, parameters):
+    catalog = memory_catalog(splits, parameters)
+    catalog["metrics"] = recorded_metrics = RecordingDataset()
+
+    outputs = SequentialRunner().run(create_pipeline(), catalog)
+
+    metrics = recorded_metrics.saved
+    assert metrics["roc_auc"] > 0.95
+    assert metrics["at_chosen_threshold"]["f1"] > 0.8
+    assert outputs["model_spec"].load()["decision_threshold"] == pytest.approx(
+        metrics["at_chosen_threshold"]["threshold"]
+    )
+    for plot in (
+        "roc_curve",
+        "precision_recall_curve",
+        "confusion_matrix",
+        "feature_importance",
+        "score_distribution",
+    ):
+        assert isinstance(outputs[f"{plot}_plot"].load(), go.Figure)

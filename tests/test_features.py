@@ -1,0 +1,87 @@
+"""The one feature function, used by training and serving."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from predictive_maintenance.features import FEATURE_COLUMNS, FeatureError, build_features
+from predictive_maintenance.schema import FAILURE_MODE_COLUMNS, ID_COLUMNS, TARGET_COLUMN
+
+READING = {
+    "type": "L",
+    "air_temperature_k": 298.4,
+    "process_temperature_k": 308.2,
+    "rotational_speed_rpm": 1582,
+    "torque_nm": 70.7,
+    "tool_wear_min": 216,
+}
+
+
+def test_physics_features_are_computed_from_one_reading():
+    features = build_features(pd.DataFrame([READING]))
+
+    row = features.iloc[0]
+    assert list(features.columns) == list(FEATURE_COLUMNS)
+    assert row["type_code"] == 0.0
+    assert row["temperature_difference_k"] == pytest.approx(9.8)
+    assert row["power_w"] == pytest.approx(70.7 * 1582 * 2 * math.pi / 60)
+    assert row["strain_min_nm"] == pytest.approx(216 * 70.7)
+    assert row["strain_limit_ratio"] == pytest.approx(216 * 70.7 / 11_000)
+    assert (features.dtypes == "float64").all()
+
+
+@pytest.mark.parametrize(
+    ("product_type", "code", "limit"), [("L", 0, 11_000), ("M", 1, 12_000), ("H", 2, 13_000)]
+)
+def test_type_sets_code_and_strain_limit(product_type, code, limit):
+    features = build_features(pd.DataFrame([{**READING, "type": product_type}]))
+
+    assert features.loc[0, "type_code"] == code
+    assert features.loc[0, "strain_limit_ratio"] == pytest.approx(216 * 70.7 / limit)
+
+
+def test_identifiers_and_labels_never_become_features():
+    leaky = pd.DataFrame(
+        [
+            {
+                **READING,
+                **dict.fromkeys(ID_COLUMNS, 1),
+                TARGET_COLUMN: 1,
+                **dict.fromkeys(FAILURE_MODE_COLUMNS, 1),
+            }
+        ]
+    )
+
+    features = build_features(leaky)
+
+    assert set(features.columns).isdisjoint({*ID_COLUMNS, TARGET_COLUMN, *FAILURE_MODE_COLUMNS})
+
+
+def test_index_and_row_order_are_kept():
+    readings = pd.DataFrame([READING, {**READING, "type": "H", "torque_nm": 10.0}], index=[7, 3])
+
+    features = build_features(readings)
+
+    assert list(features.index) == [7, 3]
+    assert features.loc[3, "type_code"] == 2
+
+
+def test_string_dtype_readings_give_the_same_features():
+    as_text = pd.DataFrame([{key: str(value) for key, value in READING.items()}], dtype=str)
+
+    pd.testing.assert_frame_equal(build_features(as_text), build_features(pd.DataFrame([READING])))
+
+
+def test_missing_reading_is_named():
+    with pytest.raises(FeatureError, match=r"\['torque_nm'\]"):
+        build_features(pd.DataFrame([{k: v for k, v in READING.items() if k != "torque_nm"}]))
+
+
+def test_unknown_type_is_named_with_its_row():
+    readings = pd.DataFrame([READING, {**READING, "type": "X"}], index=[10, 11])
+
+    with pytest.raises(FeatureError, match=r"'type'.*row\(s\) \[11\]: \['X'\]"):
+        build_features(readings)

@@ -1,0 +1,165 @@
+"""The whole project as a user runs it: ``kedro run`` and ``kedro viz`` in a temporary copy."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from predictive_maintenance.datasets import XGBoostModelDataset
+from predictive_maintenance.features import FEATURE_COLUMNS
+from tests.conftest import copy_project
+
+pytestmark = pytest.mark.slow
+
+KEDRO = str(Path(sys.executable).with_name("kedro"))
+ENV = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "NO_COLOR": "1", "COLUMNS": "200"}
+PLOTS = (
+    "roc_curve",
+    "precision_recall_curve",
+    "confusion_matrix",
+    "feature_importance",
+    "score_distribution",
+)
+
+
+def kedro(project: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [KEDRO, *args],
+        cwd=project,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def written_outputs(project: Path) -> list[str]:
+    """Every file under data/ except the raw layer and .gitkeep placeholders."""
+    data = project / "data"
+    return sorted(
+        str(path.relative_to(data))
+        for path in data.rglob("*")
+        if path.is_file() and path.name != ".gitkeep" and path.parts[len(data.parts)] != "01_raw"
+    )
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    project = copy_project(tmp_path_factory.mktemp("run") / "project")
+    return project, kedro(project, "run")
+
+
+def test_kedro_run_succeeds(finished_run):
+    _, result = finished_run
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_kedro_run_writes_every_output(finished_run):
+    project, _ = finished_run
+
+    assert set(written_outputs(project)) == {
+        "02_intermediate/readings.parquet",
+        "04_feature/model_input_table.parquet",
+        "05_model_input/train.parquet",
+        "05_model_input/validation.parquet",
+        "05_model_input/test.parquet",
+        "05_model_input/dataset_manifest.json",
+        "06_models/model.ubj",
+        "06_models/model.ubj.sha256",
+        "06_models/decision_threshold.json",
+        "06_models/model_spec.json",
+        "07_model_output/test_predictions.parquet",
+        "08_reporting/metrics.json",
+        *(f"08_reporting/{plot}.json" for plot in PLOTS),
+        "09_tracking/run_timings.json",
+    }
+
+
+def test_kedro_run_metrics_are_sane(finished_run):
+    project, _ = finished_run
+    metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
+
+    assert metrics["rows"] == 1000
+    assert metrics["failures"] == 34
+    assert metrics["roc_auc"] > 0.95
+    assert metrics["pr_auc"] > 0.8
+    assert metrics["at_chosen_threshold"]["f1"] > 0.8
+    for mode in ("HDF", "PWF", "OSF"):
+        assert metrics["recall_by_failure_mode"][mode]["recall"] >= 0.9
+
+
+def test_kedro_run_model_loads_and_matches_its_spec(finished_run):
+    project, _ = finished_run
+    spec = json.loads((project / "data/06_models/model_spec.json").read_text())
+    threshold = json.loads((project / "data/06_models/decision_threshold.json").read_text())
+
+    model = XGBoostModelDataset(filepath=str(project / "data/06_models/model.ubj")).load()
+
+    assert model.feature_names == spec["features"] == list(FEATURE_COLUMNS)
+    assert spec["decision_threshold"] == threshold["threshold"]
+    assert (
+        spec["training_data"]["raw_sha256"]
+        == "dc6630cd9b1f0f853922fad78a1b6436570d3f1ec863f1dd5c4340ac56bc8a8e"
+    )
+
+
+def test_kedro_run_records_node_timings(finished_run):
+    project, _ = finished_run
+    timings = json.loads((project / "data/09_tracking/run_timings.json").read_text())
+
+    assert len(timings["nodes"]) == 15
+    assert 0 < timings["nodes_total_seconds"] <= timings["pipeline_wall_seconds"]
+
+
+def test_kedro_viz_build_shows_every_pipeline(finished_run):
+    project, _ = finished_run
+
+    result = kedro(project, "viz", "build")
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    api = project / "build" / "api"
+    main = json.loads((api / "main").read_text())
+    assert {pipeline["id"] for pipeline in main["pipelines"]} == {
+        "__default__",
+        "data_engineering",
+        "training",
+    }
+    tasks = {node["name"] for node in main["nodes"] if node["type"] == "task"}
+    assert {"ingest_raw_data", "validate_raw_readings", "train_model", "evaluate_model"} <= tasks
+    assert (project / "build" / "index.html").is_file()
+
+
+def test_tampered_raw_file_stops_the_run_before_anything_is_written(tmp_path):
+    project = copy_project(tmp_path / "project")
+    raw = project / "data/01_raw/ai4i2020.csv"
+    raw.write_bytes(raw.read_bytes().replace(b"298.1", b"298.2", 1))
+
+    result = kedro(project, "run")
+
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "ChecksumMismatchError" in output
+    assert "dc6630cd9b1f0f853922fad78a1b6436570d3f1ec863f1dd5c4340ac56bc8a8e" in output
+    assert written_outputs(project) == []
+
+
+def test_invalid_raw_data_stops_the_run_before_anything_is_written(tmp_path):
+    project = copy_project(tmp_path / "project")
+    raw = project / "data/01_raw/ai4i2020.csv"
+    raw.write_bytes(raw.read_bytes().replace(b"\r\n3,L47182,L,", b"\r\n3,L47182,Q,", 1))
+
+    result = kedro(project, "run", "--params", "raw_data.sha256=null")
+
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "RawDataError" in output
+    assert "'Type' fails isin" in output
+    assert "line 4: 'Q'" in output
+    assert written_outputs(project) == []

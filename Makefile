@@ -9,7 +9,8 @@ VENV := .venv
 
 export KEDRO_DISABLE_TELEMETRY := true
 export UV_PYTHON_DOWNLOADS := never
-export KEDRO_LOGGING_CONFIG := conf/logging.yml
+# XGBoost/OpenMP threads spin while waiting; on a busy 2-core machine that costs 100x in training.
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: install run test lint format viz benchmarks lock clean
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+# Before XGBoost loads OpenMP: waiting threads sleep instead of spinning on a 2-core machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RAW_CSV = PROJECT_ROOT / "data" / "01_raw" / "ai4i2020.csv"

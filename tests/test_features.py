@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -26,11 +27,28 @@ def test_physics_features_are_computed_from_one_reading():
     row = features.iloc[0]
     assert list(features.columns) == list(FEATURE_COLUMNS)
     assert row["type_code"] == 0.0
-    assert row["temperature_difference_k"] == pytest.approx(9.8)
+    assert row["temperature_difference_margin_k"] == pytest.approx(9.8 - 8.6)
     assert row["power_w"] == pytest.approx(70.7 * 1582 * 2 * math.pi / 60)
     assert row["strain_min_nm"] == pytest.approx(216 * 70.7)
     assert row["strain_limit_ratio"] == pytest.approx(216 * 70.7 / 11_000)
     assert (features.dtypes == "float64").all()
+
+
+@pytest.mark.parametrize(
+    ("air", "process", "side"),
+    [(300.8, 309.4, -1), (302.4, 311.0, 1)],  # UDI 3237 (HDF) and UDI 3765 (no HDF)
+)
+def test_temperature_margin_keeps_readings_at_the_limit_on_their_side(air, process, side):
+    # Both differences print as 8.6 K; the data set's generator computed them in float64 and
+    # flagged heat dissipation failure for the one just below. float32 would make them equal.
+    readings = pd.DataFrame(
+        [{**READING, "air_temperature_k": air, "process_temperature_k": process}]
+    )
+
+    margin = build_features(readings)["temperature_difference_margin_k"].astype("float32").iloc[0]
+
+    assert abs(margin) < 1e-12
+    assert np.sign(margin) == side
 
 
 @pytest.mark.parametrize(

@@ -110,18 +110,30 @@ def test_f1_optimal_threshold_ties_go_to_the_cut_nearest_one_half():
     assert f1_optimal_threshold(labels, scores) == pytest.approx(0.85)
 
 
+def test_f1_tolerance_prefers_the_prior_over_a_slightly_better_cut():
+    labels = np.array([0, 1, 0, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.6, 0.9])
+    # Cut 0.15 flags {0.2, 0.3, 0.6, 0.9}: F1 6/7 = 0.857, the best; cut 0.45 flags {0.6, 0.9}:
+    # F1 0.8, within a tolerance of 0.06 and nearer the prior 0.5.
+
+    assert f1_optimal_threshold(labels, scores) == pytest.approx(0.15)
+    assert f1_optimal_threshold(labels, scores, f1_tolerance=0.06) == pytest.approx(0.45)
+    assert f1_optimal_threshold(labels, scores, f1_tolerance=0.06, prior=0.1) == pytest.approx(0.15)
+
+
 def test_f1_optimal_threshold_needs_a_failure():
     with pytest.raises(ValueError, match="no failures"):
         f1_optimal_threshold(np.array([0, 0]), np.array([0.2, 0.3]))
 
 
-def test_threshold_is_chosen_on_validation_only(model, splits):
-    chosen = select_threshold(model, splits["validation"])
+def test_threshold_is_chosen_on_validation_only(model, splits, parameters):
+    chosen = select_threshold(model, splits["validation"], parameters["decision_threshold"])
     node = next(node for node in create_pipeline().nodes if node.name == "select_threshold")
 
-    assert node.inputs == ["model", "validation"]
+    assert node.inputs == ["model", "validation", "params:decision_threshold"]
     assert 0 < chosen["threshold"] < 1
     assert chosen["rule"] == THRESHOLD_RULE
+    assert chosen["rule_settings"] == parameters["decision_threshold"]
     assert chosen["validation"]["f1"] > 0.8
 
 
@@ -159,7 +171,7 @@ def test_evaluation_counts_at_both_thresholds():
 
 
 def test_model_spec_tells_a_server_everything(model, splits, parameters):
-    threshold = select_threshold(model, splits["validation"])
+    threshold = select_threshold(model, splits["validation"], parameters["decision_threshold"])
 
     spec = create_model_spec(model, threshold, splits["dataset_manifest"], parameters["xgboost"])
 
@@ -173,9 +185,9 @@ def test_model_spec_tells_a_server_everything(model, splits, parameters):
     assert json.loads(json.dumps(spec)) == spec
 
 
-def test_plots_are_serialisable_figures(model, splits):
+def test_plots_are_serialisable_figures(model, splits, parameters):
     predictions = score_test_set(model, splits["test"])
-    threshold = select_threshold(model, splits["validation"])
+    threshold = select_threshold(model, splits["validation"], parameters["decision_threshold"])
     metrics = evaluate_model(predictions, threshold)
 
     figures = {

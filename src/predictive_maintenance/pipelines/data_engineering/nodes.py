@@ -44,6 +44,20 @@ def create_model_input_table(readings: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def stratified_holdout(
+    frame: pd.DataFrame, holdout_rows: int, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Takes ``holdout_rows`` rows out of ``frame``, keeping the failure rate in both parts.
+
+    Returns:
+        The remaining rows and the held-out rows, each in ``frame``'s order.
+    """
+    kept, held_out = train_test_split(
+        frame, test_size=holdout_rows, stratify=frame[TARGET_COLUMN], random_state=seed
+    )
+    return kept.sort_index(), held_out.sort_index()
+
+
 def split_data(
     model_input_table: pd.DataFrame, split: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -63,21 +77,9 @@ def split_data(
     if test_fraction + validation_fraction >= 1:
         raise ValueError("split: test_fraction + validation_fraction must leave rows to train on")
     rows = len(model_input_table)
-    test_rows = round(rows * test_fraction)
-    validation_rows = round(rows * validation_fraction)
-    rest, test = train_test_split(
-        model_input_table,
-        test_size=test_rows,
-        stratify=model_input_table[TARGET_COLUMN],
-        random_state=split["seed"],
-    )
-    train, validation = train_test_split(
-        rest,
-        test_size=validation_rows,
-        stratify=rest[TARGET_COLUMN],
-        random_state=split["seed"],
-    )
-    return train.sort_index(), validation.sort_index(), test.sort_index()
+    rest, test = stratified_holdout(model_input_table, round(rows * test_fraction), split["seed"])
+    train, validation = stratified_holdout(rest, round(rows * validation_fraction), split["seed"])
+    return train, validation, test
 
 
 def _describe_split(frame: pd.DataFrame) -> dict[str, Any]:

@@ -30,8 +30,8 @@ from predictive_maintenance.schema import (
 )
 
 THRESHOLD_RULE = (
-    "maximise F1 on the validation set; the cut is placed midway between the two validation "
-    "scores it separates; ties go to the cut nearest 0.5"
+    "among the cuts whose validation F1 is within f1_tolerance of the best, the one nearest "
+    "prior; a cut sits midway between the two validation scores it separates"
 )
 WORKSHOP_THRESHOLD = 0.5
 
@@ -68,12 +68,16 @@ def train_model(
     return best
 
 
-def f1_optimal_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The decision threshold that maximises F1 of ``scores >= threshold`` against ``labels``.
+def f1_optimal_threshold(
+    labels: np.ndarray, scores: np.ndarray, f1_tolerance: float = 0.0, prior: float = 0.5
+) -> float:
+    """A decision threshold for ``scores >= threshold`` with (near-)best F1 against ``labels``.
 
     Every threshold between two neighbouring distinct scores makes the same decisions, so the
     candidates are the midpoints between them (and half the lowest score, which flags every row).
-    Ties go to the candidate nearest the workshop's 0.5.
+    Among the candidates whose F1 is within ``f1_tolerance`` of the best, the one nearest
+    ``prior`` wins: with a few dozen failures in the validation set, F1 differences that small
+    are noise, and moving away from the prior for them over-fits the threshold.
     """
     if labels.sum() == 0:
         raise ValueError("the labels hold no failures: an F1-optimal threshold does not exist")
@@ -82,22 +86,31 @@ def f1_optimal_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     predicted = scores[None, :] >= cuts[:, None]
     true_positives = (predicted & (labels[None, :] == 1)).sum(axis=1)
     f1 = 2 * true_positives / (predicted.sum(axis=1) + labels.sum())
-    best = np.flatnonzero(np.isclose(f1, f1.max(), rtol=0, atol=1e-12))
-    return float(cuts[best[np.argmin(np.abs(cuts[best] - WORKSHOP_THRESHOLD))]])
+    eligible = np.flatnonzero(f1 >= f1.max() - f1_tolerance - 1e-12)
+    return float(cuts[eligible[np.argmin(np.abs(cuts[eligible] - prior))]])
 
 
-def select_threshold(model: xgb.Booster, validation: pd.DataFrame) -> dict[str, Any]:
+def select_threshold(
+    model: xgb.Booster, validation: pd.DataFrame, decision_threshold: dict[str, float]
+) -> dict[str, Any]:
     """Chooses the decision threshold on the validation set (never on test).
 
+    Args:
+        model: The trained booster.
+        validation: Validation rows.
+        decision_threshold: ``f1_tolerance`` and ``prior`` of the rule (see
+            :func:`f1_optimal_threshold`).
+
     Returns:
-        ``threshold``, the ``rule`` that chose it, and validation metrics at that threshold.
+        ``threshold``, the ``rule`` that chose it with its settings, and validation metrics there.
     """
     labels = validation[TARGET_COLUMN].to_numpy()
     scores = predict_scores(model, validation)
-    threshold = f1_optimal_threshold(labels, scores)
+    threshold = f1_optimal_threshold(labels, scores, **decision_threshold)
     return {
         "threshold": threshold,
         "rule": THRESHOLD_RULE,
+        "rule_settings": dict(decision_threshold),
         "validation": _classification_metrics(labels, scores, threshold),
     }
 
@@ -174,6 +187,7 @@ def create_model_spec(
         "target": TARGET_COLUMN,
         "decision_threshold": decision_threshold["threshold"],
         "threshold_rule": decision_threshold["rule"],
+        "threshold_rule_settings": decision_threshold["rule_settings"],
         "best_iteration": int(model.attr("best_iteration")),
         "trees": model.num_boosted_rounds(),
         "training_data": {

@@ -29,7 +29,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         ),
         Node(
             func=select_threshold,
-            inputs=["model", "validation"],
+            inputs=["model", "validation", "params:decision_threshold"],
             outputs="decision_threshold",
             name="select_threshold",
         ),

@@ -1,0 +1,347 @@
+"""Kedro datasets for the SageMaker Model Registry and SageMaker real-time endpoints (boto3).
+
+They are drop-in replacements, in the ``sagemaker`` config environment, for the local
+``model_registry`` and ``endpoint`` datasets: the same payloads go in and come out, so the
+deployment pipeline cannot tell where it registers and deploys.
+
+* :class:`SageMakerModelRegistryDataset` -- ``save`` uploads ``model.tar.gz`` and its metrics to S3
+  (content-addressed by sha256, so a registered artifact is never overwritten) and creates a model
+  package version in a model package group; ``load`` lists the group's versions.
+* :class:`SageMakerEndpointDataset` -- ``save`` deploys a model version: Model, EndpointConfig, then
+  CreateEndpoint, or UpdateEndpoint with a blue/green deployment for a running endpoint.
+
+boto3 finds credentials, region and ``AWS_ENDPOINT_URL`` the usual way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.exceptions import ClientError
+from kedro.io import AbstractDataset, DatasetError
+
+logger = logging.getLogger(__name__)
+
+#: SageMaker's script-mode settings for the stock XGBoost container: run code/inference.py.
+SCRIPT_MODE_ENVIRONMENT = {
+    "SAGEMAKER_PROGRAM": "inference.py",
+    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+}
+CONTENT_TYPES = ["text/csv", "application/json"]
+_NOT_FOUND = re.compile(r"does not exist|not found|Could not find", re.IGNORECASE)
+
+
+def _client(service: str, region: str | None) -> Any:
+    return boto3.client(service, region_name=region)
+
+
+def _is_not_found(error: ClientError) -> bool:
+    code = error.response.get("Error", {}).get("Code", "")
+    message = error.response.get("Error", {}).get("Message", "")
+    return code in {"ResourceNotFound", "ValidationException"} and bool(_NOT_FOUND.search(message))
+
+
+def resolve_image_uri(image_uri: str | None, framework_version: str, region: str | None) -> str:
+    """The inference image: given explicitly, or the stock SageMaker XGBoost image of the region."""
+    if image_uri:
+        return image_uri
+    from sagemaker.core import image_uris  # noqa: PLC0415 -- slow import, needs a region
+
+    region = region or boto3.session.Session().region_name
+    return image_uris.retrieve("xgboost", region=region, version=framework_version)
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    parts = urlsplit(uri)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise DatasetError(f"{uri!r} is not an s3://bucket/prefix URI")
+    return parts.netloc, parts.path.strip("/")
+
+
+class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
+    """A model package group of the SageMaker Model Registry.
+
+    Example catalog entry (``conf/sagemaker/catalog.yml``)::
+
+        model_registry:
+          type: predictive_maintenance.sagemaker.deployment.SageMakerModelRegistryDataset
+          group: predictive-maintenance
+          artifact_uri: s3://my-bucket/predictive-maintenance/model-registry
+    """
+
+    def __init__(
+        self,
+        *,
+        group: str,
+        artifact_uri: str,
+        framework_version: str = "3.0-5",
+        image_uri: str | None = None,
+        region: str | None = None,
+        inference_instance_types: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Creates the dataset.
+
+        Args:
+            group: Model package group name.
+            artifact_uri: S3 prefix under which registered artifacts are stored.
+            framework_version: Stock SageMaker XGBoost image version (matches the training lib).
+            image_uri: An explicit inference image instead of the stock one.
+            region: AWS region (default: boto3's).
+            inference_instance_types: Instance types the package declares for real-time inference.
+            metadata: Free-form metadata (kedro-viz reads its ``kedro-viz`` key).
+        """
+        self._group = group
+        self._bucket, self._prefix = _split_s3(artifact_uri)
+        self._framework_version = framework_version
+        self._image_uri = image_uri
+        self._region = region
+        self._instance_types = inference_instance_types or ["ml.m5.large", "ml.c5.large"]
+        self.metadata = metadata
+
+    def _describe(self) -> dict[str, Any]:
+        return {"group": self._group, "artifact_uri": f"s3://{self._bucket}/{self._prefix}"}
+
+    def _ensure_group(self, sagemaker: Any) -> None:
+        try:
+            sagemaker.describe_model_package_group(ModelPackageGroupName=self._group)
+        except ClientError as error:
+            if not _is_not_found(error):
+                raise
+            sagemaker.create_model_package_group(
+                ModelPackageGroupName=self._group,
+                ModelPackageGroupDescription=f"Model versions of {self._group}",
+            )
+            logger.info("Created model package group %s", self._group)
+
+    def _upload(self, key: str, body: bytes, content_type: str) -> str:
+        _client("s3", self._region).put_object(
+            Bucket=self._bucket, Key=key, Body=body, ContentType=content_type
+        )
+        return f"s3://{self._bucket}/{key}"
+
+    def save(self, data: dict[str, Any]) -> None:
+        archive: bytes = data["archive"]
+        archive_sha256 = hashlib.sha256(archive).hexdigest()
+        folder = f"{self._prefix}/{self._group}/{archive_sha256}"
+        archive_uri = self._upload(f"{folder}/model.tar.gz", archive, "application/gzip")
+        metrics_uri = self._upload(
+            f"{folder}/metrics.json",
+            json.dumps(data["metrics"], indent=2).encode(),
+            "application/json",
+        )
+        sagemaker = _client("sagemaker", self._region)
+        self._ensure_group(sagemaker)
+        lineage = {
+            key: value
+            for key, value in data["lineage"].items()
+            if isinstance(value, str | int | float)
+        }
+        response = sagemaker.create_model_package(
+            ModelPackageGroupName=self._group,
+            ModelPackageDescription=data.get("description", "")[:1024],
+            ModelApprovalStatus=data["approval_status"],
+            InferenceSpecification={
+                "Containers": [
+                    {
+                        "Image": resolve_image_uri(
+                            self._image_uri, self._framework_version, self._region
+                        ),
+                        "ModelDataUrl": archive_uri,
+                        "Environment": SCRIPT_MODE_ENVIRONMENT,
+                    }
+                ],
+                "SupportedContentTypes": CONTENT_TYPES,
+                "SupportedResponseMIMETypes": CONTENT_TYPES,
+                "SupportedRealtimeInferenceInstanceTypes": self._instance_types,
+            },
+            ModelMetrics={
+                "ModelQuality": {
+                    "Statistics": {"ContentType": "application/json", "S3Uri": metrics_uri}
+                }
+            },
+            CustomerMetadataProperties={
+                "archive_sha256": archive_sha256,
+                **{key: str(value)[:256] for key, value in lineage.items()},
+            },
+        )
+        logger.info("Registered %s", response["ModelPackageArn"])
+
+    def load(self) -> dict[str, Any]:
+        sagemaker = _client("sagemaker", self._region)
+        versions = []
+        try:
+            pages = sagemaker.get_paginator("list_model_packages").paginate(
+                ModelPackageGroupName=self._group, ModelPackageType="Versioned"
+            )
+            summaries = [summary for page in pages for summary in page["ModelPackageSummaryList"]]
+        except ClientError as error:
+            if _is_not_found(error):
+                return {"group": self._group, "versions": []}
+            raise
+        for summary in summaries:
+            package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+            container = package["InferenceSpecification"]["Containers"][0]
+            properties = package.get("CustomerMetadataProperties", {})
+            versions.append(
+                {
+                    "group": self._group,
+                    "version": package["ModelPackageVersion"],
+                    "model_package_arn": package["ModelPackageArn"],
+                    "approval_status": package["ModelApprovalStatus"],
+                    "created_at": package["CreationTime"].isoformat(),
+                    "archive_uri": container["ModelDataUrl"],
+                    "archive_sha256": properties.get("archive_sha256"),
+                    "lineage": properties,
+                    "description": package.get("ModelPackageDescription", ""),
+                }
+            )
+        return {"group": self._group, "versions": sorted(versions, key=lambda v: v["version"])}
+
+    def update_approval(self, version: int, status: str, note: str = "") -> None:
+        """Sets the approval status of a version (what ``kedro model approve/reject`` calls)."""
+        arn = next(
+            (v["model_package_arn"] for v in self.load()["versions"] if v["version"] == version),
+            None,
+        )
+        if arn is None:
+            raise DatasetError(f"model package group {self._group} has no version {version}")
+        _client("sagemaker", self._region).update_model_package(
+            ModelPackageArn=arn, ModelApprovalStatus=status, ApprovalDescription=note[:1024]
+        )
+
+
+class SageMakerEndpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
+    """A SageMaker real-time endpoint, deployed from a registered model version.
+
+    ``save`` takes the deployment request of the deployment pipeline (``endpoint_name``,
+    ``model_group``, ``model_version``, ``model_archive`` (S3 URI), ``model_archive_sha256``); a
+    request whose ``model_version`` is ``None`` leaves the endpoint as it is.
+    """
+
+    def __init__(
+        self,
+        *,
+        execution_role_arn: str,
+        instance_type: str = "ml.m5.large",
+        initial_instance_count: int = 1,
+        framework_version: str = "3.0-5",
+        image_uri: str | None = None,
+        region: str | None = None,
+        blue_green: dict[str, Any] | None = None,
+        wait: bool = True,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Creates the dataset.
+
+        Args:
+            execution_role_arn: IAM role the SageMaker Model assumes.
+            instance_type: Instance type of the production variant.
+            initial_instance_count: Instances of the production variant.
+            framework_version: Stock SageMaker XGBoost image version.
+            image_uri: An explicit inference image instead of the stock one.
+            region: AWS region (default: boto3's).
+            blue_green: ``BlueGreenUpdatePolicy`` of UpdateEndpoint (default: all traffic at once
+                after the new fleet is healthy, old fleet kept 5 minutes for rollback).
+            wait: Wait until the endpoint is InService after create/update.
+            metadata: Free-form metadata (kedro-viz reads its ``kedro-viz`` key).
+        """
+        self._role = execution_role_arn
+        self._instance_type = instance_type
+        self._instance_count = initial_instance_count
+        self._framework_version = framework_version
+        self._image_uri = image_uri
+        self._region = region
+        self._blue_green = blue_green or {
+            "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 300},
+            "TerminationWaitInSeconds": 300,
+            "MaximumExecutionTimeoutInSeconds": 3600,
+        }
+        self._wait = wait
+        self._last_endpoint: str | None = None
+        self.metadata = metadata
+
+    def _describe(self) -> dict[str, Any]:
+        return {"instance_type": self._instance_type, "role": self._role}
+
+    def save(self, data: dict[str, Any]) -> None:
+        endpoint_name = data["endpoint_name"]
+        self._last_endpoint = endpoint_name
+        if data.get("model_version") is None:
+            logger.info("Endpoint %s left as it is: %s", endpoint_name, data.get("reason", ""))
+            return
+        sagemaker = _client("sagemaker", self._region)
+        name = f"{endpoint_name}-v{data['model_version']}-{data['model_archive_sha256'][:8]}"[:63]
+        self._create_model(sagemaker, name, data["model_archive"])
+        self._create_endpoint_config(sagemaker, name)
+        try:
+            current = sagemaker.describe_endpoint(EndpointName=endpoint_name)
+        except ClientError as error:
+            if not _is_not_found(error):
+                raise
+            sagemaker.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=name)
+            logger.info("Creating endpoint %s with %s", endpoint_name, name)
+        else:
+            if current["EndpointConfigName"] == name:
+                logger.info("Endpoint %s already serves %s", endpoint_name, name)
+                return
+            sagemaker.update_endpoint(
+                EndpointName=endpoint_name,
+                EndpointConfigName=name,
+                DeploymentConfig={"BlueGreenUpdatePolicy": self._blue_green},
+            )
+            logger.info("Updating endpoint %s to %s (blue/green)", endpoint_name, name)
+        if self._wait:
+            sagemaker.get_waiter("endpoint_in_service").wait(EndpointName=endpoint_name)
+
+    def _create_model(self, sagemaker: Any, name: str, model_data_url: str) -> None:
+        try:
+            sagemaker.create_model(
+                ModelName=name,
+                ExecutionRoleArn=self._role,
+                PrimaryContainer={
+                    "Image": resolve_image_uri(
+                        self._image_uri, self._framework_version, self._region
+                    ),
+                    "ModelDataUrl": model_data_url,
+                    "Environment": SCRIPT_MODE_ENVIRONMENT,
+                },
+            )
+        except ClientError as error:
+            if "already exists" not in str(error).lower():
+                raise
+
+    def _create_endpoint_config(self, sagemaker: Any, name: str) -> None:
+        try:
+            sagemaker.create_endpoint_config(
+                EndpointConfigName=name,
+                ProductionVariants=[
+                    {
+                        "VariantName": "AllTraffic",
+                        "ModelName": name,
+                        "InstanceType": self._instance_type,
+                        "InitialInstanceCount": self._instance_count,
+                    }
+                ],
+            )
+        except ClientError as error:
+            if "already exists" not in str(error).lower():
+                raise
+
+    def load(self) -> dict[str, Any]:
+        if self._last_endpoint is None:
+            raise DatasetError("SageMakerEndpointDataset can only load an endpoint it deployed")
+        described = _client("sagemaker", self._region).describe_endpoint(
+            EndpointName=self._last_endpoint
+        )
+        return {
+            "endpoint_name": described["EndpointName"],
+            "endpoint_config": described["EndpointConfigName"],
+            "status": described["EndpointStatus"],
+        }

@@ -110,8 +110,8 @@ def load_project(env: str | None = None) -> tuple[dict[str, Any], bytes]:
 
 def build_model_input_table(raw_csv: bytes, parameters: dict[str, Any]) -> pd.DataFrame:
     """The data_engineering pipeline up to the model input table, with the project's nodes."""
-    raw_readings, _ = ingest_raw_data(raw_csv, parameters["raw_data"]["sha256"])
-    return create_model_input_table(validate_raw_readings(raw_readings))
+    readings, _ = validate_raw_readings(*ingest_raw_data(raw_csv, parameters["raw_data"]["sha256"]))
+    return create_model_input_table(readings)
 
 
 def split_train_validation(

@@ -62,19 +62,13 @@ def test_type_sets_code_and_strain_limit(product_type, code, limit):
 
 
 def test_identifiers_and_labels_never_become_features():
-    leaky = pd.DataFrame(
-        [
-            {
-                **READING,
-                **dict.fromkeys(ID_COLUMNS, 1),
-                TARGET_COLUMN: 1,
-                **dict.fromkeys(FAILURE_MODE_COLUMNS, 1),
-            }
-        ]
-    )
+    def with_labels(value: int) -> pd.DataFrame:
+        extra = {**dict.fromkeys(ID_COLUMNS, value), TARGET_COLUMN: value}
+        return pd.DataFrame([{**READING, **extra, **dict.fromkeys(FAILURE_MODE_COLUMNS, value)}])
 
-    features = build_features(leaky)
+    features = build_features(with_labels(1))
 
+    pd.testing.assert_frame_equal(features, build_features(with_labels(0)))
     assert set(features.columns).isdisjoint({*ID_COLUMNS, TARGET_COLUMN, *FAILURE_MODE_COLUMNS})
 
 
@@ -96,6 +90,16 @@ def test_string_dtype_readings_give_the_same_features():
 def test_missing_reading_is_named():
     with pytest.raises(FeatureError, match=r"\['torque_nm'\]"):
         build_features(pd.DataFrame([{k: v for k, v in READING.items() if k != "torque_nm"}]))
+
+
+@pytest.mark.parametrize("bad", ["fast", None, ""])
+def test_reading_that_is_not_a_number_is_named_with_its_row(bad):
+    readings = pd.DataFrame([READING, {**READING, "rotational_speed_rpm": bad}], index=[4, 5])
+
+    with pytest.raises(
+        FeatureError, match=r"'rotational_speed_rpm' is not a number at row\(s\) \[5\]"
+    ):
+        build_features(readings)
 
 
 def test_unknown_type_is_named_with_its_row():

@@ -69,8 +69,8 @@ def test_notebook_runs_top_to_bottom(project_copy: Path, monkeypatch: pytest.Mon
     notebooks = project_copy / "notebooks"
     shutil.copytree(NOTEBOOKS, notebooks, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
-    # `make test` exports KEDRO_LOGGING_CONFIG=conf/logging.yml, relative to the project root; the
-    # kernel runs in notebooks/, where that relative path does not exist.
+    # A relative KEDRO_LOGGING_CONFIG (project root based) does not exist from the kernel's
+    # working directory, notebooks/.
     configured = os.environ.get("KEDRO_LOGGING_CONFIG")
     if configured and not Path(configured).is_absolute():
         monkeypatch.setenv("KEDRO_LOGGING_CONFIG", str(project_copy / configured))

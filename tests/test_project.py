@@ -12,6 +12,7 @@ import pytest
 
 from predictive_maintenance.datasets import XGBoostModelDataset
 from predictive_maintenance.features import FEATURE_COLUMNS
+from predictive_maintenance.integrity import sha256_hex
 from tests.conftest import copy_project
 
 pytestmark = pytest.mark.slow
@@ -66,6 +67,7 @@ def test_kedro_run_writes_every_output(finished_run):
 
     assert set(written_outputs(project)) == {
         "02_intermediate/readings.parquet",
+        "02_intermediate/raw_data_provenance.json",
         "04_feature/model_input_table.parquet",
         "05_model_input/train.parquet",
         "05_model_input/validation.parquet",
@@ -100,9 +102,12 @@ def test_kedro_run_model_loads_and_matches_its_spec(finished_run):
     spec = json.loads((project / "data/06_models/model_spec.json").read_text())
     threshold = json.loads((project / "data/06_models/decision_threshold.json").read_text())
 
-    model = XGBoostModelDataset(filepath=str(project / "data/06_models/model.ubj")).load()
+    model_file = project / "data/06_models/model.ubj"
+    model = XGBoostModelDataset(filepath=str(model_file)).load()
 
     assert model.feature_names == spec["features"] == list(FEATURE_COLUMNS)
+    recorded = (project / "data/06_models/model.ubj.sha256").read_text().split()[0]
+    assert spec["model_sha256"] == recorded == sha256_hex(model_file.read_bytes())
     assert spec["decision_threshold"] == threshold["threshold"]
     assert (
         spec["training_data"]["raw_sha256"]
@@ -118,15 +123,15 @@ def test_kedro_run_records_node_timings(finished_run):
     assert 0 < timings["nodes_total_seconds"] <= timings["pipeline_wall_seconds"]
 
 
-def test_kedro_viz_build_shows_every_pipeline(finished_run):
+def test_kedro_viz_build_shows_every_pipeline_with_previews(finished_run):
     project, _ = finished_run
 
-    result = kedro(project, "viz", "build")
+    result = kedro(project, "viz", "build", "--include-previews")
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     api = project / "build" / "api"
     main = json.loads((api / "main").read_text())
-    assert {pipeline["id"] for pipeline in main["pipelines"]} == {
+    assert {pipeline["id"] for pipeline in main["pipelines"]} >= {
         "__default__",
         "data_engineering",
         "training",
@@ -134,6 +139,24 @@ def test_kedro_viz_build_shows_every_pipeline(finished_run):
     tasks = {node["name"] for node in main["nodes"] if node["type"] == "task"}
     assert {"ingest_raw_data", "validate_raw_readings", "train_model", "evaluate_model"} <= tasks
     assert (project / "build" / "index.html").is_file()
+    datasets = {node["name"]: node["id"] for node in main["nodes"] if node["type"] == "data"}
+    for plot in PLOTS:
+        details = json.loads((api / "nodes" / datasets[f"{plot}_plot"]).read_text())
+        assert details["preview_type"] == "PlotlyPreview", plot
+        assert details["preview"]["data"], plot
+    metrics = json.loads((api / "nodes" / datasets["metrics"]).read_text())
+    assert metrics["preview_type"] == "JSONPreview"
+
+
+def test_training_pipeline_reruns_from_the_saved_splits(finished_run):
+    project, _ = finished_run
+
+    result = kedro(project, "run", "--pipeline", "training")
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    timings = json.loads((project / "data/09_tracking/run_timings.json").read_text())
+    assert timings["pipelines"] == ["training"]
+    assert "ingest_raw_data" not in timings["nodes"]
 
 
 def test_tampered_raw_file_stops_the_run_before_anything_is_written(tmp_path):

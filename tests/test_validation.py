@@ -75,10 +75,20 @@ def test_text_in_numeric_column_names_column_line_and_value(raw_csv_bytes):
         _load(broken)
 
     message = str(error.value)
-    assert "'Torque [Nm]'" in message
-    assert "line 17: 'high'" in message
-    # Reported once, as a typing failure, not again as range/dtype noise.
+    assert "column 'Torque [Nm]' fails is_number in 1 row(s) (line 17: 'high')" in message
+    # Reported once, not again as dtype or range noise.
     assert message.count("Torque [Nm]") == 1
+
+
+def test_text_does_not_hide_range_errors_elsewhere_in_its_column(raw_csv_bytes):
+    broken = _set_field(raw_csv_bytes, 3, "Torque [Nm]", b"-5.0")
+    broken = _set_field(broken, 6, "Torque [Nm]", b"abc")
+
+    with pytest.raises(RawDataError) as error:
+        _load(broken)
+
+    assert "fails is_number in 1 row(s) (line 8: 'abc')" in str(error.value)
+    assert "fails in_range(0.0, 500.0) in 1 row(s) (line 5: -5.0)" in str(error.value)
 
 
 @pytest.mark.parametrize(
@@ -161,5 +171,22 @@ def test_not_utf8_is_rejected(raw_csv_bytes):
         parse_raw_csv(raw_csv_bytes.replace(b"M14860", b"M\xff4860"))
 
 
-def test_trailing_blank_line_is_not_a_row(raw_csv_bytes):
-    assert len(parse_raw_csv(raw_csv_bytes + CRLF)) == 10_000
+def test_trailing_blank_lines_are_not_rows(raw_csv_bytes):
+    assert len(parse_raw_csv(raw_csv_bytes + CRLF + CRLF)) == 10_000
+
+
+def test_blank_line_inside_the_file_is_named(raw_csv_bytes):
+    lines = _lines(raw_csv_bytes)
+
+    with pytest.raises(RawDataError, match="line 11 of the raw CSV is blank"):
+        parse_raw_csv(_join([*lines[:10], b"", *lines[10:]]))
+
+
+def test_value_spanning_lines_is_rejected_so_line_numbers_stay_true(raw_csv_bytes):
+    lines = _lines(raw_csv_bytes)
+    lines[5] = lines[5].replace(b"L47184", b'"L47' + CRLF + b'184"')
+
+    with pytest.raises(
+        RawDataError, match="line 6 of the raw CSV holds a quoted value that spans lines"
+    ):
+        parse_raw_csv(_join(lines))

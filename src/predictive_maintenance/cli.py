@@ -111,7 +111,8 @@ def fetch(
     bootstrap_project(project_path)
     with KedroSession.create(project_path=project_path, env=env) as session:
         context = session.load_context()
-        raw_params = context.params.get(RAW_PARAMS) or {}
+        # Not context.params: it turns a missing --env directory into empty parameters.
+        raw_params = context.config_loader["parameters"].get(RAW_PARAMS) or {}
         expected = _expected_sha256(raw_params.get("sha256"))
         sources = list(urls) or list(raw_params.get("source_urls") or [])
         if not sources:

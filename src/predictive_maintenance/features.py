@@ -19,7 +19,7 @@ from predictive_maintenance.schema import PRODUCT_TYPES, READING_COLUMNS
 TYPE_CODES: Final = {product_type: code for code, product_type in enumerate(PRODUCT_TYPES)}
 
 #: Overstrain limits in min*Nm per product type, from the data set description (Matzka, 2020).
-STRAIN_LIMIT_MIN_NM: Final = {"L": 11_000.0, "M": 12_000.0, "H": 13_000.0}
+STRAIN_LIMIT_MIN_NM: Final = dict(zip(PRODUCT_TYPES, (11_000.0, 12_000.0, 13_000.0), strict=True))
 
 #: Heat dissipation becomes critical below this process-air temperature difference (same source).
 HEAT_DISSIPATION_LIMIT_K: Final = 8.6
@@ -68,7 +68,12 @@ def build_features(readings: pd.DataFrame) -> pd.DataFrame:
             f"{readings.index[first].tolist()}: {product_type.iloc[first].tolist()}"
         )
 
-    numeric = readings[list(READING_COLUMNS[1:])].astype("float64")
+    numeric = readings[list(READING_COLUMNS[1:])].apply(pd.to_numeric, errors="coerce")
+    for column in numeric.columns[numeric.isna().any()]:
+        rows = numeric.index[numeric[column].isna()][:5].tolist()
+        values = readings.loc[rows, column].tolist()
+        raise FeatureError(f"column {column!r} is not a number at row(s) {rows}: {values}")
+    numeric = numeric.astype("float64")
     torque = numeric["torque_nm"]
     strain = numeric["tool_wear_min"] * torque
     features = pd.DataFrame(

@@ -2,36 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
 logger = logging.getLogger(__name__)
 
-TIMINGS_FILE = Path("data") / "09_tracking" / "run_timings.json"
+#: Catalog entry the timings are saved to (skipped if the catalog has none).
+TIMINGS_DATASET = "run_timings"
 
 
 class NodeTimingHooks:
     """Records how long each node and the whole pipeline took.
 
-    Writes ``data/09_tracking/run_timings.json`` after every successful run: the runner's wall time
+    Saves the catalog entry ``run_timings`` after every successful run: the runner's wall time
     next to the sum of the nodes' own times, so catalog I/O and framework overhead show up as the
     difference (``benchmarks/kedro_run_timing.py`` reads it).
     """
 
     def __init__(self) -> None:
-        self._project_path: Path | None = None
         self._pipeline_started = 0.0
         self._node_started: dict[str, float] = {}
         self._node_seconds: dict[str, float] = {}
-
-    @hook_impl
-    def after_context_created(self, context: Any) -> None:
-        self._project_path = Path(context.project_path)
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
@@ -49,7 +43,7 @@ class NodeTimingHooks:
             self._node_seconds[node.name] = time.perf_counter() - started
 
     @hook_impl
-    def after_pipeline_run(self, run_params: dict[str, Any]) -> None:
+    def after_pipeline_run(self, run_params: dict[str, Any], catalog: Any) -> None:
         wall = time.perf_counter() - self._pipeline_started
         nodes_total = sum(self._node_seconds.values())
         logger.info(
@@ -58,15 +52,15 @@ class NodeTimingHooks:
             len(self._node_seconds),
             nodes_total,
         )
-        if self._project_path is None:
+        if TIMINGS_DATASET not in catalog:
             return
-        report = {
-            "run_id": run_params.get("run_id"),
-            "pipeline_name": run_params.get("pipeline_name"),
-            "pipeline_wall_seconds": round(wall, 4),
-            "nodes_total_seconds": round(nodes_total, 4),
-            "nodes": {name: round(seconds, 4) for name, seconds in self._node_seconds.items()},
-        }
-        path = self._project_path / TIMINGS_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2) + "\n")
+        catalog.save(
+            TIMINGS_DATASET,
+            {
+                "run_id": run_params.get("run_id"),
+                "pipelines": run_params.get("pipeline_names"),
+                "pipeline_wall_seconds": round(wall, 4),
+                "nodes_total_seconds": round(nodes_total, 4),
+                "nodes": {name: round(seconds, 4) for name, seconds in self._node_seconds.items()},
+            },
+        )

@@ -9,25 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-#: Columns of the official CSV, in file order.
-RAW_COLUMNS: Final = (
-    "UDI",
-    "Product ID",
-    "Type",
-    "Air temperature [K]",
-    "Process temperature [K]",
-    "Rotational speed [rpm]",
-    "Torque [Nm]",
-    "Tool wear [min]",
-    "Machine failure",
-    "TWF",
-    "HDF",
-    "PWF",
-    "OSF",
-    "RNF",
-)
-
-#: Raw header -> project column name.
+#: Header of the official CSV (file order) -> project column name.
 RAW_TO_COLUMN: Final = {
     "UDI": "udi",
     "Product ID": "product_id",
@@ -44,6 +26,9 @@ RAW_TO_COLUMN: Final = {
     "OSF": "osf",
     "RNF": "rnf",
 }
+
+#: Columns of the official CSV, in file order.
+RAW_COLUMNS: Final = tuple(RAW_TO_COLUMN)
 
 ID_COLUMNS: Final = ("udi", "product_id")
 
@@ -67,3 +52,15 @@ LABEL_COLUMNS: Final = (TARGET_COLUMN, *FAILURE_MODE_COLUMNS)
 
 #: Product quality variants (low, medium, high), in their natural order.
 PRODUCT_TYPES: Final = ("L", "M", "H")
+
+#: Physically plausible ranges (inclusive) of the numeric readings: a factory floor, a machine tool.
+#: The data set itself spans far less (e.g. air 295-305 K); these bounds reject unit mistakes
+#: (Celsius for Kelvin, rad/s for rpm) and sensor garbage, not unusual but real readings. Training
+#: data validation and serving input validation both use them.
+READING_RANGES: Final = {
+    "air_temperature_k": (250.0, 350.0),
+    "process_temperature_k": (250.0, 400.0),
+    "rotational_speed_rpm": (1.0, 10_000.0),
+    "torque_nm": (0.0, 500.0),
+    "tool_wear_min": (0.0, 1_000.0),
+}

@@ -21,19 +21,9 @@ from predictive_maintenance.schema import (
     PRODUCT_TYPES,
     RAW_COLUMNS,
     RAW_TO_COLUMN,
+    READING_RANGES,
     TARGET_COLUMN,
 )
-
-#: Physically plausible ranges (inclusive) for the readings: a factory floor, a machine tool.
-#: The data set itself spans far less (e.g. air 295-305 K); these bounds reject unit mistakes
-#: (Celsius for Kelvin, rad/s for rpm) and sensor garbage, not unusual but real readings.
-READING_RANGES: Final = {
-    "air_temperature_k": (250.0, 350.0),
-    "process_temperature_k": (250.0, 400.0),
-    "rotational_speed_rpm": (1.0, 10_000.0),
-    "torque_nm": (0.0, 500.0),
-    "tool_wear_min": (0.0, 1_000.0),
-}
 
 _MAX_EXAMPLES: Final = 5
 _COLUMN_TO_RAW: Final = {column: raw for raw, column in RAW_TO_COLUMN.items()}
@@ -65,7 +55,16 @@ def parse_raw_csv(raw_csv: bytes) -> pd.DataFrame:
     if not text.strip():
         raise RawDataError("the raw CSV is empty: expected a header line and data lines")
 
-    lines = list(csv.reader(io.StringIO(text, newline="")))
+    # Every record must be one physical line, so that data row i is always line i + 2 in errors.
+    reader = csv.reader(io.StringIO(text.rstrip("\r\n"), newline=""))
+    lines = []
+    for record in reader:
+        line = len(lines) + 1
+        if reader.line_num != line:
+            raise RawDataError(f"line {line} of the raw CSV holds a quoted value that spans lines")
+        if not record:
+            raise RawDataError(f"line {line} of the raw CSV is blank")
+        lines.append(record)
     header = [name.strip() for name in lines[0]]
     if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
         sep = next(sep for sep in ";\t|" if sep in header[0])
@@ -82,7 +81,7 @@ def parse_raw_csv(raw_csv: bytes) -> pd.DataFrame:
             f"unexpected {unexpected}, duplicated {duplicated}; expected {list(RAW_COLUMNS)}"
         )
 
-    rows = [row for row in lines[1:] if row]  # a trailing blank line is not a row
+    rows = lines[1:]
     bad = [
         (number, len(row)) for number, row in enumerate(rows, start=2) if len(row) != len(header)
     ]
@@ -113,7 +112,10 @@ READINGS_SCHEMA: Final = pa.DataFrameSchema(
     {
         "udi": pa.Column(int, pa.Check.gt(0), unique=True, coerce=True, title="UDI"),
         "product_id": pa.Column(
-            str, pa.Check.str_matches(r"^[LMH]\d+$"), unique=True, title="Product ID"
+            str,
+            pa.Check.str_matches(rf"^[{''.join(PRODUCT_TYPES)}]\d+$"),
+            unique=True,
+            title="Product ID",
         ),
         "type": pa.Column(str, pa.Check.isin(list(PRODUCT_TYPES)), title="Type"),
         "air_temperature_k": _reading("air_temperature_k", float),
@@ -130,33 +132,50 @@ READINGS_SCHEMA: Final = pa.DataFrameSchema(
 )
 
 
-def _describe_failures(errors: SchemaErrors) -> str:
-    cases = errors.failure_cases
-    # A value that cannot be typed also fails the column's dtype and range checks; report it once.
-    is_coercion = cases["check"].astype(str).str.startswith("coerce_dtype")
-    uncoercible = set(cases.loc[is_coercion, "column"])
-    cases = cases[is_coercion | ~cases["column"].isin(uncoercible)]
-    parts = []
-    for (column, check), group in cases.groupby(["column", "check"], sort=False, dropna=False):
-        raw_name = _COLUMN_TO_RAW.get(column, column)
-        first = group.head(_MAX_EXAMPLES)
-        examples = ", ".join(
-            f"{_line(index)}: {value!r}"
-            for index, value in zip(first["index"], first["failure_case"], strict=True)
-        )
-        parts.append(f"column {raw_name!r} fails {check} in {len(group)} row(s) ({examples})")
-    return "; ".join(parts)
+def _describe(column: str, check: str, failures: pd.DataFrame) -> str:
+    first = failures.head(_MAX_EXAMPLES)
+    examples = ", ".join(
+        f"{_line(index)}: {value!r}"
+        for index, value in zip(first["index"], first["failure_case"], strict=True)
+    )
+    raw_name = _COLUMN_TO_RAW.get(column, column)
+    return f"column {raw_name!r} fails {check} in {len(failures)} row(s) ({examples})"
+
+
+def _untypable_values(readings: pd.DataFrame) -> pd.DataFrame:
+    """Numeric-column cells that are not numbers: (column, check, index, failure_case) rows."""
+    found = []
+    for name, column in READINGS_SCHEMA.columns.items():
+        if name not in readings or not pd.api.types.is_numeric_dtype(column.dtype.type):
+            continue
+        values = readings[name]
+        bad = pd.to_numeric(values, errors="coerce").isna()
+        found.extend((name, "is_number", index, value) for index, value in values[bad].items())
+    return pd.DataFrame(found, columns=["column", "check", "index", "failure_case"])
 
 
 def validate_readings(readings: pd.DataFrame) -> pd.DataFrame:
     """Checks and types parsed readings against :data:`READINGS_SCHEMA`.
 
+    Values that are not numbers are found first, so that the schema can still check every other
+    row of their column (pandera cannot range-check a column it could not type).
+
     Raises:
         RawDataError: listing, per column and rule, the first offending CSV lines and values.
     """
+    untypable = _untypable_values(readings)
+    typable = readings.drop(index=untypable["index"].unique())
     try:
-        return READINGS_SCHEMA.validate(readings, lazy=True)
+        validated = READINGS_SCHEMA.validate(typable, lazy=True)
+        failures = untypable
     except SchemaErrors as errors:
-        raise RawDataError(
-            f"the raw data breaks the schema: {_describe_failures(errors)}"
-        ) from None
+        failures = pd.concat([untypable, errors.failure_cases], ignore_index=True)
+    if failures.empty:
+        return validated
+    parts = [
+        _describe(column, check, group)
+        for (column, check), group in failures.groupby(
+            ["column", "check"], sort=False, dropna=False
+        )
+    ]
+    raise RawDataError(f"the raw data breaks the schema: {'; '.join(parts)}")

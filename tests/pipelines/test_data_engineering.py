@@ -25,8 +25,8 @@ OFFICIAL_SHA256 = "dc6630cd9b1f0f853922fad78a1b6436570d3f1ec863f1dd5c4340ac56bc8
 
 @pytest.fixture(scope="module")
 def model_input_table(raw_csv_bytes) -> pd.DataFrame:
-    raw_readings, _ = ingest_raw_data(raw_csv_bytes, OFFICIAL_SHA256)
-    return create_model_input_table(validate_raw_readings(raw_readings))
+    readings, _ = validate_raw_readings(*ingest_raw_data(raw_csv_bytes, OFFICIAL_SHA256))
+    return create_model_input_table(readings)
 
 
 def test_parameters_hold_the_official_checksum(parameters):
@@ -38,6 +38,12 @@ def test_ingest_checks_sha256_and_records_provenance(raw_csv_bytes):
 
     assert len(raw_readings) == 10_000
     assert provenance == {"sha256": OFFICIAL_SHA256, "size_bytes": 522_048}
+
+
+def test_validation_records_the_provenance_of_good_data(raw_csv_bytes):
+    readings, provenance = validate_raw_readings(*ingest_raw_data(raw_csv_bytes, OFFICIAL_SHA256))
+
+    assert provenance == {"sha256": OFFICIAL_SHA256, "size_bytes": 522_048, "rows": len(readings)}
 
 
 def test_ingest_rejects_another_file_naming_both_digests(raw_csv_bytes):
@@ -131,7 +137,10 @@ def test_pipeline_stops_at_validation_before_any_feature_is_built(raw_csv_bytes,
     broken = raw_csv_bytes.replace(b"\r\n2,L47181,L,298.2", b"\r\n2,L47181,L,29.82", 1)
     params = {**parameters, "raw_data": {**parameters["raw_data"], "sha256": None}}
     catalog = memory_catalog({"ai4i2020_raw": broken}, params)
-    downstream = {name: RecordingDataset() for name in ("readings", "model_input_table", "train")}
+    downstream = {
+        name: RecordingDataset()
+        for name in ("readings", "raw_data_provenance", "model_input_table", "train")
+    }
     for name, dataset in downstream.items():
         catalog[name] = dataset
 

@@ -43,8 +43,8 @@ from tests.catalogs import RecordingDataset, memory_catalog
 
 @pytest.fixture(scope="module")
 def splits(raw_csv_bytes, parameters) -> dict[str, pd.DataFrame]:
-    raw_readings, provenance = ingest_raw_data(raw_csv_bytes, None)
-    table = create_model_input_table(validate_raw_readings(raw_readings))
+    readings, provenance = validate_raw_readings(*ingest_raw_data(raw_csv_bytes, None))
+    table = create_model_input_table(readings)
     train, validation, test = split_data(table, parameters["split"])
     manifest = create_dataset_manifest(provenance, train, validation, test, parameters["split"])
     return {"train": train, "validation": validation, "test": test, "dataset_manifest": manifest}
@@ -181,7 +181,8 @@ def test_model_spec_tells_a_server_everything(model, splits, parameters):
     assert spec["model_sha256"] == sha256_hex(bytes(model.save_raw("ubj")))
     assert spec["training_data"]["raw_sha256"] == splits["dataset_manifest"]["raw_data"]["sha256"]
     assert spec["trees"] == model.num_boosted_rounds()
-    assert {"python", "xgboost-cpu", "pandas", "kedro"} <= set(spec["library_versions"])
+    assert {"python", "xgboost", "pandas", "kedro"} <= set(spec["library_versions"])
+    assert spec["training_data"]["split"] == parameters["split"]
     assert json.loads(json.dumps(spec)) == spec
 
 

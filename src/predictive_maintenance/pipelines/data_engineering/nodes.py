@@ -22,7 +22,7 @@ def ingest_raw_data(raw_csv: bytes, expected_sha256: str | None) -> tuple[pd.Dat
             still applies), e.g. when you swap in your own data.
 
     Returns:
-        The parsed (still untyped) readings and the raw file's provenance record.
+        The parsed (still untyped) readings and the raw file's digest and size.
     """
     if expected_sha256:
         digest = verify_sha256(raw_csv, expected_sha256, "raw data file (catalog: ai4i2020_raw)")
@@ -31,9 +31,17 @@ def ingest_raw_data(raw_csv: bytes, expected_sha256: str | None) -> tuple[pd.Dat
     return parse_raw_csv(raw_csv), {"sha256": digest, "size_bytes": len(raw_csv)}
 
 
-def validate_raw_readings(raw_readings: pd.DataFrame) -> pd.DataFrame:
-    """Types the readings and enforces the schema; nothing downstream runs if this fails."""
-    return validate_readings(raw_readings)
+def validate_raw_readings(
+    raw_readings: pd.DataFrame, raw_file: dict[str, Any]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Types the readings and enforces the schema; nothing downstream runs if this fails.
+
+    Returns:
+        The validated readings and the provenance of the validated data (raw file digest, size,
+        rows), written only once the data is known to be good.
+    """
+    readings = validate_readings(raw_readings)
+    return readings, {**raw_file, "rows": len(readings)}
 
 
 def create_model_input_table(readings: pd.DataFrame) -> pd.DataFrame:

@@ -17,13 +17,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 func=ingest_raw_data,
                 inputs=["ai4i2020_raw", "params:raw_data.sha256"],
-                outputs=["raw_readings", "raw_data_provenance"],
+                outputs=["raw_readings", "raw_file"],
                 name="ingest_raw_data",
             ),
             Node(
                 func=validate_raw_readings,
-                inputs="raw_readings",
-                outputs="readings",
+                inputs=["raw_readings", "raw_file"],
+                outputs=["readings", "raw_data_provenance"],
                 name="validate_raw_readings",
             ),
             Node(

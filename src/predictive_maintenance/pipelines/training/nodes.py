@@ -166,8 +166,12 @@ def evaluate_model(test_predictions: pd.DataFrame, decision_threshold: dict) -> 
 
 
 def _library_versions() -> dict[str, str]:
-    packages = ("xgboost-cpu", "pandas", "numpy", "scikit-learn", "kedro")
-    return {"python": platform.python_version(), **{name: version(name) for name in packages}}
+    packages = ("pandas", "numpy", "scikit-learn", "kedro")
+    return {
+        "python": platform.python_version(),
+        "xgboost": xgb.__version__,
+        **{name: version(name) for name in packages},
+    }
 
 
 def create_model_spec(
@@ -192,6 +196,7 @@ def create_model_spec(
         "trees": model.num_boosted_rounds(),
         "training_data": {
             "raw_sha256": dataset_manifest["raw_data"]["sha256"],
+            "split": dataset_manifest["split"],
             "splits": dataset_manifest["splits"],
         },
         "parameters": xgboost,

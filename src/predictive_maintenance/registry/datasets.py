@@ -1,0 +1,107 @@
+"""``LocalModelRegistryDataset``: registers model versions and reads a group through the catalog.
+
+Example catalog entry::
+
+    model_registry:
+      type: predictive_maintenance.registry.LocalModelRegistryDataset
+      root: data/10_model_registry
+      group: predictive-maintenance
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from kedro.io.core import AbstractDataset, DatasetError
+
+from predictive_maintenance.registry.local import (
+    PENDING,
+    LocalModelRegistry,
+    ModelNotFoundError,
+    validate_group_name,
+)
+
+#: Keys of the dictionary that :meth:`LocalModelRegistryDataset.save` takes.
+REGISTRATION_KEYS = frozenset({"archive", "metrics", "lineage", "approval_status", "description"})
+
+
+class LocalModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
+    """One model package group of a :class:`~predictive_maintenance.registry.LocalModelRegistry`.
+
+    ``save`` registers a new version from
+    ``{"archive": bytes, "metrics": dict, "lineage": dict, "approval_status": str,
+    "description": str}`` (only ``archive`` is required). ``load`` returns the group as
+    ``{"group": name, "versions": [ModelVersion.to_dict(), ...]}``, oldest version first, with an
+    empty list while the group has no version.
+    """
+
+    def __init__(
+        self,
+        *,
+        root: str,
+        group: str,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Creates the dataset.
+
+        Args:
+            root: Registry directory on the local filesystem. A relative path is resolved against
+                the current working directory (the project directory under ``kedro run``).
+            group: Model package group name (SageMaker's naming rule).
+            metadata: Free-form metadata (kedro-viz reads its ``kedro-viz`` key).
+        """
+        if "://" in str(root) and not str(root).startswith("file://"):
+            raise DatasetError(f"the local model registry needs a local directory, not {root!r}")
+        try:
+            self._group = validate_group_name(group)
+        except ValueError as error:
+            raise DatasetError(str(error)) from error
+        self._registry = LocalModelRegistry(os.fspath(root).removeprefix("file://"))
+        self.metadata = metadata
+
+    @property
+    def registry(self) -> LocalModelRegistry:
+        """The registry behind the dataset."""
+        return self._registry
+
+    def _describe(self) -> dict[str, Any]:
+        return {"root": str(self._registry.root), "group": self._group}
+
+    def load(self) -> dict[str, Any]:
+        try:
+            versions = self._registry.list_versions(self._group)
+        except ModelNotFoundError:
+            versions = []
+        return {"group": self._group, "versions": [version.to_dict() for version in versions]}
+
+    def save(self, data: dict[str, Any]) -> None:
+        if not isinstance(data, dict):
+            raise DatasetError(
+                f"a registration is a dict with keys {sorted(REGISTRATION_KEYS)}, "
+                f"not {type(data).__name__}"
+            )
+        unknown = set(data) - REGISTRATION_KEYS
+        if unknown:
+            raise DatasetError(
+                f"unknown registration keys {sorted(unknown)}; expected {sorted(REGISTRATION_KEYS)}"
+            )
+        if "archive" not in data:
+            raise DatasetError("a registration needs 'archive': the model.tar.gz bytes")
+        try:
+            self._registry.register(
+                self._group,
+                data["archive"],
+                metrics=data.get("metrics") or {},
+                lineage=data.get("lineage") or {},
+                approval_status=data.get("approval_status") or PENDING,
+                description=data.get("description") or "",
+            )
+        except (TypeError, ValueError) as error:
+            raise DatasetError(f"cannot register into {self._group!r}: {error}") from error
+
+    def _exists(self) -> bool:
+        try:
+            return self._registry.latest(self._group) is not None
+        except ModelNotFoundError:
+            return False

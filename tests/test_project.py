@@ -6,19 +6,25 @@ import json
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
+import boto3
 import pytest
 
 from predictive_maintenance.datasets import XGBoostModelDataset
 from predictive_maintenance.features import FEATURE_COLUMNS
 from predictive_maintenance.integrity import sha256_hex
+from predictive_maintenance.registry import LocalModelRegistry
 from tests.conftest import copy_project
+from tests.support.aws import free_port
 
 pytestmark = pytest.mark.slow
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 ENV = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "NO_COLOR": "1", "COLUMNS": "200"}
+GROUP = "predictive-maintenance"
 PLOTS = (
     "roc_curve",
     "precision_recall_curve",
@@ -64,8 +70,9 @@ def test_kedro_run_succeeds(finished_run):
 
 def test_kedro_run_writes_every_output(finished_run):
     project, _ = finished_run
+    outputs = written_outputs(project)
 
-    assert set(written_outputs(project)) == {
+    assert {path for path in outputs if not path.startswith("10_model_registry/")} == {
         "02_intermediate/readings.parquet",
         "02_intermediate/raw_data_provenance.json",
         "04_feature/model_input_table.parquet",
@@ -79,9 +86,14 @@ def test_kedro_run_writes_every_output(finished_run):
         "06_models/model_spec.json",
         "07_model_output/test_predictions.parquet",
         "08_reporting/metrics.json",
+        "08_reporting/quality_gate.json",
+        "06_models/model.tar.gz",
         *(f"08_reporting/{plot}.json" for plot in PLOTS),
         "09_tracking/run_timings.json",
     }
+    # Registered, pending approval (the default), so nothing is deployed yet.
+    versions = LocalModelRegistry(project / "data/10_model_registry").list_versions(GROUP)
+    assert [(v.version, v.approval_status) for v in versions] == [(1, "PendingManualApproval")]
 
 
 def test_kedro_run_metrics_are_sane(finished_run):
@@ -119,7 +131,7 @@ def test_kedro_run_records_node_timings(finished_run):
     project, _ = finished_run
     timings = json.loads((project / "data/09_tracking/run_timings.json").read_text())
 
-    assert len(timings["nodes"]) == 15
+    assert len(timings["nodes"]) == 19
     assert 0 < timings["nodes_total_seconds"] <= timings["pipeline_wall_seconds"]
 
 
@@ -186,3 +198,66 @@ def test_invalid_raw_data_stops_the_run_before_anything_is_written(tmp_path):
     assert "'Type' fails isin" in output
     assert "line 4: 'Q'" in output
     assert written_outputs(project) == []
+
+
+def test_approve_deploy_serve_and_invoke_like_the_workshop(finished_run):
+    """Approve, deploy with `kedro run --nodes select_deployment`, serve, invoke with boto3."""
+    project, _ = finished_run
+
+    approved = kedro(project, "model", "approve", "1", "--note", "checked the metrics")
+    deployed = kedro(project, "run", "--nodes", "select_deployment")
+
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+    state = json.loads((project / "data/11_endpoints/predictive-maintenance.json").read_text())
+    assert (state["model_group"], state["model_version"]) == (GROUP, 1)
+
+    port = free_port()
+    server = subprocess.Popen(
+        [KEDRO, "endpoint", "serve", "--port", str(port)],
+        cwd=project,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}/ping", server)
+        runtime = boto3.client(
+            "sagemaker-runtime",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name="eu-west-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        response = runtime.invoke_endpoint(
+            EndpointName="predictive-maintenance",
+            ContentType="text/csv",
+            Accept="application/json",
+            Body="L,298.4,308.2,1582,70.7,216\nM,298.1,308.6,1551,42.8,0",
+        )
+        answer = json.loads(response["Body"].read())
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+    overstrained, healthy = answer["predictions"]
+    assert answer["model_version"] == 1
+    assert overstrained["predicted_label"] == 1
+    assert overstrained["score"] > 0.5
+    assert healthy["predicted_label"] == 0
+    assert healthy["score"] < 0.1
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the endpoint exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout} s")

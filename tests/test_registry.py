@@ -477,7 +477,10 @@ def test_dataset_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     registry = LocalModelRegistry(tmp_path / "data" / "10_model_registry")
     assert state == {
         "group": GROUP,
-        "versions": [version.to_dict() for version in registry.list_versions(GROUP)],
+        "versions": [
+            {**version.to_dict(), "archive_uri": str(registry.archive_path(GROUP, version.version))}
+            for version in registry.list_versions(GROUP)
+        ],
     }
     first, second = state["versions"]
     assert (first["version"], first["approval_status"]) == (1, "Approved")

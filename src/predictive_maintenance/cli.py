@@ -1,7 +1,8 @@
 """Project commands for the ``kedro`` CLI.
 
 Kedro adds the commands of the click group :func:`cli` to ``kedro`` when run inside this project
-(see ``KedroCLI.project_groups``). Each area of work is its own group: ``kedro data ...``.
+(see ``KedroCLI.project_groups``). Each area of work is its own group: ``kedro data ...``,
+``kedro model ...`` (:mod:`.registry.cli`), ``kedro endpoint ...`` (:mod:`.serving.cli`).
 Commands read configuration only through a :class:`~kedro.framework.session.KedroSession`, so
 ``--env`` and ``conf/local`` overrides apply exactly as they do to ``kedro run``.
 """
@@ -9,7 +10,6 @@ Commands read configuration only through a :class:`~kedro.framework.session.Kedr
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import click
@@ -17,7 +17,6 @@ from kedro.framework.cli.utils import CONTEXT_SETTINGS, env_option
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import ProjectMetadata, bootstrap_project
 from kedro.io import DataCatalog, DatasetError
-from kedro.utils import find_kedro_project
 
 from predictive_maintenance.data_source import (
     DEFAULT_TIMEOUT_SECONDS,
@@ -26,6 +25,9 @@ from predictive_maintenance.data_source import (
     fetch_verified,
 )
 from predictive_maintenance.integrity import sha256_hex
+from predictive_maintenance.project_config import project_path
+from predictive_maintenance.registry.cli import model
+from predictive_maintenance.serving.cli import endpoint
 
 #: Catalog entry of the raw file, and its parameters.
 RAW_DATASET = "ai4i2020_raw"
@@ -38,15 +40,13 @@ def cli() -> None:
     """Commands of the predictive-maintenance project."""
 
 
+cli.add_command(model)
+cli.add_command(endpoint)
+
+
 @cli.group(name="data", context_settings=CONTEXT_SETTINGS)
 def data() -> None:
     """Get and check the project's raw data."""
-
-
-def _project_path(metadata: ProjectMetadata | None) -> Path:
-    if metadata is not None:
-        return Path(metadata.project_path)
-    return find_kedro_project(Path.cwd()) or Path.cwd()
 
 
 def _expected_sha256(value: Any) -> str | None:
@@ -107,9 +107,9 @@ def fetch(
     raw_data.sha256 before anything is written, so a failed or wrong download never touches the
     current file. Does nothing if the current file already has that checksum (unless --force).
     """
-    project_path = _project_path(metadata)
-    bootstrap_project(project_path)
-    with KedroSession.create(project_path=project_path, env=env) as session:
+    path = project_path(metadata)
+    bootstrap_project(path)
+    with KedroSession.create(project_path=path, env=env) as session:
         context = session.load_context()
         # Not context.params: it turns a missing --env directory into empty parameters.
         raw_params = context.config_loader["parameters"].get(RAW_PARAMS) or {}

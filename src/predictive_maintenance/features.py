@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Final
 
+import numpy as np
 import pandas as pd
 
 from predictive_maintenance.schema import PRODUCT_TYPES, READING_COLUMNS
@@ -59,36 +60,54 @@ def build_features(readings: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise FeatureError(f"readings lack column(s) {missing}; expected {list(READING_COLUMNS)}")
 
-    product_type = readings["type"].astype("object")
-    unknown = ~product_type.isin(list(TYPE_CODES))
+    # numpy, not pandas operations, column by column: a frame of a single row (one request to the
+    # endpoint) costs ~0.15 ms instead of ~2.5 ms, with bit-identical results.
+    product_type = readings["type"].to_numpy(dtype=object)
+    type_code = np.full(len(product_type), np.nan)
+    strain_limit = np.full(len(product_type), np.nan)
+    for name, code in TYPE_CODES.items():
+        is_type = product_type == name
+        type_code[is_type] = code
+        strain_limit[is_type] = STRAIN_LIMIT_MIN_NM[name]
+    unknown = np.isnan(type_code)
     if unknown.any():
-        first = unknown.to_numpy().nonzero()[0][:5]
+        first = unknown.nonzero()[0][:5]
         raise FeatureError(
             f"column 'type' has values outside {list(PRODUCT_TYPES)} at row(s) "
-            f"{readings.index[first].tolist()}: {product_type.iloc[first].tolist()}"
+            f"{readings.index[first].tolist()}: {product_type[first].tolist()}"
         )
 
-    numeric = readings[list(READING_COLUMNS[1:])].apply(pd.to_numeric, errors="coerce")
-    for column in numeric.columns[numeric.isna().any()]:
-        rows = numeric.index[numeric[column].isna()][:5].tolist()
+    air, process, speed, torque, wear = (_numbers(readings, c) for c in READING_COLUMNS[1:])
+    strain = wear * torque
+    columns = {
+        "type_code": type_code,
+        "air_temperature_k": air,
+        "process_temperature_k": process,
+        "rotational_speed_rpm": speed,
+        "torque_nm": torque,
+        "tool_wear_min": wear,
+        # Centred on the limit in float64, before XGBoost's float32 blurs it: a difference right
+        # at 8.6 K keeps its side of the limit (12 of the 115 HDF rows are ~1e-14 away).
+        "temperature_difference_margin_k": process - air - HEAT_DISSIPATION_LIMIT_K,
+        "power_w": torque * speed * _RPM_TO_RAD_PER_S,
+        "strain_min_nm": strain,
+        "strain_limit_ratio": strain / strain_limit,
+    }
+    features = np.column_stack([columns[name] for name in FEATURE_COLUMNS])
+    return pd.DataFrame(features, index=readings.index, columns=list(FEATURE_COLUMNS))
+
+
+def _numbers(readings: pd.DataFrame, column: str) -> np.ndarray:
+    """The column as float64; a missing or non-numeric value is a :class:`FeatureError`."""
+    try:
+        values = readings[column].to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        values = None
+    if values is None or np.isnan(values).any():
+        coerced = pd.to_numeric(readings[column], errors="coerce")
+        rows = readings.index[coerced.isna().to_numpy()][:5].tolist()
+        if not rows:
+            return coerced.to_numpy(dtype=np.float64)
         values = readings.loc[rows, column].tolist()
         raise FeatureError(f"column {column!r} is not a number at row(s) {rows}: {values}")
-    numeric = numeric.astype("float64")
-    torque = numeric["torque_nm"]
-    strain = numeric["tool_wear_min"] * torque
-    features = pd.DataFrame(
-        {
-            "type_code": product_type.map(TYPE_CODES).astype("float64"),
-            **{column: numeric[column] for column in READING_COLUMNS[1:]},
-            # Centred on the limit in float64, before XGBoost's float32 blurs it: a difference
-            # right at 8.6 K keeps its side of the limit (12 of the 115 HDF rows are ~1e-14 away).
-            "temperature_difference_margin_k": numeric["process_temperature_k"]
-            - numeric["air_temperature_k"]
-            - HEAT_DISSIPATION_LIMIT_K,
-            "power_w": torque * numeric["rotational_speed_rpm"] * _RPM_TO_RAD_PER_S,
-            "strain_min_nm": strain,
-            "strain_limit_ratio": strain / product_type.map(STRAIN_LIMIT_MIN_NM).astype("float64"),
-        },
-        index=readings.index,
-    )
-    return features[list(FEATURE_COLUMNS)]
+    return values

@@ -11,23 +11,16 @@ from __future__ import annotations
 
 import getpass
 import json
-import logging
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import click
-from kedro.config import MissingConfigException
 from kedro.framework.cli.utils import CONTEXT_SETTINGS, env_option
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import ProjectMetadata, bootstrap_project
-from kedro.utils import find_kedro_project
+from kedro.framework.startup import ProjectMetadata
 
 from predictive_maintenance.integrity import ChecksumMismatchError
+from predictive_maintenance.project_config import project_parameters, resolve
 from predictive_maintenance.registry.local import (
     APPROVED,
     REJECTED,
@@ -64,45 +57,12 @@ class _Target:
     group: str
 
 
-def _project_path(metadata: ProjectMetadata | None) -> Path:
-    if metadata is not None:
-        return Path(metadata.project_path)
-    return find_kedro_project(Path.cwd()) or Path.cwd()
-
-
-@contextmanager
-def _quiet_kedro() -> Iterator[None]:
-    """Keeps Kedro's INFO messages and its own deprecation notice out of the output.
-
-    The project's logging goes to stdout, where they would corrupt, e.g., ``show --json``.
-    """
-    logger = logging.getLogger("kedro")
-    level = logger.level
-    logger.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings(
-                "ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning
-            )
-            yield
-    finally:
-        logger.setLevel(level)
-
-
 def _registry_target(
     metadata: ProjectMetadata | None, env: str | None, group: str | None
 ) -> _Target:
     """The registry and group from the project's parameters (``group`` overrides the latter)."""
-    project_path = _project_path(metadata)
-    bootstrap_project(project_path)
-    with _quiet_kedro(), KedroSession.create(project_path=project_path, env=env) as session:
-        # Not context.params, which turns a missing --env directory into empty parameters (and
-        # imports every pipeline to validate them).
-        try:
-            parameters = session.load_context().config_loader["parameters"]
-        except MissingConfigException as error:
-            raise click.ClickException(f"cannot read the parameters: {error}") from None
-        settings = parameters.get(REGISTRY_PARAMS) or {}
+    parameters = project_parameters(metadata, env)
+    settings = parameters.get(REGISTRY_PARAMS) or {}
     if not isinstance(settings, dict):
         raise click.ClickException(
             f"parameter {REGISTRY_PARAMS} must be a mapping, not {settings!r}"
@@ -119,10 +79,7 @@ def _registry_target(
         validate_group_name(group)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
-    root_path = Path(str(root)).expanduser()
-    if not root_path.is_absolute():
-        root_path = project_path / root_path
-    return _Target(LocalModelRegistry(root_path), group)
+    return _Target(LocalModelRegistry(resolve(metadata, str(root))), group)
 
 
 def _archive_problem(target: _Target, version: int) -> str | None:

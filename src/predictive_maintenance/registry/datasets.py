@@ -73,7 +73,17 @@ class LocalModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, Any]])
             versions = self._registry.list_versions(self._group)
         except ModelNotFoundError:
             versions = []
-        return {"group": self._group, "versions": [version.to_dict() for version in versions]}
+        return {
+            "group": self._group,
+            "versions": [
+                {
+                    **version.to_dict(),
+                    # Where the endpoint finds the archive (SageMaker's registry: an s3:// URI).
+                    "archive_uri": str(self._registry.archive_path(self._group, version.version)),
+                }
+                for version in versions
+            ],
+        }
 
     def save(self, data: dict[str, Any]) -> None:
         if not isinstance(data, dict):

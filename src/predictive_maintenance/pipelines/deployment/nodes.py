@@ -1,0 +1,147 @@
+"""Nodes of the ``deployment`` pipeline.
+
+The registry and the endpoint are catalog datasets (``model_registry``, ``endpoint``): locally a
+directory and a state file the endpoint server watches, with the ``sagemaker`` environment the
+SageMaker Model Registry and a SageMaker endpoint. The nodes only decide; the datasets act.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import xgboost as xgb
+
+from predictive_maintenance.serving.package import build_model_archive
+
+logger = logging.getLogger(__name__)
+
+APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
+
+
+class QualityGateError(RuntimeError):
+    """The model misses at least one minimum of the quality gate; it is not registered."""
+
+
+def _metric(metrics: dict[str, Any], path: str) -> float:
+    value: Any = metrics
+    for key in path.split("."):
+        if not isinstance(value, dict) or key not in value:
+            raise KeyError(f"quality gate metric {path!r} is not in the evaluation metrics")
+        value = value[key]
+    if not isinstance(value, int | float):
+        raise TypeError(f"quality gate metric {path!r} is {value!r}, not a number")
+    return float(value)
+
+
+def check_quality_gate(metrics: dict[str, Any], quality_gate: dict[str, Any]) -> dict[str, Any]:
+    """Compares test metrics with the gate's minimums; fails the run if any is missed.
+
+    Args:
+        metrics: The evaluation metrics (``evaluate_model``'s output).
+        quality_gate: ``minimums``: metric path (dots into ``metrics``) -> minimum value.
+
+    Returns:
+        The gate report: every check with its value, minimum and outcome.
+
+    Raises:
+        QualityGateError: naming each missed metric, its value and its minimum.
+    """
+    checks = [
+        {"metric": path, "value": _metric(metrics, path), "minimum": float(minimum)}
+        for path, minimum in quality_gate["minimums"].items()
+    ]
+    for check in checks:
+        check["passed"] = check["value"] >= check["minimum"]
+    failed = [check for check in checks if not check["passed"]]
+    if failed:
+        reasons = "; ".join(
+            f"{check['metric']} = {check['value']:.4f} is below the minimum {check['minimum']}"
+            for check in failed
+        )
+        raise QualityGateError(f"the model fails the quality gate and is not registered: {reasons}")
+    logger.info(
+        "Quality gate passed: %s", ", ".join(f"{c['metric']} {c['value']:.4f}" for c in checks)
+    )
+    return {"passed": True, "checks": checks}
+
+
+def package_model(model: xgb.Booster, model_spec: dict[str, Any]) -> bytes:
+    """The ``model.tar.gz`` a SageMaker XGBoost container serves: model, spec, inference code."""
+    return build_model_archive(bytes(model.save_raw(raw_format="ubj")), model_spec)
+
+
+def register_model(
+    model_archive: bytes,
+    model_spec: dict[str, Any],
+    metrics: dict[str, Any],
+    quality_gate_report: dict[str, Any],
+    registration: dict[str, Any],
+) -> dict[str, Any]:
+    """The registration request for the model registry (only reached when the gate passed).
+
+    Args:
+        model_archive: ``model.tar.gz`` bytes.
+        model_spec: The model spec, for the lineage.
+        metrics: Test metrics, stored with the version.
+        quality_gate_report: The passed gate, stored in the lineage.
+        registration: ``approval_status`` (``PendingManualApproval`` by default; ``Approved``
+            auto-approves, for local development) and ``description``.
+    """
+    status = registration["approval_status"]
+    if status not in APPROVAL_STATUSES:
+        raise ValueError(
+            f"registration.approval_status must be one of {APPROVAL_STATUSES}, not {status!r}"
+        )
+    return {
+        "archive": model_archive,
+        "metrics": metrics,
+        "lineage": {
+            "raw_data_sha256": model_spec["training_data"]["raw_sha256"],
+            "model_sha256": model_spec["model_sha256"],
+            "decision_threshold": model_spec["decision_threshold"],
+            "parameters": model_spec["parameters"],
+            "library_versions": model_spec["library_versions"],
+            "quality_gate": quality_gate_report["checks"],
+        },
+        "approval_status": status,
+        "description": registration.get("description", ""),
+    }
+
+
+def select_deployment(
+    model_registry: dict[str, Any], deploy_model: bool, endpoint: dict[str, Any]
+) -> dict[str, Any]:
+    """Which model version the endpoint should serve: the newest Approved one.
+
+    Args:
+        model_registry: The registry's state for the group (versions with approval status).
+        deploy_model: The workshop's switch; when false nothing is deployed.
+        endpoint: ``name`` of the endpoint.
+
+    Returns:
+        The deployment request for the ``endpoint`` dataset; ``model_version`` is ``None`` (and
+        ``reason`` says why) when the endpoint is to be left as it is.
+    """
+    request: dict[str, Any] = {
+        "endpoint_name": endpoint["name"],
+        "model_group": model_registry["group"],
+    }
+    if not deploy_model:
+        return {**request, "model_version": None, "reason": "deploy_model is false"}
+    approved = [v for v in model_registry["versions"] if v["approval_status"] == "Approved"]
+    if not approved:
+        return {
+            **request,
+            "model_version": None,
+            "reason": "no Approved version in the registry: approve one with "
+            "`kedro model approve VERSION`, then `kedro run --nodes select_deployment`",
+        }
+    newest = max(approved, key=lambda version: version["version"])
+    return {
+        **request,
+        "model_version": newest["version"],
+        "model_archive": newest["archive_uri"],
+        "model_archive_sha256": newest["archive_sha256"],
+        "reason": f"newest Approved version of {model_registry['group']}",
+    }

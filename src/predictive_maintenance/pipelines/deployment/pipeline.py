@@ -1,0 +1,48 @@
+"""The ``deployment`` pipeline: quality gate -> package -> register -> deploy."""
+
+from kedro.pipeline import Node, Pipeline
+
+from predictive_maintenance.pipelines.deployment.nodes import (
+    check_quality_gate,
+    package_model,
+    register_model,
+    select_deployment,
+)
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                func=check_quality_gate,
+                inputs=["metrics", "params:quality_gate"],
+                outputs="quality_gate_report",
+                name="check_quality_gate",
+            ),
+            Node(
+                func=package_model,
+                inputs=["model", "model_spec"],
+                outputs="model_archive",
+                name="package_model",
+            ),
+            Node(
+                func=register_model,
+                inputs=[
+                    "model_archive",
+                    "model_spec",
+                    "metrics",
+                    "quality_gate_report",
+                    "params:registration",
+                ],
+                outputs="model_registry",
+                name="register_model",
+            ),
+            Node(
+                func=select_deployment,
+                inputs=["model_registry", "params:deploy_model", "params:endpoint"],
+                outputs="endpoint",
+                name="select_deployment",
+            ),
+        ],
+        tags="deployment",
+    )

@@ -1,0 +1,239 @@
+"""``kedro endpoint serve`` and ``kedro endpoint invoke``: the local endpoint from the command line.
+
+:func:`endpoint` is a click group; the project's CLI (``predictive_maintenance.cli``) attaches it.
+Run it without Kedro as ``python -m predictive_maintenance.serving.cli``. Importing this module
+stays cheap (no pandas, no xgboost): every ``kedro`` command imports it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import click
+from kedro.framework.cli.utils import CONTEXT_SETTINGS, env_option
+from kedro.framework.startup import ProjectMetadata
+
+from predictive_maintenance.project_config import project_parameters, project_path, resolve
+from predictive_maintenance.schema import READING_COLUMNS
+from predictive_maintenance.serving.contract import (
+    CSV_CONTENT_TYPE,
+    CSV_FIELDS,
+    JSON_CONTENT_TYPE,
+    JSON_INSTANCES_KEY,
+    MODEL_VERSION_HEADER,
+    SUPPORTED_CONTENT_TYPES,
+)
+from predictive_maintenance.serving.endpoint import DEFAULT_POLL_INTERVAL_SECONDS
+
+#: Parameters (``parameters_deployment.yml``) the commands read.
+ENDPOINT_PARAMS = "endpoint"
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+@click.group(name="endpoint", context_settings=CONTEXT_SETTINGS)
+def endpoint() -> None:
+    """Serve the model locally with the SageMaker inference contract, and call it."""
+
+
+def _configure_logging() -> None:
+    package_logger = logging.getLogger("predictive_maintenance")
+    if package_logger.getEffectiveLevel() > logging.INFO:
+        package_logger.setLevel(logging.INFO)
+    if not logging.getLogger().handlers and not package_logger.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@endpoint.command(name="serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="TCP port."
+)
+@click.option(
+    "--model-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Serve this model directory (an extracted model.tar.gz) as the SageMaker container "
+    "does, instead of watching the endpoint state file.",
+)
+@click.option(
+    "--state",
+    "state_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"Endpoint state file to watch; default: the parameter {ENDPOINT_PARAMS}.state_file. "
+    "The server switches to the model it names whenever it changes.",
+)
+@click.option(
+    "--endpoint-name",
+    default=None,
+    help="Name /endpoints/NAME/invocations answers to; default: the state's endpoint_name "
+    f"(or the parameter {ENDPOINT_PARAMS}.name). With --model-dir and no name, any name.",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.05),
+    default=DEFAULT_POLL_INTERVAL_SECONDS,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often the state file is checked for a new deployment.",
+)
+@env_option
+@click.pass_obj
+def serve_command(
+    metadata: ProjectMetadata | None,
+    *,
+    host: str,
+    port: int,
+    model_dir: Path | None,
+    state_file: Path | None,
+    endpoint_name: str | None,
+    poll_interval: float,
+    env: str | None,
+) -> None:
+    """Serve GET /ping, POST /invocations and POST /endpoints/NAME/invocations.
+
+    Stop with Ctrl-C.
+    """
+    if model_dir is not None and state_file is not None:
+        raise click.UsageError("pass either --model-dir or --state, not both")
+    base_dir = Path.cwd()
+    if model_dir is None and state_file is None:
+        parameters = project_parameters(metadata, env).get(ENDPOINT_PARAMS) or {}
+        if not isinstance(parameters, dict):
+            raise click.ClickException(f"parameter {ENDPOINT_PARAMS} must be a mapping")
+        configured = parameters.get("state_file")
+        if not configured:
+            raise click.ClickException(
+                f"no endpoint state file: set the parameter {ENDPOINT_PARAMS}.state_file "
+                "(conf/base/parameters_deployment.yml) or pass --state or --model-dir"
+            )
+        state_file = resolve(metadata, configured)
+        base_dir = project_path(metadata)
+        endpoint_name = endpoint_name or parameters.get("name")
+    _configure_logging()
+    # pandas and xgboost load here, not when `kedro` starts (the group is part of every kedro call)
+    from predictive_maintenance.serving.server import serve  # noqa: PLC0415
+
+    try:
+        serve(
+            host,
+            port,
+            model_dir=model_dir,
+            state_file=state_file,
+            endpoint_name=endpoint_name,
+            base_dir=base_dir,
+            poll_interval=poll_interval,
+        )
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _rows_as_json(lines: list[str]) -> bytes:
+    instances = []
+    for row, line in enumerate(lines):
+        fields = [field.strip() for field in line.split(",")]
+        if len(fields) != len(READING_COLUMNS):
+            raise click.ClickException(
+                f"row {row} has {len(fields)} fields, expected {len(READING_COLUMNS)}: "
+                + ",".join(CSV_FIELDS)
+            )
+        instance: dict[str, Any] = {"type": fields[0]}
+        for column, field in zip(READING_COLUMNS[1:], fields[1:], strict=True):
+            try:
+                instance[column] = json.loads(field)
+            except ValueError:
+                instance[column] = field  # sent as text: the endpoint names the bad field
+        instances.append(instance)
+    return json.dumps({JSON_INSTANCES_KEY: instances}).encode()
+
+
+def _request_body(rows: tuple[str, ...], content_type: str) -> bytes:
+    text = "\n".join(rows) if rows else sys.stdin.read()
+    if content_type == JSON_CONTENT_TYPE and text.lstrip().startswith("{"):
+        return text.encode()  # already a JSON request
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise click.ClickException(
+            "no rows: pass them as arguments or on stdin, one per line: " + ",".join(CSV_FIELDS)
+        )
+    if content_type == CSV_CONTENT_TYPE:
+        return ("\n".join(lines) + "\n").encode()
+    return _rows_as_json(lines)
+
+
+@endpoint.command(name="invoke")
+@click.option("--url", default=DEFAULT_URL, show_default=True, help="Base URL of the endpoint.")
+@click.option(
+    "--endpoint-name",
+    default=None,
+    help="Call POST /endpoints/NAME/invocations (the SageMaker Runtime path) instead of "
+    "POST /invocations.",
+)
+@click.option(
+    "--content-type",
+    type=click.Choice(SUPPORTED_CONTENT_TYPES),
+    default=CSV_CONTENT_TYPE,
+    show_default=True,
+    help="Request format; CSV rows given with application/json are sent as JSON instances.",
+)
+@click.option("--accept", default=None, help="Response format (default: as the request).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+)
+@click.argument("rows", nargs=-1)
+def invoke_command(
+    *,
+    url: str,
+    endpoint_name: str | None,
+    content_type: str,
+    accept: str | None,
+    timeout: float,
+    rows: tuple[str, ...],
+) -> None:
+    """Send ROWS (or stdin lines) to the endpoint and print its scores.
+
+    A row is `Type,Air temperature [K],Process temperature [K],Rotational speed [rpm],Torque
+    [Nm],Tool wear [min]`, e.g. `L,298.4,308.2,1582,70.7,216`.
+    """
+    body = _request_body(rows, content_type)
+    target = urlsplit(url)
+    if target.scheme != "http" or not target.hostname:
+        raise click.ClickException(f"--url must be http://HOST[:PORT], not {url!r}")
+    base = target.path.rstrip("/")
+    path = (
+        f"{base}/endpoints/{quote(endpoint_name, safe='')}/invocations"
+        if endpoint_name
+        else f"{base}/invocations"
+    )
+    headers = {"Content-Type": content_type}
+    if accept:
+        headers["Accept"] = accept
+    connection = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=timeout)
+    try:
+        connection.request("POST", path, body=body, headers=headers)
+        response = connection.getresponse()
+        answer = response.read().decode("utf-8", errors="replace")
+    except OSError as error:
+        raise click.ClickException(
+            f"cannot reach the endpoint at {url}: {error}. Start it with `kedro endpoint serve`."
+        ) from None
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise click.ClickException(f"HTTP {response.status} {response.reason}: {answer.strip()}")
+    version = response.getheader(MODEL_VERSION_HEADER)
+    if version is not None:
+        click.echo(f"model version {version}", err=True)
+    click.echo(answer.rstrip("\n"))
+
+
+if __name__ == "__main__":
+    endpoint()

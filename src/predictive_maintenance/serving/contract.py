@@ -1,0 +1,45 @@
+"""The SageMaker inference contract in constants: the one place for them.
+
+Kept free of heavy imports: the handlers (:mod:`.inference`, inside the SageMaker container), the
+local server and the command line all read them from here.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+CSV_CONTENT_TYPE: Final = "text/csv"
+JSON_CONTENT_TYPE: Final = "application/json"
+#: Request and response media types, in order of preference.
+SUPPORTED_CONTENT_TYPES: Final = (CSV_CONTENT_TYPE, JSON_CONTENT_TYPE)
+#: Answer to ``Accept: */*`` (or none) when the request type does not say: the container's default.
+DEFAULT_ACCEPT: Final = JSON_CONTENT_TYPE
+#: Charsets a request may declare; the body is decoded as UTF-8 (ASCII is a subset).
+SUPPORTED_CHARSETS: Final = ("utf-8", "utf8", "us-ascii", "ascii")
+#: SageMaker real-time endpoints refuse request payloads above 6 MB.
+MAX_PAYLOAD_BYTES: Final = 6 * 1024 * 1024
+#: File names inside the model directory (the extracted ``model.tar.gz``).
+MODEL_FILE: Final = "xgboost-model"  # the name the stock SageMaker XGBoost container loads
+SPEC_FILE: Final = "model_spec.json"
+CODE_DIR: Final = "code"
+PROGRAM_FILE: Final = "inference.py"  # SAGEMAKER_PROGRAM
+#: Response header naming the registry version of the model that answered.
+MODEL_VERSION_HEADER: Final = "X-Model-Version"
+#: CSV column headers of a request row, in order (the workshop's order; no header line is sent).
+CSV_FIELDS: Final = (
+    "Type",
+    "Air temperature [K]",
+    "Process temperature [K]",
+    "Rotational speed [rpm]",
+    "Torque [Nm]",
+    "Tool wear [min]",
+)
+#: Key of the list of readings in a JSON request.
+JSON_INSTANCES_KEY: Final = "instances"
+
+#: Routes of a SageMaker inference container, and of SageMaker Runtime's InvokeEndpoint
+#: (``POST /endpoints/{EndpointName}/invocations``).
+PING_PATH: Final = "/ping"
+INVOCATIONS_PATH: Final = "/invocations"
+RUNTIME_PREFIX: Final = "/endpoints/"
+RUNTIME_SUFFIX: Final = "/invocations"

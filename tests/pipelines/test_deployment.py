@@ -1,0 +1,214 @@
+"""Nodes and the pipeline of ``deployment``: quality gate, package, registry, endpoint."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+from kedro.runner import SequentialRunner
+
+from predictive_maintenance.pipelines.data_engineering.nodes import (
+    create_dataset_manifest,
+    create_model_input_table,
+    ingest_raw_data,
+    split_data,
+    validate_raw_readings,
+)
+from predictive_maintenance.pipelines.deployment import create_pipeline
+from predictive_maintenance.pipelines.deployment.nodes import (
+    QualityGateError,
+    check_quality_gate,
+    package_model,
+    register_model,
+    select_deployment,
+)
+from predictive_maintenance.pipelines.training.nodes import (
+    create_model_spec,
+    evaluate_model,
+    score_test_set,
+    select_threshold,
+    train_model,
+)
+from predictive_maintenance.registry import LocalModelRegistry, LocalModelRegistryDataset
+from predictive_maintenance.serving.endpoint import LocalEndpointDataset
+from tests.catalogs import memory_catalog
+
+METRICS = {"roc_auc": 0.98, "pr_auc": 0.91, "at_chosen_threshold": {"f1": 0.9, "recall": 0.85}}
+
+
+@pytest.fixture(scope="module")
+def trained(raw_csv_bytes, parameters) -> dict:
+    readings, provenance = validate_raw_readings(*ingest_raw_data(raw_csv_bytes, None))
+    train, validation, test = split_data(create_model_input_table(readings), parameters["split"])
+    manifest = create_dataset_manifest(provenance, train, validation, test, parameters["split"])
+    xgboost = {**parameters["xgboost"], "num_boost_round": 30}
+    model = train_model(train, validation, xgboost)
+    threshold = select_threshold(model, validation, parameters["decision_threshold"])
+    return {
+        "model": model,
+        "model_spec": create_model_spec(model, threshold, manifest, xgboost),
+        "metrics": evaluate_model(score_test_set(model, test), threshold),
+    }
+
+
+def test_quality_gate_passes_and_reports_every_check(parameters):
+    report = check_quality_gate(METRICS, parameters["quality_gate"])
+
+    assert report["passed"] is True
+    assert {check["metric"] for check in report["checks"]} == set(
+        parameters["quality_gate"]["minimums"]
+    )
+    assert all(check["passed"] for check in report["checks"])
+
+
+def test_quality_gate_failure_names_metric_value_and_minimum():
+    gate = {"minimums": {"roc_auc": 0.95, "at_chosen_threshold.f1": 0.95}}
+
+    with pytest.raises(QualityGateError) as error:
+        check_quality_gate(METRICS, gate)
+
+    message = str(error.value)
+    assert "at_chosen_threshold.f1 = 0.9000 is below the minimum 0.95" in message
+    assert "roc_auc" not in message
+
+
+def test_quality_gate_with_an_unknown_metric_says_so():
+    with pytest.raises(
+        KeyError, match=r"'at_chosen_threshold\.auc' is not in the evaluation metrics"
+    ):
+        check_quality_gate(METRICS, {"minimums": {"at_chosen_threshold.auc": 0.5}})
+
+
+def test_package_holds_the_model_spec_and_inference_code(trained):
+    archive = package_model(trained["model"], trained["model_spec"])
+
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        names = set(tar.getnames())
+        model_bytes = tar.extractfile("xgboost-model").read()
+        spec = json.loads(tar.extractfile("model_spec.json").read())
+    assert {"xgboost-model", "model_spec.json", "code/inference.py"} <= names
+    assert "code/predictive_maintenance/features.py" in names
+    assert model_bytes == bytes(trained["model"].save_raw("ubj"))
+    assert spec == trained["model_spec"]
+    assert archive == package_model(trained["model"], trained["model_spec"])  # deterministic
+
+
+def test_registration_carries_lineage_and_status(trained):
+    gate = {
+        "passed": True,
+        "checks": [{"metric": "roc_auc", "value": 0.98, "minimum": 0.95, "passed": True}],
+    }
+
+    request = register_model(
+        b"archive", trained["model_spec"], METRICS, gate, {"approval_status": "Approved"}
+    )
+
+    assert request["approval_status"] == "Approved"
+    assert request["metrics"] == METRICS
+    assert (
+        request["lineage"]["raw_data_sha256"]
+        == trained["model_spec"]["training_data"]["raw_sha256"]
+    )
+    assert request["lineage"]["model_sha256"] == trained["model_spec"]["model_sha256"]
+    assert request["lineage"]["quality_gate"] == gate["checks"]
+
+
+def test_registration_rejects_an_unknown_status(trained):
+    with pytest.raises(ValueError, match="approval_status"):
+        register_model(
+            b"a", trained["model_spec"], METRICS, {"checks": []}, {"approval_status": "OK"}
+        )
+
+
+def _state(*statuses: str) -> dict:
+    return {
+        "group": "g",
+        "versions": [
+            {
+                "version": n,
+                "approval_status": s,
+                "archive_uri": f"/r/{n}.tar.gz",
+                "archive_sha256": f"{n}" * 64,
+            }
+            for n, s in enumerate(statuses, start=1)
+        ],
+    }
+
+
+def test_deployment_picks_the_newest_approved_version():
+    request = select_deployment(
+        _state("Approved", "Approved", "Rejected", "PendingManualApproval"), True, {"name": "e"}
+    )
+
+    assert request["model_version"] == 2
+    assert request["model_archive"] == "/r/2.tar.gz"
+    assert request["endpoint_name"] == "e"
+
+
+@pytest.mark.parametrize(
+    ("state", "deploy", "reason"),
+    [
+        (_state("Approved"), False, "deploy_model is false"),
+        (_state("PendingManualApproval", "Rejected"), True, "no Approved version"),
+        (_state(), True, "no Approved version"),
+    ],
+)
+def test_nothing_is_deployed_without_switch_or_approval(state, deploy, reason):
+    request = select_deployment(state, deploy, {"name": "e"})
+
+    assert request["model_version"] is None
+    assert reason in request["reason"]
+
+
+def _catalog(trained, parameters, tmp_path, **overrides):
+    params = {**parameters, **overrides}
+    catalog = memory_catalog(
+        {
+            "model": trained["model"],
+            "model_spec": trained["model_spec"],
+            "metrics": trained["metrics"],
+        },
+        params,
+    )
+    catalog["model_registry"] = LocalModelRegistryDataset(
+        root=str(tmp_path / "registry"), group="pm"
+    )
+    catalog["endpoint"] = LocalEndpointDataset(filepath=str(tmp_path / "endpoint.json"))
+    return catalog
+
+
+def test_pipeline_registers_pending_and_deploys_nothing_by_default(trained, parameters, tmp_path):
+    SequentialRunner().run(create_pipeline(), _catalog(trained, parameters, tmp_path))
+
+    versions = LocalModelRegistry(tmp_path / "registry").list_versions("pm")
+    assert [(v.version, v.approval_status) for v in versions] == [(1, "PendingManualApproval")]
+    assert not (tmp_path / "endpoint.json").exists()
+
+
+def test_pipeline_auto_approves_and_deploys_each_new_version(trained, parameters, tmp_path):
+    approved = {"registration": {**parameters["registration"], "approval_status": "Approved"}}
+
+    for _ in range(2):
+        SequentialRunner().run(
+            create_pipeline(), _catalog(trained, parameters, tmp_path, **approved)
+        )
+
+    state = json.loads((tmp_path / "endpoint.json").read_text())
+    registry = LocalModelRegistry(tmp_path / "registry")
+    assert state["model_version"] == 2
+    assert state["model_archive_sha256"] == registry.get("pm", 2).archive_sha256
+    assert (
+        registry.read_archive("pm", 2)
+        == (tmp_path / "registry").joinpath(state["model_archive"]).read_bytes()
+    )
+
+
+def test_pipeline_failing_the_gate_registers_nothing(trained, parameters, tmp_path):
+    strict = {"quality_gate": {"minimums": {"roc_auc": 0.9999}}}
+
+    with pytest.raises(QualityGateError, match="roc_auc"):
+        SequentialRunner().run(create_pipeline(), _catalog(trained, parameters, tmp_path, **strict))
+
+    assert not (tmp_path / "registry").exists() or not any((tmp_path / "registry").iterdir())

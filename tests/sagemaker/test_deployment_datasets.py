@@ -113,6 +113,7 @@ def test_first_deploy_creates_then_a_new_version_updates_blue_green(aws):
     model = sagemaker.describe_model(ModelName="predictive-maintenance-v2-22222222")
     assert model["PrimaryContainer"]["ModelDataUrl"].endswith(f"/{'2' * 64}/model.tar.gz")
     assert model["ExecutionRoleArn"] == ROLE
+    assert model["PrimaryContainer"]["Environment"]["MODEL_VERSION"] == "2"
     assert endpoint.load()["endpoint_config"] == "predictive-maintenance-v2-22222222"
 
 

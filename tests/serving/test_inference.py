@@ -290,6 +290,18 @@ def test_model_fn_reports_the_version_a_spec_carries(training_run, tmp_path):
     assert json.loads(body)["model_version"] == 3
 
 
+def test_model_version_comes_from_the_deployment_environment(training_run, tmp_path, monkeypatch):
+    """In SageMaker the Model's Environment carries the registry version the endpoint serves."""
+    full = training_run.full
+    model_dir = extract_model_archive(build_model_archive(full.model_bytes, full.spec), tmp_path)
+    monkeypatch.setenv("MODEL_VERSION", "7")
+
+    model = model_fn(model_dir)
+    body, _ = output_fn(predict_fn(input_fn(CSV_ROW, "text/csv"), model), "application/json")
+
+    assert json.loads(body)["model_version"] == 7
+
+
 # ---- input_fn ----------------------------------------------------------------------------------
 def test_csv_one_row_becomes_the_readings_frame():
     frame = input_fn(CSV_ROW.encode(), "text/csv")

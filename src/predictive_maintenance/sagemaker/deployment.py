@@ -278,7 +278,7 @@ class SageMakerEndpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
             return
         sagemaker = _client("sagemaker", self._region)
         name = f"{endpoint_name}-v{data['model_version']}-{data['model_archive_sha256'][:8]}"[:63]
-        self._create_model(sagemaker, name, data["model_archive"])
+        self._create_model(sagemaker, name, data["model_archive"], data["model_version"])
         self._create_endpoint_config(sagemaker, name)
         try:
             current = sagemaker.describe_endpoint(EndpointName=endpoint_name)
@@ -300,7 +300,9 @@ class SageMakerEndpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         if self._wait:
             sagemaker.get_waiter("endpoint_in_service").wait(EndpointName=endpoint_name)
 
-    def _create_model(self, sagemaker: Any, name: str, model_data_url: str) -> None:
+    def _create_model(
+        self, sagemaker: Any, name: str, model_data_url: str, model_version: int
+    ) -> None:
         try:
             sagemaker.create_model(
                 ModelName=name,
@@ -310,7 +312,8 @@ class SageMakerEndpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
                         self._image_uri, self._framework_version, self._region
                     ),
                     "ModelDataUrl": model_data_url,
-                    "Environment": SCRIPT_MODE_ENVIRONMENT,
+                    # The container reports the registry version it serves.
+                    "Environment": {**SCRIPT_MODE_ENVIRONMENT, "MODEL_VERSION": str(model_version)},
                 },
             )
         except ClientError as error:

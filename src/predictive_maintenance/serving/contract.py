@@ -25,6 +25,9 @@ CODE_DIR: Final = "code"
 PROGRAM_FILE: Final = "inference.py"  # SAGEMAKER_PROGRAM
 #: Response header naming the registry version of the model that answered.
 MODEL_VERSION_HEADER: Final = "X-Model-Version"
+#: Environment variable through which a deployment tells the container its registry version
+#: (SageMaker's Model Environment; the local server reads the version from the endpoint state).
+MODEL_VERSION_ENV: Final = "MODEL_VERSION"
 #: CSV column headers of a request row, in order (the workshop's order; no header line is sent).
 CSV_FIELDS: Final = (
     "Type",

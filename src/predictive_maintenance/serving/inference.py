@@ -43,6 +43,7 @@ from predictive_maintenance.serving.contract import (
     JSON_INSTANCES_KEY,
     MAX_PAYLOAD_BYTES,
     MODEL_FILE,
+    MODEL_VERSION_ENV,
     SPEC_FILE,
     SUPPORTED_CHARSETS,
     SUPPORTED_CONTENT_TYPES,
@@ -212,6 +213,8 @@ def model_fn(model_dir: str | os.PathLike[str]) -> LoadedModel:
         f"{spec_path}: decision_threshold must be a number in (0, 1), not {threshold!r}",
     )
     model_version = spec.get("model_version")
+    if model_version is None and os.environ.get(MODEL_VERSION_ENV, "").isdigit():
+        model_version = int(os.environ[MODEL_VERSION_ENV])
     _require(
         model_version is None
         or (isinstance(model_version, int) and not isinstance(model_version, bool)),

@@ -15,6 +15,16 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RAW_CSV = PROJECT_ROOT / "data" / "01_raw" / "ai4i2020.csv"
 
+#: The workshop's example reading (``L,298.4,308.2,1582,70.7,216``), by field name.
+WORKSHOP_READING = {
+    "type": "L",
+    "air_temperature_k": 298.4,
+    "process_temperature_k": 308.2,
+    "rotational_speed_rpm": 1582,
+    "torque_nm": 70.7,
+    "tool_wear_min": 216,
+}
+
 
 @pytest.fixture(scope="session")
 def project_root() -> Path:

@@ -10,15 +10,9 @@ import pytest
 
 from predictive_maintenance.features import FEATURE_COLUMNS, FeatureError, build_features
 from predictive_maintenance.schema import FAILURE_MODE_COLUMNS, ID_COLUMNS, TARGET_COLUMN
+from tests.conftest import WORKSHOP_READING
 
-READING = {
-    "type": "L",
-    "air_temperature_k": 298.4,
-    "process_temperature_k": 308.2,
-    "rotational_speed_rpm": 1582,
-    "torque_nm": 70.7,
-    "tool_wear_min": 216,
-}
+READING = WORKSHOP_READING
 
 
 def test_physics_features_are_computed_from_one_reading():

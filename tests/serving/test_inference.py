@@ -41,16 +41,10 @@ from predictive_maintenance.serving.package import (
     build_model_archive,
     extract_model_archive,
 )
+from tests.conftest import WORKSHOP_READING
 from tests.serving.conftest import CSV_ROW, readings_as_csv
 
-JSON_ROW = {
-    "type": "L",
-    "air_temperature_k": 298.4,
-    "process_temperature_k": 308.2,
-    "rotational_speed_rpm": 1582,
-    "torque_nm": 70.7,
-    "tool_wear_min": 216,
-}
+JSON_ROW = WORKSHOP_READING
 #: Modules the stock SageMaker XGBoost container does not have.
 NOT_IN_CONTAINER = ("kedro", "kedro_datasets", "pandera", "sklearn", "plotly", "boto3", "sagemaker")
 

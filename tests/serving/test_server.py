@@ -28,23 +28,10 @@ from predictive_maintenance.serving.endpoint import LocalEndpointDataset, write_
 from predictive_maintenance.serving.inference import invoke, model_fn
 from predictive_maintenance.serving.package import build_model_archive, extract_model_archive
 from predictive_maintenance.serving.server import EndpointServer
-from tests.conftest import copy_project
+from tests.conftest import WORKSHOP_READING, copy_project
 from tests.serving.conftest import CSV_ROW, ENDPOINT_NAME, readings_as_csv
 
-JSON_BODY = json.dumps(
-    {
-        "instances": [
-            {
-                "type": "L",
-                "air_temperature_k": 298.4,
-                "process_temperature_k": 308.2,
-                "rotational_speed_rpm": 1582,
-                "torque_nm": 70.7,
-                "tool_wear_min": 216,
-            }
-        ]
-    }
-)
+JSON_BODY = json.dumps({"instances": [WORKSHOP_READING]})
 
 
 class Answer:

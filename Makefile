@@ -1,18 +1,22 @@
 # Two entry points on a fresh machine with Python 3.11 and make:
 #   make run    set up .venv from the lockfile and run the whole pipeline (kedro run)
 #   make test   set up .venv from the lockfile and run lint + the whole test suite
+# Benchmarks: `make benchmarks` (cross-validation, kedro run timing); `make benchmark-endpoint`
+# serves the trained model with the local endpoint and with MLflow 3's `mlflow models serve` and
+# compares them (MLflow is served from its own .venv-mlflow, pinned in benchmarks/mlflow).
 PYTHON ?= python3.11
 UV_VERSION := 0.13.8
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
+MLFLOW_VENV := .venv-mlflow
 
 export KEDRO_DISABLE_TELEMETRY := true
 export UV_PYTHON_DOWNLOADS := never
 # XGBoost/OpenMP threads spin while waiting; on a busy 2-core machine that costs 100x in training.
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: install run test lint format viz benchmarks lock clean
+.PHONY: install run test lint format viz benchmarks benchmark-endpoint lock clean
 
 # uv itself is bootstrapped from PyPI into a private venv, so nothing global is touched.
 $(UV):
@@ -44,6 +48,20 @@ viz: install
 benchmarks: install
 	$(VENV)/bin/python benchmarks/cross_validation.py
 	$(VENV)/bin/python benchmarks/kedro_run_timing.py
+
+# The benchmark's MLflow environment: pip from benchmarks/mlflow/requirements.txt, rebuilt when
+# that file changes. The pyfunc brings the project's code itself (code_paths).
+$(MLFLOW_VENV)/.installed: benchmarks/mlflow/requirements.txt
+	rm -rf $(MLFLOW_VENV)
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+# Endpoint vs `mlflow models serve`, same model, one run (trains it first if data/06_models is
+# empty). Extra arguments: make benchmark-endpoint BENCHMARK_ARGS="--duration 10 --json out.json"
+benchmark-endpoint: install $(MLFLOW_VENV)/.installed
+	test -f data/06_models/model.ubj || $(VENV)/bin/kedro run
+	$(VENV)/bin/python benchmarks/endpoint_throughput.py --mlflow $(MLFLOW_VENV) $(BENCHMARK_ARGS)
 
 # Re-resolve the lockfile after editing pyproject.toml dependencies.
 lock: $(UV)

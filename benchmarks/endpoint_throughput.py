@@ -12,21 +12,37 @@ Prints figures, asserts nothing. What it does:
    ``predict_fn`` on one row, and of the whole handler chain (``input_fn`` -> ``predict_fn`` ->
    ``output_fn``) on one row.
 
+With ``--mlflow [VENV]`` (``make benchmark-endpoint``) the same run also serves the same model with
+MLflow 3's ``mlflow models serve`` and compares the two. MLflow lives in its own environment
+(default ``.venv-mlflow``, from ``benchmarks/mlflow/requirements.txt``), never in the product's
+``uv.lock`` or ``.venv``: ``benchmarks/mlflow/serve_mlflow.py`` (run by that environment's Python)
+saves a pyfunc whose artifact is the very model directory the endpoint serves and whose code is the
+project's package (``code_paths``), so both servers run ``model_fn`` and ``predict_fn`` (hence
+``build_features``); it also measures the pyfunc's in-process predict rate. Then
+``VENV/bin/mlflow models serve -m PYFUNC --env-manager local -h 127.0.0.1`` starts (one worker,
+MLflow's default; ``--mlflow-workers``), both servers must give the same scores for the same 100
+rows, the scenarios run interleaved (each scenario on the endpoint, then on MLflow, so that
+background load hits both alike), and a comparison table checks the targets: at least 3x MLflow's
+single-row throughput, p99 at most a third of MLflow's, zero errors.
+
 Other servers can be measured in the same run with ``--target NAME=URL[,format=F][,path=P]``
 (format ``csv``, ``json`` or ``mlflow``: ``{"dataframe_split": {"columns": [readings...],
-"data": [...]}}``), e.g. an ``mlflow models serve`` of the same model.
+"data": [...]}}``).
 
-Run: ``.venv/bin/python benchmarks/endpoint_throughput.py [--duration 5] [--json PATH]``.
+Run: ``.venv/bin/python benchmarks/endpoint_throughput.py [--mlflow] [--duration 5] [--json PATH]``.
+Everything listens on 127.0.0.1 only; every server started here is stopped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import multiprocessing
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +56,11 @@ from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = PROJECT_ROOT / "data" / "06_models"
+MLFLOW_VENV = PROJECT_ROOT / ".venv-mlflow"
+MLFLOW_SCRIPT = PROJECT_ROOT / "benchmarks" / "mlflow" / "serve_mlflow.py"
+#: The targets of issue 3: endpoint / MLflow single-row throughput, and p99 endpoint / MLflow.
+TARGET_THROUGHPUT_RATIO = 3.0
+TARGET_P99_RATIO = 1 / 3
 READINGS = PROJECT_ROOT / "data" / "02_intermediate" / "readings.parquet"
 
 #: A real row of the data set, and 100 distinct rows for the batch requests (filled in main).
@@ -222,21 +243,72 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
-    target = urlsplit(url)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the endpoint exited with code {process.returncode}")
-        try:
+class Server:
+    """A server subprocess in its own session (so that its children stop with it), logging to a
+    file (a pipe nobody reads would block it once full)."""
+
+    def __init__(
+        self, name: str, command: list[str], *, env: dict[str, str], cwd: Path, log: Path
+    ) -> None:
+        self.name, self.log = name, log
+        with log.open("wb") as output:
+            self.process = subprocess.Popen(
+                command,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def log_tail(self, lines: int = 20) -> str:
+        text = self.log.read_text(errors="replace") if self.log.is_file() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_until_ready(self, url: str, timeout: float) -> None:
+        """Polls ``GET /ping`` until it answers 200, for at most ``timeout`` seconds."""
+        target = urlsplit(url)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with code {self.process.returncode}:\n{self.log_tail()}"
+                )
             connection = http.client.HTTPConnection(target.hostname, target.port, timeout=1)
-            connection.request("GET", "/ping")
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
+            try:
+                connection.request("GET", "/ping")
+                if connection.getresponse().status == 200:
+                    return
+            except (OSError, http.client.HTTPException):
+                pass
+            finally:
+                connection.close()
+            time.sleep(0.1)
+        raise RuntimeError(
+            f"{self.name} at {url} did not answer /ping within {timeout} s:\n{self.log_tail()}"
+        )
+
+    def stop(self) -> None:
+        """SIGTERM to the server's process group, SIGKILL if it is still there after 30 s."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=30)
+        # The group may outlive its leader (uvicorn under `mlflow models serve`): give it 10 s.
+        deadline = time.monotonic() + 10
+        try:
+            while time.monotonic() < deadline:
+                os.killpg(self.process.pid, 0)
+                time.sleep(0.1)
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
             pass
-        time.sleep(0.1)
-    raise RuntimeError(f"the endpoint at {url} did not answer /ping within {timeout} s")
 
 
 def prepare_model_dir(destination: Path) -> Path:
@@ -284,6 +356,57 @@ def in_process_rates(model_dir: Path, seconds: float = 2.0) -> dict[str, float]:
     }
 
 
+def prepare_mlflow(venv: Path, model_dir: Path, destination: Path) -> dict[str, Any]:
+    """Saves the MLflow pyfunc of ``model_dir`` with ``venv``'s MLflow; returns its facts.
+
+    Facts: ``mlflow_version``, ``pyfunc_predict_per_second`` (one row, in-process) and ``model``
+    (the pyfunc's directory).
+    """
+    python = venv / "bin" / "python"
+    if not (venv / "bin" / "mlflow").is_file():
+        raise SystemExit(
+            f"{venv}/bin/mlflow is missing: `make benchmark-endpoint` sets up {venv.name} from "
+            "benchmarks/mlflow/requirements.txt"
+        )
+    environment = _mlflow_environment(venv)
+    for command in (
+        ["build", "--model-dir", str(model_dir), "--output", str(destination)],
+        ["rate", "--model", str(destination)],
+    ):
+        completed = subprocess.run(
+            [str(python), str(MLFLOW_SCRIPT), *command],
+            env=environment,
+            cwd=destination.parent,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if completed.returncode != 0:
+            raise SystemExit(
+                f"{MLFLOW_SCRIPT.name} {command[0]} failed:\n{completed.stderr[-3000:]}"
+            )
+    facts = json.loads(completed.stdout.strip().splitlines()[-1])
+    return {**facts, "model": str(destination)}
+
+
+def _mlflow_environment(venv: Path) -> dict[str, str]:
+    """The environment of the MLflow processes: ``venv`` first on PATH (``mlflow models serve``
+    starts ``uvicorn`` from PATH), no PYTHONPATH (the pyfunc brings the project's code itself)."""
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"}
+    }
+    environment.update(
+        PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        VIRTUAL_ENV=str(venv),
+        OMP_WAIT_POLICY="PASSIVE",
+        KEDRO_DISABLE_TELEMETRY="true",
+    )
+    return environment
+
+
 def _parse_target(text: str) -> Target:
     name, _, rest = text.partition("=")
     url, *options = rest.split(",")
@@ -316,7 +439,142 @@ def _print_table(results: list[Result]) -> None:
             print(f"{'':>10}  first error: {result.first_error}")
 
 
-def main() -> None:
+def in_process_scores(model_dir: Path, rows: list[list[Any]]) -> list[float]:
+    """The scores ``predict_fn`` gives ``rows`` in this process: what every server must answer."""
+    from predictive_maintenance.serving.inference import (  # noqa: PLC0415
+        input_fn,
+        model_fn,
+        predict_fn,
+    )
+
+    body, content_type = _body(rows, "csv")
+    return [float(score) for score in predict_fn(input_fn(body, content_type), model_fn(model_dir))]
+
+
+def _scores(payload: bytes, body_format: str) -> list[float]:
+    if body_format == "csv":
+        return [float(line) for line in payload.decode().split()]
+    predictions = json.loads(payload)["predictions"]
+    if body_format == "json":
+        return [float(prediction["score"]) for prediction in predictions]
+    return [float(prediction) for prediction in predictions]
+
+
+def check_same_answers(targets: list[Target], rows: list[list[Any]], expected: list[float]) -> None:
+    """Every target must score ``rows`` exactly as ``predict_fn`` does here (as float32)."""
+    import numpy as np  # noqa: PLC0415
+
+    wanted = np.asarray(expected, dtype=np.float32)
+    for target in targets:
+        body, content_type = _body(rows, target.format)
+        address = urlsplit(target.url)
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+        try:
+            connection.request(
+                "POST", target.path, body=body, headers={"Content-Type": content_type}
+            )
+            response = connection.getresponse()
+            payload = response.read()
+        finally:
+            connection.close()
+        if response.status != 200:
+            raise SystemExit(f"{target.name} answered HTTP {response.status}: {payload[:300]!r}")
+        got = np.asarray(_scores(payload, target.format), dtype=np.float32)
+        if got.shape != wanted.shape or not np.array_equal(got, wanted):
+            raise SystemExit(
+                f"{target.name} scores {len(rows)} rows differently from predict_fn in process: "
+                f"{got[:5].tolist()} ... vs {wanted[:5].tolist()} ...; not the same model or code"
+            )
+    names = ", ".join(target.name for target in targets)
+    print(f"same scores for the same {len(rows)} rows from: {names}", flush=True)
+
+
+def compare(results: list[Result], baseline: str) -> list[dict[str, Any]]:
+    """The endpoint against ``baseline`` per scenario, with the targets of issue 3.
+
+    Throughput counts for single-row requests; p99 and errors for every scenario.
+    """
+    by_key = {(result.target, result.rows, result.concurrency): result for result in results}
+    rows = []
+    for result in results:
+        other = by_key.get((baseline, result.rows, result.concurrency))
+        if result.target != "endpoint" or other is None:
+            continue
+        throughput = (
+            result.requests_per_second / other.requests_per_second
+            if other.requests_per_second
+            else None
+        )
+        p99 = result.p99_ms / other.p99_ms if result.p99_ms and other.p99_ms else None
+        misses = []
+        if result.rows == 1 and (throughput is None or throughput < TARGET_THROUGHPUT_RATIO):
+            misses.append("throughput")
+        if p99 is None or p99 > TARGET_P99_RATIO:
+            misses.append("p99")
+        if result.errors:
+            misses.append("errors")
+        rows.append(
+            {
+                "baseline": baseline,
+                "rows": result.rows,
+                "concurrency": result.concurrency,
+                "endpoint_rps": result.requests_per_second,
+                "baseline_rps": other.requests_per_second,
+                "throughput_ratio": None if throughput is None else round(throughput, 2),
+                "endpoint_p99_ms": result.p99_ms,
+                "baseline_p99_ms": other.p99_ms,
+                "p99_ratio": None if p99 is None else round(p99, 3),
+                "endpoint_errors": result.errors,
+                "baseline_errors": other.errors,
+                "misses": misses,
+            }
+        )
+    return rows
+
+
+def _print_comparison(comparison: list[dict[str, Any]]) -> None:
+    if not comparison:
+        return
+    baseline = comparison[0]["baseline"]
+    print(
+        f"\nendpoint vs {baseline}; targets: single-row req/s >= {TARGET_THROUGHPUT_RATIO:g}x, "
+        f"p99 <= 1/{1 / TARGET_P99_RATIO:g} (ratio <= {TARGET_P99_RATIO:.3f}), zero errors"
+    )
+    header = (
+        "rows",
+        "conc",
+        "ours req/s",
+        f"{baseline[:6]} req/s",
+        "req/s x",
+        "ours p99",
+        f"{baseline[:6]} p99",
+        "p99 ratio",
+        "errors",
+        "targets",
+    )
+    print("  ".join(f"{column:>12}" for column in header))
+    for row in comparison:
+        values = (
+            row["rows"],
+            row["concurrency"],
+            row["endpoint_rps"],
+            row["baseline_rps"],
+            "-" if row["throughput_ratio"] is None else f"{row['throughput_ratio']:.2f}x",
+            row["endpoint_p99_ms"],
+            row["baseline_p99_ms"],
+            "-" if row["p99_ratio"] is None else f"{row['p99_ratio']:.3f}",
+            f"{row['endpoint_errors']}/{row['baseline_errors']}",
+            "met" if not row["misses"] else "MISSED: " + ", ".join(row["misses"]),
+        )
+        print("  ".join(f"{value!s:>12}" for value in values))
+    missed = [row for row in comparison if row["misses"]]
+    print(
+        f"{len(comparison) - len(missed)} of {len(comparison)} scenarios meet the targets "
+        "(req/s x: ours / theirs; p99 ratio: ours / theirs; errors: ours/theirs)"
+    )
+
+
+def main() -> None:  # noqa: PLR0915
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per scenario")
     parser.add_argument("--max-requests", type=int, default=200_000, help="cap per scenario")
@@ -326,13 +584,24 @@ def main() -> None:
         "--format", choices=("csv", "json"), default="csv", help="payload for this endpoint"
     )
     parser.add_argument(
+        "--mlflow",
+        type=Path,
+        nargs="?",
+        const=MLFLOW_VENV,
+        metavar="VENV",
+        help=f"also serve the model with `mlflow models serve` from VENV (default {MLFLOW_VENV})",
+    )
+    parser.add_argument(
+        "--mlflow-workers", type=int, default=1, help="uvicorn workers of MLflow (its default: 1)"
+    )
+    parser.add_argument(
         "--target",
         type=_parse_target,
         action="append",
         default=[],
         help="another server to measure in the same run: NAME=URL[,format=F][,path=P]",
     )
-    parser.add_argument("--no-endpoint", action="store_true", help="measure only --target URLs")
+    parser.add_argument("--no-endpoint", action="store_true", help="measure only other servers")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
 
@@ -348,15 +617,22 @@ def main() -> None:
 
     environment = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "OMP_WAIT_POLICY": "PASSIVE"}
     results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="endpoint-benchmark-") as scratch:
-        model_dir = prepare_model_dir(Path(scratch) / "model")
+    mlflow_facts: dict[str, Any] | None = None
+    with tempfile.TemporaryDirectory(prefix="endpoint-benchmark-") as scratch_name:
+        scratch = Path(scratch_name)
+        model_dir = prepare_model_dir(scratch / "model")
         limits = in_process_rates(model_dir)
-        targets = list(args.target)
-        server = None
-        if not args.no_endpoint:
-            port = _free_port()
-            server = subprocess.Popen(
-                [
+        expected = in_process_scores(model_dir, batch)
+        if args.mlflow is not None:
+            venv = Path(os.path.abspath(args.mlflow))  # not resolved: venv/bin/python is a link
+            print(f"building the MLflow pyfunc with {venv} ...", flush=True)
+            mlflow_facts = prepare_mlflow(venv, model_dir, scratch / "mlflow-pyfunc")
+        servers: list[tuple[Server, str]] = []
+        targets: list[Target] = []
+        try:
+            if not args.no_endpoint:
+                port = _free_port()
+                command = [
                     sys.executable,
                     "-m",
                     "predictive_maintenance.serving.cli",
@@ -365,19 +641,47 @@ def main() -> None:
                     str(model_dir),
                     "--port",
                     str(port),
-                ],
-                env=environment,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            url = f"http://127.0.0.1:{port}"
-            targets.insert(0, Target(name="endpoint", url=url, format=args.format))
-        try:
-            if server is not None:
-                _wait_until_ready(targets[0].url, server)
-            for target in targets:
-                for rows in args.rows:
-                    for concurrency in args.concurrency:
+                ]
+                url = f"http://127.0.0.1:{port}"
+                log = scratch / "endpoint.log"
+                server = Server("endpoint", command, env=environment, cwd=PROJECT_ROOT, log=log)
+                servers.append((server, url))
+                targets.append(Target(name="endpoint", url=url, format=args.format))
+            if mlflow_facts is not None:
+                port = _free_port()
+                command = [
+                    str(venv / "bin" / "mlflow"),
+                    "models",
+                    "serve",
+                    "-m",
+                    mlflow_facts["model"],
+                    "--env-manager",
+                    "local",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-w",
+                    str(args.mlflow_workers),
+                ]
+                url = f"http://127.0.0.1:{port}"
+                server = Server(
+                    "mlflow models serve",
+                    command,
+                    env=_mlflow_environment(venv),
+                    cwd=scratch,
+                    log=scratch / "mlflow.log",
+                )
+                servers.append((server, url))
+                targets.append(Target(name="mlflow", url=url, format="mlflow"))
+            targets.extend(args.target)
+            for server, url in servers:
+                server.wait_until_ready(url, timeout=120)
+            check_same_answers(targets, batch, expected)
+            # Interleaved: each scenario runs on every target before the next scenario starts.
+            for rows in args.rows:
+                for concurrency in args.concurrency:
+                    for target in targets:
                         result = run_scenario(
                             target,
                             row_sets.get(rows, [SINGLE_ROW] * rows),
@@ -393,22 +697,39 @@ def main() -> None:
                             flush=True,
                         )
         finally:
-            if server is not None:
-                server.terminate()
-                server.wait(timeout=30)
+            for server, _ in reversed(servers):
+                server.stop()
 
     print(
         f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}; load generator in a separate process"
+        f"Python {platform.python_version()}; load generator in a separate process; "
+        f"{args.duration:g} s per scenario after a warm-up"
     )
     print(
         f"in-process limit (one row): predict_fn {limits['predict_fn_per_second']:,.0f}/s, "
-        f"input_fn + predict_fn + output_fn {limits['handler_chain_per_second']:,.0f}/s\n"
+        f"input_fn + predict_fn + output_fn {limits['handler_chain_per_second']:,.0f}/s"
     )
+    if mlflow_facts is not None:
+        print(
+            f"MLflow {mlflow_facts['mlflow_version']} (`mlflow models serve --env-manager local`, "
+            f"{args.mlflow_workers} uvicorn worker(s)); in-process limit (one row): pyfunc "
+            f"predict {mlflow_facts['pyfunc_predict_per_second']:,.0f}/s"
+        )
+    print()
     _print_table(results)
+    comparison = compare(results, "mlflow") if mlflow_facts is not None else []
+    _print_comparison(comparison)
     if args.json:
         args.json.write_text(
-            json.dumps({"in_process": limits, "results": [asdict(r) for r in results]}, indent=2)
+            json.dumps(
+                {
+                    "in_process": limits,
+                    "mlflow": mlflow_facts,
+                    "results": [asdict(r) for r in results],
+                    "comparison": comparison,
+                },
+                indent=2,
+            )
         )
 
 

@@ -141,3 +141,31 @@ def test_a_request_without_version_leaves_the_endpoint_alone(aws):
     )
 
     assert boto3.client("sagemaker").list_endpoints()["Endpoints"] == []
+
+
+def test_rolling_back_reuses_the_existing_model_and_config(aws):
+    endpoint = SageMakerEndpointDataset(execution_role_arn=ROLE, region="eu-west-1")
+    sagemaker = boto3.client("sagemaker")
+    endpoint.save(_request(1, "1" * 64))
+    endpoint.save(_request(2, "2" * 64))
+    created = sagemaker.describe_model(ModelName="predictive-maintenance-v1-11111111")[
+        "CreationTime"
+    ]
+
+    endpoint.save(_request(1, "1" * 64))
+
+    described = sagemaker.describe_endpoint(EndpointName="predictive-maintenance")
+    assert described["EndpointConfigName"] == "predictive-maintenance-v1-11111111"
+    model = sagemaker.describe_model(ModelName="predictive-maintenance-v1-11111111")
+    assert model["CreationTime"] == created
+    assert len(sagemaker.list_models()["Models"]) == 2
+
+
+def test_a_model_name_taken_by_other_data_is_refused(aws):
+    endpoint = SageMakerEndpointDataset(execution_role_arn=ROLE, region="eu-west-1")
+    endpoint.save(_request(1, "1" * 64))
+    other = {**_request(1, "1" * 64), "model_archive": f"s3://{BUCKET}/elsewhere/model.tar.gz"}
+    boto3.client("sagemaker").delete_endpoint(EndpointName="predictive-maintenance")
+
+    with pytest.raises(Exception, match="exists with ModelDataUrl"):
+        endpoint.save(other)

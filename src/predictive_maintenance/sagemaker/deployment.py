@@ -278,19 +278,23 @@ class SageMakerEndpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
             return
         sagemaker = _client("sagemaker", self._region)
         name = f"{endpoint_name}-v{data['model_version']}-{data['model_archive_sha256'][:8]}"[:63]
-        self._create_model(sagemaker, name, data["model_archive"], data["model_version"])
-        self._create_endpoint_config(sagemaker, name)
         try:
             current = sagemaker.describe_endpoint(EndpointName=endpoint_name)
         except ClientError as error:
             if not _is_not_found(error):
                 raise
+            current = None
+        if current is not None and current["EndpointConfigName"] == name:
+            logger.info("Endpoint %s already serves %s", endpoint_name, name)
+            return
+        # Model and config are named after version and archive digest, so a re-deploy (or a
+        # rollback to an older version) finds them already there.
+        self._ensure_model(sagemaker, name, data["model_archive"], data["model_version"])
+        self._ensure_endpoint_config(sagemaker, name)
+        if current is None:
             sagemaker.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=name)
             logger.info("Creating endpoint %s with %s", endpoint_name, name)
         else:
-            if current["EndpointConfigName"] == name:
-                logger.info("Endpoint %s already serves %s", endpoint_name, name)
-                return
             sagemaker.update_endpoint(
                 EndpointName=endpoint_name,
                 EndpointConfigName=name,
@@ -300,42 +304,51 @@ class SageMakerEndpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         if self._wait:
             sagemaker.get_waiter("endpoint_in_service").wait(EndpointName=endpoint_name)
 
-    def _create_model(
+    def _ensure_model(
         self, sagemaker: Any, name: str, model_data_url: str, model_version: int
     ) -> None:
         try:
-            sagemaker.create_model(
-                ModelName=name,
-                ExecutionRoleArn=self._role,
-                PrimaryContainer={
-                    "Image": resolve_image_uri(
-                        self._image_uri, self._framework_version, self._region
-                    ),
-                    "ModelDataUrl": model_data_url,
-                    # The container reports the registry version it serves.
-                    "Environment": {**SCRIPT_MODE_ENVIRONMENT, "MODEL_VERSION": str(model_version)},
-                },
-            )
+            existing = sagemaker.describe_model(ModelName=name)
         except ClientError as error:
-            if "already exists" not in str(error).lower():
+            if not _is_not_found(error):
                 raise
+        else:
+            if existing["PrimaryContainer"].get("ModelDataUrl") != model_data_url:
+                raise DatasetError(
+                    f"SageMaker model {name} exists with ModelDataUrl "
+                    f"{existing['PrimaryContainer'].get('ModelDataUrl')}, not {model_data_url}"
+                )
+            return
+        sagemaker.create_model(
+            ModelName=name,
+            ExecutionRoleArn=self._role,
+            PrimaryContainer={
+                "Image": resolve_image_uri(self._image_uri, self._framework_version, self._region),
+                "ModelDataUrl": model_data_url,
+                # The container reports the registry version it serves.
+                "Environment": {**SCRIPT_MODE_ENVIRONMENT, "MODEL_VERSION": str(model_version)},
+            },
+        )
 
-    def _create_endpoint_config(self, sagemaker: Any, name: str) -> None:
+    def _ensure_endpoint_config(self, sagemaker: Any, name: str) -> None:
         try:
-            sagemaker.create_endpoint_config(
-                EndpointConfigName=name,
-                ProductionVariants=[
-                    {
-                        "VariantName": "AllTraffic",
-                        "ModelName": name,
-                        "InstanceType": self._instance_type,
-                        "InitialInstanceCount": self._instance_count,
-                    }
-                ],
-            )
+            sagemaker.describe_endpoint_config(EndpointConfigName=name)
         except ClientError as error:
-            if "already exists" not in str(error).lower():
+            if not _is_not_found(error):
                 raise
+        else:
+            return
+        sagemaker.create_endpoint_config(
+            EndpointConfigName=name,
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": name,
+                    "InstanceType": self._instance_type,
+                    "InitialInstanceCount": self._instance_count,
+                }
+            ],
+        )
 
     def load(self) -> dict[str, Any]:
         if self._last_endpoint is None:

@@ -26,6 +26,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 from typing import Any, Final
 
 import numpy as np
@@ -63,6 +64,8 @@ _RANGES: Final = tuple(READING_RANGES[column] for column in _NUMERIC_COLUMNS)
 _PRODUCT_TYPES: Final = frozenset(PRODUCT_TYPES)
 _READING_KEYS: Final = frozenset(READING_COLUMNS)
 _FIELD_COUNT: Final = len(READING_COLUMNS)
+#: A plain decimal number as sensors and spreadsheets write it (optional sign, exponent, spaces).
+_DECIMAL: Final = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", re.ASCII)
 #: Column labels of a readings frame, built once (an object Index: no per-request inference).
 _READING_INDEX: Final = pd.Index(list(READING_COLUMNS), dtype=object)
 #: pandas' internal constructor from column arrays, when this pandas has it (all since 0.23).
@@ -330,7 +333,7 @@ def _number(row: int, column: str, value: Any, bounds: tuple[float, float]) -> f
 
 
 def _product_type(row: int, value: Any) -> str:
-    if value not in _PRODUCT_TYPES:
+    if not isinstance(value, str) or value not in _PRODUCT_TYPES:
         raise _row_error(row, "type", f"{value!r} is not a product type {list(PRODUCT_TYPES)}")
     return value
 
@@ -408,10 +411,10 @@ def _parse_csv(text: str) -> Readings:
         types.append(_product_type(row, fields[0].strip()))
         for index, (column, bounds) in enumerate(zip(_NUMERIC_COLUMNS, _RANGES, strict=True)):
             raw = fields[index + 1]
-            try:
-                value = float(raw)
-            except ValueError:
-                raise _row_error(row, column, f"{raw!r} is not a number") from None
+            # float() alone would also take "29_8.4", "nan" or non-ASCII digits.
+            if not _DECIMAL.fullmatch(raw):
+                raise _row_error(row, column, f"{raw!r} is not a number")
+            value = float(raw)
             columns[index].append(_number(row, column, value, bounds))
     return Readings(types, tuple(columns))
 
@@ -419,7 +422,7 @@ def _parse_csv(text: str) -> Readings:
 def _parse_json(text: str) -> Readings:
     try:
         payload = json.loads(text)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise InvalidInput(f"the body is not valid JSON: {error}") from None
     if not isinstance(payload, dict) or JSON_INSTANCES_KEY not in payload:
         raise InvalidInput(

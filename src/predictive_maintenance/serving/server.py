@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -78,6 +79,7 @@ KEEP_ALIVE_TIMEOUT_SECONDS: Final = 120.0
 #: A body above the limit is read and discarded (so the client sees the 413) up to this size;
 #: beyond it the connection is closed instead.
 _MAX_DRAIN_BYTES: Final = 16 * MAX_PAYLOAD_BYTES
+_CHUNK_SIZE: Final = re.compile(rb"[0-9a-fA-F]{1,8}")
 #: The row a new model scores once before it is swapped in, so its first request is not slower.
 _WARM_UP_ROW: Final = b"L,298.1,308.6,1551,42.8,0"
 #: A batch takes waiting requests up to this many rows (a larger request is a batch of its own).
@@ -355,10 +357,10 @@ class _Handler(BaseHTTPRequestHandler):
         size = 0
         while True:
             line = self.rfile.readline(1024)
-            try:
-                chunk_size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
+            size_field = line.split(b";", 1)[0].strip()
+            if not _CHUNK_SIZE.fullmatch(size_field):  # int(, 16) would take "-5", "0x10", "1_0"
                 return None, size
+            chunk_size = int(size_field, 16)
             if chunk_size == 0:
                 while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                     pass  # trailers

@@ -576,6 +576,7 @@ def test_inference_imports_nothing_the_container_lacks():
         "json",
         "logging",
         "os",
+        "re",
         "typing",
         "numpy",
         "pandas",

@@ -38,13 +38,19 @@ def test_kedro_run_registers_in_sagemaker_and_updates_the_endpoint(aws, tmp_path
 
     first = kedro_run(project, aws, *approve)
     second = kedro_run(project, aws, "--pipeline", "deployment", *approve)
+    # A pending version: the newest Approved one (2) is deployed again, which changes nothing.
+    third = kedro_run(project, aws, "--pipeline", "deployment")
 
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    for result in (first, second, third):
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     sagemaker = boto3.client("sagemaker")
     packages = sagemaker.list_model_packages(ModelPackageGroupName="predictive-maintenance")
-    assert sorted(p["ModelPackageVersion"] for p in packages["ModelPackageSummaryList"]) == [1, 2]
-    assert {p["ModelApprovalStatus"] for p in packages["ModelPackageSummaryList"]} == {"Approved"}
+    summaries = sorted(packages["ModelPackageSummaryList"], key=lambda p: p["ModelPackageVersion"])
+    assert [(p["ModelPackageVersion"], p["ModelApprovalStatus"]) for p in summaries] == [
+        (1, "Approved"),
+        (2, "Approved"),
+        (3, "PendingManualApproval"),
+    ]
     endpoint = sagemaker.describe_endpoint(EndpointName="predictive-maintenance")
     assert endpoint["EndpointConfigName"].startswith("predictive-maintenance-v2-")
     assert endpoint["EndpointStatus"] == "InService"

@@ -229,6 +229,6 @@ def test_missing_env_is_an_error(kedro, project: Path, registry: LocalModelRegis
     result = kedro("model", "approve", "3", "--env", "no-such-env")
 
     assert result.exit_code == 1
-    assert "cannot read the parameters" in result.stderr
+    assert "cannot read the catalog" in result.stderr
     assert str(project / "conf" / "no-such-env") in result.stderr
     assert registry.get(GROUP, 3).approval_status == "PendingManualApproval"

@@ -48,11 +48,12 @@ def quiet_kedro() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def project_parameters(metadata: ProjectMetadata | None, env: str | None) -> dict[str, Any]:
-    """The project's parameters for ``env``; a missing env directory is a ClickException.
+def project_config(metadata: ProjectMetadata | None, env: str | None, key: str) -> dict[str, Any]:
+    """The project's ``key`` configuration (``parameters``, ``catalog``...) for ``env``.
 
-    Not ``context.params``: it turns a missing ``--env`` directory into empty parameters, and it
-    imports every pipeline to validate them.
+    Read through the session's config loader; a missing env directory is a ClickException. (Not
+    ``context.params``: it turns a missing ``--env`` directory into empty parameters, and it
+    imports every pipeline to validate them.)
     """
     from kedro.config import MissingConfigException  # noqa: PLC0415
     from kedro.framework.session import KedroSession  # noqa: PLC0415
@@ -62,9 +63,14 @@ def project_parameters(metadata: ProjectMetadata | None, env: str | None) -> dic
     bootstrap_project(path)
     with quiet_kedro(), KedroSession.create(project_path=path, env=env) as session:
         try:
-            return session.load_context().config_loader["parameters"]
+            return session.load_context().config_loader[key]
         except MissingConfigException as error:
-            raise click.ClickException(f"cannot read the parameters: {error}") from None
+            raise click.ClickException(f"cannot read the {key}: {error}") from None
+
+
+def project_parameters(metadata: ProjectMetadata | None, env: str | None) -> dict[str, Any]:
+    """The project's parameters for ``env`` (see :func:`project_config`)."""
+    return project_config(metadata, env, "parameters")
 
 
 def resolve(metadata: ProjectMetadata | None, path: str | Path) -> Path:

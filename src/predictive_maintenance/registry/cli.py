@@ -13,14 +13,14 @@ import getpass
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from kedro.framework.cli.utils import CONTEXT_SETTINGS, env_option
 from kedro.framework.startup import ProjectMetadata
 
 from predictive_maintenance.integrity import ChecksumMismatchError
-from predictive_maintenance.project_config import project_parameters, resolve
+from predictive_maintenance.project_config import project_config, project_parameters, resolve
 from predictive_maintenance.registry.local import (
     APPROVED,
     REJECTED,
@@ -51,16 +51,44 @@ note_option = click.option(
 )
 
 
+if TYPE_CHECKING:
+    from predictive_maintenance.registry.sagemaker import SageMakerRegistry
+
+#: The catalog entry the deployment pipeline registers through.
+REGISTRY_DATASET = "model_registry"
+
+
 @dataclass(frozen=True)
 class _Target:
-    registry: LocalModelRegistry
+    registry: LocalModelRegistry | SageMakerRegistry  # same operations
     group: str
+
+
+def _sagemaker_target(entry: dict[str, Any], group: str | None) -> _Target:
+    """The SageMaker model package group the catalog's ``model_registry`` entry names."""
+    from kedro.io import DataCatalog  # noqa: PLC0415 - on demand, like boto3 below
+
+    from predictive_maintenance.registry.sagemaker import SageMakerRegistry  # noqa: PLC0415
+
+    dataset = DataCatalog.from_config({REGISTRY_DATASET: entry})[REGISTRY_DATASET]
+    registry = SageMakerRegistry(dataset)
+    if group and group != registry.group:
+        raise click.ClickException(
+            f"the catalog's SageMaker registry holds group {registry.group!r}, not {group!r}"
+        )
+    return _Target(registry, registry.group)
 
 
 def _registry_target(
     metadata: ProjectMetadata | None, env: str | None, group: str | None
 ) -> _Target:
-    """The registry and group from the project's parameters (``group`` overrides the latter)."""
+    """The registry and group from the project's configuration (``group`` overrides the latter).
+
+    When the environment's catalog registers in SageMaker (``conf/sagemaker``), that registry.
+    """
+    entry = project_config(metadata, env, "catalog").get(REGISTRY_DATASET) or {}
+    if str(entry.get("type", "")).endswith("SageMakerModelRegistryDataset"):
+        return _sagemaker_target(entry, group)
     parameters = project_parameters(metadata, env)
     settings = parameters.get(REGISTRY_PARAMS) or {}
     if not isinstance(settings, dict):
@@ -248,7 +276,7 @@ def _set_status(
         raise click.ClickException(str(error)) from None
     click.echo(
         f"Version {after.version} of {target.group}: {before.approval_status} -> "
-        f"{after.approval_status} (by {after.approval_history[-1]['by']})."
+        f"{after.approval_status} (by {after.approval_history[-1]['by'] or _user_name()})."
     )
 
 

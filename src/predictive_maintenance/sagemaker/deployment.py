@@ -64,6 +64,11 @@ def _split_s3(uri: str) -> tuple[str, str]:
     return parts.netloc, parts.path.strip("/")
 
 
+def _content_address(uri: str) -> str | None:
+    folder = uri.rsplit("/", 2)[-2] if uri.count("/") >= 2 else ""
+    return folder if re.fullmatch(r"[0-9a-f]{64}", folder) else None
+
+
 class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     """A model package group of the SageMaker Model Registry.
 
@@ -105,8 +110,18 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
         self._instance_types = inference_instance_types or ["ml.m5.large", "ml.c5.large"]
         self.metadata = metadata
 
+    @property
+    def group(self) -> str:
+        """The model package group."""
+        return self._group
+
+    @property
+    def artifact_uri(self) -> str:
+        """The S3 prefix of the registered artifacts."""
+        return f"s3://{self._bucket}/{self._prefix}"
+
     def _describe(self) -> dict[str, Any]:
-        return {"group": self._group, "artifact_uri": f"s3://{self._bucket}/{self._prefix}"}
+        return {"group": self._group, "artifact_uri": self.artifact_uri}
 
     def _ensure_group(self, sagemaker: Any) -> None:
         try:
@@ -197,7 +212,9 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
                     "approval_status": package["ModelApprovalStatus"],
                     "created_at": package["CreationTime"].isoformat(),
                     "archive_uri": container["ModelDataUrl"],
-                    "archive_sha256": properties.get("archive_sha256"),
+                    # Also in the content-addressed artifact path (.../<sha256>/model.tar.gz).
+                    "archive_sha256": properties.get("archive_sha256")
+                    or _content_address(container["ModelDataUrl"]),
                     "lineage": properties,
                     "description": package.get("ModelPackageDescription", ""),
                 }

@@ -1,0 +1,102 @@
+"""``kedro model`` on the SageMaker Model Registry (the ``sagemaker`` config environment).
+
+:class:`SageMakerRegistry` offers the operations the CLI uses on :class:`LocalModelRegistry`
+(``list_versions``, ``get``, ``update_approval``, ``read_archive``, ``archive_path``), backed by
+the catalog's :class:`~predictive_maintenance.sagemaker.deployment.SageMakerModelRegistryDataset`
+and the artifacts it stored in S3. SageMaker keeps the current approval status and its last
+description, not a history, so the history shown is that one entry.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+
+from predictive_maintenance.integrity import verify_sha256
+from predictive_maintenance.registry.local import (
+    ModelNotFoundError,
+    ModelVersion,
+    validate_approval_status,
+)
+from predictive_maintenance.sagemaker.deployment import SageMakerModelRegistryDataset
+
+
+def _s3_location(uri: str) -> dict[str, str]:
+    parts = urlsplit(uri)
+    return {"Bucket": parts.netloc, "Key": parts.path.lstrip("/")}
+
+
+def _s3_object(uri: str) -> bytes:
+    return boto3.client("s3").get_object(**_s3_location(uri))["Body"].read()
+
+
+class SageMakerRegistry:
+    """The SageMaker model package group of a ``SageMakerModelRegistryDataset``."""
+
+    def __init__(self, dataset: SageMakerModelRegistryDataset) -> None:
+        self._dataset = dataset
+        self.group = dataset.group
+        self.root = f"SageMaker Model Registry, artifacts in {dataset.artifact_uri}"
+
+    def _check_group(self, group: str) -> None:
+        if group != self.group:
+            raise ModelNotFoundError(
+                f"the catalog's SageMaker registry holds group {self.group!r}, not {group!r}"
+            )
+
+    def _entries(self, group: str) -> list[dict[str, Any]]:
+        self._check_group(group)
+        return self._dataset.load()["versions"]
+
+    def _version(self, entry: dict[str, Any]) -> ModelVersion:
+        folder = entry["archive_uri"].rsplit("/", 1)[0]
+        metrics = json.loads(_s3_object(f"{folder}/metrics.json"))
+        return ModelVersion(
+            group=self.group,
+            version=entry["version"],
+            created_at=entry["created_at"],
+            archive_sha256=entry["archive_sha256"] or "",
+            archive_size=boto3.client("s3").head_object(**_s3_location(entry["archive_uri"]))[
+                "ContentLength"
+            ],
+            metrics=metrics,
+            lineage=dict(entry["lineage"]),
+            description=entry["description"],
+            approval_status=entry["approval_status"],
+            approval_history=[
+                {"status": entry["approval_status"], "at": entry["created_at"], "by": None}
+            ],
+        )
+
+    def list_versions(self, group: str) -> list[ModelVersion]:
+        return [self._version(entry) for entry in self._entries(group)]
+
+    def _entry(self, group: str, version: int) -> dict[str, Any]:
+        for entry in self._entries(group):
+            if entry["version"] == version:
+                return entry
+        raise ModelNotFoundError(f"model package group {group} has no version {version}")
+
+    def get(self, group: str, version: int) -> ModelVersion:
+        return self._version(self._entry(group, version))
+
+    def archive_path(self, group: str, version: int) -> str:
+        return self._entry(group, version)["archive_uri"]
+
+    def read_archive(self, group: str, version: int) -> bytes:
+        entry = self._entry(group, version)
+        archive = _s3_object(entry["archive_uri"])
+        verify_sha256(archive, entry["archive_sha256"] or "", entry["archive_uri"])
+        return archive
+
+    def update_approval(
+        self, group: str, version: int, status: str, *, note: str = "", by: str | None = None
+    ) -> ModelVersion:
+        validate_approval_status(status)
+        self._entry(group, version)
+        description = f"{note} (by {by})" if by and note else note or (f"by {by}" if by else "")
+        self._dataset.update_approval(version, status, note=description)
+        return self.get(group, version)

@@ -253,6 +253,18 @@ def test_a_chunked_body_is_read_and_limited(server, expected_score):
     assert (after.status, after.body) == (200, expected_score)
 
 
+def test_a_chunked_body_beyond_what_is_drained_is_413_and_closes(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        raw.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + b"7FFFFFFF\r\n"
+        )
+        response = raw.makefile("rb").read()
+
+    assert response.startswith(b"HTTP/1.1 413 ")
+    assert b"Connection: close" in response
+
+
 @pytest.mark.parametrize("size", [b"zz", b"-5", b"-1", b"0x10", b"1_0"])
 def test_a_malformed_chunked_body_is_400(server, size):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:

@@ -317,7 +317,10 @@ class _Handler(BaseHTTPRequestHandler):
         """The request body, or None after answering 400/413 (judged before reading)."""
         if self._chunked():
             body, size = self._read_chunks()
-            problem = None if body is not None else "a malformed chunked body"
+            too_large = size > MAX_PAYLOAD_BYTES  # read no further than needed to know that
+            problem = None if body is not None or too_large else "a malformed chunked body"
+            if too_large and body is None:
+                self.close_connection = True
         else:
             length = self._content_length()
             if length is not None and length > MAX_PAYLOAD_BYTES:

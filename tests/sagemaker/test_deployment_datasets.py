@@ -88,13 +88,31 @@ def test_approving_an_unknown_version_names_it(registry):
         registry.update_approval(7, "Approved")
 
 
-def _request(version: int, sha: str) -> dict:
+ONE, TWO = b"archive one", b"archive two"
+
+
+def _sha(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _name(version: int, payload: bytes) -> str:
+    return f"predictive-maintenance-v{version}-{_sha(payload)[:8]}"
+
+
+def _upload(key: str, payload: bytes) -> str:
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=payload)
+    return f"s3://{BUCKET}/{key}"
+
+
+def _request(version: int, payload: bytes) -> dict:
+    """A deployment request for an artifact stored the way the registry stores it."""
+    uri = _upload(f"pm/model-registry/{GROUP}/{_sha(payload)}/model.tar.gz", payload)
     return {
         "endpoint_name": "predictive-maintenance",
         "model_group": GROUP,
         "model_version": version,
-        "model_archive": f"s3://{BUCKET}/pm/model-registry/{GROUP}/{sha}/model.tar.gz",
-        "model_archive_sha256": sha,
+        "model_archive": uri,
+        "model_archive_sha256": _sha(payload),
     }
 
 
@@ -102,27 +120,27 @@ def test_first_deploy_creates_then_a_new_version_updates_blue_green(aws):
     endpoint = SageMakerEndpointDataset(execution_role_arn=ROLE, region="eu-west-1")
     sagemaker = boto3.client("sagemaker")
 
-    endpoint.save(_request(1, "1" * 64))
+    endpoint.save(_request(1, ONE))
     first = sagemaker.describe_endpoint(EndpointName="predictive-maintenance")
-    endpoint.save(_request(2, "2" * 64))
+    endpoint.save(_request(2, TWO))
     second = sagemaker.describe_endpoint(EndpointName="predictive-maintenance")
 
-    assert first["EndpointConfigName"] == "predictive-maintenance-v1-11111111"
-    assert second["EndpointConfigName"] == "predictive-maintenance-v2-22222222"
+    assert first["EndpointConfigName"] == _name(1, ONE)
+    assert second["EndpointConfigName"] == _name(2, TWO)
     assert second["EndpointStatus"] == "InService"
-    model = sagemaker.describe_model(ModelName="predictive-maintenance-v2-22222222")
-    assert model["PrimaryContainer"]["ModelDataUrl"].endswith(f"/{'2' * 64}/model.tar.gz")
+    model = sagemaker.describe_model(ModelName=_name(2, TWO))
+    assert model["PrimaryContainer"]["ModelDataUrl"].endswith(f"/{_sha(TWO)}/model.tar.gz")
     assert model["ExecutionRoleArn"] == ROLE
     assert model["PrimaryContainer"]["Environment"]["MODEL_VERSION"] == "2"
-    assert endpoint.load()["endpoint_config"] == "predictive-maintenance-v2-22222222"
+    assert endpoint.load()["endpoint_config"] == _name(2, TWO)
 
 
 def test_redeploying_the_same_version_changes_nothing(aws):
     endpoint = SageMakerEndpointDataset(execution_role_arn=ROLE, region="eu-west-1")
-    endpoint.save(_request(1, "1" * 64))
+    endpoint.save(_request(1, ONE))
     before = boto3.client("sagemaker").describe_endpoint(EndpointName="predictive-maintenance")
 
-    endpoint.save(_request(1, "1" * 64))
+    endpoint.save(_request(1, ONE))
 
     after = boto3.client("sagemaker").describe_endpoint(EndpointName="predictive-maintenance")
     assert after["LastModifiedTime"] == before["LastModifiedTime"]
@@ -146,26 +164,35 @@ def test_a_request_without_version_leaves_the_endpoint_alone(aws):
 def test_rolling_back_reuses_the_existing_model_and_config(aws):
     endpoint = SageMakerEndpointDataset(execution_role_arn=ROLE, region="eu-west-1")
     sagemaker = boto3.client("sagemaker")
-    endpoint.save(_request(1, "1" * 64))
-    endpoint.save(_request(2, "2" * 64))
-    created = sagemaker.describe_model(ModelName="predictive-maintenance-v1-11111111")[
-        "CreationTime"
-    ]
+    endpoint.save(_request(1, ONE))
+    endpoint.save(_request(2, TWO))
+    created = sagemaker.describe_model(ModelName=_name(1, ONE))["CreationTime"]
 
-    endpoint.save(_request(1, "1" * 64))
+    endpoint.save(_request(1, ONE))
 
     described = sagemaker.describe_endpoint(EndpointName="predictive-maintenance")
-    assert described["EndpointConfigName"] == "predictive-maintenance-v1-11111111"
-    model = sagemaker.describe_model(ModelName="predictive-maintenance-v1-11111111")
+    assert described["EndpointConfigName"] == _name(1, ONE)
+    model = sagemaker.describe_model(ModelName=_name(1, ONE))
     assert model["CreationTime"] == created
     assert len(sagemaker.list_models()["Models"]) == 2
 
 
 def test_a_model_name_taken_by_other_data_is_refused(aws):
     endpoint = SageMakerEndpointDataset(execution_role_arn=ROLE, region="eu-west-1")
-    endpoint.save(_request(1, "1" * 64))
-    other = {**_request(1, "1" * 64), "model_archive": f"s3://{BUCKET}/elsewhere/model.tar.gz"}
+    endpoint.save(_request(1, ONE))
+    other = {**_request(1, ONE), "model_archive": _upload("elsewhere/model.tar.gz", ONE)}
     boto3.client("sagemaker").delete_endpoint(EndpointName="predictive-maintenance")
 
     with pytest.raises(Exception, match="exists with ModelDataUrl"):
         endpoint.save(other)
+
+
+def test_an_artifact_changed_after_registration_is_not_deployed(aws):
+    endpoint = SageMakerEndpointDataset(execution_role_arn=ROLE, region="eu-west-1")
+    request = _request(1, ONE)
+    _upload(request["model_archive"].split(f"{BUCKET}/", 1)[1], b"swapped behind our back")
+
+    with pytest.raises(Exception, match="changed after registration"):
+        endpoint.save(request)
+
+    assert boto3.client("sagemaker").list_models()["Models"] == []

@@ -304,6 +304,7 @@ class SageMakerEndpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         if current is not None and current["EndpointConfigName"] == name:
             logger.info("Endpoint %s already serves %s", endpoint_name, name)
             return
+        self._verify_artifact(data["model_archive"], data["model_archive_sha256"])
         # Model and config are named after version and archive digest, so a re-deploy (or a
         # rollback to an older version) finds them already there.
         self._ensure_model(sagemaker, name, data["model_archive"], data["model_version"])
@@ -320,6 +321,17 @@ class SageMakerEndpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
             logger.info("Updating endpoint %s to %s (blue/green)", endpoint_name, name)
         if self._wait:
             sagemaker.get_waiter("endpoint_in_service").wait(EndpointName=endpoint_name)
+
+    def _verify_artifact(self, uri: str, expected_sha256: str) -> None:
+        """Refuses to deploy an S3 artifact whose bytes are not the registered ones."""
+        bucket, key = _split_s3(uri)
+        body = _client("s3", self._region).get_object(Bucket=bucket, Key=key)["Body"].read()
+        actual = hashlib.sha256(body).hexdigest()
+        if actual != expected_sha256:
+            raise DatasetError(
+                f"{uri} has sha256 {actual}, but the registry recorded {expected_sha256}: "
+                "refusing to deploy an artifact that changed after registration"
+            )
 
     def _ensure_model(
         self, sagemaker: Any, name: str, model_data_url: str, model_version: int

@@ -1,9 +1,9 @@
 """``XGBoostModelDataset``: an XGBoost Booster in XGBoost's own UBJ/JSON format, sha256-checked.
 
-Never pickle: the model is written with ``Booster.save_raw`` (UBJ or JSON, the formats XGBoost
-promises to load across versions and that the SageMaker XGBoost container reads), and a
-``<file>.sha256`` sidecar in ``sha256sum`` format is written beside it. Loading re-hashes the bytes
-and refuses a model whose digest differs.
+No Python object serialisation: the model is written with ``Booster.save_raw`` (UBJ or JSON,
+the formats XGBoost promises to load across versions and the SageMaker XGBoost container reads),
+and a ``<file>.sha256`` sidecar in ``sha256sum`` format is written beside it. Loading re-hashes the
+bytes and refuses a model whose digest differs.
 """
 
 from __future__ import annotations

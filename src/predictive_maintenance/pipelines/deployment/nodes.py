@@ -12,11 +12,10 @@ from typing import Any
 
 import xgboost as xgb
 
+from predictive_maintenance.registry import APPROVAL_STATUSES
 from predictive_maintenance.serving.package import build_model_archive
 
 logger = logging.getLogger(__name__)
-
-APPROVAL_STATUSES = ("PendingManualApproval", "Approved", "Rejected")
 
 
 class QualityGateError(RuntimeError):

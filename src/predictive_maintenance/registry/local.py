@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from predictive_maintenance.integrity import sha256_hex, verify_sha256
+from predictive_maintenance.sagemaker.names import RESOURCE_NAME_PATTERN
 
 PENDING = "PendingManualApproval"
 APPROVED = "Approved"
@@ -54,7 +55,7 @@ REJECTED = "Rejected"
 APPROVAL_STATUSES = (PENDING, APPROVED, REJECTED)
 
 #: SageMaker's ModelPackageGroupName constraint.
-GROUP_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+GROUP_NAME_PATTERN = RESOURCE_NAME_PATTERN
 
 VERSIONS_DIR = "versions"
 ARCHIVE_FILE = "model.tar.gz"
@@ -113,8 +114,8 @@ def validate_group_name(group: str) -> str:
     if not isinstance(group, str) or not GROUP_NAME_PATTERN.fullmatch(group):
         raise ValueError(
             f"invalid model package group name {group!r}: use 1-63 letters, digits and hyphens, "
-            "starting and ending with a letter or digit (SageMaker's rule "
-            "^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$)"
+            f"starting and ending with a letter or digit (SageMaker's rule "
+            f"^{GROUP_NAME_PATTERN.pattern}$)"
         )
     return group
 

@@ -26,6 +26,7 @@ from typing import Any, Final
 from kedro.io import AbstractDataset, DatasetError
 
 from predictive_maintenance.integrity import verify_sha256
+from predictive_maintenance.sagemaker.names import RESOURCE_NAME_PATTERN
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ STATE_KEYS: Final = {
 }
 _SHA256: Final = re.compile(r"[0-9a-f]{64}")
 #: SageMaker's endpoint-name rule.
-ENDPOINT_NAME_PATTERN: Final = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+ENDPOINT_NAME_PATTERN: Final = RESOURCE_NAME_PATTERN
 
 
 class EndpointStateError(ValueError):

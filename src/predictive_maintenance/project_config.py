@@ -48,10 +48,12 @@ def quiet_kedro() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def project_config(metadata: ProjectMetadata | None, env: str | None, key: str) -> dict[str, Any]:
-    """The project's ``key`` configuration (``parameters``, ``catalog``...) for ``env``.
+def project_config(
+    metadata: ProjectMetadata | None, env: str | None, *keys: str
+) -> dict[str, dict[str, Any]]:
+    """The project's configuration for ``env``, by key (``parameters``, ``catalog``...).
 
-    Read through the session's config loader; a missing env directory is a ClickException. (Not
+    Read through one session's config loader; a missing env directory is a ClickException. (Not
     ``context.params``: it turns a missing ``--env`` directory into empty parameters, and it
     imports every pipeline to validate them.)
     """
@@ -62,15 +64,19 @@ def project_config(metadata: ProjectMetadata | None, env: str | None, key: str) 
     path = project_path(metadata)
     bootstrap_project(path)
     with quiet_kedro(), KedroSession.create(project_path=path, env=env) as session:
-        try:
-            return session.load_context().config_loader[key]
-        except MissingConfigException as error:
-            raise click.ClickException(f"cannot read the {key}: {error}") from None
+        loader = session.load_context().config_loader
+        configuration = {}
+        for key in keys:
+            try:
+                configuration[key] = loader[key]
+            except MissingConfigException as error:
+                raise click.ClickException(f"cannot read the {key}: {error}") from None
+        return configuration
 
 
 def project_parameters(metadata: ProjectMetadata | None, env: str | None) -> dict[str, Any]:
     """The project's parameters for ``env`` (see :func:`project_config`)."""
-    return project_config(metadata, env, "parameters")
+    return project_config(metadata, env, "parameters")["parameters"]
 
 
 def resolve(metadata: ProjectMetadata | None, path: str | Path) -> Path:

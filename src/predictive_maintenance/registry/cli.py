@@ -20,7 +20,7 @@ from kedro.framework.cli.utils import CONTEXT_SETTINGS, env_option
 from kedro.framework.startup import ProjectMetadata
 
 from predictive_maintenance.integrity import ChecksumMismatchError
-from predictive_maintenance.project_config import project_config, project_parameters, resolve
+from predictive_maintenance.project_config import project_config, resolve
 from predictive_maintenance.registry.local import (
     APPROVED,
     REJECTED,
@@ -86,11 +86,11 @@ def _registry_target(
 
     When the environment's catalog registers in SageMaker (``conf/sagemaker``), that registry.
     """
-    entry = project_config(metadata, env, "catalog").get(REGISTRY_DATASET) or {}
+    configuration = project_config(metadata, env, "catalog", "parameters")
+    entry = configuration["catalog"].get(REGISTRY_DATASET) or {}
     if str(entry.get("type", "")).endswith("SageMakerModelRegistryDataset"):
         return _sagemaker_target(entry, group)
-    parameters = project_parameters(metadata, env)
-    settings = parameters.get(REGISTRY_PARAMS) or {}
+    settings = configuration["parameters"].get(REGISTRY_PARAMS) or {}
     if not isinstance(settings, dict):
         raise click.ClickException(
             f"parameter {REGISTRY_PARAMS} must be a mapping, not {settings!r}"

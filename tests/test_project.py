@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from predictive_maintenance.features import FEATURE_COLUMNS
 from predictive_maintenance.integrity import sha256_hex
 from predictive_maintenance.registry import LocalModelRegistry
 from tests.conftest import copy_project
-from tests.support.aws import free_port
+from tests.support.net import free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -221,7 +220,8 @@ def test_approve_deploy_serve_and_invoke_like_the_workshop(finished_run):
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_until_ready(f"http://127.0.0.1:{port}/ping", server)
+        ping = f"http://127.0.0.1:{port}/ping"
+        wait_for(server, lambda: urllib.request.urlopen(ping, timeout=1).status == 200)
         runtime = boto3.client(
             "sagemaker-runtime",
             endpoint_url=f"http://127.0.0.1:{port}",
@@ -246,18 +246,3 @@ def test_approve_deploy_serve_and_invoke_like_the_workshop(finished_run):
     assert overstrained["score"] > 0.5
     assert healthy["predicted_label"] == 0
     assert healthy["score"] < 0.1
-
-
-def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the endpoint exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer 200 within {timeout} s")

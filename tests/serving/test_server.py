@@ -30,6 +30,7 @@ from predictive_maintenance.serving.package import build_model_archive, extract_
 from predictive_maintenance.serving.server import EndpointServer
 from tests.conftest import WORKSHOP_READING, copy_project
 from tests.serving.conftest import CSV_ROW, ENDPOINT_NAME, readings_as_csv
+from tests.support.net import free_port, wait_for
 
 JSON_BODY = json.dumps({"instances": [WORKSHOP_READING]})
 
@@ -612,33 +613,13 @@ def test_invoke_command_explains_an_unreachable_endpoint():
     assert "cannot reach the endpoint" in result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_for(process: subprocess.Popen, predicate, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited: {process.communicate()[0]}")
-        try:
-            if predicate():
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 def test_serve_command_watches_the_configured_state_file(tmp_path, training_run):
     """`serve` with no options: the state file from the parameters, read through a KedroSession."""
     project = copy_project(tmp_path / "project")
     (project / "conf" / "local" / "parameters_endpoint.yml").write_text(
         "endpoint:\n  name: test-endpoint\n  state_file: data/11_endpoints/test-endpoint.json\n"
     )
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "predictive_maintenance.serving.cli", "serve", "--port", str(port)],
         cwd=project,
@@ -649,7 +630,7 @@ def test_serve_command_watches_the_configured_state_file(tmp_path, training_run)
     )
     try:
         connection = lambda: http.client.HTTPConnection("127.0.0.1", port, timeout=5)  # noqa: E731
-        _wait_for(process, lambda: call(connection(), "GET", "/ping").status == 503)
+        wait_for(process, lambda: call(connection(), "GET", "/ping").status == 503)
         archive = project / "data" / "full.tar.gz"
         archive.write_bytes(training_run.full.archive)
         write_endpoint_state(
@@ -663,7 +644,7 @@ def test_serve_command_watches_the_configured_state_file(tmp_path, training_run)
                 "deployed_at": datetime.now(UTC).isoformat(),
             },
         )
-        _wait_for(process, lambda: call(connection(), "GET", "/ping").status == 200)
+        wait_for(process, lambda: call(connection(), "GET", "/ping").status == 200)
         answer = post_csv(connection(), path="/endpoints/test-endpoint/invocations")
     finally:
         process.terminate()
@@ -676,7 +657,7 @@ def test_serve_command_watches_the_configured_state_file(tmp_path, training_run)
 
 
 def test_serve_command_serves_a_model_directory(model_dir, expected_score):
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -695,7 +676,7 @@ def test_serve_command_serves_a_model_directory(model_dir, expected_score):
     )
     try:
         connection = lambda: http.client.HTTPConnection("127.0.0.1", port, timeout=5)  # noqa: E731
-        _wait_for(process, lambda: call(connection(), "GET", "/ping").status == 200)
+        wait_for(process, lambda: call(connection(), "GET", "/ping").status == 200)
         answer = post_csv(connection(), path="/endpoints/any-name/invocations")
     finally:
         process.terminate()

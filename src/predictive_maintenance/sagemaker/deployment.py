@@ -20,11 +20,11 @@ import json
 import logging
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
-import boto3
 from botocore.exceptions import ClientError
 from kedro.io import AbstractDataset, DatasetError
+
+from predictive_maintenance.sagemaker.aws import client, resolve_image_uri, split_s3_uri
 
 logger = logging.getLogger(__name__)
 
@@ -37,31 +37,17 @@ CONTENT_TYPES = ["text/csv", "application/json"]
 _NOT_FOUND = re.compile(r"does not exist|not found|Could not find", re.IGNORECASE)
 
 
-def _client(service: str, region: str | None) -> Any:
-    return boto3.client(service, region_name=region)
-
-
 def _is_not_found(error: ClientError) -> bool:
     code = error.response.get("Error", {}).get("Code", "")
     message = error.response.get("Error", {}).get("Message", "")
     return code in {"ResourceNotFound", "ValidationException"} and bool(_NOT_FOUND.search(message))
 
 
-def resolve_image_uri(image_uri: str | None, framework_version: str, region: str | None) -> str:
-    """The inference image: given explicitly, or the stock SageMaker XGBoost image of the region."""
-    if image_uri:
-        return image_uri
-    from sagemaker.core import image_uris  # noqa: PLC0415 -- slow import, needs a region
-
-    region = region or boto3.session.Session().region_name
-    return image_uris.retrieve("xgboost", region=region, version=framework_version)
-
-
 def _split_s3(uri: str) -> tuple[str, str]:
-    parts = urlsplit(uri)
-    if parts.scheme != "s3" or not parts.netloc:
-        raise DatasetError(f"{uri!r} is not an s3://bucket/prefix URI")
-    return parts.netloc, parts.path.strip("/")
+    try:
+        return split_s3_uri(uri)
+    except ValueError as error:
+        raise DatasetError(str(error)) from None
 
 
 def _content_address(uri: str) -> str | None:
@@ -136,7 +122,7 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
             logger.info("Created model package group %s", self._group)
 
     def _upload(self, key: str, body: bytes, content_type: str) -> str:
-        _client("s3", self._region).put_object(
+        client("s3", self._region).put_object(
             Bucket=self._bucket, Key=key, Body=body, ContentType=content_type
         )
         return f"s3://{self._bucket}/{key}"
@@ -151,7 +137,7 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
             json.dumps(data["metrics"], indent=2).encode(),
             "application/json",
         )
-        sagemaker = _client("sagemaker", self._region)
+        sagemaker = client("sagemaker", self._region)
         self._ensure_group(sagemaker)
         lineage = {
             key: value
@@ -166,7 +152,7 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
                 "Containers": [
                     {
                         "Image": resolve_image_uri(
-                            self._image_uri, self._framework_version, self._region
+                            self._image_uri, "xgboost", self._framework_version, self._region
                         ),
                         "ModelDataUrl": archive_uri,
                         "Environment": SCRIPT_MODE_ENVIRONMENT,
@@ -189,7 +175,7 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
         logger.info("Registered %s", response["ModelPackageArn"])
 
     def load(self) -> dict[str, Any]:
-        sagemaker = _client("sagemaker", self._region)
+        sagemaker = client("sagemaker", self._region)
         versions = []
         try:
             pages = sagemaker.get_paginator("list_model_packages").paginate(
@@ -229,7 +215,7 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
         )
         if arn is None:
             raise DatasetError(f"model package group {self._group} has no version {version}")
-        _client("sagemaker", self._region).update_model_package(
+        client("sagemaker", self._region).update_model_package(
             ModelPackageArn=arn, ModelApprovalStatus=status, ApprovalDescription=note[:1024]
         )
 
@@ -293,7 +279,7 @@ class SageMakerEndpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         if data.get("model_version") is None:
             logger.info("Endpoint %s left as it is: %s", endpoint_name, data.get("reason", ""))
             return
-        sagemaker = _client("sagemaker", self._region)
+        sagemaker = client("sagemaker", self._region)
         name = f"{endpoint_name}-v{data['model_version']}-{data['model_archive_sha256'][:8]}"[:63]
         try:
             current = sagemaker.describe_endpoint(EndpointName=endpoint_name)
@@ -325,7 +311,7 @@ class SageMakerEndpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     def _verify_artifact(self, uri: str, expected_sha256: str) -> None:
         """Refuses to deploy an S3 artifact whose bytes are not the registered ones."""
         bucket, key = _split_s3(uri)
-        body = _client("s3", self._region).get_object(Bucket=bucket, Key=key)["Body"].read()
+        body = client("s3", self._region).get_object(Bucket=bucket, Key=key)["Body"].read()
         actual = hashlib.sha256(body).hexdigest()
         if actual != expected_sha256:
             raise DatasetError(
@@ -352,7 +338,9 @@ class SageMakerEndpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
             ModelName=name,
             ExecutionRoleArn=self._role,
             PrimaryContainer={
-                "Image": resolve_image_uri(self._image_uri, self._framework_version, self._region),
+                "Image": resolve_image_uri(
+                    self._image_uri, "xgboost", self._framework_version, self._region
+                ),
                 "ModelDataUrl": model_data_url,
                 # The container reports the registry version it serves.
                 "Environment": {**SCRIPT_MODE_ENVIRONMENT, "MODEL_VERSION": str(model_version)},
@@ -382,7 +370,7 @@ class SageMakerEndpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     def load(self) -> dict[str, Any]:
         if self._last_endpoint is None:
             raise DatasetError("SageMakerEndpointDataset can only load an endpoint it deployed")
-        described = _client("sagemaker", self._region).describe_endpoint(
+        described = client("sagemaker", self._region).describe_endpoint(
             EndpointName=self._last_endpoint
         )
         return {

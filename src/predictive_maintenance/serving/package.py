@@ -20,15 +20,13 @@ mtimes; gzip without name or time), so an archive's sha256 identifies its conten
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
-import tarfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Final
 
 import predictive_maintenance
 from predictive_maintenance.integrity import verify_sha256
+from predictive_maintenance.sagemaker.archives import ArchiveError, build_tar_gz, extract_tar_gz
 from predictive_maintenance.serving.contract import CODE_DIR, MODEL_FILE, PROGRAM_FILE, SPEC_FILE
 
 #: Files of this package the inference code imports, relative to the package directory.
@@ -51,31 +49,14 @@ from predictive_maintenance.serving.inference import input_fn, model_fn, output_
 __all__ = ["input_fn", "model_fn", "output_fn", "predict_fn"]
 '''
 
-#: Fixed metadata of every archive member (1980-01-01, the ZIP epoch, rather than 1970).
-_MTIME: Final = 315_532_800
-_FILE_MODE: Final = 0o644
-_DIR_MODE: Final = 0o755
-_GZIP_LEVEL: Final = 9
 
-
-class ModelArchiveError(ValueError):
+class ModelArchiveError(ArchiveError):
     """An archive is not a model package or would write outside its destination."""
 
 
 def _package_sources() -> dict[str, bytes]:
     package_dir = Path(predictive_maintenance.__file__).resolve().parent
     return {name: (package_dir / name).read_bytes() for name in PACKAGE_FILES}
-
-
-def _member(name: str, size: int = 0, *, directory: bool = False) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
-    info.mode = _DIR_MODE if directory else _FILE_MODE
-    info.size = 0 if directory else size
-    info.mtime = _MTIME
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
 
 
 def archive_files(model_bytes: bytes, model_spec: dict[str, Any]) -> dict[str, bytes]:
@@ -107,22 +88,7 @@ def build_model_archive(model_bytes: bytes, model_spec: dict[str, Any]) -> bytes
         ChecksumMismatchError: ``model_spec["model_sha256"]`` is not the digest of the bytes.
         ModelArchiveError: the spec has no ``model_sha256``.
     """
-    files = archive_files(model_bytes, model_spec)
-    directories = sorted(
-        {str(parent) for name in files for parent in PurePosixPath(name).parents} - {"."}
-    )
-    tar_buffer = io.BytesIO()
-    with tarfile.open(fileobj=tar_buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for directory in directories:
-            tar.addfile(_member(directory, directory=True))
-        for name in sorted(files, key=lambda path: (path.count("/"), path)):
-            tar.addfile(_member(name, len(files[name])), io.BytesIO(files[name]))
-    gzip_buffer = io.BytesIO()
-    with gzip.GzipFile(
-        filename="", mode="wb", fileobj=gzip_buffer, compresslevel=_GZIP_LEVEL, mtime=0
-    ) as gz:
-        gz.write(tar_buffer.getvalue())
-    return gzip_buffer.getvalue()
+    return build_tar_gz(archive_files(model_bytes, model_spec))
 
 
 def extract_model_archive(archive: bytes, destination: Path) -> Path:
@@ -136,30 +102,11 @@ def extract_model_archive(archive: bytes, destination: Path) -> Path:
     Raises:
         ModelArchiveError: the archive is unreadable, unsafe or not a model package.
     """
-    destination = Path(destination)
-    destination.mkdir(parents=True, exist_ok=True)
-    root = destination.resolve()
     try:
-        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
-            members = tar.getmembers()
-            for member in members:
-                _check_member(member, root)
-            tar.extractall(root, members=members, filter="data")
-    except (tarfile.TarError, OSError, EOFError) as error:
-        raise ModelArchiveError(f"cannot extract the model archive: {error}") from error
+        root = extract_tar_gz(archive, destination, what="model archive")
+    except ArchiveError as error:
+        raise ModelArchiveError(str(error)) from error
     for required in (MODEL_FILE, SPEC_FILE):
         if not (root / required).is_file():
             raise ModelArchiveError(f"the model archive has no {required}")
     return destination
-
-
-def _check_member(member: tarfile.TarInfo, root: Path) -> None:
-    name = member.name
-    if not (member.isfile() or member.isdir()):
-        raise ModelArchiveError(f"archive member {name!r} is not a regular file or directory")
-    path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts or "\\" in name:
-        raise ModelArchiveError(f"archive member {name!r} has an unsafe path")
-    target = (root / path).resolve()
-    if target != root and root not in target.parents:
-        raise ModelArchiveError(f"archive member {name!r} would land outside {root}")

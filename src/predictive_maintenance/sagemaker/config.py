@@ -1,0 +1,180 @@
+"""The bridge's settings: the ``sagemaker`` configuration (``conf/<env>/sagemaker.yml``).
+
+Read through the project's config loader (``config_patterns["sagemaker"]``) by
+:class:`~predictive_maintenance.sagemaker.hooks.SageMakerHooks`, then checked here so that a typo
+is an error naming the key rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Final
+
+#: Where the settings live, for error messages.
+CONFIG_FILE: Final = "conf/<env>/sagemaker.yml"
+#: ``node_overrides`` keys of this form select nodes by tag; other keys are node names.
+TAG_PREFIX: Final = "tag:"
+
+
+class SageMakerConfigError(ValueError):
+    """The ``sagemaker`` configuration is missing, mistyped or incomplete."""
+
+
+@dataclass(frozen=True)
+class TrainingJobSettings:
+    """How one remote node runs: the ``training_job`` block, or it merged with an override."""
+
+    instance_type: str = "ml.m5.xlarge"
+    instance_count: int = 1
+    volume_size_gb: int = 30
+    max_runtime_seconds: int = 3600
+    #: Stock SageMaker framework image (``sagemaker.core.image_uris``), unless ``image_uri``.
+    framework: str = "xgboost"
+    framework_version: str = "3.0-5"
+    image_uri: str | None = None
+    #: pip requirements the container installs before the node runs (``requirements.txt``).
+    requirements: tuple[str, ...] = ()
+    #: Extra environment variables of the job.
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    """Everything in the ``sagemaker`` configuration."""
+
+    region: str | None
+    bucket: str
+    prefix: str
+    execution_role_arn: str
+    remote_tags: frozenset[str] = frozenset()
+    remote_names: frozenset[str] = frozenset()
+    training_job: TrainingJobSettings = TrainingJobSettings()
+    node_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Directory standing in for S3 with the ``local`` backend; None: S3 (or AWS_ENDPOINT_URL).
+    local_store_directory: Path | None = None
+    poll_seconds: float = 10.0
+    local_poll_seconds: float = 0.5
+
+    def is_remote(self, name: str, tags: Iterable[str]) -> bool:
+        """True for nodes that run as training jobs: by name, or by any of their tags."""
+        return name in self.remote_names or not self.remote_tags.isdisjoint(tags)
+
+    def job_settings(self, name: str, tags: Iterable[str]) -> TrainingJobSettings:
+        """``training_job`` with the node's overrides applied: tags (sorted), then its name."""
+        settings = self.training_job
+        for tag in sorted(tags):
+            override = self.node_overrides.get(f"{TAG_PREFIX}{tag}")
+            if override:
+                settings = _merge(settings, override, f"node_overrides.{TAG_PREFIX}{tag}")
+        if name in self.node_overrides:
+            settings = _merge(settings, self.node_overrides[name], f"node_overrides.{name}")
+        return settings
+
+    @property
+    def s3_root(self) -> str:
+        """``s3://bucket/prefix``: every object the bridge writes is under it."""
+        return f"s3://{self.bucket}/{self.prefix.strip('/')}".rstrip("/")
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise SageMakerConfigError(
+            f"{CONFIG_FILE}: {where} must be {names}, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _check_keys(block: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
+    unknown = sorted(set(block) - set(allowed))
+    if unknown:
+        raise SageMakerConfigError(
+            f"{CONFIG_FILE}: unknown key(s) {', '.join(unknown)} in {where} "
+            f"(known: {', '.join(sorted(allowed))})"
+        )
+
+
+_JOB_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
+    "instance_type": str,
+    "instance_count": int,
+    "volume_size_gb": int,
+    "max_runtime_seconds": int,
+    "framework": str,
+    "framework_version": str,
+    "image_uri": (str, type(None)),
+    "requirements": (list, tuple),
+    "environment": Mapping,
+}
+
+
+def _merge(base: TrainingJobSettings, block: Mapping[str, Any], where: str) -> TrainingJobSettings:
+    _expect(block, Mapping, where)
+    _check_keys(block, (f.name for f in fields(TrainingJobSettings)), where)
+    changes: dict[str, Any] = {}
+    for key, raw in block.items():
+        value = _expect(raw, _JOB_TYPES[key], f"{where}.{key}")
+        if key == "requirements":
+            value = tuple(_expect(item, str, f"{where}.requirements[]") for item in raw)
+        elif key == "environment":
+            value = {str(k): _expect(v, str, f"{where}.environment.{k}") for k, v in raw.items()}
+        elif key in {"instance_count", "volume_size_gb", "max_runtime_seconds"} and value < 1:
+            raise SageMakerConfigError(f"{CONFIG_FILE}: {where}.{key} must be at least 1")
+        changes[key] = value
+    return replace(base, **changes)
+
+
+_TOP_LEVEL: Final = (
+    "region",
+    "bucket",
+    "prefix",
+    "execution_role_arn",
+    "remote_nodes",
+    "training_job",
+    "node_overrides",
+    "local",
+    "poll_seconds",
+)
+
+
+def parse_settings(config: Mapping[str, Any], project_path: Path) -> BridgeSettings:
+    """Checks the ``sagemaker`` configuration and returns it typed.
+
+    Raises:
+        SageMakerConfigError: a key is unknown, missing or of the wrong type.
+    """
+    _check_keys(config, _TOP_LEVEL, "the top level")
+    for required in ("bucket", "execution_role_arn"):
+        if not config.get(required):
+            raise SageMakerConfigError(f"{CONFIG_FILE}: {required} is required")
+    remote = _expect(config.get("remote_nodes") or {}, Mapping, "remote_nodes")
+    _check_keys(remote, ("tags", "names"), "remote_nodes")
+    overrides = _expect(config.get("node_overrides") or {}, Mapping, "node_overrides")
+    local = _expect(config.get("local") or {}, Mapping, "local")
+    _check_keys(local, ("store_directory", "poll_seconds"), "local")
+    store_directory = local.get("store_directory")
+    settings = BridgeSettings(
+        region=_expect(config.get("region"), (str, type(None)), "region"),
+        bucket=_expect(config["bucket"], str, "bucket"),
+        prefix=_expect(config.get("prefix") or "", str, "prefix"),
+        execution_role_arn=_expect(config["execution_role_arn"], str, "execution_role_arn"),
+        remote_tags=frozenset(_expect(remote.get("tags") or [], list, "remote_nodes.tags")),
+        remote_names=frozenset(_expect(remote.get("names") or [], list, "remote_nodes.names")),
+        training_job=_merge(
+            TrainingJobSettings(), config.get("training_job") or {}, "training_job"
+        ),
+        node_overrides={str(key): value for key, value in overrides.items()},
+        local_store_directory=(
+            project_path / _expect(store_directory, str, "local.store_directory")
+            if store_directory is not None
+            else None
+        ),
+        poll_seconds=float(_expect(config.get("poll_seconds", 10.0), (int, float), "poll_seconds")),
+        local_poll_seconds=float(
+            _expect(local.get("poll_seconds", 0.5), (int, float), "local.poll_seconds")
+        ),
+    )
+    for key, block in settings.node_overrides.items():  # fail now, not at the node
+        _merge(settings.training_job, block, f"node_overrides.{key}")
+    return settings

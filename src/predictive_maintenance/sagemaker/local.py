@@ -1,0 +1,463 @@
+"""The ``local`` backend: executes CreateTrainingJob requests on this machine, without Docker.
+
+Each job gets an ``/opt/ml``-shaped tree in a temporary directory, as the SageMaker training
+platform prepares one in the container:
+
+    input/config/hyperparameters.json, inputdataconfig.json, resourceconfig.json
+    input/data/<channel>/...        each channel's S3 prefix, downloaded (File mode)
+    code/                           sagemaker_submit_directory, extracted
+    model/                          what the program leaves here becomes model.tar.gz
+    output/failure                  written by a failing program: the job's FailureReason
+
+The program (``sagemaker_program``) runs in a subprocess of this Python, with the ``SM_*``
+variables the SageMaker training toolkit sets (pointing into the tree), the request's
+``Environment``, and the hyperparameters as ``--key value`` arguments. ``model.tar.gz`` is
+uploaded to ``<S3OutputPath>/<job>/output/model.tar.gz`` in the given store (S3, moto's S3, or a
+directory standing in for it). ``MaxRuntimeInSeconds`` is enforced; ``stop_training_job``
+terminates the program (SIGTERM, then SIGKILL after a grace period) as SageMaker does.
+
+What differs from the container: the image is not pulled (the program runs with this Python and
+its packages), ``requirements.txt`` is not installed, and one host is emulated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from botocore.session import get_session
+from botocore.validate import validate_parameters
+
+from predictive_maintenance.sagemaker.archives import build_tar_gz, directory_files, extract_tar_gz
+from predictive_maintenance.sagemaker.entry_point import FAILURE_REASON_LIMIT
+from predictive_maintenance.sagemaker.storage import ObjectStore, download_prefix
+
+logger = logging.getLogger(__name__)
+
+HOST: Final = "algo-1"
+#: Seconds between SIGTERM and SIGKILL when a job is stopped (SageMaker allows 120).
+STOP_GRACE_SECONDS: Final = 10.0
+TERMINAL_STATUSES: Final = frozenset({"Completed", "Failed", "Stopped"})
+
+#: Called with (job name, log line) for every line the program prints.
+LogSink = Callable[[str, str], None]
+
+
+class LocalJobError(ValueError):
+    """A request the local backend cannot execute (it names the field)."""
+
+
+def validate_request(operation: str, request: dict[str, Any]) -> None:
+    """Validates ``request`` against botocore's SageMaker service model, as boto3 would."""
+    model = get_session().get_service_model("sagemaker")
+    validate_parameters(request, model.operation_model(operation).input_shape)
+
+
+def _decode(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Job:
+    request: dict[str, Any]
+    arn: str
+    created: datetime = field(default_factory=_now)
+    status: str = "InProgress"
+    secondary: str = "Starting"
+    transitions: list[dict[str, Any]] = field(default_factory=list)
+    failure_reason: str | None = None
+    artifacts_uri: str | None = None
+    started: datetime | None = None
+    ended: datetime | None = None
+    log_lines: list[str] = field(default_factory=list)
+    log_cursor: int = 0
+    process: subprocess.Popen | None = None
+    stop_requested: str | None = None  # "Stopped" or "MaxRuntimeExceeded"
+    thread: threading.Thread | None = None
+
+
+class LocalTrainingJobs:
+    """Runs training jobs in subprocesses; answers like the SageMaker API does.
+
+    Args:
+        store: Where channels and ``sagemaker_submit_directory`` are read from and
+            ``model.tar.gz`` is written to.
+        region: Goes into ARNs only.
+        python: The interpreter that runs the program (default: this one).
+        log_sink: Receives every line the program prints (the runner reads them through
+            :meth:`new_log_lines` instead; the moto fixture forwards them to CloudWatch Logs).
+        keep_workdirs: Keep each job's ``/opt/ml`` tree for inspection (logged at the end).
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        region: str | None = None,
+        *,
+        python: str = sys.executable,
+        log_sink: LogSink | None = None,
+        keep_workdirs: bool = False,
+    ) -> None:
+        self._store = store
+        self._region = region or "local"
+        self._python = python
+        self._log_sink = log_sink
+        self._keep = keep_workdirs
+        self._jobs: dict[str, _Job] = {}
+        self._lock = threading.Lock()
+
+    # ---- the SageMaker API surface the runner uses ---------------------------------------------
+    def create_training_job(self, request: dict[str, Any]) -> dict[str, str]:
+        validate_request("CreateTrainingJob", request)
+        name = request["TrainingJobName"]
+        if request["ResourceConfig"].get("InstanceCount", 1) != 1:
+            raise LocalJobError("ResourceConfig.InstanceCount: the local backend runs one host")
+        if "sagemaker_program" not in request.get("HyperParameters", {}):
+            raise LocalJobError(
+                "HyperParameters.sagemaker_program: the local backend runs script-mode jobs only"
+            )
+        for channel in request.get("InputDataConfig", []):
+            source = channel["DataSource"].get("S3DataSource", {})
+            if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+                raise LocalJobError(
+                    f"InputDataConfig.{channel['ChannelName']}: only S3Prefix sources are supported"
+                )
+        with self._lock:
+            if name in self._jobs:
+                raise LocalJobError(f"TrainingJobName: a job named {name} already exists")
+            arn = f"arn:aws:sagemaker:{self._region}:000000000000:training-job/{name.lower()}"
+            job = _Job(request=request, arn=arn)
+            self._jobs[name] = job
+            self._transition(job, "Starting", "Preparing the instances for training")
+        job.thread = threading.Thread(target=self._execute, args=(name,), daemon=True)
+        job.thread.start()
+        return {"TrainingJobArn": arn}
+
+    def describe_training_job(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            job = self._job(name)
+            described: dict[str, Any] = {
+                "TrainingJobName": name,
+                "TrainingJobArn": job.arn,
+                "TrainingJobStatus": job.status,
+                "SecondaryStatus": job.secondary,
+                "SecondaryStatusTransitions": [dict(item) for item in job.transitions],
+                "CreationTime": job.created,
+                "HyperParameters": dict(job.request.get("HyperParameters", {})),
+                "AlgorithmSpecification": dict(job.request["AlgorithmSpecification"]),
+                "StoppingCondition": dict(job.request["StoppingCondition"]),
+                "ResourceConfig": dict(job.request["ResourceConfig"]),
+            }
+            if job.failure_reason:
+                described["FailureReason"] = job.failure_reason
+            if job.artifacts_uri:
+                described["ModelArtifacts"] = {"S3ModelArtifacts": job.artifacts_uri}
+            if job.started:
+                described["TrainingStartTime"] = job.started
+            if job.ended:
+                described["TrainingEndTime"] = job.ended
+            return described
+
+    def stop_training_job(self, name: str) -> None:
+        with self._lock:
+            job = self._job(name)
+            if job.status != "InProgress":
+                return
+            job.status = "Stopping"
+            job.stop_requested = job.stop_requested or "Stopped"
+            self._transition(job, "Stopping", "Stopping the training job")
+            process = job.process
+        if process is not None:
+            _terminate(process)
+
+    def new_log_lines(self, name: str) -> list[str]:
+        """Lines the program printed since the previous call."""
+        with self._lock:
+            job = self._job(name)
+            lines = job.log_lines[job.log_cursor :]
+            job.log_cursor = len(job.log_lines)
+            return lines
+
+    def wait(self, name: str, timeout: float | None = None) -> dict[str, Any]:
+        """Blocks until the job ends (for callers without a polling loop); returns describe()."""
+        thread = self._job(name).thread
+        if thread is not None:
+            thread.join(timeout)
+        return self.describe_training_job(name)
+
+    # ---- execution -----------------------------------------------------------------------------
+    def _job(self, name: str) -> _Job:
+        try:
+            return self._jobs[name]
+        except KeyError:
+            raise LocalJobError(f"Could not find training job {name!r}") from None
+
+    def _transition(self, job: _Job, secondary: str, message: str) -> None:
+        now = _now()
+        if job.transitions and "EndTime" not in job.transitions[-1]:
+            job.transitions[-1]["EndTime"] = now
+        job.secondary = secondary
+        job.transitions.append({"Status": secondary, "StartTime": now, "StatusMessage": message})
+
+    def _set(self, name: str, secondary: str, message: str) -> bool:
+        """Moves on to ``secondary`` unless a stop was requested; False then."""
+        with self._lock:
+            job = self._jobs[name]
+            if job.stop_requested:
+                return False
+            self._transition(job, secondary, message)
+            return True
+
+    def _log(self, name: str, line: str) -> None:
+        with self._lock:
+            self._jobs[name].log_lines.append(line)
+        if self._log_sink is not None:
+            self._log_sink(name, line)
+
+    def _execute(self, name: str) -> None:
+        job = self._jobs[name]
+        request = job.request
+        workdir = Path(tempfile.mkdtemp(prefix=f"sagemaker-{name}-"))
+        deadline = time.monotonic() + request["StoppingCondition"]["MaxRuntimeInSeconds"]
+        try:
+            if not self._set(name, "Downloading", "Downloading input data and code"):
+                return self._finish(name, "Stopped", None)
+            tree = _prepare_tree(workdir, request, self._store)
+            if not self._set(
+                name, "Training", "Training image download completed. Training in progress."
+            ):
+                return self._finish(name, "Stopped", None)
+            with self._lock:
+                job.started = _now()
+            return_code = self._run_program(name, tree, deadline)
+            if job.stop_requested:
+                self._upload_model(name, tree)
+                reason = (
+                    "Training job exceeded MaxRuntimeInSeconds"
+                    if job.stop_requested == "MaxRuntimeExceeded"
+                    else None
+                )
+                return self._finish(name, "Stopped", reason, secondary=job.stop_requested)
+            if return_code != 0:
+                return self._finish(name, "Failed", _failure_reason(tree, return_code))
+            self._set(name, "Uploading", "Uploading generated training model")
+            self._upload_model(name, tree)
+            return self._finish(name, "Completed", None)
+        except Exception as error:  # the job fails; the runner reports the reason
+            logger.debug("Local training job %s failed to run", name, exc_info=True)
+            return self._finish(name, "Failed", f"ClientError: {type(error).__name__}: {error}")
+        finally:
+            if self._keep:
+                logger.info("Local training job %s kept its /opt/ml tree in %s", name, workdir)
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+    def _run_program(self, name: str, tree: dict[str, Path], deadline: float) -> int:
+        request = self._jobs[name].request
+        hyperparameters = {k: _decode(v) for k, v in request.get("HyperParameters", {}).items()}
+        program = str(hyperparameters["sagemaker_program"])
+        arguments = [
+            item
+            for key, value in sorted(hyperparameters.items())
+            if not key.startswith("sagemaker_")
+            for item in (f"--{key}", value if isinstance(value, str) else json.dumps(value))
+        ]
+        env = _training_environment(name, request, hyperparameters, tree, program)
+        process = subprocess.Popen(
+            [self._python, "-u", program, *arguments],
+            cwd=tree["code"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+            start_new_session=True,  # Ctrl-C reaches the runner, which stops the job
+        )
+        with self._lock:
+            self._jobs[name].process = process
+            stop_now = self._jobs[name].stop_requested is not None
+        if stop_now:
+            _terminate(process)
+        watchdog = threading.Thread(
+            target=self._enforce_deadline, args=(name, process, deadline), daemon=True
+        )
+        watchdog.start()
+        assert process.stdout is not None
+        for line in process.stdout:
+            self._log(name, line.rstrip("\n"))
+        return process.wait()
+
+    def _enforce_deadline(self, name: str, process: subprocess.Popen, deadline: float) -> None:
+        while process.poll() is None:
+            if time.monotonic() >= deadline:
+                with self._lock:
+                    job = self._jobs[name]
+                    if job.stop_requested is None:
+                        job.stop_requested = "MaxRuntimeExceeded"
+                        job.status = "Stopping"
+                        self._transition(job, "Stopping", "MaxRuntimeInSeconds exceeded")
+                _terminate(process)
+                return
+            time.sleep(0.05)
+
+    def _upload_model(self, name: str, tree: dict[str, Path]) -> None:
+        request = self._jobs[name].request
+        archive = build_tar_gz(directory_files(tree["model"]))
+        uri = (
+            f"{request['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{name}/output/model.tar.gz"
+        )
+        staged = tree["root"] / "model.tar.gz"
+        staged.write_bytes(archive)
+        self._store.upload_file(staged, uri)
+        with self._lock:
+            self._jobs[name].artifacts_uri = uri
+
+    def _finish(
+        self, name: str, status: str, reason: str | None, *, secondary: str | None = None
+    ) -> None:
+        with self._lock:
+            job = self._jobs[name]
+            job.status = status
+            job.failure_reason = reason
+            job.ended = _now()
+            self._transition(job, secondary or status, reason or f"Training job {status.lower()}")
+            job.transitions[-1]["EndTime"] = job.ended
+            job.process = None
+
+
+def _prepare_tree(workdir: Path, request: dict[str, Any], store: ObjectStore) -> dict[str, Path]:
+    root = workdir / "opt" / "ml"
+    tree = {
+        "root": root,
+        "input": root / "input",
+        "config": root / "input" / "config",
+        "data": root / "input" / "data",
+        "code": root / "code",
+        "model": root / "model",
+        "output": root / "output",
+        "output_data": root / "output" / "data",
+    }
+    for path in tree.values():
+        path.mkdir(parents=True, exist_ok=True)
+    channels = request.get("InputDataConfig", [])
+    (tree["config"] / "hyperparameters.json").write_text(
+        json.dumps(request.get("HyperParameters", {}), indent=2)
+    )
+    (tree["config"] / "inputdataconfig.json").write_text(
+        json.dumps(
+            {
+                channel["ChannelName"]: {
+                    "ContentType": channel.get("ContentType", ""),
+                    "TrainingInputMode": channel.get("InputMode", "File"),
+                    "S3DistributionType": channel["DataSource"]["S3DataSource"].get(
+                        "S3DataDistributionType", "FullyReplicated"
+                    ),
+                    "RecordWrapperType": channel.get("RecordWrapperType", "None"),
+                }
+                for channel in channels
+            },
+            indent=2,
+        )
+    )
+    (tree["config"] / "resourceconfig.json").write_text(
+        json.dumps({"current_host": HOST, "hosts": [HOST], "network_interface_name": "eth0"})
+    )
+    for channel in channels:
+        directory = tree["data"] / channel["ChannelName"]
+        directory.mkdir(parents=True, exist_ok=True)
+        uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+        if not download_prefix(store, uri, directory):
+            raise LocalJobError(f"channel {channel['ChannelName']}: nothing under {uri}")
+    code_uri = _decode(request["HyperParameters"].get("sagemaker_submit_directory", '""'))
+    if code_uri:
+        archive = tree["root"] / "sourcedir.tar.gz"
+        store.download_file(code_uri, archive)
+        extract_tar_gz(archive.read_bytes(), tree["code"], what=code_uri)
+        archive.unlink()
+    return tree
+
+
+def _training_environment(
+    name: str,
+    request: dict[str, Any],
+    hyperparameters: dict[str, Any],
+    tree: dict[str, Path],
+    program: str,
+) -> dict[str, str]:
+    """The variables the SageMaker training toolkit sets, pointing into the local tree."""
+    channels = [channel["ChannelName"] for channel in request.get("InputDataConfig", [])]
+    user_hps = {k: v for k, v in hyperparameters.items() if not k.startswith("sagemaker_")}
+    env = {
+        **os.environ,
+        **request.get("Environment", {}),
+        "TRAINING_JOB_NAME": name,
+        "TRAINING_JOB_ARN": f"training-job/{name}",
+        "SM_MODEL_DIR": str(tree["model"]),
+        "SM_INPUT_DIR": str(tree["input"]),
+        "SM_INPUT_CONFIG_DIR": str(tree["config"]),
+        "SM_INPUT_DATA_DIR": str(tree["data"]),
+        "SM_OUTPUT_DIR": str(tree["output"]),
+        "SM_OUTPUT_DATA_DIR": str(tree["output_data"]),
+        "SM_CHANNELS": json.dumps(sorted(channels)),
+        "SM_HPS": json.dumps(user_hps),
+        "SM_HOSTS": json.dumps([HOST]),
+        "SM_CURRENT_HOST": HOST,
+        "SM_NUM_CPUS": str(os.cpu_count() or 1),
+        "SM_NUM_GPUS": "0",
+        "SM_MODULE_DIR": str(hyperparameters.get("sagemaker_submit_directory", "")),
+        "SM_USER_ENTRY_POINT": program,
+        "SM_LOG_LEVEL": str(hyperparameters.get("sagemaker_container_log_level", 20)),
+        "SM_NETWORK_INTERFACE_NAME": "eth0",
+        "PYTHONPATH": str(tree["code"]),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    for channel in channels:
+        env[f"SM_CHANNEL_{channel.upper().replace('-', '_').replace('.', '_')}"] = str(
+            tree["data"] / channel
+        )
+    for key, value in user_hps.items():
+        env[f"SM_HP_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+    return env
+
+
+def _failure_reason(tree: dict[str, Path], return_code: int) -> str:
+    failure = tree["output"] / "failure"
+    if failure.is_file():
+        text = failure.read_text(errors="replace").strip()[:FAILURE_REASON_LIMIT]
+        if text:
+            return f"AlgorithmError: {text}"
+    return f"AlgorithmError: the program exited with code {return_code} and wrote no failure file"
+
+
+def _terminate(process: subprocess.Popen) -> None:
+    """SIGTERM, and SIGKILL if the program is still there after the grace period."""
+    if process.poll() is not None:
+        return
+    try:
+        process.terminate()
+        process.wait(STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,249 @@
+"""``SageMakerRunner``: runs selected Kedro nodes as SageMaker training jobs, the rest in-process.
+
+    kedro run --runner predictive_maintenance.sagemaker.SageMakerRunner \
+              --runner-params backend=local
+
+A remote node is swapped for a copy whose function submits a job instead of computing: Kedro
+still loads its inputs and saves its outputs through the catalog and fires every hook, so the
+rest of the pipeline cannot tell where the node ran. Nodes run one at a time, in Kedro's order.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Final
+
+from kedro.pipeline import Pipeline
+from kedro.runner import AbstractRunner
+
+from predictive_maintenance.sagemaker.aws import resolve_image_uri
+from predictive_maintenance.sagemaker.backends import BACKENDS, TrainingJobBackend, create_backend
+from predictive_maintenance.sagemaker.config import BridgeSettings, SageMakerConfigError
+from predictive_maintenance.sagemaker.hooks import SageMakerHooks
+from predictive_maintenance.sagemaker.jobs import (
+    NodeJob,
+    RemoteNodeError,
+    prepare_job,
+    read_outputs,
+)
+from predictive_maintenance.sagemaker.local import TERMINAL_STATUSES
+from predictive_maintenance.sagemaker.packaging import build_source_archive, top_level_package
+
+logger = logging.getLogger(__name__)
+
+#: Log lines of a failed job quoted in the error.
+FAILURE_LOG_LINES: Final = 20
+#: How long to wait for a stopped job to reach ``Stopped`` after Ctrl-C.
+STOP_WAIT_SECONDS: Final = 60.0
+
+
+class TrainingJobFailedError(RemoteNodeError):
+    """A node's training job ended Failed or Stopped; none of its outputs were saved."""
+
+
+class SageMakerRunner(AbstractRunner):
+    """Runs nodes selected in ``conf/<env>/sagemaker.yml`` as SageMaker training jobs.
+
+    Args:
+        is_async: Load and save node inputs and outputs with threads (as ``SequentialRunner``).
+        backend: ``local`` (run the job's request on this machine, no Docker) or ``sagemaker``
+            (submit it to SageMaker: AWS, or ``AWS_ENDPOINT_URL``).
+    """
+
+    def __init__(self, is_async: bool = False, backend: str = "local") -> None:
+        super().__init__(is_async=is_async)
+        if backend not in BACKENDS:
+            raise SageMakerConfigError(
+                f"unknown backend {backend!r}: use --runner-params backend=local or "
+                "backend=sagemaker"
+            )
+        self._backend_name = backend
+        self._backend: TrainingJobBackend | None = None
+        self._code_uris: dict[tuple[str, ...], str] = {}
+
+    def _get_executor(self, max_workers: int) -> None:
+        return None
+
+    def _run(
+        self,
+        pipeline: Pipeline,
+        catalog: Any,
+        hook_manager: Any = None,
+        run_id: str | None = None,
+    ) -> None:
+        settings = _settings_from(hook_manager)
+        remote = [node for node in pipeline.nodes if settings.is_remote(node.name, node.tags)]
+        if remote:
+            logger.info(
+                "SageMakerRunner (%s backend): %s run as training jobs; %d other nodes in-process",
+                self._backend_name,
+                ", ".join(node.name for node in remote),
+                len(pipeline.nodes) - len(remote),
+            )
+        else:
+            logger.info("SageMakerRunner: no node is selected to run remotely")
+        swapped = [
+            self._remote_copy(node, settings, run_id) if node in remote else node
+            for node in pipeline.nodes
+        ]
+        super()._run(Pipeline(swapped), catalog, hook_manager, run_id)
+
+    def _remote_copy(self, node: Any, settings: BridgeSettings, run_id: str | None) -> Any:
+        @functools.wraps(node.func)
+        def run_as_training_job(*args: Any, **kwargs: Any) -> Any:
+            return self._run_remotely(node, settings, run_id, args, kwargs)
+
+        return node._copy(func=run_as_training_job)
+
+    # ---- one node, one job ---------------------------------------------------------------------
+    def backend(self, settings: BridgeSettings) -> TrainingJobBackend:
+        if self._backend is None:
+            self._backend = create_backend(self._backend_name, settings)
+        return self._backend
+
+    def _code_uri(self, backend: TrainingJobBackend, settings: BridgeSettings, node: Any) -> str:
+        packages = (top_level_package(node.func.__module__),)
+        requirements = settings.job_settings(node.name, node.tags).requirements
+        key = (*packages, *requirements)
+        if key not in self._code_uris:
+            archive = build_source_archive(packages, requirements)
+            uri = f"{settings.s3_root}/code/{hashlib.sha256(archive).hexdigest()}/sourcedir.tar.gz"
+            if not backend.store.exists(uri):
+                with tempfile.TemporaryDirectory() as staging:
+                    path = Path(staging) / "sourcedir.tar.gz"
+                    path.write_bytes(archive)
+                    backend.store.upload_file(path, uri)
+                logger.info("Uploaded the project code (%s bytes) to %s", f"{len(archive):,}", uri)
+            self._code_uris[key] = uri
+        return self._code_uris[key]
+
+    def _run_remotely(
+        self,
+        node: Any,
+        settings: BridgeSettings,
+        run_id: str | None,
+        args: tuple,
+        kwargs: dict,
+    ) -> Any:
+        backend = self.backend(settings)
+        job_settings = settings.job_settings(node.name, node.tags)
+        started = time.perf_counter()
+        code_uri = self._code_uri(backend, settings, node)
+        image_uri = resolve_image_uri(
+            job_settings.image_uri,
+            job_settings.framework,
+            job_settings.framework_version,
+            settings.region,
+        )
+        job = prepare_job(
+            node,
+            args,
+            kwargs,
+            settings=settings,
+            job_settings=job_settings,
+            image_uri=image_uri,
+            code_uri=code_uri,
+            store=backend.store,
+            run_id=run_id,
+        )
+        prepared = time.perf_counter()
+        backend.create_training_job(job.request)
+        logger.info(
+            "Node %s: submitted training job %s (%s, %s x%d, max %d s)",
+            node.name,
+            job.name,
+            image_uri.rsplit("/", 1)[-1],
+            job_settings.instance_type,
+            job_settings.instance_count,
+            job_settings.max_runtime_seconds,
+        )
+        poll = (
+            settings.local_poll_seconds if self._backend_name == "local" else settings.poll_seconds
+        )
+        described, log_tail = _wait(backend, job, poll)
+        finished = time.perf_counter()
+        status = described["TrainingJobStatus"]
+        if status != "Completed":
+            raise _failure(job, described, status, log_tail)
+        result = read_outputs(job, described["ModelArtifacts"]["S3ModelArtifacts"], backend.store)
+        logger.info(
+            "Node %s: job %s completed; %.1f s in all (prepare %.1f s, job %.1f s, outputs %.1f s)",
+            node.name,
+            job.name,
+            time.perf_counter() - started,
+            prepared - started,
+            finished - prepared,
+            time.perf_counter() - finished,
+        )
+        return result
+
+
+def _settings_from(hook_manager: Any) -> BridgeSettings:
+    for plugin in hook_manager.get_plugins() if hook_manager is not None else ():
+        if isinstance(plugin, SageMakerHooks):
+            return plugin.settings()
+    raise SageMakerConfigError(
+        "SageMakerRunner reads conf/<env>/sagemaker.yml through SageMakerHooks: add "
+        "SageMakerHooks() to HOOKS in settings.py (see predictive_maintenance.sagemaker.hooks)"
+    )
+
+
+def _wait(
+    backend: TrainingJobBackend, job: NodeJob, poll_seconds: float
+) -> tuple[dict[str, Any], list[str]]:
+    """Polls until the job ends, logging status changes and the job's log lines.
+
+    Returns the final description and the job's last log lines.
+    """
+    started = time.monotonic()
+    recent: deque[str] = deque(maxlen=FAILURE_LOG_LINES)
+    last_status = None
+    try:
+        while True:
+            described = backend.describe_training_job(job.name)
+            status = (described["TrainingJobStatus"], described.get("SecondaryStatus"))
+            if status != last_status:
+                logger.info(
+                    "Training job %s: %s - %s (%.0f s)",
+                    job.name,
+                    *status,
+                    time.monotonic() - started,
+                )
+                last_status = status
+            for line in backend.new_log_lines(job.name):
+                recent.append(line)
+                logger.info("%s | %s", job.name, line)
+            if described["TrainingJobStatus"] in TERMINAL_STATUSES:
+                for line in backend.new_log_lines(job.name):
+                    recent.append(line)
+                    logger.info("%s | %s", job.name, line)
+                return described, list(recent)
+            time.sleep(poll_seconds)
+    except KeyboardInterrupt:
+        logger.warning("Interrupted: stopping training job %s", job.name)
+        backend.stop_training_job(job.name)
+        deadline = time.monotonic() + STOP_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            described = backend.describe_training_job(job.name)
+            if described["TrainingJobStatus"] in TERMINAL_STATUSES:
+                logger.warning("Training job %s: %s", job.name, described["TrainingJobStatus"])
+                break
+            time.sleep(min(poll_seconds, 1.0))
+        raise
+
+
+def _failure(
+    job: NodeJob, described: dict[str, Any], status: str, tail: list[str]
+) -> TrainingJobFailedError:
+    reason = described.get("FailureReason") or described.get("SecondaryStatus") or "no reason"
+    logs = "\n".join(f"  {line}" for line in tail) or "  (no log lines)"
+    return TrainingJobFailedError(
+        f"Node {job.node_name}: training job {job.name} {status.lower()}: {reason}\n"
+        f"Last {len(tail)} log lines:\n{logs}\nNone of the node's outputs were saved."
+    )

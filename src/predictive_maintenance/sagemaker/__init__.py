@@ -17,7 +17,7 @@ _EXPORTS = {
     "SageMakerHooks": "predictive_maintenance.sagemaker.hooks",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["SageMakerHooks", "SageMakerRunner"]
 
 
 def __getattr__(name: str) -> Any:

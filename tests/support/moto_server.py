@@ -1,21 +1,46 @@
-"""moto in server mode, the AWS endpoint of the tests, plus the SageMaker calls moto 5.2 lacks.
+"""moto in server mode, the AWS endpoint of the tests, plus the SageMaker behaviour moto 5.2 lacks.
 
-moto records SageMaker resources but has no UpdateEndpoint; this adds it (point the endpoint at
-the new config, as SageMaker does once a blue/green update completes) and then runs moto's own
-server. Request shapes are still validated by botocore in the client under test.
+- ``UpdateEndpoint``: points the endpoint at the new config, as SageMaker does once a blue/green
+  update completes.
+- Training jobs *execute*: moto records a CreateTrainingJob request (botocore validated it in the
+  client) but runs nothing; here each recorded request is also handed to the bridge's ``local``
+  backend, which runs it and uploads ``model.tar.gz`` into this moto's S3 where the job reports
+  it. DescribeTrainingJob reports the execution's real status, failure reason and timings;
+  ``StopTrainingJob`` (missing in moto) stops it; the program's output goes to CloudWatch Logs
+  (``/aws/sagemaker/TrainingJobs``, stream ``<job>/algo-1-<epoch>``) as on SageMaker.
+- Throttling: the first DescribeTrainingJob of every job answers ``ThrottlingException``, so each
+  test of the ``sagemaker`` backend also goes through the client's retry path.
+
+The runner under test uses boto3 against this server as it would against AWS.
 
     python tests/support/moto_server.py PORT
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
+import threading
+import time
+from typing import Any
 
+import boto3
+from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult
 from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import FakeEndpoint
 from moto.sagemaker.responses import SageMakerResponse
 from moto.server import main
+
+from predictive_maintenance.sagemaker.backends import LOG_GROUP
+from predictive_maintenance.sagemaker.local import LocalTrainingJobs
+from predictive_maintenance.sagemaker.storage import S3Store
+
+PORT = int(sys.argv[1]) if __name__ == "__main__" else 0
+_lock = threading.Lock()
+_executors: dict[str, LocalTrainingJobs] = {}
+_throttled: set[str] = set()
 
 
 def update_endpoint(self: SageMakerResponse) -> ActionResult:
@@ -38,7 +63,87 @@ def update_endpoint(self: SageMakerResponse) -> ActionResult:
     return ActionResult({"EndpointArn": old.arn})
 
 
+def _own_client(service: str, region: str) -> Any:
+    return boto3.client(
+        service,
+        region_name=region,
+        endpoint_url=f"http://127.0.0.1:{PORT}",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def _executor(region: str) -> LocalTrainingJobs:
+    """One local backend per region, storing in this server's S3, logging to its CloudWatch."""
+    with _lock:
+        if region not in _executors:
+            logs = _own_client("logs", region)
+            streams: dict[str, str] = {}
+
+            def to_cloudwatch(job: str, line: str) -> None:
+                if job not in streams:
+                    streams[job] = f"{job}/algo-1-{int(time.time())}"
+                    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+                        logs.create_log_group(logGroupName=LOG_GROUP)
+                    logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=streams[job])
+                logs.put_log_events(
+                    logGroupName=LOG_GROUP,
+                    logStreamName=streams[job],
+                    logEvents=[{"timestamp": int(time.time() * 1000), "message": line}],
+                )
+
+            _executors[region] = LocalTrainingJobs(
+                S3Store(s3_client=_own_client("s3", region)), region, log_sink=to_cloudwatch
+            )
+        return _executors[region]
+
+
+_record_training_job = SageMakerResponse.create_training_job
+_describe_recorded_job = SageMakerResponse.describe_training_job
+
+
+def create_training_job(self: SageMakerResponse) -> ActionResult:
+    result = _record_training_job(self)
+    _executor(self.region).create_training_job(json.loads(self.body))
+    return result
+
+
+def describe_training_job(self: SageMakerResponse) -> ActionResult:
+    name = self._get_param("TrainingJobName")
+    with _lock:
+        first_call = name not in _throttled
+        _throttled.add(name)
+    if first_call:
+        raise JsonRESTError("ThrottlingException", "Rate exceeded")
+    recorded = dict(_describe_recorded_job(self).result)
+    executed = _executor(self.region).describe_training_job(name)
+    for key in (
+        "TrainingJobStatus",
+        "SecondaryStatus",
+        "SecondaryStatusTransitions",
+        "FailureReason",
+        "ModelArtifacts",
+        "TrainingStartTime",
+        "TrainingEndTime",
+    ):
+        if key in executed:
+            recorded[key] = executed[key]
+        else:
+            recorded.pop(key, None)
+    return ActionResult(recorded)
+
+
+def stop_training_job(self: SageMakerResponse) -> ActionResult:
+    name = self._get_param("TrainingJobName")
+    self.sagemaker_backend.describe_training_job(name)  # ValidationError if unknown
+    _executor(self.region).stop_training_job(name)
+    return ActionResult({})
+
+
 SageMakerResponse.update_endpoint = update_endpoint
+SageMakerResponse.create_training_job = create_training_job
+SageMakerResponse.describe_training_job = describe_training_job
+SageMakerResponse.stop_training_job = stop_training_job
 
 if __name__ == "__main__":
-    main(["-H", "127.0.0.1", "-p", sys.argv[1]])
+    main(["-H", "127.0.0.1", "-p", str(PORT)])

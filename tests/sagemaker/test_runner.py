@@ -131,7 +131,7 @@ def test_remote_node_runs_as_a_job_and_the_pipeline_cannot_tell(aws, tmp_path, c
         f"s3://{BUCKET}/tests/runner/jobs/{job['TrainingJobName']}/output/model.tar.gz"
     )
     channels = {channel["ChannelName"]: channel for channel in job["InputDataConfig"]}
-    assert set(channels) == {"readings"}
+    assert set(channels) == {"readings", "kedro-node"}
     assert channels["readings"]["ContentType"] == "application/x-parquet"
     messages = [record.getMessage() for record in caplog.records]
     # The job's own output, read back from CloudWatch Logs.

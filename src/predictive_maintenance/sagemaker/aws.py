@@ -27,6 +27,12 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return parts.netloc, parts.path.strip("/")
 
 
+def split_s3_prefix(uri: str) -> tuple[str, str]:
+    """Like :func:`split_s3_uri`, keeping a trailing ``/``: ``.../a/`` must not match ``.../ab``."""
+    bucket, _ = split_s3_uri(uri)
+    return bucket, urlsplit(uri).path.lstrip("/")
+
+
 def resolve_image_uri(
     image_uri: str | None, framework: str, version: str, region: str | None
 ) -> str:

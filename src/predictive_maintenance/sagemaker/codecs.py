@@ -175,7 +175,10 @@ def write_value(value: Any, directory: Path, stem: str, what: str) -> tuple[Code
     """Writes ``value`` as ``directory/stem<suffix>`` with its codec; returns both."""
     codec = codec_for(value, what)
     path = directory / f"{stem}{codec.suffix}"
-    codec.write(value, path)
+    try:
+        codec.write(value, path)
+    except Exception as error:  # every writer has its own exception types
+        raise CodecError(f"{what}: cannot write it as {codec.name}: {error}") from error
     return codec, path
 
 

@@ -3,8 +3,8 @@
 Runs inside the stock framework container in script mode (``sagemaker_program``), with the
 project's code extracted from ``sagemaker_submit_directory``:
 
-1. reads the node's description (hyperparameter ``kedro_node``) and its ``params:`` inputs (one
-   JSON hyperparameter each) from ``hyperparameters.json``;
+1. reads the node's description (``node.json`` in the ``kedro-node`` channel) and its
+   ``params:`` inputs (one JSON hyperparameter each) from ``hyperparameters.json``;
 2. reads each dataset input from its channel directory with the codec the description names;
 3. imports the node's function by module path and calls it as Kedro would;
 4. writes each output in an open format under the model directory, with ``kedro_outputs.json``
@@ -30,8 +30,12 @@ from typing import Any, Final
 
 from predictive_maintenance.sagemaker.codecs import read_value, write_value
 
-#: The hyperparameter holding the node's description.
+#: The hyperparameter naming the node (what the SageMaker console shows).
 NODE_HYPERPARAMETER: Final = "kedro_node"
+#: The channel and file holding the node's description (a hyperparameter holds 2,500 characters
+#: at most, a description with many inputs more).
+NODE_CHANNEL: Final = "kedro-node"
+NODE_FILE: Final = "node.json"
 #: What the entry script writes next to the outputs in the model directory.
 OUTPUT_MANIFEST: Final = "kedro_outputs.json"
 #: SageMaker shows at most this many characters of the failure file as FailureReason.
@@ -67,6 +71,15 @@ def import_function(path: str) -> Any:
     return obj
 
 
+def channel_variable(channel: str) -> str:
+    """The environment variable SageMaker sets to a channel's directory."""
+    return "SM_CHANNEL_" + re.sub(r"[^A-Za-z0-9]", "_", channel).upper()
+
+
+def channel_directory(channel: str, input_dir: Path) -> Path:
+    return Path(os.environ.get(channel_variable(channel), input_dir / "data" / channel))
+
+
 def _load_input(item: dict[str, Any], hyperparameters: dict[str, Any], input_dir: Path) -> Any:
     dataset = item["dataset"]
     if item.get("hyperparameter") is not None:
@@ -75,9 +88,7 @@ def _load_input(item: dict[str, Any], hyperparameters: dict[str, Any], input_dir
             raise NodeJobError(f"input {dataset}: hyperparameter {key!r} is missing")
         return hyperparameters[key]
     channel = item["channel"]
-    channel_env = "SM_CHANNEL_" + re.sub(r"[^A-Za-z0-9]", "_", channel).upper()
-    directory = Path(os.environ.get(channel_env, input_dir / "data" / channel))
-    path = directory / item["file"]
+    path = channel_directory(channel, input_dir) / item["file"]
     if not path.is_file():
         raise NodeJobError(f"input {dataset}: {path} is missing from channel {channel!r}")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -154,10 +165,16 @@ def write_outputs(node: str, outputs: dict[str, Any], result: Any, model_dir: Pa
 def run(config_dir: Path, input_dir: Path, model_dir: Path) -> dict[str, Any]:
     """Runs the node the job describes; returns the output manifest."""
     hyperparameters = read_hyperparameters(config_dir)
-    spec = hyperparameters.get(NODE_HYPERPARAMETER)
-    if not isinstance(spec, dict):
-        raise NodeJobError(f"hyperparameter {NODE_HYPERPARAMETER!r} is missing or not JSON")
+    description = channel_directory(NODE_CHANNEL, input_dir) / NODE_FILE
+    if not description.is_file():
+        raise NodeJobError(f"the node description {description} is missing")
+    spec = json.loads(description.read_text())
     node = spec["node"]
+    if hyperparameters.get(NODE_HYPERPARAMETER, node) != node:
+        raise NodeJobError(
+            f"hyperparameter {NODE_HYPERPARAMETER}={hyperparameters[NODE_HYPERPARAMETER]!r} "
+            f"but the description is of node {node!r}"
+        )
     started = time.perf_counter()
     args = [_load_input(item, hyperparameters, input_dir) for item in spec["inputs"]["items"]]
     print(f"kedro node {node}: loaded {len(args)} inputs", flush=True)

@@ -27,8 +27,11 @@ from predictive_maintenance.sagemaker.codecs import (
 )
 from predictive_maintenance.sagemaker.config import BridgeSettings, TrainingJobSettings
 from predictive_maintenance.sagemaker.entry_point import (
+    NODE_CHANNEL,
+    NODE_FILE,
     NODE_HYPERPARAMETER,
     OUTPUT_MANIFEST,
+    channel_variable,
     file_stem,
     import_function,
 )
@@ -103,6 +106,33 @@ def _input_pairs(node: Any, args: tuple, kwargs: dict) -> tuple[str, list[tuple[
     ]
 
 
+def _channel_name(dataset: str, taken_variables: set[str]) -> str:
+    """A channel name for ``dataset``: SageMaker's characters, and a unique SM_CHANNEL_ variable
+    (``a.b`` and ``a_b`` would share one)."""
+    base = re.sub(r"[^A-Za-z0-9._-]", "-", dataset).strip(".-_")[:60] or "input"
+    candidate, counter = base, 1
+    while channel_variable(candidate) in taken_variables:
+        counter += 1
+        candidate = f"{base}-{counter}"
+    taken_variables.add(channel_variable(candidate))
+    return candidate
+
+
+def _channel(name: str, uri: str, content_type: str) -> dict[str, Any]:
+    return {
+        "ChannelName": name,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": uri,
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+        "ContentType": content_type,
+        "InputMode": "File",
+    }
+
+
 def _is_parameter(dataset: str) -> bool:
     return dataset == "parameters" or dataset.startswith("params:")
 
@@ -120,9 +150,12 @@ def prepare_job(
     run_id: str | None = None,
 ) -> NodeJob:
     """Writes the node's inputs to the store and returns the CreateTrainingJob request."""
+    function = function_path(node.name, node.func)  # before anything is uploaded
     name = job_name(node.name)
     job_root = f"{settings.s3_root}/jobs/{name}"
     kind, pairs = _input_pairs(node, args, kwargs)
+    dataset_inputs = sum(not _is_parameter(dataset) for _, dataset, _ in pairs)
+    _check_limits(node.name, {}, [None] * (dataset_inputs + 1))  # before anything is uploaded
     hyperparameters: dict[str, str] = {
         "sagemaker_program": json.dumps(ENTRY_SCRIPT),
         "sagemaker_submit_directory": json.dumps(code_uri),
@@ -132,7 +165,7 @@ def prepare_job(
         hyperparameters["sagemaker_region"] = json.dumps(settings.region)
     channels: list[dict[str, Any]] = []
     items: list[dict[str, Any]] = []
-    taken_channels: set[str] = set()
+    taken_variables = {channel_variable(NODE_CHANNEL)}
     taken_keys = set(hyperparameters) | {NODE_HYPERPARAMETER}
     with tempfile.TemporaryDirectory(prefix=f"{name}-input-") as staging:
         for arg, dataset, value in pairs:
@@ -149,7 +182,7 @@ def prepare_job(
                     hyperparameters[key] = encoded
                     items.append({**item, "hyperparameter": key})
                     continue
-            channel = file_stem(dataset.replace(":", "-"), taken_channels)[:64]
+            channel = _channel_name(dataset, taken_variables)
             directory = Path(staging) / channel
             directory.mkdir()
             try:
@@ -168,28 +201,19 @@ def prepare_job(
                     "sha256": digest,
                 }
             )
-            channels.append(
-                {
-                    "ChannelName": channel,
-                    "DataSource": {
-                        "S3DataSource": {
-                            "S3DataType": "S3Prefix",
-                            "S3Uri": f"{job_root}/input/{channel}/",
-                            "S3DataDistributionType": "FullyReplicated",
-                        }
-                    },
-                    "ContentType": codec.content_type,
-                    "InputMode": "File",
-                }
-            )
-    outputs = _describe_outputs(node)
-    description = {
-        "node": node.name,
-        "function": function_path(node.name, node.func),
-        "inputs": {"kind": kind, "items": items},
-        "outputs": outputs,
-    }
-    hyperparameters[NODE_HYPERPARAMETER] = json.dumps(description, sort_keys=True)
+            channels.append(_channel(channel, f"{job_root}/input/{channel}/", codec.content_type))
+        outputs = _describe_outputs(node)
+        description = {
+            "node": node.name,
+            "function": function,
+            "inputs": {"kind": kind, "items": items},
+            "outputs": outputs,
+        }
+        description_path = Path(staging) / NODE_FILE
+        description_path.write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
+        store.upload_file(description_path, f"{job_root}/input/{NODE_CHANNEL}/{NODE_FILE}")
+    channels.append(_channel(NODE_CHANNEL, f"{job_root}/input/{NODE_CHANNEL}/", "application/json"))
+    hyperparameters[NODE_HYPERPARAMETER] = json.dumps(node.name)
     _check_limits(node.name, hyperparameters, channels)
     request: dict[str, Any] = {
         "TrainingJobName": name,
@@ -203,10 +227,9 @@ def prepare_job(
             "VolumeSizeInGB": job_settings.volume_size_gb,
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": job_settings.max_runtime_seconds},
+        "InputDataConfig": channels,
         "Tags": [{"Key": "kedro:node", "Value": _TAG_VALUE_UNSAFE.sub("_", node.name)[:256]}],
     }
-    if channels:
-        request["InputDataConfig"] = channels
     if job_settings.environment:
         request["Environment"] = dict(job_settings.environment)
     if run_id:
@@ -217,19 +240,13 @@ def prepare_job(
 def _check_limits(node_name: str, hyperparameters: dict[str, str], channels: list) -> None:
     if len(channels) > MAX_CHANNELS:
         raise RemoteNodeError(
-            f"node {node_name} has {len(channels)} dataset inputs; a training job takes at most "
-            f"{MAX_CHANNELS} channels"
+            f"node {node_name} has {len(channels) - 1} dataset inputs; a training job takes at "
+            f"most {MAX_CHANNELS} channels, one of which holds the node's description"
         )
     if len(hyperparameters) > MAX_HYPERPARAMETERS:
         raise RemoteNodeError(
             f"node {node_name} needs {len(hyperparameters)} hyperparameters; a training job "
             f"takes at most {MAX_HYPERPARAMETERS}"
-        )
-    description = hyperparameters[NODE_HYPERPARAMETER]
-    if len(description) > MAX_HYPERPARAMETER_CHARS:
-        raise RemoteNodeError(
-            f"node {node_name}: its job description is {len(description)} characters, over "
-            f"SageMaker's {MAX_HYPERPARAMETER_CHARS} per hyperparameter (too many inputs)"
         )
 
 

@@ -41,7 +41,7 @@ from botocore.session import get_session
 from botocore.validate import validate_parameters
 
 from predictive_maintenance.sagemaker.archives import build_tar_gz, directory_files, extract_tar_gz
-from predictive_maintenance.sagemaker.entry_point import FAILURE_REASON_LIMIT
+from predictive_maintenance.sagemaker.entry_point import FAILURE_REASON_LIMIT, channel_variable
 from predictive_maintenance.sagemaker.storage import ObjectStore, download_prefix
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 HOST: Final = "algo-1"
 #: Seconds between SIGTERM and SIGKILL when a job is stopped (SageMaker allows 120).
 STOP_GRACE_SECONDS: Final = 10.0
+#: SageMaker's MaxRuntimeInSeconds when a request has no StoppingCondition.
+DEFAULT_MAX_RUNTIME: Final = 86_400
 TERMINAL_STATUSES: Final = frozenset({"Completed", "Failed", "Stopped"})
 
 #: Called with (job name, log line) for every line the program prints.
@@ -63,6 +65,11 @@ def validate_request(operation: str, request: dict[str, Any]) -> None:
     """Validates ``request`` against botocore's SageMaker service model, as boto3 would."""
     model = get_session().get_service_model("sagemaker")
     validate_parameters(request, model.operation_model(operation).input_shape)
+
+
+def max_runtime_seconds(request: dict[str, Any]) -> int:
+    """The request's limit, or SageMaker's default of one day."""
+    return request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME)
 
 
 def _decode(value: str) -> Any:
@@ -164,7 +171,7 @@ class LocalTrainingJobs:
                 "CreationTime": job.created,
                 "HyperParameters": dict(job.request.get("HyperParameters", {})),
                 "AlgorithmSpecification": dict(job.request["AlgorithmSpecification"]),
-                "StoppingCondition": dict(job.request["StoppingCondition"]),
+                "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_seconds(job.request)},
                 "ResourceConfig": dict(job.request["ResourceConfig"]),
             }
             if job.failure_reason:
@@ -237,8 +244,8 @@ class LocalTrainingJobs:
         job = self._jobs[name]
         request = job.request
         workdir = Path(tempfile.mkdtemp(prefix=f"sagemaker-{name}-"))
-        deadline = time.monotonic() + request["StoppingCondition"]["MaxRuntimeInSeconds"]
         try:
+            deadline = time.monotonic() + max_runtime_seconds(request)
             if not self._set(name, "Downloading", "Downloading input data and code"):
                 return self._finish(name, "Stopped", None)
             tree = _prepare_tree(workdir, request, self._store)
@@ -433,9 +440,7 @@ def _training_environment(
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     for channel in channels:
-        env[f"SM_CHANNEL_{channel.upper().replace('-', '_').replace('.', '_')}"] = str(
-            tree["data"] / channel
-        )
+        env[channel_variable(channel)] = str(tree["data"] / channel)
     for key, value in user_hps.items():
         env[f"SM_HP_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
     return env

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from predictive_maintenance.sagemaker.aws import client, split_s3_uri
+from predictive_maintenance.sagemaker.aws import client, split_s3_prefix, split_s3_uri
 
 _STAGING_PREFIX = ".staging-"
 
@@ -60,7 +60,7 @@ class S3Store:
         return True
 
     def list_keys(self, uri: str) -> list[str]:
-        bucket, prefix = split_s3_uri(uri)
+        bucket, prefix = split_s3_prefix(uri)
         paginator = self._s3.get_paginator("list_objects_v2")
         keys = [
             item["Key"]
@@ -107,8 +107,10 @@ class DirectoryStore:
         return self.path_of(uri).is_file()
 
     def list_keys(self, uri: str) -> list[str]:
-        bucket, prefix = split_s3_uri(uri)
-        bucket_root = self.root / bucket
+        bucket, prefix = split_s3_prefix(uri)
+        bucket_root = (self.root / bucket).resolve()
+        if self.root not in bucket_root.parents:
+            raise ValueError(f"{uri!r} points outside the store at {self.root}")
         if not bucket_root.is_dir():
             return []
         keys = (

@@ -389,7 +389,10 @@ def test_parameters_up_to_the_limit_stay_hyperparameters(bridge):
 
     assert request["HyperParameters"]["at_limit"] == json.dumps(at_limit)
     assert "over_limit" not in request["HyperParameters"]
-    assert [c["ChannelName"] for c in request["InputDataConfig"]] == ["params-over_limit", "kedro-node"]
+    assert [c["ChannelName"] for c in request["InputDataConfig"]] == [
+        "params-over_limit",
+        "kedro-node",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -83,7 +83,11 @@ def test_local_backend_trains_the_same_model(trained_in_process):
     job_dirs = sorted((project / "data/12_sagemaker").glob("*/*/runner/jobs/train-model-*"))
     assert len(job_dirs) == 1
     assert (job_dirs[0] / "output" / "model.tar.gz").is_file()
-    assert {path.name for path in (job_dirs[0] / "input").iterdir()} == {"train", "validation", "kedro-node"}
+    assert {path.name for path in (job_dirs[0] / "input").iterdir()} == {
+        "train",
+        "validation",
+        "kedro-node",
+    }
     timings = json.loads((project / "data/09_tracking/run_timings.json").read_text())
     assert "train_model" in timings["nodes"]  # project hooks fired for the remote node too
 

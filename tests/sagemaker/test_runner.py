@@ -164,22 +164,18 @@ def test_a_failed_job_names_its_reason_and_log_and_saves_nothing(aws, tmp_path):
     assert job["TrainingJobStatus"] == "Failed"
 
 
-def test_max_runtime_is_enforced(aws, tmp_path):
+def a_minute_long_node(tag: str) -> tuple[RecordingDataset, DataCatalog, Pipeline]:
+    """A node that waits 60 s, tagged ``tag``; its output records whether it was saved."""
     waited = RecordingDataset()
     catalog = DataCatalog(
         {"readings": MemoryDataset(READINGS), "params:seconds": MemoryDataset(60), "waited": waited}
     )
-    pipeline = Pipeline(
-        [
-            Node(
-                runner_nodes.wait,
-                ["readings", "params:seconds"],
-                "waited",
-                name="wait",
-                tags="slow",
-            )
-        ]
-    )
+    node = Node(runner_nodes.wait, ["readings", "params:seconds"], "waited", name="wait", tags=tag)
+    return waited, catalog, Pipeline([node])
+
+
+def test_max_runtime_is_enforced(aws, tmp_path):
+    waited, catalog, pipeline = a_minute_long_node(tag="slow")
 
     started = time.monotonic()
     with pytest.raises(TrainingJobFailedError, match=r"stopped: .*MaxRuntimeInSeconds"):
@@ -199,21 +195,7 @@ def test_max_runtime_is_enforced(aws, tmp_path):
 
 
 def test_ctrl_c_stops_the_job(aws, tmp_path):
-    waited = RecordingDataset()
-    catalog = DataCatalog(
-        {"readings": MemoryDataset(READINGS), "params:seconds": MemoryDataset(60), "waited": waited}
-    )
-    pipeline = Pipeline(
-        [
-            Node(
-                runner_nodes.wait,
-                ["readings", "params:seconds"],
-                "waited",
-                name="wait",
-                tags="training_job",
-            )
-        ]
-    )
+    waited, catalog, pipeline = a_minute_long_node(tag="training_job")
     sagemaker = boto3.client("sagemaker")
 
     def interrupt_once_training() -> None:

@@ -136,7 +136,8 @@ def test_remote_node_runs_as_a_job_and_the_pipeline_cannot_tell(aws, tmp_path, c
     messages = [record.getMessage() for record in caplog.records]
     # The job's own output, read back from CloudWatch Logs.
     assert any(
-        f"{job['TrainingJobName']} | kedro node scale: loaded 2 inputs" in m for m in messages
+        f"{job['TrainingJobName']} | kedro node scale: read 2 inputs and imported" in m
+        for m in messages
     )
     assert any("InProgress - Training" in m for m in messages)
     # moto's first DescribeTrainingJob of each job is throttled: the client retried it.

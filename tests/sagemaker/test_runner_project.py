@@ -78,7 +78,7 @@ def test_local_backend_trains_the_same_model(trained_in_process):
 
     assert "train_model run as training jobs; 9 other nodes in-process" in log
     assert "Completed - Completed" in log
-    assert "| kedro node train_model: loaded 3 inputs" in log
+    assert "| kedro node train_model: read 3 inputs and imported" in log
     assert outputs(project) == expected
     job_dirs = sorted((project / "data/12_sagemaker").glob("*/*/runner/jobs/train-model-*"))
     assert len(job_dirs) == 1
@@ -117,4 +117,4 @@ def test_sagemaker_backend_against_moto_trains_the_same_model(trained_in_process
     assert json.loads(job["HyperParameters"]["xgboost"])["booster_params"]["seed"] == 42
     key = job["ModelArtifacts"]["S3ModelArtifacts"].removeprefix(f"s3://{BUCKET}/")
     assert boto3.client("s3").head_object(Bucket=BUCKET, Key=key)["ContentLength"] > 0
-    assert f"{job['TrainingJobName']} | kedro node train_model: done in" in log
+    assert f"{job['TrainingJobName']} | kedro node train_model: ran in" in log

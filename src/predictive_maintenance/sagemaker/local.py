@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
@@ -63,8 +64,12 @@ class LocalJobError(ValueError):
 
 def validate_request(operation: str, request: dict[str, Any]) -> None:
     """Validates ``request`` against botocore's SageMaker service model, as boto3 would."""
-    model = get_session().get_service_model("sagemaker")
-    validate_parameters(request, model.operation_model(operation).input_shape)
+    validate_parameters(request, _sagemaker_model().operation_model(operation).input_shape)
+
+
+@cache
+def _sagemaker_model() -> Any:
+    return get_session().get_service_model("sagemaker")
 
 
 def max_runtime_seconds(request: dict[str, Any]) -> int:

@@ -109,7 +109,7 @@ def call_node_function(function: Any, inputs: dict[str, Any], args: list[Any]) -
     return function(*args)
 
 
-def _output_items(outputs: dict[str, Any], result: Any) -> list[tuple[Any, str, Any]]:
+def output_items(outputs: dict[str, Any], result: Any) -> list[tuple[Any, str, Any]]:
     """(key, dataset, value) for each output; key is None, a position or a dict key."""
     kind, names = outputs["kind"], outputs["names"]
     if kind == "none":
@@ -146,7 +146,7 @@ def write_outputs(node: str, outputs: dict[str, Any], result: Any, model_dir: Pa
     model_dir.mkdir(parents=True, exist_ok=True)
     taken: set[str] = {Path(OUTPUT_MANIFEST).stem}
     values = []
-    for key, dataset, value in _output_items(outputs, result):
+    for key, dataset, value in output_items(outputs, result):
         codec, path = write_value(value, model_dir, file_stem(dataset, taken), f"output {dataset}")
         values.append(
             {
@@ -196,15 +196,35 @@ def run(config_dir: Path, input_dir: Path, model_dir: Path) -> dict[str, Any]:
     return manifest
 
 
+#: The hyperparameter naming the exported pipeline step a training job runs.
+STEP_HYPERPARAMETER: Final = "kedro_step"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Script entry: SageMaker passes hyperparameters as arguments too; they are ignored here."""
-    del argv
+    """Script entry, in one of three modes:
+
+    - ``--kedro-step NAME ...`` arguments: a processing step of an exported pipeline;
+    - hyperparameter ``kedro_step``: a training step of an exported pipeline;
+    - otherwise: one node submitted by SageMakerRunner (its description in a channel).
+
+    SageMaker also passes hyperparameters as ``--key value`` arguments; they are ignored.
+    """
+    from predictive_maintenance.sagemaker import step_entry  # noqa: PLC0415
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     config_dir = _env_path("SM_INPUT_CONFIG_DIR", "/opt/ml/input/config")
     input_dir = _env_path("SM_INPUT_DIR", "/opt/ml/input")
     model_dir = _env_path("SM_MODEL_DIR", "/opt/ml/model")
     output_dir = _env_path("SM_OUTPUT_DIR", "/opt/ml/output")
     try:
-        run(config_dir, input_dir, model_dir)
+        if "--kedro-step" in argv:
+            step_entry.main_processing(argv)
+        elif STEP_HYPERPARAMETER in (hyperparameters := read_hyperparameters(config_dir)):
+            step_entry.main_training(
+                str(hyperparameters[STEP_HYPERPARAMETER]), input_dir, model_dir
+            )
+        else:
+            run(config_dir, input_dir, model_dir)
     except Exception as error:  # every failure becomes the job's FailureReason
         traceback.print_exc()
         reason = f"{type(error).__name__}: {error}"

@@ -108,7 +108,12 @@ class _Job:
 
 
 class LocalTrainingJobs:
-    """Runs training jobs in subprocesses; answers like the SageMaker API does.
+    """Runs training (and processing) jobs in subprocesses; answers like the SageMaker API does.
+
+    Processing jobs run ``ContainerEntrypoint`` + ``ContainerArguments`` with every ``/opt/ml/...``
+    path mapped into the job's temporary tree (a leading ``python*`` is this interpreter); inputs
+    are downloaded to their ``LocalPath`` and each output's ``LocalPath`` is uploaded to its
+    ``S3Uri`` when the program succeeds.
 
     Args:
         store: Where channels and ``sagemaker_submit_directory`` are read from and
@@ -216,6 +221,144 @@ class LocalTrainingJobs:
             thread.join(timeout)
         return self.describe_training_job(name)
 
+    # ---- processing jobs (the steps of an exported pipeline) -----------------------------------
+    def create_processing_job(self, request: dict[str, Any]) -> dict[str, str]:
+        validate_request("CreateProcessingJob", request)
+        name = request["ProcessingJobName"]
+        cluster = request["ProcessingResources"]["ClusterConfig"]
+        if cluster.get("InstanceCount", 1) != 1:
+            raise LocalJobError(
+                "ProcessingResources.ClusterConfig.InstanceCount: the local backend runs one host"
+            )
+        if not request["AppSpecification"].get("ContainerEntrypoint"):
+            raise LocalJobError(
+                "AppSpecification.ContainerEntrypoint: the local backend runs a program, not an "
+                "image's default entrypoint"
+            )
+        with self._lock:
+            if name in self._jobs:
+                raise LocalJobError(f"ProcessingJobName: a job named {name} already exists")
+            arn = f"arn:aws:sagemaker:{self._region}:000000000000:processing-job/{name.lower()}"
+            job = _Job(request=request, arn=arn)
+            self._jobs[name] = job
+            self._transition(job, "Starting", "Preparing the instances for processing")
+        job.thread = threading.Thread(target=self._execute_processing, args=(name,), daemon=True)
+        job.thread.start()
+        return {"ProcessingJobArn": arn}
+
+    def describe_processing_job(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            job = self._job(name)
+            described: dict[str, Any] = {
+                "ProcessingJobName": name,
+                "ProcessingJobArn": job.arn,
+                "ProcessingJobStatus": job.status,
+                "CreationTime": job.created,
+                "AppSpecification": dict(job.request["AppSpecification"]),
+                "ProcessingResources": dict(job.request["ProcessingResources"]),
+                "ProcessingInputs": list(job.request.get("ProcessingInputs", [])),
+                "ProcessingOutputConfig": dict(job.request.get("ProcessingOutputConfig", {})),
+            }
+            if job.failure_reason:
+                described["FailureReason"] = job.failure_reason
+                described["ExitMessage"] = job.failure_reason
+            if job.started:
+                described["ProcessingStartTime"] = job.started
+            if job.ended:
+                described["ProcessingEndTime"] = job.ended
+            return described
+
+    stop_processing_job = stop_training_job
+
+    def _execute_processing(self, name: str) -> None:
+        job = self._jobs[name]
+        request = job.request
+        workdir = Path(tempfile.mkdtemp(prefix=f"sagemaker-{name}-"))
+        root = workdir / "opt" / "ml"
+        try:
+            deadline = time.monotonic() + max_runtime_seconds(request)
+            if not self._set(name, "Downloading", "Downloading inputs"):
+                return self._finish(name, "Stopped", None)
+            for item in request.get("ProcessingInputs", []):
+                source = item.get("S3Input")
+                if source is None:
+                    raise LocalJobError(f"ProcessingInputs.{item['InputName']}: only S3Input")
+                self._download_input(source["S3Uri"], _container_path(root, source["LocalPath"]))
+            for item in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
+                _container_path(root, item["S3Output"]["LocalPath"]).mkdir(
+                    parents=True, exist_ok=True
+                )
+            (root / "output").mkdir(parents=True, exist_ok=True)
+            if not self._set(name, "Processing", "Processing in progress"):
+                return self._finish(name, "Stopped", None)
+            with self._lock:
+                job.started = _now()
+            command = self._processing_command(root, request["AppSpecification"])
+            env = {
+                **os.environ,
+                **request.get("Environment", {}),
+                "SM_OUTPUT_DIR": str(root / "output"),
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }
+            return_code = self._spawn(name, command, workdir, env, deadline)
+            if job.stop_requested:
+                reason = (
+                    "Processing job exceeded MaxRuntimeInSeconds"
+                    if job.stop_requested == "MaxRuntimeExceeded"
+                    else None
+                )
+                return self._finish(name, "Stopped", reason, secondary=job.stop_requested)
+            if return_code != 0:
+                return self._finish(
+                    name, "Failed", _failure_reason({"output": root / "output"}, return_code)
+                )
+            self._set(name, "Uploading", "Uploading outputs")
+            self._upload_processing_outputs(root, request)
+            return self._finish(name, "Completed", None)
+        except Exception as error:  # the job fails; the caller reports the reason
+            logger.debug("Local processing job %s failed to run", name, exc_info=True)
+            return self._finish(name, "Failed", f"ClientError: {type(error).__name__}: {error}")
+        finally:
+            if self._keep:
+                logger.info("Local processing job %s kept its /opt/ml tree in %s", name, workdir)
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+    def _prepare_processing_tree(self, root: Path, request: dict[str, Any]) -> None:
+        for item in request.get("ProcessingInputs", []):
+            source = item.get("S3Input")
+            if source is None:
+                raise LocalJobError(f"ProcessingInputs.{item['InputName']}: only S3Input")
+            self._download_input(source["S3Uri"], _container_path(root, source["LocalPath"]))
+        for item in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
+            _container_path(root, item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
+        (root / "output").mkdir(parents=True, exist_ok=True)
+
+    def _upload_processing_outputs(self, root: Path, request: dict[str, Any]) -> None:
+        for item in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
+            directory = _container_path(root, item["S3Output"]["LocalPath"])
+            prefix = item["S3Output"]["S3Uri"].rstrip("/")
+            for relative in directory_files(directory):
+                self._store.upload_file(directory / relative, f"{prefix}/{relative}")
+
+    def _processing_command(self, root: Path, app: dict[str, Any]) -> list[str]:
+        command = [
+            _container_argument(root, part)
+            for part in [*app["ContainerEntrypoint"], *app.get("ContainerArguments", [])]
+        ]
+        if Path(command[0]).name.startswith("python"):
+            command[0:1] = [self._python, "-u"]
+        return command
+
+    def _download_input(self, uri: str, directory: Path) -> None:
+        """An S3Prefix input: one object if ``uri`` names one, else everything under it."""
+        directory.mkdir(parents=True, exist_ok=True)
+        if self._store.exists(uri):
+            self._store.download_file(uri, directory / uri.rstrip("/").rsplit("/", 1)[-1])
+        elif not download_prefix(self._store, uri, directory):
+            raise LocalJobError(f"nothing at {uri}")
+
     # ---- execution -----------------------------------------------------------------------------
     def _job(self, name: str) -> _Job:
         try:
@@ -294,9 +437,17 @@ class LocalTrainingJobs:
             for item in (f"--{key}", value if isinstance(value, str) else json.dumps(value))
         ]
         env = _training_environment(name, request, hyperparameters, tree, program)
+        return self._spawn(
+            name, [self._python, "-u", program, *arguments], tree["code"], env, deadline
+        )
+
+    def _spawn(
+        self, name: str, command: list[str], cwd: Path, env: dict[str, str], deadline: float
+    ) -> int:
+        """Runs the job's program, streaming its output to the job log; returns its exit code."""
         process = subprocess.Popen(
-            [self._python, "-u", program, *arguments],
-            cwd=tree["code"],
+            command,
+            cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -449,6 +600,17 @@ def _training_environment(
     for key, value in user_hps.items():
         env[f"SM_HP_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
     return env
+
+
+def _container_path(root: Path, path: str) -> Path:
+    """Where a container path under /opt/ml lives in the local tree."""
+    if not path.startswith("/opt/ml/"):
+        raise LocalJobError(f"{path!r}: the local backend maps only paths under /opt/ml/")
+    return root / path.removeprefix("/opt/ml/")
+
+
+def _container_argument(root: Path, argument: str) -> str:
+    return str(_container_path(root, argument)) if argument.startswith("/opt/ml/") else argument
 
 
 def _failure_reason(tree: dict[str, Path], return_code: int) -> str:

@@ -135,6 +135,7 @@ _TOP_LEVEL: Final = (
     "node_overrides",
     "local",
     "poll_seconds",
+    "pipeline",
 )
 
 

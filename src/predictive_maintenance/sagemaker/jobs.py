@@ -96,6 +96,22 @@ def _describe_outputs(node: Any) -> dict[str, Any]:
     return {"kind": "list", "names": list(outputs)}
 
 
+def describe_node_call(node: Any) -> dict[str, Any]:
+    """How the entry script calls ``node``: function path, inputs by argument, output shape."""
+    # Kedro keeps a node's inputs as given (None, str, list or dict) only in _inputs.
+    inputs = node._inputs
+    if isinstance(inputs, dict):
+        kind, items = "dict", [{"arg": arg, "dataset": ds} for arg, ds in inputs.items()]
+    else:
+        kind, items = "list", [{"arg": None, "dataset": ds} for ds in node.inputs]
+    return {
+        "node": node.name,
+        "function": function_path(node.name, node.func),
+        "inputs": {"kind": kind, "items": items},
+        "outputs": _describe_outputs(node),
+    }
+
+
 def _input_pairs(node: Any, args: tuple, kwargs: dict) -> tuple[str, list[tuple[Any, str, Any]]]:
     """The call's kind and (argument name or None, dataset, value) for each input."""
     if kwargs:

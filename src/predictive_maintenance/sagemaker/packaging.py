@@ -73,12 +73,26 @@ def package_sources(package: str) -> dict[str, bytes]:
     raise PackagingError(f"{package!r} is not a source package (origin {spec.origin})")
 
 
-def build_source_archive(packages: Iterable[str], requirements: Iterable[str] = ()) -> bytes:
-    """``sourcedir.tar.gz`` holding the entry script, ``packages`` and the bridge itself."""
-    files = {ENTRY_SCRIPT: ENTRY_SOURCE.encode()}
+def source_files(
+    packages: Iterable[str],
+    requirements: Iterable[str] = (),
+    extra_files: dict[str, bytes] | None = None,
+) -> dict[str, bytes]:
+    """The files of ``sourcedir.tar.gz`` by path (see :func:`build_source_archive`)."""
+    files = {ENTRY_SCRIPT: ENTRY_SOURCE.encode(), **(extra_files or {})}
     for package in sorted({*packages, top_level_package(_BRIDGE_PACKAGE)}):
         files.update(package_sources(package))
     requirements = list(requirements)
     if requirements:
         files["requirements.txt"] = ("\n".join(requirements) + "\n").encode()
-    return build_tar_gz(files)
+    return files
+
+
+def build_source_archive(
+    packages: Iterable[str],
+    requirements: Iterable[str] = (),
+    extra_files: dict[str, bytes] | None = None,
+) -> bytes:
+    """``sourcedir.tar.gz`` holding the entry script, ``packages``, the bridge itself,
+    ``requirements.txt`` if any, and ``extra_files`` (path -> content)."""
+    return build_tar_gz(source_files(packages, requirements, extra_files))

@@ -146,7 +146,7 @@ def parameter_value(parameters: dict[str, Any], dataset: str) -> Any:
 
 
 def import_with_requirements(function_path: str, code_dir: Path) -> Any:
-    """Imports the node's function; if a module is missing and the package lists requirements,
+    """Imports ``module:name``; if a module is missing and the package lists requirements,
     installs them first (stock images lack Kedro and friends) and tries again."""
     from predictive_maintenance.sagemaker.entry_point import import_function  # noqa: PLC0415
 
@@ -177,10 +177,18 @@ def run_step(
     parameters = json.loads(json.dumps(description["parameters"]))
     apply_overrides(parameters, parameter_overrides(environ))
     values: dict[str, Any] = {}
+    catalog = description.get("catalog", {})
+
+    def catalog_dataset(name: str) -> Any:
+        # Services (a model registry, an endpoint) are reached through their catalog entry.
+        from_config = import_with_requirements("kedro.io:AbstractDataset.from_config", code_dir)
+        return from_config(name, json.loads(json.dumps(catalog[name])))
 
     def load(dataset: str) -> Any:
         if dataset == "parameters" or dataset.startswith("params:"):
             return parameter_value(parameters, dataset)
+        if dataset in catalog:
+            return catalog_dataset(dataset).load()
         if dataset not in values:
             if dataset not in input_dirs:
                 raise StepError(f"dataset {dataset} is neither a step input nor made by the step")
@@ -192,7 +200,11 @@ def run_step(
         args = [load(item["dataset"]) for item in node["inputs"]["items"]]
         function = import_with_requirements(node["function"], code_dir)
         result = call_node_function(function, node["inputs"], args)
-        values.update(_named_outputs(node, result))
+        for dataset, value in _named_outputs(node, result).items():
+            if dataset in catalog:
+                catalog_dataset(dataset).save(value)
+            else:
+                values[dataset] = value
         elapsed = time.perf_counter() - started
         print(f"kedro node {node['node']}: done in {elapsed:.2f} s (with its inputs)", flush=True)
     missing = [dataset for dataset in description["outputs"] if dataset not in values]

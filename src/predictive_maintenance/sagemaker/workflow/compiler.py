@@ -1,0 +1,548 @@
+"""Export plan -> SageMaker Pipeline definition JSON, with the SageMaker Python SDK v3, offline.
+
+Processing steps run the entry script from the code tree (``code/<sha256>/tree/``), training steps
+run it in script mode from ``code/<sha256>/sourcedir.tar.gz``; ``kedro sagemaker upsert`` uploads
+both (and stages the pipeline inputs) before it creates or updates the pipeline. The code's
+sha256 is in both URIs, so a definition names exactly the code it runs. Compiling makes no AWS
+call: the SDK gets a session with placeholder credentials, an explicit default bucket, role
+validation and telemetry switched off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from predictive_maintenance.sagemaker.archives import build_tar_gz
+from predictive_maintenance.sagemaker.aws import resolve_image_uri
+from predictive_maintenance.sagemaker.config import BridgeSettings
+from predictive_maintenance.sagemaker.jobs import describe_node_call
+from predictive_maintenance.sagemaker.packaging import ENTRY_SCRIPT, source_files, top_level_package
+from predictive_maintenance.sagemaker.step_entry import PARAMETER_VARIABLE_PREFIX, STEPS_DIR
+from predictive_maintenance.sagemaker.workflow.plan import (
+    PROCESSING,
+    ExportPlan,
+    StepPlan,
+    data_name,
+)
+from predictive_maintenance.sagemaker.workflow.settings import ParameterBinding, PipelineSettings
+
+PROCESSING_ROOT: Final = "/opt/ml/processing"
+CODE_INPUT: Final = "code"
+#: Definitions above this size go to S3 (PipelineDefinitionS3Location) on upsert.
+INLINE_DEFINITION_LIMIT: Final = 100_000
+
+
+class CompileError(ValueError):
+    """The pipeline cannot be compiled (a parameter, dataset or setting does not fit)."""
+
+
+@dataclass(frozen=True)
+class CodePackage:
+    """The code every step runs: files, their archive and where upsert puts them."""
+
+    files: dict[str, bytes]
+    archive: bytes
+    sha256: str
+    archive_uri: str
+    tree_uri: str
+
+
+def camel(text: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", text) if part)
+
+
+def gate_bindings(
+    settings: PipelineSettings, parameters: Mapping[str, Any]
+) -> list[ParameterBinding]:
+    """One ``Min<Metric>`` pipeline parameter per quality-gate minimum."""
+    gate = settings.quality_gate
+    if gate is None:
+        return []
+    minimums = lookup(parameters, gate.minimums, "pipeline.quality_gate.minimums")
+    if not isinstance(minimums, Mapping) or not minimums:
+        raise CompileError(
+            f"the quality gate's minimums {'.'.join(gate.minimums)} are not a mapping"
+        )
+    return [
+        ParameterBinding(name=f"Min{camel(metric)}", kedro_parameter=(*gate.minimums, metric))
+        for metric in sorted(minimums)
+    ]
+
+
+def lookup(parameters: Mapping[str, Any], path: tuple[str, ...], what: str) -> Any:
+    value: Any = parameters
+    for key in path:
+        if not isinstance(value, Mapping) or key not in value:
+            raise CompileError(f"{what}: Kedro has no parameter {'.'.join(path)}")
+        value = value[key]
+    return value
+
+
+def step_descriptions(
+    plan: ExportPlan, parameters: Mapping[str, Any], catalog: Mapping[str, Any]
+) -> dict[str, bytes]:
+    """``kedro_steps/<step>.json`` for every job step."""
+    files = {}
+    for step in plan.steps:
+        keys = list(parameters) if "*" in step.parameter_keys else list(step.parameter_keys)
+        description = {
+            "step": step.name,
+            "kind": step.kind,
+            "nodes": [describe_node_call(node) for node in step.nodes],
+            "inputs": step.inputs,
+            "outputs": step.outputs,
+            "parameters": {key: parameters[key] for key in keys if key in parameters},
+            "catalog": {name: catalog[name] for name in step.catalog_datasets},
+        }
+        text = json.dumps(description, indent=2, sort_keys=True, default=str) + "\n"
+        files[f"{STEPS_DIR}/{step.name}.json"] = text.encode()
+    return files
+
+
+def build_code_package(
+    plan: ExportPlan,
+    bridge: BridgeSettings,
+    settings: PipelineSettings,
+    parameters: Mapping[str, Any],
+    catalog: Mapping[str, Any],
+) -> CodePackage:
+    import hashlib  # noqa: PLC0415
+
+    packages = {
+        top_level_package(node.func.__module__) for step in plan.steps for node in step.nodes
+    }
+    for node in (plan.gate_node, plan.register_node):
+        if node is not None:
+            packages.add(top_level_package(node.func.__module__))
+    requirements = dict.fromkeys(
+        [*bridge.training_job.requirements, *settings.processing.requirements]
+    )
+    files = source_files(
+        sorted(packages), requirements, step_descriptions(plan, parameters, catalog)
+    )
+    archive = build_tar_gz(files)
+    digest = hashlib.sha256(archive).hexdigest()
+    root = f"{bridge.s3_root}/code/{digest}"
+    return CodePackage(files, archive, digest, f"{root}/sourcedir.tar.gz", f"{root}/tree/")
+
+
+def input_uri(bridge: BridgeSettings, dataset: str) -> str:
+    """Where upsert stages a pipeline input by default."""
+    return f"{bridge.s3_root}/inputs/{dataset}/"
+
+
+@contextmanager
+def offline_sdk(region: str) -> Iterator[None]:
+    """Environment for an offline definition: no role validation, no telemetry, a region."""
+    saved = {key: os.environ.get(key) for key in _SDK_ENVIRONMENT}
+    with tempfile.TemporaryDirectory() as directory:
+        config = Path(directory) / "sagemaker-config.yaml"
+        config.write_text(
+            "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
+        )
+        os.environ.update(
+            {
+                "SAGEMAKER_VALIDATE_ROLE": "false",
+                "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config),
+                "AWS_DEFAULT_REGION": region,
+            }
+        )
+        # The SDK re-validates its config file against a JSON schema on every config lookup
+        # (about 0.2 s each, hundreds per definition); validating each distinct config once
+        # keeps the check and takes a minute off compiling.
+        from sagemaker.core.config.config_manager import SageMakerConfig  # noqa: PLC0415
+
+        original = SageMakerConfig.__dict__["validate_sagemaker_config"]
+        validated: set[str] = set()
+
+        def validate_once(sagemaker_config: dict | None = None) -> None:
+            key = json.dumps(sagemaker_config, sort_keys=True, default=str)
+            if key not in validated:
+                original.__func__(sagemaker_config)
+                validated.add(key)
+
+        SageMakerConfig.validate_sagemaker_config = staticmethod(validate_once)
+        try:
+            yield
+        finally:
+            SageMakerConfig.validate_sagemaker_config = original
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+_SDK_ENVIRONMENT: Final = (
+    "SAGEMAKER_VALIDATE_ROLE",
+    "SAGEMAKER_USER_CONFIG_OVERRIDE",
+    "AWS_DEFAULT_REGION",
+)
+
+
+def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one pass, in order
+    plan: ExportPlan,
+    bridge: BridgeSettings,
+    settings: PipelineSettings,
+    parameters: Mapping[str, Any],
+    code: CodePackage,
+) -> str:
+    """The SageMaker Pipeline definition (JSON text, deterministic for the same inputs)."""
+    region = bridge.region or "us-east-1"
+    with offline_sdk(region):
+        import boto3  # noqa: PLC0415
+        from sagemaker.core.model_metrics import MetricsSource, ModelMetrics  # noqa: PLC0415
+        from sagemaker.core.processing import Processor  # noqa: PLC0415
+        from sagemaker.core.shapes import (  # noqa: PLC0415
+            ProcessingInput,
+            ProcessingOutput,
+            ProcessingS3Input,
+            ProcessingS3Output,
+        )
+        from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo  # noqa: PLC0415
+        from sagemaker.core.workflow.execution_variables import ExecutionVariables  # noqa: PLC0415
+        from sagemaker.core.workflow.functions import Join, JsonGet  # noqa: PLC0415
+        from sagemaker.core.workflow.parameters import (  # noqa: PLC0415
+            ParameterBoolean,
+            ParameterFloat,
+            ParameterInteger,
+            ParameterString,
+        )
+        from sagemaker.core.workflow.pipeline_context import PipelineSession  # noqa: PLC0415
+        from sagemaker.core.workflow.properties import PropertyFile  # noqa: PLC0415
+        from sagemaker.mlops.workflow.condition_step import ConditionStep  # noqa: PLC0415
+        from sagemaker.mlops.workflow.fail_step import FailStep  # noqa: PLC0415
+        from sagemaker.mlops.workflow.model_step import ModelStep  # noqa: PLC0415
+        from sagemaker.mlops.workflow.pipeline import Pipeline  # noqa: PLC0415
+        from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep  # noqa: PLC0415
+        from sagemaker.serve import ModelBuilder  # noqa: PLC0415
+        from sagemaker.train import ModelTrainer  # noqa: PLC0415
+        from sagemaker.train.configs import (  # noqa: PLC0415
+            Compute,
+            InputData,
+            OutputDataConfig,
+            StoppingCondition,
+        )
+
+        boto_session = boto3.Session(
+            aws_access_key_id="compile-offline",
+            aws_secret_access_key="compile-offline",
+            region_name=region,
+        )
+        session = PipelineSession(boto_session=boto_session, default_bucket=bridge.bucket)
+        session._default_bucket = bridge.bucket  # else the SDK checks the bucket in S3
+
+        # ---- parameters ------------------------------------------------------------------------
+        bindings = [*settings.parameters, *gate_bindings(settings, parameters)]
+        pipeline_parameters: dict[str, Any] = {}
+        for binding in bindings:
+            if binding.kedro_parameter is not None:
+                default = lookup(parameters, binding.kedro_parameter, f"parameter {binding.name}")
+                kind = {
+                    bool: ParameterBoolean,
+                    int: ParameterInteger,
+                    float: ParameterFloat,
+                    str: ParameterString,
+                }.get(type(default))
+                if kind is None:
+                    raise CompileError(
+                        f"pipeline parameter {binding.name}: Kedro parameter "
+                        f"{'.'.join(binding.kedro_parameter)} is a {type(default).__name__}; "
+                        "only booleans, integers, floats and strings can be pipeline parameters"
+                    )
+            elif binding.dataset is not None:
+                if binding.dataset not in plan.pipeline_inputs:
+                    raise CompileError(
+                        f"pipeline parameter {binding.name}: {binding.dataset} is not an input of "
+                        "the exported pipeline"
+                    )
+                kind, default = ParameterString, input_uri(bridge, binding.dataset)
+            else:
+                kind = ParameterString
+                default = (
+                    bridge.training_job.instance_type
+                    if binding.setting == "training_instance_type"
+                    else settings.processing.instance_type
+                )
+            pipeline_parameters[binding.name] = kind(name=binding.name, default_value=default)
+
+        def setting(name: str, value: Any) -> Any:
+            for binding in bindings:
+                if binding.setting == name:
+                    return pipeline_parameters[binding.name]
+            return value
+
+        def overrides(step: StepPlan) -> dict[str, Any]:
+            environment = {}
+            index = 0
+            for binding in bindings:
+                path = binding.kedro_parameter
+                if path is None or (
+                    "*" not in step.parameter_keys and path[0] not in step.parameter_keys
+                ):
+                    continue
+                environment[f"{PARAMETER_VARIABLE_PREFIX}{index}"] = Join(
+                    on="", values=[json.dumps(list(path)) + "=", pipeline_parameters[binding.name]]
+                )
+                index += 1
+            return environment
+
+        def dataset_parameter(dataset: str) -> Any:
+            for binding in bindings:
+                if binding.dataset == dataset:
+                    return pipeline_parameters[binding.name]
+            return input_uri(bridge, dataset)
+
+        execution_root = Join(
+            on="/", values=[bridge.s3_root, "executions", ExecutionVariables.PIPELINE_EXECUTION_ID]
+        )
+        built: dict[str, Any] = {}
+
+        def source_of(dataset: str) -> Any:
+            producer = plan.producers.get(dataset)
+            if producer is None:
+                return dataset_parameter(dataset)
+            step = built[producer]
+            producer_plan = plan.step(producer)
+            if producer_plan.kind == PROCESSING:
+                name = producer_plan.outputs[dataset]
+                return step.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
+            return step.properties.ModelArtifacts.S3ModelArtifacts
+
+        processing_image = resolve_image_uri(
+            settings.processing.image_uri,
+            settings.processing.framework,
+            settings.processing.framework_version,
+            region,
+        )
+        metrics_file = None
+        deferred: list[tuple[StepPlan, Any]] = []  # steps that run after registration
+        for step_plan in plan.steps:
+            environment = overrides(step_plan)
+            if step_plan.kind == PROCESSING:
+                processing = settings.processing
+                processor = Processor(
+                    role=bridge.execution_role_arn,
+                    image_uri=processing_image,
+                    instance_count=processing.instance_count,
+                    instance_type=setting("processing_instance_type", processing.instance_type),
+                    volume_size_in_gb=processing.volume_size_gb,
+                    max_runtime_in_seconds=processing.max_runtime_seconds,
+                    entrypoint=[
+                        "python3",
+                        f"{PROCESSING_ROOT}/input/{CODE_INPUT}/{ENTRY_SCRIPT}",
+                        "--kedro-step",
+                        step_plan.name,
+                        "--input-dir",
+                        f"{PROCESSING_ROOT}/input",
+                        "--output-dir",
+                        f"{PROCESSING_ROOT}/output",
+                    ],
+                    env={**processing.environment, **environment},
+                    sagemaker_session=session,
+                )
+                inputs = [
+                    ProcessingInput(
+                        input_name=CODE_INPUT,
+                        s3_input=ProcessingS3Input(
+                            s3_uri=code.tree_uri,
+                            local_path=f"{PROCESSING_ROOT}/input/{CODE_INPUT}",
+                            s3_data_type="S3Prefix",
+                            s3_input_mode="File",
+                        ),
+                    )
+                ]
+                for dataset, name in step_plan.inputs.items():
+                    inputs.append(
+                        ProcessingInput(
+                            input_name=name,
+                            s3_input=ProcessingS3Input(
+                                s3_uri=source_of(dataset),
+                                local_path=f"{PROCESSING_ROOT}/input/{name}",
+                                s3_data_type="S3Prefix",
+                                s3_input_mode="File",
+                            ),
+                        )
+                    )
+                outputs = [
+                    ProcessingOutput(
+                        output_name=name,
+                        s3_output=ProcessingS3Output(
+                            s3_uri=Join(on="/", values=[execution_root, step_plan.name, name]),
+                            local_path=f"{PROCESSING_ROOT}/output/{name}",
+                            s3_upload_mode="EndOfJob",
+                        ),
+                    )
+                    for name in step_plan.outputs.values()
+                ]
+                property_files = []
+                gate = settings.quality_gate
+                if gate is not None and gate.metrics in step_plan.outputs:
+                    metrics_name = step_plan.outputs[gate.metrics]
+                    metrics_file = PropertyFile(
+                        name=metrics_name, output_name=metrics_name, path=f"{metrics_name}.json"
+                    )
+                    property_files.append(metrics_file)
+                step = ProcessingStep(
+                    name=step_plan.name,
+                    step_args=processor.run(inputs=inputs, outputs=outputs),
+                    property_files=property_files or None,
+                    description=_describe(step_plan),
+                )
+            else:
+                job = bridge.job_settings(step_plan.nodes[0].name, step_plan.nodes[0].tags)
+                trainer = ModelTrainer(
+                    training_image=resolve_image_uri(
+                        job.image_uri, job.framework, job.framework_version, region
+                    ),
+                    role=bridge.execution_role_arn,
+                    sagemaker_session=session,
+                    base_job_name=step_plan.name,
+                    compute=Compute(
+                        instance_type=setting("training_instance_type", job.instance_type),
+                        instance_count=job.instance_count,
+                        volume_size_in_gb=job.volume_size_gb,
+                    ),
+                    stopping_condition=StoppingCondition(
+                        max_runtime_in_seconds=job.max_runtime_seconds
+                    ),
+                    hyperparameters={
+                        "sagemaker_program": ENTRY_SCRIPT,
+                        "sagemaker_submit_directory": code.archive_uri,
+                        "kedro_step": step_plan.name,
+                    },
+                    environment={**job.environment, **environment},
+                    output_data_config=OutputDataConfig(
+                        s3_output_path=Join(on="/", values=[execution_root, step_plan.name])
+                    ),
+                )
+                channels = [
+                    InputData(channel_name=name, data_source=source_of(dataset))
+                    for dataset, name in step_plan.inputs.items()
+                ]
+                step = TrainingStep(
+                    name=step_plan.name,
+                    step_args=trainer.train(input_data_config=channels),
+                    description=_describe(step_plan),
+                )
+            built[step_plan.name] = step
+            if step_plan.depends_on:
+                deferred.append((step_plan, step))
+
+        # ---- quality gate, registration ---------------------------------------------------------
+        top_level = [built[s.name] for s in plan.steps if not s.depends_on]
+        registration = settings.registration
+        register_steps: list[Any] = []
+        if registration is not None:
+            model_data = registration.model_data
+            if (
+                model_data not in plan.producers
+                or plan.step(plan.producers[model_data]).kind != PROCESSING
+            ):
+                raise CompileError(
+                    f"pipeline.register.model_data {model_data} must be written by a processing step"
+                )
+            archive_step = plan.step(plan.producers[model_data])
+            archive_name = archive_step.outputs[model_data]
+            model_url = Join(on="/", values=[source_of(model_data), f"{archive_name}.bin"])
+            model_metrics = None
+            if registration.model_metrics:
+                metrics_step = plan.step(plan.producers[registration.model_metrics])
+                metrics_name = metrics_step.outputs[registration.model_metrics]
+                model_metrics = ModelMetrics(
+                    model_statistics=MetricsSource(
+                        content_type="application/json",
+                        s3_uri=Join(
+                            on="/",
+                            values=[source_of(registration.model_metrics), f"{metrics_name}.json"],
+                        ),
+                    )
+                )
+            approval = (
+                pipeline_parameters[registration.approval_status_parameter]
+                if registration.approval_status_parameter
+                else None
+            )
+            builder = ModelBuilder(
+                image_uri=resolve_image_uri(
+                    None, "xgboost", bridge.training_job.framework_version, region
+                ),
+                s3_model_data_url=model_url,
+                role_arn=bridge.execution_role_arn,
+                env_vars=dict(registration.environment),
+                sagemaker_session=session,
+            )
+            register_args = builder.register(
+                model_package_group_name=registration.model_package_group,
+                content_types=list(registration.content_types),
+                response_types=list(registration.response_types),
+                inference_instances=list(registration.inference_instances),
+                transform_instances=list(registration.transform_instances),
+                approval_status=approval,
+                model_metrics=model_metrics,
+                description=f"Registered by {settings.name} (kedro node {registration.node})",
+            )
+            register_step = ModelStep(name=plan.register_step, step_args=register_args)
+            register_steps.append(register_step)
+            for _, step in deferred:
+                step.add_depends_on([register_step])
+                register_steps.append(step)
+        else:
+            top_level.extend(step for _, step in deferred)
+
+        gate = settings.quality_gate
+        if gate is not None:
+            if metrics_file is None:
+                raise CompileError(
+                    f"pipeline.quality_gate.metrics {gate.metrics} must be written by a processing step"
+                )
+            metrics_step = plan.producers[gate.metrics]
+            conditions, message = [], ["The model fails the quality gate:"]
+            for binding in gate_bindings(settings, parameters):
+                metric = binding.kedro_parameter[-1]
+                value = JsonGet(
+                    step_name=metrics_step, property_file=metrics_file, json_path=metric
+                )
+                minimum = pipeline_parameters[binding.name]
+                conditions.append(ConditionGreaterThanOrEqualTo(left=value, right=minimum))
+                message += [f" {metric}", value, "(minimum", minimum, ");"]
+            fail = FailStep(
+                name=f"{plan.gate_step}-failed", error_message=Join(on=" ", values=message)
+            )
+            top_level.append(
+                ConditionStep(
+                    name=plan.gate_step,
+                    conditions=conditions,
+                    if_steps=register_steps,
+                    else_steps=[fail],
+                    description=f"kedro node {gate.node}",
+                )
+            )
+        else:
+            top_level.extend(register_steps)
+
+        pipeline = Pipeline(
+            name=settings.name,
+            parameters=list(pipeline_parameters.values()),
+            steps=top_level,
+            sagemaker_session=session,
+        )
+        definition = json.loads(pipeline.definition())
+    return json.dumps(definition, indent=2, sort_keys=True) + "\n"
+
+
+def _describe(step: StepPlan) -> str:
+    return "kedro nodes: " + ", ".join(node.name for node in step.nodes)
+
+
+def data_names(datasets: list[str]) -> dict[str, str]:
+    taken: set[str] = set()
+    return {dataset: data_name(dataset, taken) for dataset in datasets}

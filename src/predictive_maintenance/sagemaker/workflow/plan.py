@@ -1,0 +1,295 @@
+"""The export plan: which Kedro nodes become which SageMaker Pipeline steps, and how data flows.
+
+Pure Python over Kedro's ``Pipeline``: no SDK, no AWS. The compiler turns a plan into a
+definition; ``kedro sagemaker run-local`` uses it to run the steps SageMaker would run natively
+(the quality gate's condition, RegisterModel) with the project's own nodes and catalog.
+
+- Every node becomes part of exactly one job step (one per node, or grouped by namespace or tag),
+  except the quality-gate node (a ConditionStep) and the registration node (a RegisterModel
+  step), named in the ``pipeline`` configuration.
+- A step is a training step if any of its nodes is selected to run remotely (the runner's
+  ``remote_nodes``), otherwise a processing step.
+- A dataset that crosses steps is an output of the step that makes it and an input of the steps
+  that read it; a dataset nothing makes is a pipeline input (staged in S3, or a parameter's URI);
+  ``catalog_datasets`` are loaded and saved in the step through their catalog entry (services such
+  as the model registry or an endpoint, which cannot travel as files).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from predictive_maintenance.sagemaker.config import BridgeSettings, SageMakerConfigError
+from predictive_maintenance.sagemaker.workflow.settings import PipelineSettings
+
+TRAINING: Final = "training"
+PROCESSING: Final = "processing"
+#: Step input names SageMaker reserves (processing inputs) or the bridge uses.
+_RESERVED_NAMES: Final = frozenset({"code", "kedro-node"})
+
+
+class PlanError(SageMakerConfigError):
+    """The Kedro pipeline cannot be exported as configured."""
+
+
+def is_parameter(dataset: str) -> bool:
+    return dataset == "parameters" or dataset.startswith("params:")
+
+
+def step_name(name: str) -> str:
+    """A SageMaker step name (``[A-Za-z0-9-_]{1,64}``) for a node or group name."""
+    return (re.sub(r"[^A-Za-z0-9\-_]", "-", name).strip("-") or "step")[:64]
+
+
+def data_name(dataset: str, taken: set[str]) -> str:
+    """An input/output/channel name for ``dataset`` (letters, digits, ``-``, ``_``), unique."""
+    base = (re.sub(r"[^A-Za-z0-9_-]", "-", dataset).strip("-_") or "data")[:60]
+    candidate, counter = base, 1
+    while candidate.lower() in taken or candidate in _RESERVED_NAMES:
+        counter += 1
+        candidate = f"{base}-{counter}"
+    taken.add(candidate.lower())
+    return candidate
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """One job step: its nodes (in run order) and the datasets it reads and writes."""
+
+    name: str
+    kind: str
+    nodes: tuple[Any, ...]
+    #: Datasets read from other steps or pipeline inputs -> input (channel) name.
+    inputs: dict[str, str]
+    #: Datasets written for other steps or kept as results -> output name.
+    outputs: dict[str, str]
+    #: Datasets loaded/saved through their catalog entry inside the step.
+    catalog_datasets: tuple[str, ...]
+    #: Top-level Kedro parameter keys the step's nodes read.
+    parameter_keys: tuple[str, ...]
+    #: Steps that must finish first without a data reference (e.g. RegisterModel).
+    depends_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """Everything the compiler and the local executor need to know about the Kedro side."""
+
+    steps: tuple[StepPlan, ...]
+    #: dataset -> the step that writes it.
+    producers: dict[str, str]
+    #: Datasets no node makes (staged in S3 before a run).
+    pipeline_inputs: tuple[str, ...]
+    gate_node: Any | None
+    gate_step: str | None
+    register_node: Any | None
+    register_step: str | None
+
+    def step(self, name: str) -> StepPlan:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)
+
+
+def _group_key(node: Any, settings: PipelineSettings) -> str:
+    if settings.group_by == "namespace" and node.namespace:
+        return node.namespace.split(".")[0]
+    if settings.group_by == "tag":
+        for tag in settings.group_tags:
+            if tag in node.tags:
+                return tag
+    return node.name
+
+
+def _parameter_key(dataset: str) -> str | None:
+    if dataset == "parameters":
+        return None
+    return dataset.removeprefix("params:").split(".")[0]
+
+
+def _topological(groups: dict[str, list[Any]], edges: dict[str, set[str]]) -> list[str]:
+    indegree = {group: 0 for group in groups}
+    for targets in edges.values():
+        for target in targets:
+            indegree[target] += 1
+    order, ready = [], sorted(group for group, count in indegree.items() if count == 0)
+    while ready:
+        group = ready.pop(0)
+        order.append(group)
+        for target in sorted(edges.get(group, ())):
+            indegree[target] -= 1
+            if indegree[target] == 0:
+                ready.append(target)
+        ready.sort()
+    if len(order) != len(groups):
+        stuck = sorted(set(groups) - set(order))
+        raise PlanError(
+            f"grouping makes a cycle between steps {', '.join(stuck)}: a group's output feeds "
+            "another group that feeds the first; group differently or by node"
+        )
+    return order
+
+
+def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in one place
+    pipeline: Any, bridge: BridgeSettings, settings: PipelineSettings
+) -> ExportPlan:
+    """Plans the export of ``pipeline`` (a Kedro ``Pipeline``)."""
+    nodes = list(pipeline.nodes)  # Kedro's topological order
+    by_name = {node.name: node for node in nodes}
+    gate = settings.quality_gate
+    registration = settings.registration
+    special = {}
+    for role, config in (("quality_gate", gate), ("register", registration)):
+        if config is None:
+            continue
+        if config.node not in by_name:
+            raise PlanError(f"pipeline.{role}.node {config.node!r} is not in the Kedro pipeline")
+        special[config.node] = role
+    gate_node = by_name.get(gate.node) if gate else None
+    register_node = by_name.get(registration.node) if registration else None
+
+    groups: dict[str, list[Any]] = defaultdict(list)
+    group_of: dict[str, str] = {}
+    for node in nodes:
+        if node.name in special:
+            continue
+        key = _group_key(node, settings)
+        groups[key].append(node)
+        group_of[node.name] = key
+    producer_group: dict[str, str] = {}
+    for node in nodes:
+        for dataset in node.outputs:
+            producer_group[dataset] = group_of.get(node.name, f"<{special.get(node.name)}>")
+    edges: dict[str, set[str]] = defaultdict(set)
+    for node in nodes:
+        if node.name in special:
+            continue
+        for dataset in node.inputs:
+            source = producer_group.get(dataset)
+            if source and not source.startswith("<") and source != group_of[node.name]:
+                edges[source].add(group_of[node.name])
+    order = _topological(dict(groups), edges)
+
+    catalog_bound = set(settings.catalog_datasets)
+    consumers: dict[str, set[str]] = defaultdict(set)
+    for node in nodes:
+        for dataset in node.inputs:
+            consumers[dataset].add(group_of.get(node.name, f"<{special.get(node.name)}>"))
+    names = {group: step_name(group) for group in order}
+    if len(set(names.values())) != len(names):
+        raise PlanError(f"two steps would share a name: {sorted(names.values())}")
+    steps = []
+    producers: dict[str, str] = {}
+    for group in order:
+        members = groups[group]
+        made = {dataset for node in members for dataset in node.outputs}
+        read = [dataset for node in members for dataset in node.inputs]
+        taken: set[str] = set()
+        inputs = {}
+        for dataset in dict.fromkeys(read):
+            if is_parameter(dataset) or dataset in made or dataset in catalog_bound:
+                continue
+            source = producer_group.get(dataset)
+            if source is not None and source.startswith("<"):
+                raise PlanError(
+                    f"{dataset}, made by the {source[1:-1]} node, is read by step {names[group]}: "
+                    "only the quality gate and registration nodes, or catalog_datasets, may "
+                    "read it"
+                )
+            inputs[dataset] = data_name(dataset, taken)
+        outputs = {}
+        for node in members:
+            for dataset in node.outputs:
+                if dataset in catalog_bound:
+                    continue
+                leaves = consumers.get(dataset, set()) - {group}
+                if leaves or not consumers.get(dataset):
+                    outputs[dataset] = data_name(dataset, taken)
+                    producers[dataset] = names[group]
+        remote = any(bridge.is_remote(node.name, node.tags) for node in members)
+        keys = sorted(
+            {
+                key
+                for node in members
+                for dataset in node.inputs
+                if is_parameter(dataset) and (key := _parameter_key(dataset)) is not None
+            }
+        )
+        whole = any(dataset == "parameters" for node in members for dataset in node.inputs)
+        depends = ()
+        if register_node is not None and any(
+            dataset in catalog_bound and dataset in register_node.outputs
+            for node in members
+            for dataset in node.inputs
+        ):
+            depends = (step_name(registration.node),)
+        steps.append(
+            StepPlan(
+                name=names[group],
+                kind=TRAINING if remote else PROCESSING,
+                nodes=tuple(members),
+                inputs=inputs,
+                outputs=outputs,
+                catalog_datasets=tuple(
+                    sorted(
+                        {d for node in members for d in (*node.inputs, *node.outputs)}
+                        & catalog_bound
+                    )
+                ),
+                parameter_keys=("*",) if whole else tuple(keys),
+                depends_on=depends,
+            )
+        )
+    pipeline_inputs = tuple(
+        sorted(
+            {
+                dataset
+                for node in nodes
+                for dataset in node.inputs
+                if not is_parameter(dataset)
+                and dataset not in producer_group
+                and dataset not in catalog_bound
+            }
+        )
+    )
+    _check_special_inputs(gate_node, register_node, producers)
+    return ExportPlan(
+        steps=tuple(steps),
+        producers=producers,
+        pipeline_inputs=pipeline_inputs,
+        gate_node=gate_node,
+        gate_step=step_name(gate.node) if gate else None,
+        register_node=register_node,
+        register_step=step_name(registration.node) if registration else None,
+    )
+
+
+def _check_special_inputs(gate_node: Any, register_node: Any, producers: dict[str, str]) -> None:
+    gate_outputs = set(gate_node.outputs) if gate_node is not None else set()
+    for node in (gate_node, register_node):
+        if node is None:
+            continue
+        for dataset in node.inputs:
+            if is_parameter(dataset) or dataset in gate_outputs:
+                continue
+            if dataset not in producers:
+                raise PlanError(
+                    f"{dataset}, read by the {node.name} node, is not written by any exported step"
+                )
+
+
+def dataset_dependencies(plan: ExportPlan) -> dict[str, set[str]]:
+    """step -> the steps it reads data from (what the definition's references must express)."""
+    return {
+        step.name: {plan.producers[d] for d in step.inputs if d in plan.producers}
+        for step in plan.steps
+    }
+
+
+def node_names(steps: Iterable[StepPlan]) -> list[str]:
+    return [node.name for step in steps for node in step.nodes]

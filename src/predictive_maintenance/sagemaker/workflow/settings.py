@@ -1,0 +1,213 @@
+"""The ``pipeline`` block of the ``sagemaker`` configuration: how a Kedro pipeline is exported."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from predictive_maintenance.sagemaker.config import (
+    CONFIG_FILE,
+    SageMakerConfigError,
+    TrainingJobSettings,
+    _check_keys,
+    _expect,
+    _merge,
+)
+
+GROUP_BY: Final = ("node", "namespace", "tag")
+#: Names SageMaker accepts for pipelines, steps and parameters.
+NAME_PATTERN: Final = r"^[A-Za-z0-9\-_]{1,64}$"
+
+
+@dataclass(frozen=True)
+class ParameterBinding:
+    """A pipeline parameter and what it sets: a Kedro parameter, a pipeline input or a setting."""
+
+    name: str
+    kedro_parameter: tuple[str, ...] | None = None
+    dataset: str | None = None
+    setting: str | None = None
+
+
+@dataclass(frozen=True)
+class QualityGate:
+    node: str
+    metrics: str
+    minimums: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Registration:
+    node: str
+    model_data: str
+    model_metrics: str | None
+    model_package_group: str
+    approval_status_parameter: str | None
+    content_types: tuple[str, ...]
+    response_types: tuple[str, ...]
+    inference_instances: tuple[str, ...]
+    transform_instances: tuple[str, ...]
+    environment: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    name: str
+    processing: TrainingJobSettings
+    kedro_pipeline: str = "__default__"
+    group_by: str = "node"
+    group_tags: tuple[str, ...] = ()
+    parameters: tuple[ParameterBinding, ...] = ()
+    catalog_datasets: tuple[str, ...] = ()
+    quality_gate: QualityGate | None = None
+    registration: Registration | None = None
+    description: str = ""
+
+
+def key_path(value: Any, where: str) -> tuple[str, ...]:
+    """``a.b.c`` or ``[a, b.with.dot]`` -> ("a", "b", ...)."""
+    if isinstance(value, str):
+        return tuple(value.split("."))
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise SageMakerConfigError(
+        f"{CONFIG_FILE}: {where} must be a dotted key or a list of keys, got {value!r}"
+    )
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    _expect(value, list, where)
+    return tuple(_expect(item, str, f"{where}[]") for item in value)
+
+
+def parse_pipeline_settings(config: Mapping[str, Any]) -> PipelineSettings:
+    """Checks the ``pipeline`` block; raises SageMakerConfigError naming the key."""
+    block = _expect(config.get("pipeline") or {}, Mapping, "pipeline")
+    _check_keys(
+        block,
+        (
+            "name",
+            "description",
+            "kedro_pipeline",
+            "group_by",
+            "group_tags",
+            "processing",
+            "parameters",
+            "catalog_datasets",
+            "quality_gate",
+            "register",
+        ),
+        "pipeline",
+    )
+    name = _expect(block.get("name"), str, "pipeline.name")
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise SageMakerConfigError(
+            f"{CONFIG_FILE}: pipeline.name {name!r} must match {NAME_PATTERN}"
+        )
+    group_by = _expect(block.get("group_by", "node"), str, "pipeline.group_by")
+    if group_by not in GROUP_BY:
+        raise SageMakerConfigError(
+            f"{CONFIG_FILE}: pipeline.group_by must be one of {', '.join(GROUP_BY)}"
+        )
+    bindings = []
+    for parameter, target in _expect(
+        block.get("parameters") or {}, Mapping, "pipeline.parameters"
+    ).items():
+        where = f"pipeline.parameters.{parameter}"
+        if not re.fullmatch(NAME_PATTERN, str(parameter)):
+            raise SageMakerConfigError(
+                f"{CONFIG_FILE}: {where}: the name must match {NAME_PATTERN}"
+            )
+        _expect(target, Mapping, where)
+        _check_keys(target, ("parameter", "dataset", "setting"), where)
+        if len(target) != 1:
+            raise SageMakerConfigError(
+                f"{CONFIG_FILE}: {where} sets exactly one of parameter, dataset or setting"
+            )
+        bindings.append(
+            ParameterBinding(
+                name=str(parameter),
+                kedro_parameter=key_path(target["parameter"], where)
+                if "parameter" in target
+                else None,
+                dataset=_expect(target["dataset"], str, where) if "dataset" in target else None,
+                setting=_expect(target["setting"], str, where) if "setting" in target else None,
+            )
+        )
+    for binding in bindings:
+        if binding.setting not in (None, "training_instance_type", "processing_instance_type"):
+            raise SageMakerConfigError(
+                f"{CONFIG_FILE}: pipeline.parameters.{binding.name}.setting must be "
+                "training_instance_type or processing_instance_type"
+            )
+    gate = None
+    if block.get("quality_gate"):
+        gate_block = _expect(block["quality_gate"], Mapping, "pipeline.quality_gate")
+        _check_keys(gate_block, ("node", "metrics", "minimums"), "pipeline.quality_gate")
+        gate = QualityGate(
+            node=_expect(gate_block["node"], str, "pipeline.quality_gate.node"),
+            metrics=_expect(gate_block["metrics"], str, "pipeline.quality_gate.metrics"),
+            minimums=key_path(gate_block["minimums"], "pipeline.quality_gate.minimums"),
+        )
+    registration = None
+    if block.get("register"):
+        reg = _expect(block["register"], Mapping, "pipeline.register")
+        keys = (
+            "node",
+            "model_data",
+            "model_metrics",
+            "model_package_group",
+            "approval_status_parameter",
+            "content_types",
+            "response_types",
+            "inference_instances",
+            "transform_instances",
+            "environment",
+        )
+        _check_keys(reg, keys, "pipeline.register")
+        registration = Registration(
+            node=_expect(reg["node"], str, "pipeline.register.node"),
+            model_data=_expect(reg["model_data"], str, "pipeline.register.model_data"),
+            model_metrics=reg.get("model_metrics"),
+            model_package_group=_expect(
+                reg["model_package_group"], str, "pipeline.register.model_package_group"
+            ),
+            approval_status_parameter=reg.get("approval_status_parameter"),
+            content_types=_strings(
+                reg.get("content_types", ["text/csv"]), "pipeline.register.content_types"
+            ),
+            response_types=_strings(
+                reg.get("response_types", ["text/csv"]), "pipeline.register.response_types"
+            ),
+            inference_instances=_strings(
+                reg.get("inference_instances", ["ml.m5.large"]),
+                "pipeline.register.inference_instances",
+            ),
+            transform_instances=_strings(
+                reg.get("transform_instances", ["ml.m5.large"]),
+                "pipeline.register.transform_instances",
+            ),
+            environment=dict(
+                _expect(reg.get("environment") or {}, Mapping, "pipeline.register.environment")
+            ),
+        )
+    return PipelineSettings(
+        name=name,
+        description=_expect(block.get("description", ""), str, "pipeline.description"),
+        kedro_pipeline=_expect(
+            block.get("kedro_pipeline", "__default__"), str, "pipeline.kedro_pipeline"
+        ),
+        group_by=group_by,
+        group_tags=_strings(block.get("group_tags") or [], "pipeline.group_tags"),
+        processing=_merge(
+            TrainingJobSettings(instance_type="ml.m5.large"),
+            block.get("processing") or {},
+            "pipeline.processing",
+        ),
+        parameters=tuple(bindings),
+        catalog_datasets=_strings(block.get("catalog_datasets") or [], "pipeline.catalog_datasets"),
+        quality_gate=gate,
+        registration=registration,
+    )

@@ -27,6 +27,7 @@ from predictive_maintenance.data_source import (
 from predictive_maintenance.integrity import sha256_hex
 from predictive_maintenance.project_config import project_path
 from predictive_maintenance.registry.cli import model
+from predictive_maintenance.sagemaker.cli import sagemaker
 from predictive_maintenance.serving.cli import endpoint
 
 #: Catalog entry of the raw file, and its parameters.
@@ -42,6 +43,7 @@ def cli() -> None:
 
 cli.add_command(model)
 cli.add_command(endpoint)
+cli.add_command(sagemaker)
 
 
 @cli.group(name="data", context_settings=CONTEXT_SETTINGS)

@@ -2,10 +2,11 @@
 
 Each value crossing the job boundary is written by the first codec that accepts its type and read
 back by the codec named in the job's manifest: data frames as Parquet, XGBoost boosters in
-XGBoost's own UBJ format, numpy arrays as ``.npy`` without pickled objects, bytes as they are, and
-JSON for plain data (only if it survives a JSON round trip unchanged). The runner uses this module
-on the submitting side and the entry script inside the container, so it imports nothing beyond the
-standard library until a codec needs pandas, numpy or XGBoost (which the container provides).
+XGBoost's own UBJ format, Plotly figures in Plotly's JSON, numpy arrays as ``.npy`` without
+pickled objects, bytes as they are, and JSON for plain data (only if it survives a JSON round
+trip unchanged). The runner uses this module on the submitting side and the entry script inside
+the container, so it imports nothing beyond the standard library until a codec needs pandas,
+numpy, XGBoost or Plotly.
 """
 
 from __future__ import annotations
@@ -79,6 +80,22 @@ def _read_booster(path: Path) -> Any:
     return booster
 
 
+def _is_figure(value: Any) -> bool:
+    return isinstance(value, _module_type("plotly.basedatatypes", "BaseFigure"))
+
+
+def _write_figure(value: Any, path: Path) -> None:
+    import plotly.io
+
+    plotly.io.write_json(value, str(path))
+
+
+def _read_figure(path: Path) -> Any:
+    import plotly.io
+
+    return plotly.io.read_json(str(path))
+
+
 def _is_plain_array(value: Any) -> bool:
     return isinstance(value, _module_type("numpy", "ndarray")) and not value.dtype.hasobject
 
@@ -142,6 +159,7 @@ CODECS: Final[tuple[Codec, ...]] = (
         _write_booster,
         _read_booster,
     ),
+    Codec("plotly-json", ".json", "application/json", _is_figure, _write_figure, _read_figure),
     Codec("npy", ".npy", "application/x-npy", _is_plain_array, _write_npy, _read_npy),
     Codec("bytes", ".bin", "application/octet-stream", _is_bytes, _write_bytes, _read_bytes),
     Codec("json", ".json", "application/json", is_plain_json, _write_json, _read_json),

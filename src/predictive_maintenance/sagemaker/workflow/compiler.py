@@ -146,7 +146,8 @@ def offline_sdk(region: str) -> Iterator[None]:
     with tempfile.TemporaryDirectory() as directory:
         config = Path(directory) / "sagemaker-config.yaml"
         config.write_text(
-            "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
+            "SchemaVersion: '1.0'\n"
+            "SageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
         )
         os.environ.update(
             {
@@ -448,7 +449,8 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                 or plan.step(plan.producers[model_data]).kind != PROCESSING
             ):
                 raise CompileError(
-                    f"pipeline.register.model_data {model_data} must be written by a processing step"
+                    f"pipeline.register.model_data {model_data} must be written by a "
+                    "processing step"
                 )
             archive_step = plan.step(plan.producers[model_data])
             archive_name = archive_step.outputs[model_data]
@@ -502,7 +504,8 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
         if gate is not None:
             if metrics_file is None:
                 raise CompileError(
-                    f"pipeline.quality_gate.metrics {gate.metrics} must be written by a processing step"
+                    f"pipeline.quality_gate.metrics {gate.metrics} must be written by a "
+                    "processing step"
                 )
             metrics_step = plan.producers[gate.metrics]
             conditions, message = [], ["The model fails the quality gate:"]

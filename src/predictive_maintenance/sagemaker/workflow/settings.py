@@ -64,6 +64,8 @@ class PipelineSettings:
     quality_gate: QualityGate | None = None
     registration: Registration | None = None
     description: str = ""
+    #: The endpoint `kedro sagemaker cleanup` deletes (with its configs and models).
+    endpoint_name: str | None = None
 
 
 def key_path(value: Any, where: str) -> tuple[str, ...]:
@@ -98,6 +100,7 @@ def parse_pipeline_settings(config: Mapping[str, Any]) -> PipelineSettings:
             "catalog_datasets",
             "quality_gate",
             "register",
+            "endpoint_name",
         ),
         "pipeline",
     )
@@ -210,4 +213,7 @@ def parse_pipeline_settings(config: Mapping[str, Any]) -> PipelineSettings:
         catalog_datasets=_strings(block.get("catalog_datasets") or [], "pipeline.catalog_datasets"),
         quality_gate=gate,
         registration=registration,
+        endpoint_name=_expect(
+            block.get("endpoint_name"), (str, type(None)), "pipeline.endpoint_name"
+        ),
     )

@@ -1,0 +1,424 @@
+"""``kedro sagemaker``: export the Kedro pipeline to SageMaker Pipelines and manage it.
+
+    kedro sagemaker compile   [--pipeline NAME] [--env ENV] [--output pipeline.json]
+    kedro sagemaker upsert    [--pipeline NAME] [--env ENV]
+    kedro sagemaker start     [--parameters Name=value ...] [--wait]
+    kedro sagemaker status
+    kedro sagemaker cleanup   [--data]
+    kedro sagemaker run-local pipeline.json [--parameters Name=value ...]
+
+Settings come from the ``sagemaker`` configuration (``conf/<env>/sagemaker.yml``) through the
+project's config loader, as for ``SageMakerRunner``. AWS calls go through boto3 (so
+``AWS_ENDPOINT_URL`` works); ``compile`` and ``run-local`` make none.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from botocore.exceptions import ClientError
+from kedro.framework.cli.utils import CONTEXT_SETTINGS, env_option
+
+from predictive_maintenance.sagemaker.aws import client, split_s3_uri
+from predictive_maintenance.sagemaker.config import (
+    BridgeSettings,
+    SageMakerConfigError,
+    parse_settings,
+)
+from predictive_maintenance.sagemaker.step_entry import write_dataset
+from predictive_maintenance.sagemaker.storage import DirectoryStore, ObjectStore, S3Store
+from predictive_maintenance.sagemaker.workflow.compiler import (
+    INLINE_DEFINITION_LIMIT,
+    CodePackage,
+    build_code_package,
+    compile_definition,
+    gate_bindings,
+    input_uri,
+)
+from predictive_maintenance.sagemaker.workflow.plan import (
+    ExportPlan,
+    PlanError,
+    build_plan,
+    data_name,
+)
+from predictive_maintenance.sagemaker.workflow.settings import (
+    PipelineSettings,
+    parse_pipeline_settings,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Execution statuses after which nothing changes.
+FINISHED = frozenset({"Succeeded", "Failed", "Stopped"})
+
+
+@dataclass
+class Export:
+    """The project as the export sees it: settings, plan, parameters and catalog."""
+
+    bridge: BridgeSettings
+    settings: PipelineSettings
+    plan: ExportPlan
+    parameters: dict[str, Any]
+    catalog_config: dict[str, Any]
+    context: Any
+
+    def code(self) -> CodePackage:
+        return build_code_package(
+            self.plan, self.bridge, self.settings, self.parameters, self.catalog_config
+        )
+
+    def compile(self, code: CodePackage) -> str:
+        return compile_definition(self.plan, self.bridge, self.settings, self.parameters, code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Configuration and AWS errors as one-line CLI errors (exit code 1 or 2)."""
+    try:
+        yield
+    except (SageMakerConfigError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    except ClientError as error:
+        raise click.ClickException(f"AWS: {error}") from error
+
+
+def load_export(env: str | None, pipeline: str | None) -> Export:
+    from kedro.framework.project import pipelines  # noqa: PLC0415
+    from kedro.framework.session import KedroSession  # noqa: PLC0415
+    from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
+    from kedro.utils import find_kedro_project  # noqa: PLC0415
+
+    project = find_kedro_project(Path.cwd()) or Path.cwd()
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env=env) as session:
+        context = session.load_context()
+        config = context.config_loader["sagemaker"]
+        bridge = parse_settings(config, project)
+        settings = parse_pipeline_settings(config)
+        catalog = context.config_loader["catalog"]
+        parameters = context.params
+    name = pipeline or settings.kedro_pipeline
+    if name not in pipelines:
+        raise click.ClickException(
+            f"no Kedro pipeline {name!r} (have: {', '.join(sorted(pipelines))})"
+        )
+    plan = build_plan(pipelines[name], bridge, settings)
+    missing = [dataset for dataset in settings.catalog_datasets if dataset not in catalog]
+    if missing:
+        raise PlanError(f"catalog_datasets {', '.join(missing)} have no catalog entry")
+    catalog_config = {dataset: catalog[dataset] for dataset in settings.catalog_datasets}
+    return Export(bridge, settings, plan, dict(parameters), catalog_config, context)
+
+
+def parse_parameters(pairs: tuple[str, ...]) -> dict[str, str]:
+    parsed = {}
+    for pair in pairs:
+        name, separator, value = pair.partition("=")
+        if not separator or not name:
+            raise click.BadParameter(f"{pair!r} is not Name=value", param_hint="--parameters")
+        parsed[name] = value
+    return parsed
+
+
+def stage(export: Export, code: CodePackage, store: ObjectStore) -> None:
+    """Uploads the code (archive and tree) and the pipeline inputs' current data."""
+    with tempfile.TemporaryDirectory() as directory:
+        staging = Path(directory)
+        if not store.exists(code.archive_uri):
+            archive = staging / "sourcedir.tar.gz"
+            archive.write_bytes(code.archive)
+            store.upload_file(archive, code.archive_uri)
+            for relative, content in sorted(code.files.items()):
+                path = staging / "tree" / relative
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content)
+                store.upload_file(path, f"{code.tree_uri}{relative}")
+            logger.info("Uploaded the code (%d files) to %s", len(code.files), code.tree_uri)
+        for dataset in export.plan.pipeline_inputs:
+            value = export.context.catalog.load(dataset)
+            name = data_name(dataset, set())
+            written = write_dataset(value, staging / "inputs" / name, dataset, name)
+            prefix = input_uri(export.bridge, dataset)
+            for file in (written["file"], "kedro_value.json"):
+                store.upload_file(staging / "inputs" / name / file, f"{prefix}{file}")
+            logger.info("Staged pipeline input %s at %s", dataset, prefix)
+
+
+@click.group(name="sagemaker", context_settings=CONTEXT_SETTINGS)
+def sagemaker() -> None:
+    """Export the pipeline to SageMaker Pipelines, run it there or here."""
+
+
+pipeline_option = click.option(
+    "--pipeline",
+    "-p",
+    default=None,
+    help="Kedro pipeline to export (default: pipeline.kedro_pipeline).",
+)
+parameters_option = click.option(
+    "--parameters",
+    multiple=True,
+    metavar="Name=value",
+    help="A pipeline parameter for this execution (repeatable).",
+)
+
+
+@sagemaker.command(name="compile")
+@pipeline_option
+@env_option
+@click.option("--output", "-o", default="pipeline.json", show_default=True, type=click.Path())
+def compile_command(pipeline: str | None, env: str | None, output: str) -> None:
+    """Write the SageMaker Pipeline definition (offline: no credentials, no network)."""
+    with _errors():
+        export = load_export(env, pipeline)
+        code = export.code()
+        definition = export.compile(code)
+    target = Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_text(definition)
+    partial.replace(target)
+    steps = len(export.plan.steps)
+    click.echo(
+        f"Wrote {target} ({len(definition):,} bytes): pipeline {export.settings.name}, "
+        f"{steps} job steps, code {code.sha256[:12]}"
+    )
+
+
+@sagemaker.command(name="upsert")
+@pipeline_option
+@env_option
+def upsert(pipeline: str | None, env: str | None) -> None:
+    """Upload code and inputs, then create or update the pipeline on SageMaker."""
+    with _errors():
+        export = load_export(env, pipeline)
+        code = export.code()
+        definition = export.compile(code)
+        store = S3Store(export.bridge.region)
+        stage(export, code, store)
+        arguments: dict[str, Any] = {
+            "PipelineName": export.settings.name,
+            "RoleArn": export.bridge.execution_role_arn,
+            "PipelineDescription": export.settings.description or export.settings.name,
+        }
+        if len(definition) > INLINE_DEFINITION_LIMIT:
+            import hashlib  # noqa: PLC0415
+
+            digest = hashlib.sha256(definition.encode()).hexdigest()
+            uri = f"{export.bridge.s3_root}/definitions/{digest}.json"
+            with tempfile.TemporaryDirectory() as directory:
+                path = Path(directory) / "pipeline.json"
+                path.write_text(definition)
+                store.upload_file(path, uri)
+            bucket, key = split_s3_uri(uri)
+            arguments["PipelineDefinitionS3Location"] = {"Bucket": bucket, "ObjectKey": key}
+        else:
+            arguments["PipelineDefinition"] = definition
+        sagemaker_client = client("sagemaker", export.bridge.region)
+        try:
+            sagemaker_client.describe_pipeline(PipelineName=export.settings.name)
+            exists = True
+        except ClientError:
+            exists = False
+        if exists:
+            response = sagemaker_client.update_pipeline(**arguments)
+        else:
+            response = sagemaker_client.create_pipeline(**arguments)
+    click.echo(f"{'Updated' if exists else 'Created'} pipeline {response['PipelineArn']}")
+
+
+@sagemaker.command(name="start")
+@parameters_option
+@click.option("--wait", is_flag=True, help="Wait until the execution ends.")
+@click.option("--timeout", default=3600, show_default=True, help="Seconds to wait at most.")
+@env_option
+def start(parameters: tuple[str, ...], wait: bool, timeout: int, env: str | None) -> None:
+    """Start an execution of the pipeline on SageMaker."""
+    with _errors():
+        export = load_export(env, None)
+        values = parse_parameters(parameters)
+        sagemaker_client = client("sagemaker", export.bridge.region)
+        described = sagemaker_client.describe_pipeline(PipelineName=export.settings.name)
+        declared = (
+            {p["Name"] for p in json.loads(described["PipelineDefinition"]).get("Parameters", [])}
+            if described.get("PipelineDefinition")
+            else set()
+        )
+        unknown = sorted(set(values) - declared)
+        if declared and unknown:
+            raise click.BadParameter(
+                f"unknown pipeline parameter(s) {', '.join(unknown)}; the pipeline has "
+                f"{', '.join(sorted(declared))}",
+                param_hint="--parameters",
+            )
+        response = sagemaker_client.start_pipeline_execution(
+            PipelineName=export.settings.name,
+            PipelineParameters=[{"Name": name, "Value": value} for name, value in values.items()],
+        )
+        arn = response["PipelineExecutionArn"]
+        click.echo(f"Started {arn}")
+        if wait:
+            deadline = time.monotonic() + timeout
+            while True:
+                status = sagemaker_client.describe_pipeline_execution(PipelineExecutionArn=arn)[
+                    "PipelineExecutionStatus"
+                ]
+                if status in FINISHED or time.monotonic() > deadline:
+                    break
+                time.sleep(export.bridge.poll_seconds)
+            click.echo(f"Execution {status}")
+            if status != "Succeeded":
+                raise SystemExit(1)
+
+
+@sagemaker.command(name="status")
+@env_option
+def status(env: str | None) -> None:
+    """The pipeline's latest executions, and the newest one's steps."""
+    with _errors():
+        export = load_export(env, None)
+        sagemaker_client = client("sagemaker", export.bridge.region)
+        executions = sagemaker_client.list_pipeline_executions(
+            PipelineName=export.settings.name,
+            SortBy="CreationTime",
+            SortOrder="Descending",
+            MaxResults=5,
+        )["PipelineExecutionSummaries"]
+        if not executions:
+            click.echo(f"Pipeline {export.settings.name}: no executions yet")
+            return
+        for item in executions:
+            click.echo(
+                f"{item['StartTime']:%Y-%m-%d %H:%M:%S}  {item['PipelineExecutionStatus']:<10}  "
+                f"{item['PipelineExecutionArn']}"
+            )
+        try:
+            steps = sagemaker_client.list_pipeline_execution_steps(
+                PipelineExecutionArn=executions[0]["PipelineExecutionArn"]
+            )["PipelineExecutionSteps"]
+        except ClientError as error:
+            click.echo(
+                "Steps of the newest execution: not available "
+                f"({error.response['Error'].get('Code')})"
+            )
+            return
+        for step in steps:
+            reason = step.get("FailureReason", "")
+            click.echo(f"  {step['StepName']:<32} {step['StepStatus']:<10} {reason}")
+
+
+@sagemaker.command(name="cleanup")
+@click.option("--data", is_flag=True, help="Also delete every object under the bucket prefix.")
+@env_option
+def cleanup(data: bool, env: str | None) -> None:
+    """Delete what the project created on SageMaker: the pipeline, and with --data its S3 data."""
+    with _errors():
+        export = load_export(env, None)
+        sagemaker_client = client("sagemaker", export.bridge.region)
+        try:
+            sagemaker_client.delete_pipeline(PipelineName=export.settings.name)
+            click.echo(f"Deleted pipeline {export.settings.name}")
+        except ClientError as error:
+            click.echo(f"Pipeline {export.settings.name}: {error.response['Error'].get('Message')}")
+        endpoint = export.settings.endpoint_name
+        if endpoint:
+            _delete_endpoint(sagemaker_client, endpoint)
+        if data:
+            s3 = client("s3", export.bridge.region)
+            bucket, prefix = split_s3_uri(export.bridge.s3_root)
+            deleted = 0
+            for page in s3.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=f"{prefix}/"
+            ):
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if keys:
+                    s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+                    deleted += len(keys)
+            click.echo(f"Deleted {deleted} objects under {export.bridge.s3_root}/")
+
+
+def _delete_endpoint(sagemaker_client: Any, endpoint: str) -> None:
+    """The endpoint, and every endpoint config and model named ``<endpoint>-...`` (the
+    deployment creates them so)."""
+    try:
+        sagemaker_client.delete_endpoint(EndpointName=endpoint)
+        click.echo(f"Deleted endpoint {endpoint}")
+    except ClientError as error:
+        click.echo(f"Endpoint {endpoint}: {error.response['Error'].get('Message')}")
+    configs = sagemaker_client.list_endpoint_configs(NameContains=endpoint)["EndpointConfigs"]
+    for config in configs:
+        name = config["EndpointConfigName"]
+        if name.startswith(f"{endpoint}-"):
+            sagemaker_client.delete_endpoint_config(EndpointConfigName=name)
+            click.echo(f"Deleted endpoint config {name}")
+    for model in sagemaker_client.list_models(NameContains=endpoint)["Models"]:
+        if model["ModelName"].startswith(f"{endpoint}-"):
+            sagemaker_client.delete_model(ModelName=model["ModelName"])
+            click.echo(f"Deleted model {model['ModelName']}")
+
+
+@sagemaker.command(name="run-local")
+@click.argument("definition_file", type=click.Path(exists=True, dir_okay=False))
+@parameters_option
+@pipeline_option
+@env_option
+def run_local(
+    definition_file: str, parameters: tuple[str, ...], pipeline: str | None, env: str | None
+) -> None:
+    """Execute a compiled definition on this machine: no Docker, no AWS.
+
+    Processing and training steps run with SageMakerRunner's local backend; conditions and Fail
+    steps as SageMaker evaluates them; RegisterModel and the catalog steps (registry, endpoint)
+    with the project's own nodes and this environment's catalog (the local registry and endpoint).
+    """
+    from predictive_maintenance.sagemaker.local import LocalTrainingJobs  # noqa: PLC0415
+    from predictive_maintenance.sagemaker.workflow.executor import PipelineExecutor  # noqa: PLC0415
+    from predictive_maintenance.sagemaker.workflow.local_native import KedroNativeSteps  # noqa: PLC0415
+
+    with _errors():
+        definition = json.loads(Path(definition_file).read_text())
+        export = load_export(env, pipeline)
+        code = export.code()
+        if code.sha256 not in json.dumps(definition):
+            raise click.ClickException(
+                f"{definition_file} was not compiled from this project's current code and "
+                f"configuration (code {code.sha256[:12]}): run `kedro sagemaker compile` again"
+            )
+        directory = export.bridge.local_store_directory
+        store = (
+            DirectoryStore(directory) if directory is not None else S3Store(export.bridge.region)
+        )
+        stage(export, code, store)
+        jobs = LocalTrainingJobs(store, export.bridge.region)
+        bindings = [*export.settings.parameters, *gate_bindings(export.settings, export.parameters)]
+        native = KedroNativeSteps(export, bindings, store)
+        executor = PipelineExecutor(
+            definition,
+            store,
+            jobs,
+            native=native,
+            parameters=parse_parameters(parameters),
+            pipeline_name=export.settings.name,
+            poll_seconds=export.bridge.local_poll_seconds,
+        )
+        status = executor.run()
+    click.echo(f"Execution {executor.execution_id}: {status}")
+    for result in executor.results.values():
+        reason = f"  {result.reason}" if result.reason else ""
+        click.echo(
+            f"  {result.name:<32} {result.type:<14} {result.status:<10} "
+            f"{result.seconds:6.1f} s{reason}"
+        )
+    click.echo(f"Data: {export.bridge.s3_root}/executions/{executor.execution_id}/")
+    if status != "Succeeded":
+        raise click.ClickException(executor.failure_reason)

@@ -1,0 +1,359 @@
+"""Runs a SageMaker Pipeline definition (the JSON itself) on this machine, without Docker.
+
+Steps are ordered from ``DependsOn`` and the property references in their arguments; ``Get``
+(parameters, execution variables, step properties), ``Std:Join`` and ``Std:JsonGet`` are resolved
+as SageMaker resolves them; Processing and Training steps become CreateProcessingJob /
+CreateTrainingJob requests run by the ``local`` backend; Condition steps are evaluated and their
+true or false branch taken; a Fail step fails the execution with its message. Steps SageMaker
+performs as a service (RegisterModel, and steps that load or save a catalog service such as the
+model registry or an endpoint) are handed to a ``NativeSteps`` object, which ``kedro sagemaker
+run-local`` implements with the project's own nodes and local catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from predictive_maintenance.sagemaker.local import TERMINAL_STATUSES, LocalTrainingJobs
+from predictive_maintenance.sagemaker.storage import ObjectStore
+
+logger = logging.getLogger(__name__)
+
+_STEP_REFERENCE: Final = re.compile(r"^Steps\.([A-Za-z0-9\-_]+)\.")
+_OUTPUT_URI: Final = re.compile(r"^ProcessingOutputConfig\.Outputs\['([^']+)'\]\.S3Output\.S3Uri$")
+
+
+class ExecutionError(RuntimeError):
+    """The definition cannot be executed as written (names the step and the expression)."""
+
+
+class NativeSteps(Protocol):
+    """What SageMaker does as a service, done locally."""
+
+    def handles(self, step: dict[str, Any]) -> bool: ...
+
+    def run(self, step: dict[str, Any], executor: PipelineExecutor) -> dict[str, Any]:
+        """Runs the step; returns its properties (e.g. ``ModelPackageArn``)."""
+        ...
+
+    def after_condition(
+        self, step: dict[str, Any], outcome: bool, executor: PipelineExecutor
+    ) -> None: ...
+
+
+@dataclass
+class StepResult:
+    name: str
+    type: str
+    status: str = "NotStarted"
+    reason: str = ""
+    job: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    property_files: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _references(value: Any) -> set[str]:
+    """Names of the steps an expression refers to."""
+    found: set[str] = set()
+    if isinstance(value, Mapping):
+        get = value.get("Get")
+        if isinstance(get, str) and (match := _STEP_REFERENCE.match(get)):
+            found.add(match.group(1))
+        for item in value.values():
+            found |= _references(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _references(item)
+    return found
+
+
+def _parameter_value(kind: str, value: Any, name: str) -> Any:
+    try:
+        if kind == "Integer":
+            return int(value)
+        if kind == "Float":
+            return float(value)
+        if kind == "Boolean":
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in {"true", "false"}:
+                return str(value).lower() == "true"
+            raise ValueError(value)
+    except ValueError:
+        raise ExecutionError(f"parameter {name}: {value!r} is not a {kind}") from None
+    return str(value)
+
+
+def _text(value: Any) -> str:
+    """How SageMaker renders a value inside Std:Join or a string argument."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class PipelineExecutor:
+    """Executes one run of a definition.
+
+    Args:
+        definition: The parsed pipeline definition.
+        store: Where S3 URIs are read and written.
+        jobs: The local backend that runs processing and training jobs.
+        native: Service steps, done locally (None: such a step is an error).
+        parameters: Values for the definition's parameters, by name (strings are converted).
+        execution_id: Stands for ``Execution.PipelineExecutionId``.
+    """
+
+    def __init__(
+        self,
+        definition: Mapping[str, Any],
+        store: ObjectStore,
+        jobs: LocalTrainingJobs,
+        *,
+        native: NativeSteps | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        execution_id: str | None = None,
+        pipeline_name: str = "pipeline",
+        poll_seconds: float = 0.2,
+    ) -> None:
+        self.definition = definition
+        self.store = store
+        self.jobs = jobs
+        self.native = native
+        self.execution_id = execution_id or time.strftime("local-%Y%m%d-%H%M%S", time.gmtime())
+        self.pipeline_name = pipeline_name
+        self.poll_seconds = poll_seconds
+        declared = {item["Name"]: item for item in definition.get("Parameters", [])}
+        unknown = sorted(set(parameters or {}) - set(declared))
+        if unknown:
+            raise ExecutionError(
+                f"unknown parameter(s) {', '.join(unknown)} (the definition has "
+                f"{', '.join(sorted(declared)) or 'none'})"
+            )
+        self.parameters = {
+            name: _parameter_value(
+                item.get("Type", "String"),
+                (parameters or {}).get(name, item.get("DefaultValue")),
+                name,
+            )
+            for name, item in declared.items()
+        }
+        self.results: dict[str, StepResult] = {}
+        self.status = "Executing"
+        self.failure_reason = ""
+
+    # ---- expressions ---------------------------------------------------------------------------
+    def resolve(self, value: Any, where: str = "") -> Any:
+        """The value of an argument, with every function and reference resolved."""
+        if isinstance(value, list):
+            return [self.resolve(item, where) for item in value]
+        if not isinstance(value, Mapping):
+            return value
+        if set(value) == {"Get"}:
+            return self._get(value["Get"], where)
+        if set(value) == {"Std:Join"}:
+            join = value["Std:Join"]
+            return join["On"].join(_text(self.resolve(item, where)) for item in join["Values"])
+        if set(value) == {"Std:JsonGet"}:
+            return self._json_get(value["Std:JsonGet"], where)
+        return {key: self.resolve(item, f"{where}.{key}") for key, item in value.items()}
+
+    def _get(self, expression: str, where: str) -> Any:
+        if expression.startswith("Parameters."):
+            name = expression.removeprefix("Parameters.")
+            if name not in self.parameters:
+                raise ExecutionError(f"{where}: no parameter {name}")
+            return self.parameters[name]
+        if expression == "Execution.PipelineExecutionId":
+            return self.execution_id
+        if expression == "Execution.PipelineName":
+            return self.pipeline_name
+        if expression == "Execution.PipelineExecutionArn":
+            pipeline = f"arn:aws:sagemaker:local:000000000000:pipeline/{self.pipeline_name}"
+            return f"{pipeline}/execution/{self.execution_id}"
+        match = _STEP_REFERENCE.match(expression)
+        if match:
+            result = self.results.get(match.group(1))
+            if result is None or result.status != "Succeeded":
+                raise ExecutionError(
+                    f"{where}: {expression} refers to a step that has not succeeded"
+                )
+            path = expression[match.end() :]
+            if path in result.properties:
+                return result.properties[path]
+            raise ExecutionError(f"{where}: step {result.name} has no property {path}")
+        raise ExecutionError(f"{where}: cannot resolve {expression!r}")
+
+    def _json_get(self, spec: Mapping[str, Any], where: str) -> Any:
+        reference = spec["PropertyFile"]["Get"]
+        match = re.fullmatch(r"Steps\.([A-Za-z0-9\-_]+)\.PropertyFiles\.(.+)", reference)
+        if not match:
+            raise ExecutionError(f"{where}: {reference!r} is not a property file reference")
+        result = self.results.get(match.group(1))
+        if result is None or match.group(2) not in result.property_files:
+            raise ExecutionError(f"{where}: property file {reference} is not available")
+        value: Any = result.property_files[match.group(2)]
+        for key in self.resolve(spec["Path"], where).split("."):
+            if not isinstance(value, Mapping) or key not in value:
+                raise ExecutionError(f"{where}: {spec['Path']} is not in {reference}")
+            value = value[key]
+        return value
+
+    # ---- running ---------------------------------------------------------------------------------
+    def run(self) -> str:
+        """Runs the pipeline; returns the execution status (Succeeded or Failed)."""
+        pending = list(self.definition["Steps"])
+        while pending and self.status == "Executing":
+            ready = [step for step in pending if self._ready(step)]
+            if not ready:
+                names = ", ".join(step["Name"] for step in pending)
+                raise ExecutionError(f"steps {names} wait on steps that never run")
+            step = ready[0]
+            pending.remove(step)
+            pending.extend(self._run_step(step))
+        if self.status == "Executing":
+            self.status = "Succeeded"
+        return self.status
+
+    def _dependencies(self, step: Mapping[str, Any]) -> set[str]:
+        return set(step.get("DependsOn", [])) | _references(step.get("Arguments", {}))
+
+    def _ready(self, step: Mapping[str, Any]) -> bool:
+        return all(
+            name in self.results and self.results[name].status == "Succeeded"
+            for name in self._dependencies(step)
+        )
+
+    def _run_step(self, step: dict[str, Any]) -> list[dict[str, Any]]:
+        result = StepResult(step["Name"], step["Type"], status="Executing")
+        self.results[step["Name"]] = result
+        started = time.perf_counter()
+        logger.info("Step %s (%s): started", result.name, result.type)
+        follow: list[dict[str, Any]] = []
+        try:
+            if self.native is not None and self.native.handles(step):
+                result.properties = self.native.run(step, self)
+            elif step["Type"] == "Processing":
+                self._run_processing(step, result)
+            elif step["Type"] == "Training":
+                self._run_training(step, result)
+            elif step["Type"] == "Condition":
+                follow = self._run_condition(step, result)
+            elif step["Type"] == "Fail":
+                message = _text(
+                    self.resolve(step["Arguments"].get("ErrorMessage", ""), step["Name"])
+                )
+                result.status, result.reason = "Failed", message
+            else:
+                raise ExecutionError(f"step {step['Name']}: type {step['Type']} is not supported")
+            if result.status == "Executing":
+                result.status = "Succeeded"
+        except ExecutionError as error:
+            result.status, result.reason = "Failed", str(error)
+        result.seconds = time.perf_counter() - started
+        logger.info(
+            "Step %s (%s): %s in %.1f s%s",
+            result.name,
+            result.type,
+            result.status,
+            result.seconds,
+            f": {result.reason}" if result.reason else "",
+        )
+        if result.status == "Failed":
+            self.status, self.failure_reason = "Failed", f"step {result.name}: {result.reason}"
+        return follow
+
+    def _job_name(self, step: Mapping[str, Any]) -> str:
+        name = re.sub(r"[^A-Za-z0-9-]+", "-", f"{self.execution_id}-{step['Name']}")
+        return name.strip("-")[:63].rstrip("-")
+
+    def _run_processing(self, step: dict[str, Any], result: StepResult) -> None:
+        request = self.resolve(step["Arguments"], step["Name"])
+        request["ProcessingJobName"] = result.job = self._job_name(step)
+        self.jobs.create_processing_job(request)
+        described = self._wait(result.job, self.jobs.describe_processing_job, "ProcessingJobStatus")
+        if described["ProcessingJobStatus"] != "Completed":
+            result.status = "Failed"
+            result.reason = described.get("FailureReason", described["ProcessingJobStatus"])
+            return
+        for output in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
+            key = f"ProcessingOutputConfig.Outputs['{output['OutputName']}'].S3Output.S3Uri"
+            result.properties[key] = output["S3Output"]["S3Uri"]
+        result.properties["ProcessingJobName"] = result.job
+        outputs = {
+            o["OutputName"]: o["S3Output"]["S3Uri"]
+            for o in request.get("ProcessingOutputConfig", {}).get("Outputs", [])
+        }
+        for item in step.get("PropertyFiles", []):
+            uri = f"{outputs[item['OutputName']].rstrip('/')}/{item['FilePath']}"
+            with tempfile.TemporaryDirectory() as directory:
+                path = Path(directory) / "property.json"
+                self.store.download_file(uri, path)
+                result.property_files[item["PropertyFileName"]] = json.loads(path.read_text())
+
+    def _run_training(self, step: dict[str, Any], result: StepResult) -> None:
+        request = self.resolve(step["Arguments"], step["Name"])
+        request["TrainingJobName"] = result.job = self._job_name(step)
+        self.jobs.create_training_job(request)
+        described = self._wait(result.job, self.jobs.describe_training_job, "TrainingJobStatus")
+        if described["TrainingJobStatus"] != "Completed":
+            result.status = "Failed"
+            result.reason = described.get("FailureReason", described["TrainingJobStatus"])
+            return
+        result.properties["ModelArtifacts.S3ModelArtifacts"] = described["ModelArtifacts"][
+            "S3ModelArtifacts"
+        ]
+        result.properties["TrainingJobName"] = result.job
+
+    def _wait(self, name: str, describe: Any, status_key: str) -> dict[str, Any]:
+        while True:
+            for line in self.jobs.new_log_lines(name):
+                logger.info("%s | %s", name, line)
+            described = describe(name)
+            if described[status_key] in TERMINAL_STATUSES:
+                for line in self.jobs.new_log_lines(name):
+                    logger.info("%s | %s", name, line)
+                return described
+            time.sleep(self.poll_seconds)
+
+    def _run_condition(self, step: dict[str, Any], result: StepResult) -> list[dict[str, Any]]:
+        arguments = step["Arguments"]
+        outcome = all(self._condition(item, step["Name"]) for item in arguments["Conditions"])
+        result.properties["Outcome"] = outcome
+        result.reason = f"outcome {str(outcome).lower()}"
+        if self.native is not None:
+            self.native.after_condition(step, outcome, self)
+        return list(arguments["IfSteps"] if outcome else arguments["ElseSteps"])
+
+    def _condition(self, condition: Mapping[str, Any], where: str) -> bool:
+        kind = condition["Type"]
+        if kind == "Not":
+            return not self._condition(condition["Condition"], where)
+        if kind == "Or":
+            return any(self._condition(item, where) for item in condition["Conditions"])
+        if kind == "In":
+            value = self.resolve(condition["QueryValue"], where)
+            return value in [self.resolve(item, where) for item in condition["Values"]]
+        left = self.resolve(condition["LeftValue"], where)
+        right = self.resolve(condition["RightValue"], where)
+        comparisons = {
+            "Equals": lambda a, b: a == b,
+            "GreaterThan": lambda a, b: a > b,
+            "GreaterThanOrEqualTo": lambda a, b: a >= b,
+            "LessThan": lambda a, b: a < b,
+            "LessThanOrEqualTo": lambda a, b: a <= b,
+        }
+        if kind not in comparisons:
+            raise ExecutionError(f"step {where}: condition type {kind} is not supported")
+        try:
+            return bool(comparisons[kind](left, right))
+        except TypeError as error:
+            raise ExecutionError(f"step {where}: cannot compare {left!r} and {right!r}") from error

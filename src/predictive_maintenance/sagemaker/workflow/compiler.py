@@ -11,9 +11,11 @@ validation and telemetry switched off.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -171,9 +173,17 @@ def offline_sdk(region: str) -> Iterator[None]:
                 validated.add(key)
 
         SageMakerConfig.validate_sagemaker_config = staticmethod(validate_once)
+        # The SDK logs every default it applies (INFO, DEBUG) and warns for every job name it
+        # leaves out of a definition, as it should: none of it is news to the user.
+        sdk_logger = logging.getLogger("sagemaker")
+        level = sdk_logger.level
+        sdk_logger.setLevel(logging.ERROR)
         try:
-            yield
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Running within a PipelineSession")
+                yield
         finally:
+            sdk_logger.setLevel(level)
             SageMakerConfig.validate_sagemaker_config = original
             for key, value in saved.items():
                 if value is None:

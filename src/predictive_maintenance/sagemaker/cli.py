@@ -347,6 +347,17 @@ def cleanup(data: bool, env: str | None) -> None:
             click.echo(f"Deleted {deleted} objects under {export.bridge.s3_root}/")
 
 
+def _strings(value: Any) -> list[str]:
+    """Every string in a JSON document."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings(item)]
+    return []
+
+
 def _delete_endpoint(sagemaker_client: Any, endpoint: str) -> None:
     """The endpoint, and every endpoint config and model named ``<endpoint>-...`` (the
     deployment creates them so)."""
@@ -389,7 +400,12 @@ def run_local(
         definition = json.loads(Path(definition_file).read_text())
         export = load_export(env, pipeline)
         code = export.code()
-        if code.sha256 not in json.dumps(definition):
+        code_uris = {
+            text
+            for text in _strings(definition)
+            if text.startswith(f"{export.bridge.s3_root}/code/")
+        }
+        if not code_uris or code_uris - {code.archive_uri, code.tree_uri}:
             raise click.ClickException(
                 f"{definition_file} was not compiled from this project's current code and "
                 f"configuration (code {code.sha256[:12]}): run `kedro sagemaker compile` again"

@@ -518,7 +518,8 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                     "processing step"
                 )
             metrics_step = plan.producers[gate.metrics]
-            conditions, message = [], ["The model fails the quality gate:"]
+            conditions: list[Any] = []
+            message: list[Any] = ["The model fails the quality gate (metric value, minimum):"]
             for binding in gate_bindings(settings, parameters):
                 metric = binding.kedro_parameter[-1]
                 value = JsonGet(
@@ -526,9 +527,9 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                 )
                 minimum = pipeline_parameters[binding.name]
                 conditions.append(ConditionGreaterThanOrEqualTo(left=value, right=minimum))
-                message += [f" {metric}", value, "(minimum", minimum, ");"]
+                message += [f" {metric} ", value, ", ", minimum, ";"]
             fail = FailStep(
-                name=f"{plan.gate_step}-failed", error_message=Join(on=" ", values=message)
+                name=f"{plan.gate_step}-failed", error_message=Join(on="", values=message)
             )
             top_level.append(
                 ConditionStep(

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import tempfile
 import time
 from collections.abc import Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -123,6 +125,7 @@ class PipelineExecutor:
         execution_id: str | None = None,
         pipeline_name: str = "pipeline",
         poll_seconds: float = 0.2,
+        max_parallel: int | None = None,
     ) -> None:
         self.definition = definition
         self.store = store
@@ -131,6 +134,7 @@ class PipelineExecutor:
         self.execution_id = execution_id or time.strftime("local-%Y%m%d-%H%M%S", time.gmtime())
         self.pipeline_name = pipeline_name
         self.poll_seconds = poll_seconds
+        self.max_parallel = max(1, max_parallel or os.cpu_count() or 1)
         declared = {item["Name"]: item for item in definition.get("Parameters", [])}
         unknown = sorted(set(parameters or {}) - set(declared))
         if unknown:
@@ -209,16 +213,31 @@ class PipelineExecutor:
 
     # ---- running ---------------------------------------------------------------------------------
     def run(self) -> str:
-        """Runs the pipeline; returns the execution status (Succeeded or Failed)."""
+        """Runs the pipeline; returns the execution status (Succeeded or Failed).
+
+        Steps whose dependencies have succeeded run at the same time, as on SageMaker (up to
+        ``max_parallel``); after a failure no new step starts and the running ones finish.
+        """
         pending = list(self.definition["Steps"])
-        while pending and self.status == "Executing":
-            ready = [step for step in pending if self._ready(step)]
-            if not ready:
-                names = ", ".join(step["Name"] for step in pending)
-                raise ExecutionError(f"steps {names} wait on steps that never run")
-            step = ready[0]
-            pending.remove(step)
-            pending.extend(self._run_step(step))
+        running: dict[Future[list[dict[str, Any]]], dict[str, Any]] = {}
+        with ThreadPoolExecutor(max_workers=self.max_parallel) as pool:
+            while pending or running:
+                if self.status == "Executing":
+                    for step in [step for step in pending if self._ready(step)]:
+                        if len(running) >= self.max_parallel:
+                            break
+                        pending.remove(step)
+                        self.results[step["Name"]] = StepResult(step["Name"], step["Type"])
+                        running[pool.submit(self._run_step, step)] = step
+                if not running:
+                    if pending and self.status == "Executing":
+                        names = ", ".join(step["Name"] for step in pending)
+                        raise ExecutionError(f"steps {names} wait on steps that never run")
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    running.pop(future)
+                    pending.extend(future.result())
         if self.status == "Executing":
             self.status = "Succeeded"
         return self.status
@@ -227,14 +246,15 @@ class PipelineExecutor:
         return set(step.get("DependsOn", [])) | _references(step.get("Arguments", {}))
 
     def _ready(self, step: Mapping[str, Any]) -> bool:
+        # A step that has not finished (or has not started) is not a dependency met.
         return all(
             name in self.results and self.results[name].status == "Succeeded"
             for name in self._dependencies(step)
         )
 
     def _run_step(self, step: dict[str, Any]) -> list[dict[str, Any]]:
-        result = StepResult(step["Name"], step["Type"], status="Executing")
-        self.results[step["Name"]] = result
+        result = self.results[step["Name"]]
+        result.status = "Executing"
         started = time.perf_counter()
         logger.info("Step %s (%s): started", result.name, result.type)
         follow: list[dict[str, Any]] = []

@@ -1,0 +1,132 @@
+"""The acceptance test of the export: the compiled definition, executed on this machine by
+``kedro sagemaker run-local``, gives the same test metrics (and model) as ``kedro run``.
+
+run-local executes the JSON definition itself: 16 processing steps and 1 training step run as
+local jobs (a subprocess each, in an /opt/ml-shaped tree), the quality gate's condition is
+evaluated from the definition, and RegisterModel lands in the local registry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from predictive_maintenance.registry import LocalModelRegistry
+from tests.conftest import copy_project
+
+pytestmark = pytest.mark.slow
+
+KEDRO = str(Path(sys.executable).with_name("kedro"))
+GROUP = "predictive-maintenance"
+
+
+def kedro(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [KEDRO, *args],
+        cwd=project,
+        env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "NO_COLOR": "1", "COLUMNS": "250"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def execution_file(project: Path, log: str, relative: str) -> Path:
+    """A file an execution wrote, in the local store standing in for S3."""
+    (execution,) = [
+        line.split()[1].rstrip(":") for line in log.splitlines() if line.startswith("Execution ")
+    ]
+    (path,) = (project / "data/12_sagemaker").glob(f"*/*/runner/executions/{execution}/{relative}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> tuple[Path, dict, dict]:
+    """A project copy after `kedro run`, with its metrics and model spec, and pipeline.json."""
+    project = copy_project(tmp_path_factory.mktemp("export") / "project")
+    result = kedro(project, "run")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
+    spec = json.loads((project / "data/06_models/model_spec.json").read_text())
+    result = kedro(project, "sagemaker", "compile", "--output", "pipeline.json")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Wrote pipeline.json" in result.stdout
+    return project, metrics, spec
+
+
+def test_run_local_gives_the_metrics_of_kedro_run(compiled):
+    project, metrics, spec = compiled
+
+    result = kedro(project, "sagemaker", "run-local", "pipeline.json")
+
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert "Succeeded" in result.stdout
+    for step in ("train_model", "evaluate_model", "check_quality_gate", "register_model"):
+        assert any(
+            line.split()[:1] == [step] and "Succeeded" in line
+            for line in result.stdout.splitlines()
+        ), step
+    ran = json.loads(
+        execution_file(project, result.stdout, "evaluate_model/metrics/metrics.json").read_text()
+    )
+    assert ran == metrics  # the acceptance criterion
+    ran_spec = json.loads(
+        execution_file(
+            project, result.stdout, "create_model_spec/model_spec/model_spec.json"
+        ).read_text()
+    )
+    assert ran_spec["model_sha256"] == spec["model_sha256"]
+    versions = LocalModelRegistry(project / "data/10_model_registry").list_versions(GROUP)
+    assert [v.version for v in versions] == [1, 2]  # kedro run, then the exported pipeline
+    assert versions[-1].approval_status == "PendingManualApproval"
+    assert versions[-1].archive_sha256 == versions[0].archive_sha256
+
+
+def test_a_parameter_reaches_its_node_and_a_failed_gate_stops_registration(compiled):
+    project, _, _ = compiled
+    before = len(LocalModelRegistry(project / "data/10_model_registry").list_versions(GROUP))
+
+    result = kedro(
+        project,
+        "sagemaker",
+        "run-local",
+        "pipeline.json",
+        "--parameters",
+        "MaxDepth=2",
+        "--parameters",
+        "MinRocAuc=0.9999",
+    )
+
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "check_quality_gate-failed" in result.stdout
+    assert " roc_auc 0.9" in result.stdout and ", 0.9999;" in result.stdout
+    assert (
+        "The model fails the quality gate (metric value, minimum):" in result.stdout + result.stderr
+    )
+    spec = json.loads(
+        execution_file(
+            project, result.stdout, "create_model_spec/model_spec/model_spec.json"
+        ).read_text()
+    )
+    assert spec["parameters"]["booster_params"]["max_depth"] == 2
+    assert (
+        len(LocalModelRegistry(project / "data/10_model_registry").list_versions(GROUP)) == before
+    )
+
+
+def test_run_local_refuses_a_definition_of_other_code(compiled, tmp_path):
+    project, _, _ = compiled
+    stale = tmp_path / "stale.json"
+    stale.write_text((project / "pipeline.json").read_text().replace("/code/", "/code/0"))
+
+    result = kedro(project, "sagemaker", "run-local", str(stale))
+
+    assert result.returncode == 1
+    assert "was not compiled from this project's current code" in result.stdout + result.stderr

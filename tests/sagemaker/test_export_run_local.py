@@ -106,7 +106,8 @@ def test_a_parameter_reaches_its_node_and_a_failed_gate_stops_registration(compi
 
     assert result.returncode == 1, result.stdout[-3000:]
     assert "check_quality_gate-failed" in result.stdout
-    assert " roc_auc 0.9" in result.stdout and ", 0.9999;" in result.stdout
+    assert " roc_auc 0.9" in result.stdout
+    assert ", 0.9999;" in result.stdout
     assert (
         "The model fails the quality gate (metric value, minimum):" in result.stdout + result.stderr
     )

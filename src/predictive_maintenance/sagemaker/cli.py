@@ -225,6 +225,9 @@ def upsert(pipeline: str | None, env: str | None) -> None:
         else:
             arguments["PipelineDefinition"] = definition
         sagemaker_client = client("sagemaker", export.bridge.region)
+        registration = export.settings.registration
+        if registration is not None:
+            _ensure_model_package_group(sagemaker_client, registration.model_package_group)
         try:
             sagemaker_client.describe_pipeline(PipelineName=export.settings.name)
             exists = True
@@ -345,6 +348,18 @@ def cleanup(data: bool, env: str | None) -> None:
                     s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
                     deleted += len(keys)
             click.echo(f"Deleted {deleted} objects under {export.bridge.s3_root}/")
+
+
+def _ensure_model_package_group(sagemaker_client: Any, group: str) -> None:
+    """RegisterModel needs its model package group to exist."""
+    try:
+        sagemaker_client.describe_model_package_group(ModelPackageGroupName=group)
+    except ClientError:
+        sagemaker_client.create_model_package_group(
+            ModelPackageGroupName=group,
+            ModelPackageGroupDescription="Created by kedro sagemaker upsert",
+        )
+        click.echo(f"Created model package group {group}")
 
 
 def _strings(value: Any) -> list[str]:

@@ -158,16 +158,7 @@ class LocalTrainingJobs:
                 raise LocalJobError(
                     f"InputDataConfig.{channel['ChannelName']}: only S3Prefix sources are supported"
                 )
-        with self._lock:
-            if name in self._jobs:
-                raise LocalJobError(f"TrainingJobName: a job named {name} already exists")
-            arn = f"arn:aws:sagemaker:{self._region}:000000000000:training-job/{name.lower()}"
-            job = _Job(request=request, arn=arn)
-            self._jobs[name] = job
-            self._transition(job, "Starting", "Preparing the instances for training")
-        job.thread = threading.Thread(target=self._execute, args=(name,), daemon=True)
-        job.thread.start()
-        return {"TrainingJobArn": arn}
+        return {"TrainingJobArn": self._start(name, request, "training", self._execute)}
 
     def describe_training_job(self, name: str) -> dict[str, Any]:
         with self._lock:
@@ -235,15 +226,7 @@ class LocalTrainingJobs:
                 "AppSpecification.ContainerEntrypoint: the local backend runs a program, not an "
                 "image's default entrypoint"
             )
-        with self._lock:
-            if name in self._jobs:
-                raise LocalJobError(f"ProcessingJobName: a job named {name} already exists")
-            arn = f"arn:aws:sagemaker:{self._region}:000000000000:processing-job/{name.lower()}"
-            job = _Job(request=request, arn=arn)
-            self._jobs[name] = job
-            self._transition(job, "Starting", "Preparing the instances for processing")
-        job.thread = threading.Thread(target=self._execute_processing, args=(name,), daemon=True)
-        job.thread.start()
+        arn = self._start(name, request, "processing", self._execute_processing)
         return {"ProcessingJobArn": arn}
 
     def describe_processing_job(self, name: str) -> dict[str, Any]:
@@ -360,6 +343,19 @@ class LocalTrainingJobs:
             raise LocalJobError(f"nothing at {uri}")
 
     # ---- execution -----------------------------------------------------------------------------
+    def _start(self, name: str, request: dict[str, Any], kind: str, target: Callable) -> str:
+        """Records the job and runs ``target(name)`` in a thread; returns the job's ARN."""
+        with self._lock:
+            if name in self._jobs:
+                raise LocalJobError(f"{kind.title()}JobName: a job named {name} already exists")
+            arn = f"arn:aws:sagemaker:{self._region}:000000000000:{kind}-job/{name.lower()}"
+            job = _Job(request=request, arn=arn)
+            self._jobs[name] = job
+            self._transition(job, "Starting", f"Preparing the instances for {kind}")
+        job.thread = threading.Thread(target=target, args=(name,), daemon=True)
+        job.thread.start()
+        return arn
+
     def _job(self, name: str) -> _Job:
         try:
             return self._jobs[name]

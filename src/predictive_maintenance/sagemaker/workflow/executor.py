@@ -79,6 +79,8 @@ def _references(value: Any) -> set[str]:
 
 
 def _parameter_value(kind: str, value: Any, name: str) -> Any:
+    if value is None:
+        raise ExecutionError(f"parameter {name} has no default: give it with --parameters {name}=...")
     try:
         if kind == "Integer":
             return int(value)
@@ -295,23 +297,31 @@ class PipelineExecutor:
         name = re.sub(r"[^A-Za-z0-9-]+", "-", f"{self.execution_id}-{step['Name']}")
         return name.strip("-")[:63].rstrip("-")
 
-    def _run_processing(self, step: dict[str, Any], result: StepResult) -> None:
+    def _run_job(self, step: dict[str, Any], result: StepResult, kind: str) -> dict[str, Any]:
+        """Submits the step's job (``kind``: Processing or Training) and waits for it; marks the
+        step Failed if the job did not complete. Returns the request with the job's description."""
         request = self.resolve(step["Arguments"], step["Name"])
-        request["ProcessingJobName"] = result.job = self._job_name(step)
-        self.jobs.create_processing_job(request)
-        described = self._wait(result.job, self.jobs.describe_processing_job, "ProcessingJobStatus")
-        if described["ProcessingJobStatus"] != "Completed":
+        request[f"{kind}JobName"] = result.job = self._job_name(step)
+        create = getattr(self.jobs, f"create_{kind.lower()}_job")
+        describe = getattr(self.jobs, f"describe_{kind.lower()}_job")
+        create(request)
+        described = self._wait(result.job, describe, f"{kind}JobStatus")
+        result.properties[f"{kind}JobName"] = result.job
+        if described[f"{kind}JobStatus"] != "Completed":
             result.status = "Failed"
-            result.reason = described.get("FailureReason", described["ProcessingJobStatus"])
+            result.reason = described.get("FailureReason", described[f"{kind}JobStatus"])
+        return {**request, **described}
+
+    def _run_processing(self, step: dict[str, Any], result: StepResult) -> None:
+        request = self._run_job(step, result, "Processing")
+        if result.status == "Failed":
             return
-        for output in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
-            key = f"ProcessingOutputConfig.Outputs['{output['OutputName']}'].S3Output.S3Uri"
-            result.properties[key] = output["S3Output"]["S3Uri"]
-        result.properties["ProcessingJobName"] = result.job
         outputs = {
-            o["OutputName"]: o["S3Output"]["S3Uri"]
-            for o in request.get("ProcessingOutputConfig", {}).get("Outputs", [])
+            item["OutputName"]: item["S3Output"]["S3Uri"]
+            for item in request.get("ProcessingOutputConfig", {}).get("Outputs", [])
         }
+        for name, uri in outputs.items():
+            result.properties[f"ProcessingOutputConfig.Outputs['{name}'].S3Output.S3Uri"] = uri
         for item in step.get("PropertyFiles", []):
             uri = f"{outputs[item['OutputName']].rstrip('/')}/{item['FilePath']}"
             with tempfile.TemporaryDirectory() as directory:
@@ -320,18 +330,10 @@ class PipelineExecutor:
                 result.property_files[item["PropertyFileName"]] = json.loads(path.read_text())
 
     def _run_training(self, step: dict[str, Any], result: StepResult) -> None:
-        request = self.resolve(step["Arguments"], step["Name"])
-        request["TrainingJobName"] = result.job = self._job_name(step)
-        self.jobs.create_training_job(request)
-        described = self._wait(result.job, self.jobs.describe_training_job, "TrainingJobStatus")
-        if described["TrainingJobStatus"] != "Completed":
-            result.status = "Failed"
-            result.reason = described.get("FailureReason", described["TrainingJobStatus"])
-            return
-        result.properties["ModelArtifacts.S3ModelArtifacts"] = described["ModelArtifacts"][
-            "S3ModelArtifacts"
-        ]
-        result.properties["TrainingJobName"] = result.job
+        described = self._run_job(step, result, "Training")
+        if result.status != "Failed":
+            artifacts = described["ModelArtifacts"]["S3ModelArtifacts"]
+            result.properties["ModelArtifacts.S3ModelArtifacts"] = artifacts
 
     def _wait(self, name: str, describe: Any, status_key: str) -> dict[str, Any]:
         while True:

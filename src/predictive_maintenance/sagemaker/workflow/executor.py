@@ -80,7 +80,9 @@ def _references(value: Any) -> set[str]:
 
 def _parameter_value(kind: str, value: Any, name: str) -> Any:
     if value is None:
-        raise ExecutionError(f"parameter {name} has no default: give it with --parameters {name}=...")
+        raise ExecutionError(
+            f"parameter {name} has no default: give it with --parameters {name}=..."
+        )
     try:
         if kind == "Integer":
             return int(value)

@@ -23,15 +23,10 @@ from predictive_maintenance.schema import READING_COLUMNS
 from predictive_maintenance.serving import inference
 from predictive_maintenance.serving.contract import MAX_PAYLOAD_BYTES
 from predictive_maintenance.serving.inference import (
-    InvalidInput,
     ModelLoadError,
-    NotAcceptable,
-    PayloadTooLarge,
-    UnsupportedMediaType,
     input_fn,
     invoke,
     model_fn,
-    negotiate_accept,
     output_fn,
     predict_fn,
 )
@@ -40,6 +35,13 @@ from predictive_maintenance.serving.package import (
     ModelArchiveError,
     build_model_archive,
     extract_model_archive,
+)
+from predictive_maintenance.serving.requests import (
+    InvalidInput,
+    NotAcceptable,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    negotiate_accept,
 )
 from tests.conftest import WORKSHOP_READING
 from tests.serving.conftest import CSV_ROW, readings_as_csv

@@ -12,6 +12,7 @@ Layout (SageMaker extracts the archive to ``/opt/ml/model``)::
     code/predictive_maintenance/serving/__init__.py
     code/predictive_maintenance/serving/contract.py
     code/predictive_maintenance/serving/inference.py
+    code/predictive_maintenance/serving/requests.py
 
 No ``code/requirements.txt``: the handlers need only numpy, pandas and xgboost, which the stock
 container has. The same inputs give byte-identical archives (fixed order, modes, owners and
@@ -38,6 +39,7 @@ PACKAGE_FILES: Final = (
     "serving/__init__.py",
     "serving/contract.py",
     "serving/inference.py",
+    "serving/requests.py",
 )
 
 #: ``code/inference.py``: the container imports it as the user module (``SAGEMAKER_PROGRAM``).

@@ -56,19 +56,21 @@ from predictive_maintenance.serving.endpoint import (
 )
 from predictive_maintenance.serving.inference import (
     LoadedModel,
-    Readings,
     Scores,
-    ServingError,
-    check_content_type,
     input_fn,
     model_fn,
-    negotiate_accept,
     output_fn,
-    parse_readings,
     predict_fn,
     readings_frame,
 )
 from predictive_maintenance.serving.package import extract_model_archive
+from predictive_maintenance.serving.requests import (
+    Readings,
+    ServingError,
+    check_content_type,
+    negotiate_accept,
+    parse_readings,
+)
 
 logger = logging.getLogger(__name__)
 

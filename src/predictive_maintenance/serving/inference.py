@@ -247,9 +247,10 @@ def _score_text(score: np.float32) -> str:
 def output_fn(prediction: np.ndarray, accept: str | None) -> tuple[bytes, str]:
     """Serialises scores: ``text/csv`` one per line, or ``application/json``.
 
-    JSON: ``{"predictions": [{"score": 0.93, "predicted_label": 1}], "model_version": 3}``, the
-    label being ``score >= decision_threshold`` (left out when ``prediction`` does not carry the
-    threshold) and the version ``null`` when unknown. ``*/*`` or no ``Accept`` gives JSON here;
+    JSON: ``{"predictions": [{"score": 0.93, "predicted_label": 1}], "model_version": 3,
+    "decision_threshold": 0.537}``, the label being ``score >= decision_threshold`` (label and
+    threshold left out when ``prediction`` does not carry the threshold) and the version ``null``
+    when unknown. ``*/*`` or no ``Accept`` gives JSON here;
     the local server answers CSV requests in CSV.
     """
     response_type = negotiate_accept(accept)
@@ -267,9 +268,12 @@ def output_fn(prediction: np.ndarray, accept: str | None) -> tuple[bytes, str]:
             f'{{"score": {_score_text(score)}, "predicted_label": {int(label)}}}'
             for score, label in zip(scores, labels, strict=True)
         ]
+    decision = (
+        "" if threshold is None else f', "decision_threshold": {json.dumps(float(threshold))}'
+    )
     body = (
         f'{{"predictions": [{", ".join(items)}], '
-        f'"model_version": {"null" if version is None else int(version)}}}'
+        f'"model_version": {"null" if version is None else int(version)}{decision}}}'
     )
     return body.encode(), response_type
 

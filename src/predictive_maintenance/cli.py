@@ -18,6 +18,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import ProjectMetadata, bootstrap_project
 from kedro.io import DataCatalog, DatasetError
 
+from predictive_maintenance.api.cli import api
 from predictive_maintenance.data_source import (
     DEFAULT_TIMEOUT_SECONDS,
     FetchError,
@@ -44,6 +45,7 @@ def cli() -> None:
 cli.add_command(model)
 cli.add_command(endpoint)
 cli.add_command(sagemaker)
+cli.add_command(api)
 
 
 @cli.group(name="data", context_settings=CONTEXT_SETTINGS)

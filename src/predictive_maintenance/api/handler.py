@@ -1,0 +1,398 @@
+"""The Lambda handler: routes, CORS, API key, validation, and the call to the model endpoint.
+
+Routes: ``POST /predict`` (JSON or a CSV line, one or many rows), ``GET /health``,
+``GET /openapi.json``, the web client (``GET /`` and ``GET /static/...``) and ``OPTIONS`` preflight
+for any of them. Every answer is JSON (or the page's files); bad input is a 4xx naming the field,
+a failing endpoint a 502, and nothing escapes as an unhandled error.
+
+Configuration (environment variables, read once per container):
+
+- ``ENDPOINT_NAME``: the SageMaker endpoint (required for ``/predict``);
+- ``SAGEMAKER_RUNTIME_ENDPOINT_URL``: another SageMaker Runtime, e.g. ``kedro endpoint serve``;
+- ``API_KEY``: if set, ``/predict`` needs it in ``x-api-key``;
+- ``CORS_ALLOW_ORIGINS``: comma-separated origins allowed to call the API from a browser (``*``:
+  any); none by default.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any, Final
+
+from predictive_maintenance.schema import READING_COLUMNS
+from predictive_maintenance.serving.contract import (
+    CSV_CONTENT_TYPE,
+    JSON_CONTENT_TYPE,
+    JSON_INSTANCES_KEY,
+    MAX_PAYLOAD_BYTES,
+)
+from predictive_maintenance.serving.requests import Readings, ServingError, parse_readings
+
+logger = logging.getLogger(__name__)
+
+#: Content types ``POST /predict`` takes, and how each is parsed.
+TEXT_TYPES: Final = ("text/csv", "text/plain")
+PREFLIGHT_MAX_AGE: Final = "600"
+ALLOWED_HEADERS: Final = "content-type, x-api-key"
+STATIC_FILES: Final = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/static/style.css": ("style.css", "text/css; charset=utf-8"),
+}
+ROUTES: Final = {
+    "/predict": ("POST",),
+    "/health": ("GET",),
+    "/openapi.json": ("GET",),
+    **{path: ("GET",) for path in STATIC_FILES},
+}
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """What the handler needs to know, from the environment."""
+
+    endpoint_name: str | None = None
+    runtime_endpoint_url: str | None = None
+    api_key: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    region: str | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> ApiSettings:
+        origins = tuple(
+            origin.strip() for origin in environ.get("CORS_ALLOW_ORIGINS", "").split(",")
+        )
+        return cls(
+            endpoint_name=environ.get("ENDPOINT_NAME") or None,
+            runtime_endpoint_url=environ.get("SAGEMAKER_RUNTIME_ENDPOINT_URL") or None,
+            api_key=environ.get("API_KEY") or None,
+            cors_origins=tuple(origin for origin in origins if origin),
+            region=environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None,
+        )
+
+
+class ApiError(Exception):
+    """An answer other than 200, with a JSON body ``{"error", "message", ...}``."""
+
+    def __init__(self, status: int, error: str, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": error, "message": message, **detail}
+        self.headers: dict[str, str] = {}
+
+
+@dataclass
+class HttpRequest:
+    """An API Gateway event, either payload version, as a plain request."""
+
+    version: str
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    query: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> HttpRequest:
+        headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+        raw = event.get("body") or ""
+        if event.get("isBase64Encoded"):
+            try:
+                body = base64.b64decode(raw, validate=True)
+            except (binascii.Error, ValueError) as error:
+                raise ApiError(
+                    400, "invalid_body", f"the body is not valid base64: {error}"
+                ) from None
+        else:
+            body = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+        if event.get("version") == "2.0":
+            context = event.get("requestContext") or {}
+            method = (context.get("http") or {}).get("method", "GET")
+            path = event.get("rawPath") or "/"
+            stage = context.get("stage")
+            if stage and stage != "$default" and path.startswith(f"/{stage}/"):
+                path = path[len(stage) + 1 :]
+            query = dict(event.get("queryStringParameters") or {})
+            return cls("2.0", method.upper(), path, headers, body, query)
+        method = event.get("httpMethod") or "GET"
+        path = event.get("path") or "/"
+        query = dict(event.get("queryStringParameters") or {})
+        return cls("1.0", method.upper(), path, headers, body, query)
+
+
+def _response(
+    request: HttpRequest | None, status: int, body: Any, headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    if isinstance(body, bytes | str):
+        text = body if isinstance(body, str) else body.decode()
+        content_type = {}
+    else:
+        text = json.dumps(body, allow_nan=False)
+        content_type = {"content-type": "application/json"}
+    return {
+        "statusCode": status,
+        "headers": {**content_type, "cache-control": "no-store", **(headers or {})},
+        "body": text,
+        "isBase64Encoded": False,
+    }
+
+
+class Api:
+    """The handler's logic with its settings and SageMaker Runtime client made explicit."""
+
+    def __init__(self, settings: ApiSettings, runtime_client: Any = None) -> None:
+        self.settings = settings
+        self._runtime = runtime_client
+
+    # ---- entry -----------------------------------------------------------------------------------
+    def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        started = time.perf_counter()
+        request: HttpRequest | None = None
+        try:
+            request = HttpRequest.from_event(event)
+            status, body, headers = self._route(request)
+            response = _response(request, status, body, headers)
+        except ApiError as error:
+            response = _response(request, error.status, error.body, error.headers)
+        except Exception:  # the contract: never an unhandled error, never a stack trace out
+            logger.exception("unexpected error")
+            response = _response(
+                request, 500, {"error": "internal_error", "message": "unexpected error; see logs"}
+            )
+        if request is not None:
+            response["headers"].update(self._cors_headers(request))
+            logger.info(
+                "%s %s -> %d in %.1f ms",
+                request.method,
+                request.path,
+                response["statusCode"],
+                (time.perf_counter() - started) * 1000,
+            )
+        return response
+
+    def _route(self, request: HttpRequest) -> tuple[int, Any, dict[str, str]]:
+        methods = ROUTES.get(request.path)
+        if methods is None:
+            raise ApiError(404, "not_found", f"no route {request.path}; see /openapi.json")
+        if request.method == "OPTIONS":
+            return self._preflight(request, methods)
+        if request.method not in methods:
+            error = ApiError(
+                405, "method_not_allowed", f"{request.path} answers {', '.join(methods)}"
+            )
+            error.headers["allow"] = ", ".join((*methods, "OPTIONS"))
+            raise error
+        if request.path == "/health":
+            return 200, {"status": "ok", "endpoint": self.settings.endpoint_name}, {}
+        if request.path == "/openapi.json":
+            from predictive_maintenance.api.openapi import openapi_document  # noqa: PLC0415
+
+            return 200, openapi_document(), {}
+        if request.path in STATIC_FILES:
+            name, content_type = STATIC_FILES[request.path]
+            return 200, _static(name), {"content-type": content_type, "cache-control": "no-cache"}
+        return self._predict(request)
+
+    # ---- CORS and the API key -----------------------------------------------------------------
+    def _allowed_origin(self, request: HttpRequest) -> str | None:
+        origin = request.headers.get("origin")
+        if not origin or not self.settings.cors_origins:
+            return None
+        if "*" in self.settings.cors_origins:
+            return "*"
+        return origin if origin in self.settings.cors_origins else None
+
+    def _cors_headers(self, request: HttpRequest) -> dict[str, str]:
+        allowed = self._allowed_origin(request)
+        if allowed is None:
+            return {}
+        return {"access-control-allow-origin": allowed, "vary": "Origin"}
+
+    def _preflight(self, request: HttpRequest, methods: tuple[str, ...]) -> tuple[int, Any, dict]:
+        if request.headers.get("origin") and self._allowed_origin(request) is None:
+            raise ApiError(
+                403,
+                "origin_not_allowed",
+                f"origin {request.headers['origin']} may not call this API",
+            )
+        return (
+            204,
+            "",
+            {
+                "access-control-allow-methods": ", ".join((*methods, "OPTIONS")),
+                "access-control-allow-headers": ALLOWED_HEADERS,
+                "access-control-max-age": PREFLIGHT_MAX_AGE,
+                "allow": ", ".join((*methods, "OPTIONS")),
+            },
+        )
+
+    def _check_api_key(self, request: HttpRequest) -> None:
+        expected = self.settings.api_key
+        if expected is None:
+            return
+        given = request.headers.get("x-api-key")
+        if given is None:
+            raise ApiError(403, "forbidden", "this API needs an API key in the x-api-key header")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise ApiError(403, "forbidden", "the x-api-key header holds a wrong API key")
+
+    # ---- POST /predict ---------------------------------------------------------------------
+    def _predict(self, request: HttpRequest) -> tuple[int, Any, dict[str, str]]:
+        self._check_api_key(request)
+        if len(request.body) > MAX_PAYLOAD_BYTES:
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"the body has {len(request.body):,} bytes; the limit is {MAX_PAYLOAD_BYTES:,}",
+            )
+        readings, many = self._readings(request)
+        answer = self._invoke(readings)
+        results = _results(answer, len(readings))
+        return 200, (results if many else results[0]), {}
+
+    def _readings(self, request: HttpRequest) -> tuple[Readings, bool]:
+        content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        try:
+            if content_type in TEXT_TYPES:
+                text = request.body.decode("utf-8-sig") if request.body else ""
+                lines = [line for line in text.splitlines() if line.strip()]
+                readings = parse_readings(text, CSV_CONTENT_TYPE)
+                return readings, len(lines) > 1
+            if content_type in ("", JSON_CONTENT_TYPE):
+                return self._json_readings(request.body)
+        except ServingError as error:
+            raise ApiError(
+                error.status_code, error.error, error.message, row=error.row, field=error.field
+            ) from None
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"content type {content_type!r} is not supported; send application/json, "
+            "text/csv or text/plain",
+        )
+
+    def _json_readings(self, body: bytes) -> tuple[Readings, bool]:
+        try:
+            payload = json.loads(body.decode("utf-8-sig"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as error:
+            raise ApiError(400, "invalid_input", f"the body is not valid JSON: {error}") from None
+        if isinstance(payload, dict) and JSON_INSTANCES_KEY in payload:
+            instances, many = payload[JSON_INSTANCES_KEY], True
+            if set(payload) != {JSON_INSTANCES_KEY}:
+                extra = sorted(set(payload) - {JSON_INSTANCES_KEY})[0]
+                raise ApiError(400, "invalid_input", f"unexpected key {extra!r}", field=extra)
+        elif isinstance(payload, dict):
+            instances, many = [payload], False
+        elif isinstance(payload, list):
+            instances, many = payload, True
+        else:
+            raise ApiError(
+                400,
+                "invalid_input",
+                f"send an object with {list(READING_COLUMNS)}, a list of them, or "
+                f'{{"{JSON_INSTANCES_KEY}": [...]}}',
+            )
+        text = json.dumps({JSON_INSTANCES_KEY: instances})
+        return parse_readings(text, JSON_CONTENT_TYPE), many
+
+    def _runtime_client(self) -> Any:
+        if self._runtime is None:
+            import boto3  # noqa: PLC0415 -- only /predict needs it
+            from botocore.config import Config  # noqa: PLC0415
+
+            self._runtime = boto3.client(
+                "sagemaker-runtime",
+                region_name=self.settings.region,
+                endpoint_url=self.settings.runtime_endpoint_url,
+                config=Config(
+                    connect_timeout=2,
+                    read_timeout=30,
+                    retries={"mode": "standard", "max_attempts": 3},
+                ),
+            )
+        return self._runtime
+
+    def _invoke(self, readings: Readings) -> dict[str, Any]:
+        if not self.settings.endpoint_name:
+            raise ApiError(502, "endpoint_not_configured", "ENDPOINT_NAME is not set")
+        rows = "".join(
+            ",".join([kind, *(repr(column[i]) for column in readings.columns)]) + "\n"
+            for i, kind in enumerate(readings.types)
+        )
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+        try:
+            response = self._runtime_client().invoke_endpoint(
+                EndpointName=self.settings.endpoint_name,
+                ContentType=CSV_CONTENT_TYPE,
+                Accept=JSON_CONTENT_TYPE,
+                Body=rows.encode(),
+            )
+            body = response["Body"].read()
+        except ClientError as error:
+            detail = error.response.get("Error", {})
+            raise ApiError(
+                502,
+                "endpoint_error",
+                f"the model endpoint {self.settings.endpoint_name} failed: "
+                f"{detail.get('Code', 'error')}: {detail.get('Message', error)}",
+            ) from None
+        except BotoCoreError as error:
+            raise ApiError(
+                502,
+                "endpoint_unreachable",
+                f"the model endpoint {self.settings.endpoint_name} cannot be reached: {error}",
+            ) from None
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise ApiError(
+                502, "endpoint_error", "the model endpoint answered something other than JSON"
+            ) from None
+
+
+def _results(answer: Mapping[str, Any], rows: int) -> list[dict[str, Any]]:
+    predictions = answer.get("predictions")
+    threshold = answer.get("decision_threshold")
+    if not isinstance(predictions, list) or len(predictions) != rows or threshold is None:
+        count = len(predictions) if isinstance(predictions, list) else "no"
+        raise ApiError(
+            502,
+            "endpoint_error",
+            f"the model endpoint answered {count} predictions for {rows} rows"
+            + (" and no decision threshold" if threshold is None else ""),
+        )
+    return [
+        {
+            "failure_probability": item["score"],
+            "failure_predicted": bool(item["predicted_label"]),
+            "threshold": threshold,
+            "model_version": answer.get("model_version"),
+        }
+        for item in predictions
+    ]
+
+
+@cache
+def _static(name: str) -> bytes:
+    return resources.files("predictive_maintenance.api").joinpath("static", name).read_bytes()
+
+
+@cache
+def _default_api() -> Api:
+    return Api(ApiSettings.from_environ(os.environ))
+
+
+def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    """The Lambda entry point (``predictive_maintenance.api.handler``)."""
+    return _default_api()(event, context)

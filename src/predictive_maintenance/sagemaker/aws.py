@@ -19,6 +19,12 @@ def client(service: str, region: str | None = None) -> Any:
     return boto3.client(service, region_name=region, config=RETRY_CONFIG)
 
 
+def client_with_retries(service: str, region: str | None, attempts: int) -> Any:
+    """A boto3 client that tries each call at most ``attempts`` times."""
+    config = Config(retries={"mode": "standard", "max_attempts": attempts})
+    return boto3.client(service, region_name=region, config=config)
+
+
 def split_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/key/parts`` -> ``("bucket", "key/parts")``; ValueError for anything else."""
     parts = urlsplit(uri)

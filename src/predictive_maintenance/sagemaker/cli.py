@@ -28,7 +28,7 @@ import click
 from botocore.exceptions import ClientError
 from kedro.framework.cli.utils import CONTEXT_SETTINGS, env_option
 
-from predictive_maintenance.sagemaker.aws import client, split_s3_uri
+from predictive_maintenance.sagemaker.aws import client, client_with_retries, split_s3_uri
 from predictive_maintenance.sagemaker.config import (
     BridgeSettings,
     SageMakerConfigError,
@@ -252,11 +252,7 @@ def start(parameters: tuple[str, ...], wait: bool, timeout: int, env: str | None
         values = parse_parameters(parameters)
         sagemaker_client = client("sagemaker", export.bridge.region)
         described = sagemaker_client.describe_pipeline(PipelineName=export.settings.name)
-        declared = (
-            {p["Name"] for p in json.loads(described["PipelineDefinition"]).get("Parameters", [])}
-            if described.get("PipelineDefinition")
-            else set()
-        )
+        declared = _declared_parameters(described.get("PipelineDefinition"))
         unknown = sorted(set(values) - declared)
         if declared and unknown:
             raise click.BadParameter(
@@ -305,8 +301,10 @@ def status(env: str | None) -> None:
                 f"{item['StartTime']:%Y-%m-%d %H:%M:%S}  {item['PipelineExecutionStatus']:<10}  "
                 f"{item['PipelineExecutionArn']}"
             )
+        # One try: `status` is for a person waiting, not a job that must get through.
+        steps_client = client_with_retries("sagemaker", export.bridge.region, attempts=1)
         try:
-            steps = sagemaker_client.list_pipeline_execution_steps(
+            steps = steps_client.list_pipeline_execution_steps(
                 PipelineExecutionArn=executions[0]["PipelineExecutionArn"]
             )["PipelineExecutionSteps"]
         except ClientError as error:
@@ -350,6 +348,16 @@ def cleanup(data: bool, env: str | None) -> None:
             click.echo(f"Deleted {deleted} objects under {export.bridge.s3_root}/")
 
 
+def _declared_parameters(definition: str | None) -> set[str]:
+    """Parameter names of a stored definition (none if it cannot be read; SageMaker checks)."""
+    try:
+        parsed = json.loads(definition or "")
+    except ValueError:
+        logger.warning("The stored pipeline definition is not JSON; parameters are not checked")
+        return set()
+    return {item["Name"] for item in parsed.get("Parameters", [])}
+
+
 def _ensure_model_package_group(sagemaker_client: Any, group: str) -> None:
     """RegisterModel needs its model package group to exist."""
     try:
@@ -381,16 +389,18 @@ def _delete_endpoint(sagemaker_client: Any, endpoint: str) -> None:
         click.echo(f"Deleted endpoint {endpoint}")
     except ClientError as error:
         click.echo(f"Endpoint {endpoint}: {error.response['Error'].get('Message')}")
-    configs = sagemaker_client.list_endpoint_configs(NameContains=endpoint)["EndpointConfigs"]
-    for config in configs:
-        name = config["EndpointConfigName"]
+    pages = sagemaker_client.get_paginator("list_endpoint_configs").paginate(NameContains=endpoint)
+    configs = [item["EndpointConfigName"] for page in pages for item in page["EndpointConfigs"]]
+    for name in configs:
         if name.startswith(f"{endpoint}-"):
             sagemaker_client.delete_endpoint_config(EndpointConfigName=name)
             click.echo(f"Deleted endpoint config {name}")
-    for model in sagemaker_client.list_models(NameContains=endpoint)["Models"]:
-        if model["ModelName"].startswith(f"{endpoint}-"):
-            sagemaker_client.delete_model(ModelName=model["ModelName"])
-            click.echo(f"Deleted model {model['ModelName']}")
+    pages = sagemaker_client.get_paginator("list_models").paginate(NameContains=endpoint)
+    models = [item["ModelName"] for page in pages for item in page["Models"]]
+    for name in models:
+        if name.startswith(f"{endpoint}-"):
+            sagemaker_client.delete_model(ModelName=name)
+            click.echo(f"Deleted model {name}")
 
 
 @sagemaker.command(name="run-local")

@@ -1,0 +1,56 @@
+"""Fixtures of the HTTP API: a real local model endpoint (in-process, on 127.0.0.1) and the API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from predictive_maintenance.api.handler import Api, ApiSettings
+from predictive_maintenance.serving.server import EndpointServer
+from tests.serving.conftest import (  # noqa: F401 -- fixtures, shared with the endpoint's tests
+    loaded_model,
+    model_dir,
+    training_run,
+)
+
+ENDPOINT_NAME = "predictive-maintenance"
+MODEL_VERSION = 7
+
+
+@pytest.fixture(autouse=True)
+def _aws_placeholders(monkeypatch) -> None:
+    """boto3 signs every request; the local endpoint checks no signature."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+
+
+@pytest.fixture(scope="module")
+def endpoint(loaded_model) -> Iterator[EndpointServer]:  # noqa: F811
+    """`kedro endpoint serve`'s server with the trained model as version 7."""
+    with EndpointServer(
+        ("127.0.0.1", 0),
+        model=loaded_model.with_version(MODEL_VERSION),
+        endpoint_name=ENDPOINT_NAME,
+    ) as running:
+        yield running.start()
+
+
+def make_api(endpoint_url: str, **settings) -> Api:
+    return Api(
+        ApiSettings(
+            endpoint_name=settings.pop("endpoint_name", ENDPOINT_NAME),
+            runtime_endpoint_url=endpoint_url,
+            region="eu-west-1",
+            **settings,
+        )
+    )
+
+
+@pytest.fixture
+def api(endpoint) -> Api:
+    return make_api(endpoint.url)

@@ -105,8 +105,14 @@ def parameter_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any
     """``KEDRO_PARAM_<n>`` variables as (key path, value), in ``n`` order."""
     decoder = json.JSONDecoder()
     overrides = []
-    names = [name for name in environ if name.startswith(PARAMETER_VARIABLE_PREFIX)]
-    for name in sorted(names, key=lambda n: int(n.removeprefix(PARAMETER_VARIABLE_PREFIX) or 0)):
+    numbered = {}
+    for name in environ:
+        if name.startswith(PARAMETER_VARIABLE_PREFIX):
+            suffix = name.removeprefix(PARAMETER_VARIABLE_PREFIX)
+            if not suffix.isdigit():
+                raise StepError(f"{name}: expected {PARAMETER_VARIABLE_PREFIX}<number>")
+            numbered[name] = int(suffix)
+    for name in sorted(numbered, key=numbered.__getitem__):
         text = environ[name]
         try:
             path, end = decoder.raw_decode(text)
@@ -124,15 +130,17 @@ def parameter_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any
 
 
 def apply_overrides(parameters: dict[str, Any], overrides: list[tuple[list[str], Any]]) -> None:
-    """Sets each override's key path in ``parameters`` (which must exist: no silent typos)."""
+    """Sets each override's key path in ``parameters``; paths this step does not have belong to
+    another step's parameters and are skipped."""
     for path, value in overrides:
         target: Any = parameters
         for key in path[:-1]:
             if not isinstance(target, dict) or key not in target:
-                return  # a parameter of another step
+                break
             target = target[key]
-        if isinstance(target, dict) and path[-1] in target:
-            target[path[-1]] = value
+        else:
+            if isinstance(target, dict) and path[-1] in target:
+                target[path[-1]] = value
 
 
 def parameter_value(parameters: dict[str, Any], dataset: str) -> Any:

@@ -156,6 +156,8 @@ def offline_sdk(region: str) -> Iterator[None]:
                 "SAGEMAKER_VALIDATE_ROLE": "false",
                 "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config),
                 "AWS_DEFAULT_REGION": region,
+                # Without credentials the SDK's own sessions would ask the EC2 metadata service.
+                "AWS_EC2_METADATA_DISABLED": "true",
             }
         )
         # The SDK re-validates its config file against a JSON schema on every config lookup
@@ -445,11 +447,15 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                     description=_describe(step_plan),
                 )
             built[step_plan.name] = step
-            if step_plan.depends_on:
+            after_registration = plan.register_step in step_plan.depends_on
+            earlier = [built[name] for name in step_plan.depends_on if name in built]
+            if earlier:
+                step.add_depends_on(earlier)
+            if after_registration:
                 deferred.append((step_plan, step))
 
         # ---- quality gate, registration ---------------------------------------------------------
-        top_level = [built[s.name] for s in plan.steps if not s.depends_on]
+        top_level = [built[s.name] for s in plan.steps if plan.register_step not in s.depends_on]
         registration = settings.registration
         register_steps: list[Any] = []
         if registration is not None:

@@ -140,6 +140,12 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
 ) -> ExportPlan:
     """Plans the export of ``pipeline`` (a Kedro ``Pipeline``)."""
     nodes = list(pipeline.nodes)  # Kedro's topological order
+    transcoded = sorted({d for n in nodes for d in (*n.inputs, *n.outputs) if "@" in d})
+    if transcoded:
+        raise PlanError(
+            f"transcoded datasets ({', '.join(transcoded)}) cannot be exported yet: between steps "
+            "a dataset is one file in one format"
+        )
     by_name = {node.name: node for node in nodes}
     gate = settings.quality_gate
     registration = settings.registration
@@ -221,13 +227,19 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
             }
         )
         whole = any(dataset == "parameters" for node in members for dataset in node.inputs)
-        depends = ()
-        if register_node is not None and any(
-            dataset in catalog_bound and dataset in register_node.outputs
-            for node in members
-            for dataset in node.inputs
-        ):
-            depends = (step_name(registration.node),)
+        # A catalog service written by one step and read by another orders them (no file does).
+        depends = tuple(
+            sorted(
+                {
+                    writer
+                    for node in members
+                    for dataset in node.inputs
+                    if dataset in catalog_bound
+                    and (writer := _catalog_writer(dataset, producer_group, names, registration))
+                    and writer != names[group]
+                }
+            )
+        )
         steps.append(
             StepPlan(
                 name=names[group],
@@ -267,6 +279,18 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
         register_node=register_node,
         register_step=step_name(registration.node) if registration else None,
     )
+
+
+def _catalog_writer(
+    dataset: str, producer_group: dict[str, str], names: dict[str, str], registration: Any
+) -> str | None:
+    """The step that saves a catalog dataset: a job step, or the RegisterModel step."""
+    source = producer_group.get(dataset)
+    if source is None:
+        return None
+    if source == "<register>":
+        return step_name(registration.node)
+    return names.get(source)
 
 
 def _check_special_inputs(gate_node: Any, register_node: Any, producers: dict[str, str]) -> None:

@@ -150,9 +150,9 @@ def parse_pipeline_settings(config: Mapping[str, Any]) -> PipelineSettings:
         gate_block = _expect(block["quality_gate"], Mapping, "pipeline.quality_gate")
         _check_keys(gate_block, ("node", "metrics", "minimums"), "pipeline.quality_gate")
         gate = QualityGate(
-            node=_expect(gate_block["node"], str, "pipeline.quality_gate.node"),
-            metrics=_expect(gate_block["metrics"], str, "pipeline.quality_gate.metrics"),
-            minimums=key_path(gate_block["minimums"], "pipeline.quality_gate.minimums"),
+            node=_expect(gate_block.get("node"), str, "pipeline.quality_gate.node"),
+            metrics=_expect(gate_block.get("metrics"), str, "pipeline.quality_gate.metrics"),
+            minimums=key_path(gate_block.get("minimums"), "pipeline.quality_gate.minimums"),
         )
     registration = None
     if block.get("register"):
@@ -171,11 +171,11 @@ def parse_pipeline_settings(config: Mapping[str, Any]) -> PipelineSettings:
         )
         _check_keys(reg, keys, "pipeline.register")
         registration = Registration(
-            node=_expect(reg["node"], str, "pipeline.register.node"),
-            model_data=_expect(reg["model_data"], str, "pipeline.register.model_data"),
+            node=_expect(reg.get("node"), str, "pipeline.register.node"),
+            model_data=_expect(reg.get("model_data"), str, "pipeline.register.model_data"),
             model_metrics=reg.get("model_metrics"),
             model_package_group=_expect(
-                reg["model_package_group"], str, "pipeline.register.model_package_group"
+                reg.get("model_package_group"), str, "pipeline.register.model_package_group"
             ),
             approval_status_parameter=reg.get("approval_status_parameter"),
             content_types=_strings(
@@ -195,6 +195,13 @@ def parse_pipeline_settings(config: Mapping[str, Any]) -> PipelineSettings:
             environment=dict(
                 _expect(reg.get("environment") or {}, Mapping, "pipeline.register.environment")
             ),
+        )
+    names = {binding.name for binding in bindings}
+    approval = registration.approval_status_parameter if registration else None
+    if approval is not None and approval not in names:
+        raise SageMakerConfigError(
+            f"{CONFIG_FILE}: pipeline.register.approval_status_parameter {approval!r} is not one "
+            f"of pipeline.parameters ({', '.join(sorted(names)) or 'none'})"
         )
     return PipelineSettings(
         name=name,

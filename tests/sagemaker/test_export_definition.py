@@ -1,0 +1,1119 @@
+"""The SageMaker Pipeline definition compiled from the real project (``kedro sagemaker compile``).
+
+The definition is compiled in this process once per module, and once more by the CLI in a
+subprocess with no AWS credentials and no network (started first, so the two overlap). Checks:
+determinism, offline compilation, every job request against botocore's model of the API, the
+public JSON schema (with its known false errors named), the Kedro DAG against the definition's
+references, parameters, the quality gate, and a pipeline parameter's way into a node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import jsonschema
+import pytest
+from botocore.exceptions import ParamValidationError
+from botocore.validate import validate_parameters
+
+from predictive_maintenance.sagemaker.cli import Export, load_export
+from predictive_maintenance.sagemaker.config import SageMakerConfigError
+from predictive_maintenance.sagemaker.step_entry import (
+    PARAMETER_VARIABLE_PREFIX,
+    apply_overrides,
+    parameter_overrides,
+)
+from predictive_maintenance.sagemaker.workflow.compiler import (
+    CodePackage,
+    camel,
+    input_uri,
+)
+from predictive_maintenance.sagemaker.workflow.plan import (
+    PROCESSING,
+    TRAINING,
+    dataset_dependencies,
+    is_parameter,
+)
+from predictive_maintenance.sagemaker.workflow.settings import parse_pipeline_settings
+from tests.conftest import PROJECT_ROOT
+
+SCHEMA_FILE = (
+    PROJECT_ROOT.parent / "shared" / "reference" / "sagemaker-pipeline-definition.schema.json"
+)
+needs_schema = pytest.mark.skipif(
+    not SCHEMA_FILE.is_file(), reason=f"no schema reference at {SCHEMA_FILE}"
+)
+#: SageMaker's rule for pipeline, step and parameter names.
+NAME_RULE = re.compile(r"^[A-Za-z0-9\-_]{1,64}$")
+OUTPUT_URI = re.compile(r"^ProcessingOutputConfig\.Outputs\['([^']+)'\]\.S3Output\.S3Uri$")
+STEP_REFERENCE = re.compile(r"^Steps\.([A-Za-z0-9\-_]+)\.(.+)$")
+#: The API operation each job step type stands for, and the name the pipeline service adds.
+OPERATIONS = {
+    "Processing": ("CreateProcessingJob", {"ProcessingJobName": "export-test-processing"}),
+    "Training": ("CreateTrainingJob", {"TrainingJobName": "export-test-training"}),
+    "RegisterModel": ("CreateModelPackage", {}),
+}
+
+
+# ---- the compiled definition, twice -------------------------------------------------------------
+@dataclass
+class OfflineRun:
+    process: subprocess.Popen
+    output: Path
+    attempts: Path
+    environment: dict[str, str]
+    log: str | None = None
+
+    def finish(self) -> str:
+        """Waits for the compile (once); returns its console output."""
+        if self.log is None:
+            self.log, _ = self.process.communicate(timeout=300)
+        return self.log
+
+    def recorded(self) -> list[str]:
+        return self.attempts.read_text().splitlines() if self.attempts.exists() else []
+
+
+#: sitecustomize.py for a subprocess: every connection or name lookup that is not loopback is
+#: refused and written to $NETWORK_GUARD_LOG.
+GUARD_SOURCE = textwrap.dedent(
+    '''
+    """Network guard for tests: loopback only; other attempts are refused and recorded."""
+    import ipaddress
+    import os
+    import socket
+
+    _LOG = os.environ.get("NETWORK_GUARD_LOG")
+
+
+    def _loopback(host):
+        if isinstance(host, bytes):
+            host = host.decode()
+        if host is None or host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+        except ValueError:
+            return False
+
+
+    def _refuse(what, target):
+        if _LOG:
+            with open(_LOG, "a") as log:
+                log.write(f"{what} {target!r}\\n")
+        raise ConnectionRefusedError(f"network guard: {what} {target!r} refused")
+
+
+    def _check(what, address):
+        if isinstance(address, tuple) and address and not _loopback(address[0]):
+            _refuse(what, address)
+
+
+    _connect, _connect_ex = socket.socket.connect, socket.socket.connect_ex
+    _create_connection, _getaddrinfo = socket.create_connection, socket.getaddrinfo
+
+
+    def connect(self, address):
+        _check("connect", address)
+        return _connect(self, address)
+
+
+    def connect_ex(self, address):
+        _check("connect_ex", address)
+        return _connect_ex(self, address)
+
+
+    def create_connection(address, *args, **kwargs):
+        _check("create_connection", address)
+        return _create_connection(address, *args, **kwargs)
+
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not _loopback(host):
+            _refuse("getaddrinfo", host)
+        return _getaddrinfo(host, *args, **kwargs)
+
+
+    socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
+    socket.create_connection, socket.getaddrinfo = create_connection, getaddrinfo
+    '''
+)
+
+
+def offline_environment(directory: Path) -> tuple[dict[str, str], Path]:
+    """No AWS credentials or config, the network guard first on PYTHONPATH."""
+    guard = directory / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(GUARD_SOURCE)
+    attempts = directory / "network-attempts.log"
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("AWS_", "SAGEMAKER_", "PYTEST_"))
+    }
+    environment.update(
+        {
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "KEDRO_DISABLE_TELEMETRY": "true",
+            "NETWORK_GUARD_LOG": str(attempts),
+            "PYTHONPATH": os.pathsep.join(
+                [str(guard), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
+        }
+    )
+    return environment, attempts
+
+
+@pytest.fixture(scope="module")
+def offline_compile(tmp_path_factory) -> Iterator[OfflineRun]:
+    """`kedro sagemaker compile` in a subprocess, offline (see offline_environment)."""
+    directory = tmp_path_factory.mktemp("offline-compile")
+    environment, attempts = offline_environment(directory)
+    output = directory / "out" / "pipeline.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kedro", "sagemaker", "compile", "--output", str(output)],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield OfflineRun(process, output, attempts, environment)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+@dataclass
+class Compiled:
+    export: Export
+    code: CodePackage
+    text: str
+    definition: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def compiled(offline_compile) -> Iterator[Compiled]:
+    """The definition, compiled here (while the subprocess compiles it too).
+
+    The instance metadata service is switched off for this process: the SDK looks for
+    credentials there (see test_compiling_offline_attempts_no_connection) and tests stay on
+    127.0.0.1.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(PROJECT_ROOT)
+        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        export = load_export(None, None)
+        code = export.code()
+        text = export.compile(code)
+        yield Compiled(export, code, text, json.loads(text))
+
+
+@pytest.fixture(scope="module")
+def definition(compiled) -> dict[str, Any]:
+    return compiled.definition
+
+
+@pytest.fixture(scope="module")
+def export(compiled) -> Export:
+    return compiled.export
+
+
+# ---- walking a definition ------------------------------------------------------------------------
+def all_steps(
+    steps: list[dict[str, Any]], condition: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every step, condition branches included."""
+    for step in steps:
+        yield step
+        if step["Type"] == "Condition":
+            yield from all_steps(step["Arguments"]["IfSteps"], step["Name"])
+            yield from all_steps(step["Arguments"]["ElseSteps"], step["Name"])
+
+
+def steps_by_name(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {step["Name"]: step for step in all_steps(definition["Steps"])}
+
+
+def own_arguments(step: dict[str, Any]) -> Any:
+    """A step's arguments without the steps nested in a condition's branches."""
+    if step["Type"] == "Condition":
+        return step["Arguments"]["Conditions"]
+    return step["Arguments"]
+
+
+def gets(value: Any) -> Iterator[str]:
+    """Every ``{"Get": ...}`` expression in ``value``."""
+    if isinstance(value, dict):
+        if set(value) == {"Get"}:
+            yield value["Get"]
+            return
+        for item in value.values():
+            yield from gets(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from gets(item)
+
+
+def json_gets(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, dict):
+        if set(value) == {"Std:JsonGet"}:
+            yield value["Std:JsonGet"]
+        for item in value.values():
+            yield from json_gets(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from json_gets(item)
+
+
+def referenced_steps(value: Any) -> set[str]:
+    return {m.group(1) for get in gets(value) if (m := STEP_REFERENCE.match(get))}
+
+
+def render(value: Any) -> str:
+    """How SageMaker writes a value into a Std:Join."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def concrete(value: Any, parameters: dict[str, Any]) -> Any:  # noqa: PLR0911 -- one per form
+    """``value`` with every pipeline expression replaced by a plausible value."""
+    if isinstance(value, list):
+        return [concrete(item, parameters) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Get"}:
+        expression = value["Get"]
+        if expression.startswith("Parameters."):
+            return parameters[expression.removeprefix("Parameters.")]
+        if expression.startswith("Execution."):
+            return "execution-placeholder"
+        if expression.startswith("Steps."):
+            return "s3://bucket/placeholder"
+        raise AssertionError(f"unknown expression {expression!r}")
+    if set(value) == {"Std:Join"}:
+        join = value["Std:Join"]
+        return join["On"].join(render(concrete(item, parameters)) for item in join["Values"])
+    if set(value) == {"Std:JsonGet"}:
+        return 0.5
+    return {key: concrete(item, parameters) for key, item in value.items()}
+
+
+def job_steps(definition: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in all_steps(definition["Steps"]) if s["Type"] in ("Processing", "Training")]
+
+
+def input_uris(step: dict[str, Any]) -> dict[str, Any]:
+    """Input (channel) name -> its S3 URI expression."""
+    arguments = step["Arguments"]
+    if step["Type"] == "Processing":
+        return {
+            item["InputName"]: item["S3Input"]["S3Uri"]
+            for item in arguments.get("ProcessingInputs", [])
+        }
+    return {
+        item["ChannelName"]: item["DataSource"]["S3DataSource"]["S3Uri"]
+        for item in arguments.get("InputDataConfig", [])
+    }
+
+
+def output_names(step: dict[str, Any]) -> list[str]:
+    outputs = step["Arguments"].get("ProcessingOutputConfig", {}).get("Outputs", [])
+    return [item["OutputName"] for item in outputs]
+
+
+# ---- determinism, offline ------------------------------------------------------------------------
+def test_compiling_twice_gives_identical_bytes(compiled):
+    again = compiled.export.code()
+    first = compiled.code.files
+    changed = sorted(
+        path for path in {*first, *again.files} if first.get(path) != again.files.get(path)
+    )
+    assert changed == [], "the code package differs between two builds (files edited meanwhile?)"
+    assert again.sha256 == compiled.code.sha256
+    assert again.archive == compiled.code.archive
+    assert compiled.export.compile(again) == compiled.text
+    assert compiled.text.endswith("\n")
+    assert compiled.text == json.dumps(compiled.definition, indent=2, sort_keys=True) + "\n"
+
+
+def test_the_definition_names_exactly_the_code_it_runs(compiled, definition):
+    code = compiled.code
+    assert code.sha256 in code.tree_uri
+    assert code.sha256 in code.archive_uri
+    for step in job_steps(definition):
+        if step["Type"] == "Processing":
+            assert input_uris(step)["code"] == code.tree_uri
+        else:
+            hyperparameters = step["Arguments"]["HyperParameters"]
+            assert hyperparameters["sagemaker_submit_directory"] == code.archive_uri
+            assert hyperparameters["kedro_step"] == step["Name"]
+        assert f"kedro_steps/{step['Name']}.json" in code.files
+
+
+def test_the_network_guard_refuses_and_records_non_loopback_connections(tmp_path: Path):
+    """The offline check below is only as good as this guard."""
+    environment, attempts = offline_environment(tmp_path)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        script = textwrap.dedent(
+            f"""
+            import socket
+            socket.create_connection(("127.0.0.1", {port}), timeout=5).close()
+            for attempt in (
+                lambda: socket.create_connection(("192.0.2.1", 443), timeout=1),
+                lambda: socket.getaddrinfo("api.sagemaker.eu-west-1.amazonaws.com", 443),
+                lambda: socket.socket().connect(("203.0.113.9", 80)),
+            ):
+                try:
+                    attempt()
+                except ConnectionRefusedError as error:
+                    assert "network guard" in str(error)
+                else:
+                    raise SystemExit("not refused")
+            """
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 0, result.stdout + result.stderr
+    recorded = attempts.read_text().splitlines()
+    assert len(recorded) == 3
+    assert "192.0.2.1" in recorded[0]
+    assert "amazonaws.com" in recorded[1]
+    assert "203.0.113.9" in recorded[2]
+
+
+def test_the_cli_compiles_offline_to_the_same_bytes(compiled, offline_compile):
+    run = offline_compile
+    assert not [
+        name
+        for name in run.environment
+        if name.startswith("AWS_")
+        and name not in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+    ]
+    output = run.finish()
+    assert run.process.returncode == 0, output
+    assert "Wrote" in output
+    assert run.output.read_text() == compiled.text  # another process: another hash seed
+    assert not run.output.with_name(f".{run.output.name}.partial").exists()
+    # Whatever was attempted, no AWS endpoint nor any other host but the instance metadata
+    # service (the known bug below) was asked for anything.
+    others = [line for line in run.recorded() if "169.254.169.254" not in line]
+    assert others == [], others
+
+
+def test_compiling_offline_attempts_no_connection(offline_compile):
+    run = offline_compile
+    run.finish()
+    assert run.process.returncode == 0
+    recorded = run.recorded()
+    assert recorded == [], f"{len(recorded)} network attempts, e.g. {recorded[:2]}"
+
+
+# ---- botocore's model of the API ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sagemaker_model():
+    return botocore.session.get_session().get_service_model("sagemaker")
+
+
+def constraint_errors(  # noqa: PLR0912 -- one branch per shape type and constraint
+    value: Any, shape: Any, path: str
+) -> Iterator[str]:
+    """What botocore's validator leaves out: enums, maximum lengths and sizes, patterns."""
+    if shape.type_name == "structure" and isinstance(value, dict):
+        for key, item in value.items():
+            if key in shape.members:
+                yield from constraint_errors(item, shape.members[key], f"{path}.{key}")
+    elif shape.type_name == "list" and isinstance(value, list):
+        if "max" in shape.metadata and len(value) > shape.metadata["max"]:
+            yield f"{path}: {len(value)} items, at most {shape.metadata['max']}"
+        for index, item in enumerate(value):
+            yield from constraint_errors(item, shape.member, f"{path}[{index}]")
+    elif shape.type_name == "map" and isinstance(value, dict):
+        for key, item in value.items():
+            yield from constraint_errors(key, shape.key, f"{path} key")
+            yield from constraint_errors(item, shape.value, f"{path}.{key}")
+    elif shape.type_name == "string" and isinstance(value, str):
+        if shape.enum and value not in shape.enum:
+            yield f"{path}: {value!r} is not one of {shape.enum}"
+        if "max" in shape.metadata and len(value) > shape.metadata["max"]:
+            yield f"{path}: {len(value)} characters, at most {shape.metadata['max']}"
+        pattern = shape.metadata.get("pattern")
+        if pattern:
+            try:
+                compiled = re.compile(pattern)
+            except re.error:  # Java-only syntax (\p{...}): not checked here
+                compiled = None
+            if compiled is not None and not compiled.fullmatch(value):
+                yield f"{path}: {value!r} does not match {pattern}"
+    elif (
+        shape.type_name in ("integer", "long")
+        and isinstance(value, int)
+        and value > shape.metadata.get("max", value)
+    ):
+        yield f"{path}: {value} is above {shape.metadata['max']}"
+
+
+def test_every_job_and_registration_request_is_valid_for_the_api(
+    export, definition, sagemaker_model
+):
+    parameters = {item["Name"]: item["DefaultValue"] for item in definition["Parameters"]}
+    checked = Counter()
+    for step in all_steps(definition["Steps"]):
+        if step["Type"] not in OPERATIONS:
+            assert step["Type"] in ("Condition", "Fail"), step["Type"]
+            continue
+        operation, names = OPERATIONS[step["Type"]]
+        request = {**concrete(step["Arguments"], parameters), **names}
+        shape = sagemaker_model.operation_model(operation).input_shape
+        try:
+            validate_parameters(request, shape)
+        except ParamValidationError as error:
+            pytest.fail(f"step {step['Name']} ({operation}): {error}")
+        problems = list(constraint_errors(request, shape, operation))
+        assert problems == [], f"step {step['Name']}: {problems}"
+        checked[step["Type"]] += 1
+    kinds = Counter(step.kind for step in export.plan.steps)
+    assert checked == Counter(
+        {"Processing": kinds[PROCESSING], "Training": kinds[TRAINING], "RegisterModel": 1}
+    )
+    assert kinds[TRAINING] == 1
+
+
+def test_the_api_check_catches_a_broken_request(definition, sagemaker_model):
+    """The check above is not vacuous: a wrong type, an unknown key, a bad enum value."""
+    parameters = {item["Name"]: item["DefaultValue"] for item in definition["Parameters"]}
+    step = steps_by_name(definition)["evaluate_model"]
+    shape = sagemaker_model.operation_model("CreateProcessingJob").input_shape
+    request = {**concrete(step["Arguments"], parameters), "ProcessingJobName": "job"}
+    broken = json.loads(json.dumps(request))
+    broken["ProcessingResources"]["ClusterConfig"]["InstanceCount"] = "one"
+    broken["Unknown"] = 1
+    with pytest.raises(ParamValidationError) as raised:
+        validate_parameters(broken, shape)
+    assert "ProcessingResources.ClusterConfig.InstanceCount" in str(raised.value)
+    assert '"Unknown"' in str(raised.value)
+    odd = json.loads(json.dumps(request))
+    odd["ProcessingInputs"][0]["S3Input"]["S3DataType"] = "Folder"
+    odd["ProcessingJobName"] = "no_underscores_allowed"
+    problems = list(constraint_errors(odd, shape, "CreateProcessingJob"))
+    assert len(problems) == 2, problems
+
+
+# ---- the public JSON schema ---------------------------------------------------------------------
+#: False errors of the public schema that NOTES.md names (the schema is behind SDK v3).
+TOP_LEVEL_FIELDS = "top-level MlflowConfig / PipelineExperimentConfig"
+TRAINING_CACHE = "CacheConfig on a Training step"
+PROCESSING_PROPERTY_FILES = "PropertyFiles on a Processing step"
+CONDITION_ONEOF = "a Condition step's oneOf"
+#: False errors NOTES.md does not name, found on this definition: the schema accepts only a
+#: literal or a Get where SageMaker accepts any pipeline function (Std:Join, Std:JsonGet), and it
+#: lacks API fields that botocore's model of the same operation has (checked field by field).
+FUNCTION_VALUE = "a pipeline function where the schema wants a literal or a Get"
+API_FIELD = "an API field the schema lacks (botocore's model has it)"
+KNOWN_FALSE_ERRORS = {
+    TOP_LEVEL_FIELDS,
+    TRAINING_CACHE,
+    PROCESSING_PROPERTY_FILES,
+    CONDITION_ONEOF,
+    FUNCTION_VALUE,
+    API_FIELD,
+}
+#: Known kinds that need not occur: the compiler sets no CacheConfig on any step.
+MAY_BE_ABSENT = {TRAINING_CACHE}
+
+
+def well_formed_function(value: Any) -> bool:
+    """A Std:Join or Std:JsonGet as SageMaker reads it (recursively)."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    if "Get" in value:
+        return isinstance(value["Get"], str)
+    if "Std:Join" in value:
+        join = value["Std:Join"]
+        return (
+            isinstance(join, dict)
+            and set(join) == {"On", "Values"}
+            and isinstance(join["On"], str)
+            and isinstance(join["Values"], list)
+            and all(
+                isinstance(item, (str, int, float, bool)) or well_formed_function(item)
+                for item in join["Values"]
+            )
+        )
+    if "Std:JsonGet" in value:
+        spec = value["Std:JsonGet"]
+        return (
+            isinstance(spec, dict)
+            and set(spec) == {"PropertyFile", "Path"}
+            and isinstance(spec["PropertyFile"], dict)
+            and re.fullmatch(
+                r"Steps\.[A-Za-z0-9\-_]+\.PropertyFiles\.[A-Za-z0-9\-_]+",
+                str(spec["PropertyFile"].get("Get")),
+            )
+            is not None
+            and (isinstance(spec["Path"], str) or well_formed_function(spec["Path"]))
+        )
+    return False
+
+
+def _argument_value_union(alternatives: list[dict[str, Any]]) -> bool:
+    """oneOf/anyOf over plain types, GetFunction and *ArgumentValue (a literal or a Get)."""
+    return all(
+        set(alternative) == {"type"}
+        or alternative.get("$ref") == "#/definitions/GetFunction"
+        or str(alternative.get("$ref", "")).endswith("ArgumentValue")
+        for alternative in alternatives
+    )
+
+
+def _locate(definition: dict[str, Any], path: list[Any]) -> tuple[dict | None, list[Any] | None]:
+    """The innermost step on ``path``, and the rest of the path inside its Arguments."""
+    step, inside, value = None, None, definition
+    for index, key in enumerate(path):
+        value = value[key]
+        if isinstance(value, dict) and "Type" in value and "Name" in value:
+            step, inside = value, None
+        elif key == "Arguments" and step is not None and inside is None:
+            inside = list(path[index + 1 :])
+    return step, inside
+
+
+def _api_shape(model: Any, step: dict[str, Any], inside: list[Any]) -> Any:
+    if step["Type"] not in OPERATIONS:
+        return None
+    shape = model.operation_model(OPERATIONS[step["Type"]][0]).input_shape
+    for key in inside:
+        if shape.type_name == "list":
+            shape = shape.member
+        elif shape.type_name == "map":
+            shape = shape.value
+        elif shape.type_name == "structure" and key in shape.members:
+            shape = shape.members[key]
+        else:
+            return None
+    return shape
+
+
+class SchemaErrors:
+    """Sorts a definition's schema errors into known false-error kinds and the rest."""
+
+    def __init__(self, definition: dict[str, Any], model: Any) -> None:
+        self.definition = definition
+        self.model = model
+        self.known: list[tuple[str, str]] = []
+        self.unexplained: list[str] = []
+
+    def kinds(self) -> set[str]:
+        return {kind for kind, _ in self.known}
+
+    def explain(self, error: jsonschema.ValidationError) -> None:
+        path = list(error.absolute_path)
+        where = "/".join(str(key) for key in path) or "<root>"
+        if error.validator in ("oneOf", "anyOf"):
+            self._explain_union(error, path, where)
+        elif error.validator == "additionalProperties":
+            self._explain_extra_fields(error, path, where)
+        else:
+            self.unexplained.append(f"{where}: {error.message[:300]}")
+
+    def _explain_union(self, error, path, where) -> None:
+        if (
+            _argument_value_union(error.validator_value)
+            and well_formed_function(error.instance)
+            and "Get" not in error.instance
+        ):
+            self.known.append((FUNCTION_VALUE, where))
+            return
+        branches: dict[Any, list[jsonschema.ValidationError]] = {}
+        for sub in error.context:
+            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        for index in range(len(error.validator_value)):
+            branches.setdefault(index, [])
+        # The branch meant for this value: the one whose Type matches (a step or a condition).
+        meant = [
+            errors
+            for errors in branches.values()
+            if not any(e.validator == "enum" and list(e.relative_path) == ["Type"] for e in errors)
+        ]
+        if len(meant) != 1:
+            self.unexplained.append(
+                f"{where}: {error.validator} with {len(meant)} matching branches: "
+                f"{error.message[:200]}"
+            )
+            return
+        if len(path) >= 2 and path[-2] in ("Conditions", "IfSteps", "ElseSteps"):
+            step, _ = _locate(self.definition, path[:-3])
+            if step is not None and step["Type"] == "Condition":
+                self.known.append((CONDITION_ONEOF, where))
+        for sub in meant[0]:
+            self.explain(sub)
+
+    def _explain_extra_fields(self, error, path, where) -> None:
+        schema = error.schema
+        patterns = list(schema.get("patternProperties", {}))
+        extra = {
+            key
+            for key in error.instance
+            if key not in schema.get("properties", {})
+            and not any(re.search(pattern, key) for pattern in patterns)
+        }
+        if not path and extra <= {"MlflowConfig", "PipelineExperimentConfig"}:
+            self.known.append((TOP_LEVEL_FIELDS, where))
+            return
+        step, inside = _locate(self.definition, path)
+        if step is not None and step is error.instance:
+            if step["Type"] == "Training" and extra == {"CacheConfig"}:
+                self.known.append((TRAINING_CACHE, where))
+                return
+            if step["Type"] == "Processing" and extra == {"PropertyFiles"}:
+                self.known.append((PROCESSING_PROPERTY_FILES, where))
+                return
+        if step is not None and inside is not None:
+            shape = _api_shape(self.model, step, inside)
+            if shape is not None and shape.type_name == "structure" and extra <= set(shape.members):
+                self.known.append((API_FIELD, f"{where}: {', '.join(sorted(extra))}"))
+                return
+        self.unexplained.append(f"{where}: {error.message[:300]}")
+
+
+def schema_errors(definition: dict[str, Any], model: Any) -> SchemaErrors:
+    schema = json.loads(SCHEMA_FILE.read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    errors = SchemaErrors(definition, model)
+    for error in validator.iter_errors(definition):
+        errors.explain(error)
+    return errors
+
+
+@needs_schema
+def test_the_schema_reference_is_a_valid_schema():
+    jsonschema.Draft7Validator.check_schema(json.loads(SCHEMA_FILE.read_text()))
+
+
+@needs_schema
+def test_the_definition_fails_the_public_schema_only_in_known_ways(definition, sagemaker_model):
+    errors = schema_errors(definition, sagemaker_model)
+    assert errors.unexplained == []
+    kinds = errors.kinds()
+    assert kinds <= KNOWN_FALSE_ERRORS
+    assert KNOWN_FALSE_ERRORS - kinds == MAY_BE_ABSENT
+    # Where the NOTES.md kinds occur, exactly.
+    where = {kind: sorted(w for k, w in errors.known if k == kind) for kind in kinds}
+    assert where[TOP_LEVEL_FIELDS] == ["<root>"]
+    assert {"MlflowConfig", "PipelineExperimentConfig"} <= set(definition)
+    assert (
+        len(where[PROCESSING_PROPERTY_FILES])
+        == sum(1 for step in all_steps(definition["Steps"]) if step.get("PropertyFiles"))
+        == 1
+    )
+    assert not any("CacheConfig" in step for step in all_steps(definition["Steps"]))
+    condition = next(i for i, s in enumerate(definition["Steps"]) if s["Type"] == "Condition")
+    assert all(w.startswith(f"Steps/{condition}/Arguments/") for w in where[CONDITION_ONEOF])
+    assert len(where[CONDITION_ONEOF]) == sum(
+        len(definition["Steps"][condition]["Arguments"][key])
+        for key in ("Conditions", "IfSteps", "ElseSteps")
+    )
+
+
+@needs_schema
+def test_the_schema_check_reports_real_errors(definition, sagemaker_model):
+    """Not everything is explained away: a mistyped argument, an unknown argument, a bad name."""
+    broken = json.loads(json.dumps(definition))
+    steps = steps_by_name(broken)
+    steps["evaluate_model"]["Arguments"]["ProcessingResources"]["ClusterConfig"][
+        "InstanceCount"
+    ] = "one"
+    steps["train_model"]["Arguments"]["Bogus"] = {"Std:Join": {"On": "", "Values": []}}
+    steps["select_deployment"]["Arguments"]["StoppingCondition"]["MaxRuntimeInSeconds"] = "1h"
+    broken["Parameters"][0]["Name"] = "not a name"
+    broken["Extra"] = 1
+    errors = schema_errors(broken, sagemaker_model)
+    text = "\n".join(errors.unexplained)
+    assert "InstanceCount" in text
+    assert "Bogus" in text
+    assert "MaxRuntimeInSeconds" in text
+    assert "Parameters/0" in text
+    assert "Extra" in text
+
+
+# ---- the Kedro DAG and the definition's references -----------------------------------------------
+def kedro_nodes(export: Export) -> list[Any]:
+    from kedro.framework.project import pipelines  # noqa: PLC0415
+
+    return list(pipelines[export.settings.kedro_pipeline].nodes)
+
+
+def definition_graph(definition: dict[str, Any]) -> dict[str, set[str]]:
+    """step -> the steps it waits for: references, DependsOn, the condition it is a branch of."""
+    graph: dict[str, set[str]] = {}
+
+    def visit(steps, condition):
+        for step in steps:
+            graph[step["Name"]] = (
+                referenced_steps(own_arguments(step))
+                | set(step.get("DependsOn", []))
+                | ({condition} if condition else set())
+            )
+            if step["Type"] == "Condition":
+                visit(step["Arguments"]["IfSteps"], step["Name"])
+                visit(step["Arguments"]["ElseSteps"], step["Name"])
+
+    visit(definition["Steps"], None)
+    return graph
+
+
+def ancestors(graph: dict[str, set[str]], name: str) -> set[str]:
+    seen: set[str] = set()
+    pending = list(graph[name])
+    while pending:
+        current = pending.pop()
+        if current not in seen:
+            seen.add(current)
+            pending.extend(graph[current])
+    return seen
+
+
+def test_every_kedro_node_is_in_exactly_one_step(export, definition):
+    plan = export.plan
+    placed = [n.name for step in plan.steps for n in step.nodes]
+    placed += [plan.gate_node.name, plan.register_node.name]
+    assert sorted(placed) == sorted(n.name for n in kedro_nodes(export))
+    names = [step["Name"] for step in all_steps(definition["Steps"])]
+    assert len(names) == len(set(names))
+    assert set(names) == {
+        *(step.name for step in plan.steps),
+        plan.gate_step,
+        plan.register_step,
+        f"{plan.gate_step}-failed",
+    }
+    for step in plan.steps:
+        kind = steps_by_name(definition)[step.name]["Type"]
+        assert kind == {PROCESSING: "Processing", TRAINING: "Training"}[step.kind]
+        assert steps_by_name(definition)[step.name]["Description"] == "kedro nodes: " + ", ".join(
+            n.name for n in step.nodes
+        )
+
+
+def test_every_kedro_edge_between_steps_is_in_the_definition(export, definition):
+    plan = export.plan
+    steps = steps_by_name(definition)
+    graph = definition_graph(definition)
+    step_of = {n.name: step.name for step in plan.steps for n in step.nodes}
+    step_of[plan.gate_node.name] = plan.gate_step
+    step_of[plan.register_node.name] = plan.register_step
+    maker = {dataset: n for n in kedro_nodes(export) for dataset in n.outputs}
+    catalog = set(export.settings.catalog_datasets)
+    checked = 0
+    for consumer in kedro_nodes(export):
+        for dataset in consumer.inputs:
+            if is_parameter(dataset) or dataset not in maker:
+                continue
+            producer = maker[dataset]
+            source, target = step_of[producer.name], step_of[consumer.name]
+            if source == target:
+                continue
+            checked += 1
+            # Whatever the edge, the definition runs the consumer's step after the producer's.
+            assert source in ancestors(graph, target), f"{dataset}: {source} -> {target}"
+            target_plan = next((s for s in plan.steps if s.name == target), None)
+            if target_plan is None or dataset in catalog:
+                continue
+            # Data between job steps: the consumer's input is the producer's output, by name.
+            source_plan = plan.step(source)
+            expected = (
+                "ModelArtifacts.S3ModelArtifacts"
+                if source_plan.kind == TRAINING
+                else f"ProcessingOutputConfig.Outputs['{source_plan.outputs[dataset]}']"
+                ".S3Output.S3Uri"
+            )
+            uri = input_uris(steps[target])[target_plan.inputs[dataset]]
+            assert uri == {"Get": f"Steps.{source}.{expected}"}, (dataset, source, target)
+    assert checked >= 20
+
+
+def test_every_reference_in_the_definition_is_a_planned_dependency(export, definition):
+    plan = export.plan
+    steps = steps_by_name(definition)
+    dependencies = dataset_dependencies(plan)
+    for step in plan.steps:
+        defined = steps[step.name]
+        assert referenced_steps(defined["Arguments"]) == dependencies[step.name], step.name
+        assert set(defined.get("DependsOn", [])) == set(step.depends_on), step.name
+    registration = export.settings.registration
+    assert referenced_steps(steps[plan.register_step]["Arguments"]) == {
+        plan.producers[registration.model_data],
+        plan.producers[registration.model_metrics],
+    }
+    gate_source = {plan.producers[export.settings.quality_gate.metrics]}
+    assert referenced_steps(own_arguments(steps[plan.gate_step])) == gate_source
+    assert referenced_steps(steps[f"{plan.gate_step}-failed"]["Arguments"]) == gate_source
+    planned = {s.name for s in plan.steps}
+    for step in all_steps(definition["Steps"]):
+        if step["Name"] not in planned:
+            assert "DependsOn" not in step, step["Name"]
+
+
+def test_every_step_reference_resolves(definition):
+    steps = steps_by_name(definition)
+    property_files = {
+        (step["Name"], item["PropertyFileName"]): item
+        for step in steps.values()
+        for item in step.get("PropertyFiles", [])
+    }
+    in_json_get = set()
+    for spec in json_gets(definition["Steps"]):
+        reference = spec["PropertyFile"]["Get"]
+        in_json_get.add(reference)
+        match = re.fullmatch(r"Steps\.([A-Za-z0-9\-_]+)\.PropertyFiles\.(.+)", reference)
+        assert match, reference
+        assert (match.group(1), match.group(2)) in property_files, reference
+    for (name, _), item in property_files.items():
+        assert steps[name]["Type"] == "Processing"
+        assert item["OutputName"] in output_names(steps[name])
+        assert item["FilePath"] == f"{item['OutputName']}.json"
+    count = 0
+    for step in steps.values():
+        for get in gets(own_arguments(step)):
+            match = STEP_REFERENCE.match(get)
+            if not match:
+                continue
+            count += 1
+            name, path = match.groups()
+            assert name in steps, get
+            assert name != step["Name"], get
+            target = steps[name]
+            if get in in_json_get:
+                continue
+            if target["Type"] == "Processing":
+                output = OUTPUT_URI.match(path)
+                assert output, get
+                assert output.group(1) in output_names(target), get
+            else:
+                assert target["Type"] == "Training", get
+                assert path == "ModelArtifacts.S3ModelArtifacts", get
+    assert count > 20
+
+
+# ---- parameters ----------------------------------------------------------------------------------
+def test_parameters_are_well_named_declared_and_typed_from_kedro(export, definition):
+    declared = definition["Parameters"]
+    names = [item["Name"] for item in declared]
+    assert len(names) == len(set(names))
+    assert all(NAME_RULE.match(name) for name in names), names
+    by_name = {item["Name"]: item for item in declared}
+
+    used = {
+        get.removeprefix("Parameters.")
+        for get in gets(definition["Steps"])
+        if get.startswith("Parameters.")
+    }
+    assert used <= set(names)
+    assert used == set(names), f"declared but never used: {set(names) - used}"
+
+    minimums = export.parameters["quality_gate"]["minimums"]
+    gate = {f"Min{camel(metric)}" for metric in minimums}
+    assert gate == {
+        "MinAtChosenThresholdF1",
+        "MinAtChosenThresholdRecall",
+        "MinPrAuc",
+        "MinRocAuc",
+    }
+    workshop = {"Eta", "MaxDepth", "DeployModel"}
+    assert {*workshop, "InputDataUri", "TrainingInstanceType", "ProcessingInstanceType"} | gate <= (
+        set(names)
+    )
+    assert by_name["Eta"]["Type"] == "Float"
+    assert by_name["MaxDepth"]["Type"] == "Integer"
+    assert by_name["DeployModel"]["Type"] == "Boolean"
+    for metric, value in minimums.items():
+        assert by_name[f"Min{camel(metric)}"] == {
+            "Name": f"Min{camel(metric)}",
+            "Type": "Float",
+            "DefaultValue": value,
+        }
+
+    types = {bool: "Boolean", int: "Integer", float: "Float", str: "String"}
+    bridge = export.bridge
+    for binding in export.settings.parameters:
+        item = by_name[binding.name]
+        if binding.kedro_parameter is not None:
+            value: Any = export.parameters
+            for key in binding.kedro_parameter:
+                value = value[key]
+            assert item["Type"] == types[type(value)], binding.name
+            assert item["DefaultValue"] == value
+            assert type(item["DefaultValue"]) is type(value)
+        elif binding.dataset is not None:
+            assert item == {
+                "Name": binding.name,
+                "Type": "String",
+                "DefaultValue": input_uri(bridge, binding.dataset),
+            }
+        else:
+            expected = (
+                bridge.training_job.instance_type
+                if binding.setting == "training_instance_type"
+                else export.settings.processing.instance_type
+            )
+            assert item == {"Name": binding.name, "Type": "String", "DefaultValue": expected}
+
+
+def test_setting_and_dataset_parameters_reach_their_arguments(export, definition):
+    steps = steps_by_name(definition)
+    for step in job_steps(definition):
+        arguments = step["Arguments"]
+        if step["Type"] == "Processing":
+            instance = arguments["ProcessingResources"]["ClusterConfig"]["InstanceType"]
+            assert instance == {"Get": "Parameters.ProcessingInstanceType"}
+        else:
+            instance = arguments["ResourceConfig"]["InstanceType"]
+            assert instance == {"Get": "Parameters.TrainingInstanceType"}
+    ingest = export.plan.step(export.plan.producers["raw_readings"])
+    uri = input_uris(steps[ingest.name])[ingest.inputs["ai4i2020_raw"]]
+    assert uri == {"Get": "Parameters.InputDataUri"}
+
+
+def test_a_pipeline_parameter_reaches_the_node(compiled, definition):
+    train = steps_by_name(definition)["train_model"]
+    joins = {
+        name: value["Std:Join"]
+        for name, value in train["Arguments"]["Environment"].items()
+        if name.startswith(PARAMETER_VARIABLE_PREFIX)
+    }
+    eta = [
+        join
+        for join in joins.values()
+        if join["Values"][0] == '["xgboost", "booster_params", "eta"]='
+    ]
+    assert len(eta) == 1
+    assert eta[0] == {
+        "On": "",
+        "Values": ['["xgboost", "booster_params", "eta"]=', {"Get": "Parameters.Eta"}],
+    }
+    # As the container sees it with Eta=0.3 and MaxDepth=4: the step's parameters change.
+    values = {"Parameters.Eta": 0.3, "Parameters.MaxDepth": 4}
+    environ = {
+        name: join["On"].join(
+            render(values[item["Get"]]) if isinstance(item, dict) else item
+            for item in join["Values"]
+        )
+        for name, join in joins.items()
+    }
+    description = json.loads(compiled.code.files["kedro_steps/train_model.json"])
+    parameters = description["parameters"]
+    assert parameters["xgboost"]["booster_params"]["eta"] == 0.1
+    apply_overrides(parameters, parameter_overrides(environ))
+    assert parameters["xgboost"]["booster_params"]["eta"] == 0.3
+    assert parameters["xgboost"]["booster_params"]["max_depth"] == 4
+
+
+def test_parameter_variables_go_to_exactly_the_steps_that_read_the_parameter(export, definition):
+    steps = steps_by_name(definition)
+    bound = [b for b in export.settings.parameters if b.kedro_parameter is not None]
+    for step in export.plan.steps:
+        environment = steps[step.name]["Arguments"].get("Environment", {})
+        variables = sorted(
+            (value["Std:Join"]["Values"][0], value["Std:Join"]["Values"][1]["Get"])
+            for name, value in environment.items()
+            if name.startswith(PARAMETER_VARIABLE_PREFIX)
+        )
+        expected = sorted(
+            (json.dumps(list(b.kedro_parameter)) + "=", f"Parameters.{b.name}")
+            for b in bound
+            if b.kedro_parameter[0] in step.parameter_keys or "*" in step.parameter_keys
+        )
+        assert variables == expected, step.name
+    assert any("DeployModel" in json.dumps(steps[s.name]["Arguments"]) for s in export.plan.steps)
+
+
+# ---- the quality gate ----------------------------------------------------------------------------
+def test_the_quality_gate_registers_or_fails_naming_each_metric(export, definition):
+    plan, settings = export.plan, export.settings
+    conditions = [step for step in definition["Steps"] if step["Type"] == "Condition"]
+    assert [step["Name"] for step in conditions] == [plan.gate_step]
+    arguments = conditions[0]["Arguments"]
+    metrics_step = plan.producers[settings.quality_gate.metrics]
+    property_file = {"Get": f"Steps.{metrics_step}.PropertyFiles.metrics"}
+    minimums = export.parameters["quality_gate"]["minimums"]
+
+    assert arguments["Conditions"] == [
+        {
+            "Type": "GreaterThanOrEqualTo",
+            "LeftValue": {"Std:JsonGet": {"PropertyFile": property_file, "Path": metric}},
+            "RightValue": {"Get": f"Parameters.Min{camel(metric)}"},
+        }
+        for metric in sorted(minimums)
+    ]
+
+    registers = [step for step in arguments["IfSteps"] if step["Type"] == "RegisterModel"]
+    assert [step["Name"] for step in registers] == [plan.register_step]
+    register = registers[0]["Arguments"]
+    assert register["ModelApprovalStatus"] == {"Get": "Parameters.ApprovalStatus"}
+    assert register["ModelPackageGroupName"] == settings.registration.model_package_group
+    metrics_uri = f"Steps.{metrics_step}.ProcessingOutputConfig.Outputs['metrics'].S3Output.S3Uri"
+    assert register["ModelMetrics"]["ModelQuality"]["Statistics"] == {
+        "ContentType": "application/json",
+        "S3Uri": {"Std:Join": {"On": "/", "Values": [{"Get": metrics_uri}, "metrics.json"]}},
+    }
+    archive_step = plan.producers[settings.registration.model_data]
+    container = register["InferenceSpecification"]["Containers"][0]
+    assert container["ModelDataUrl"]["Std:Join"]["Values"][0] == {
+        "Get": f"Steps.{archive_step}.ProcessingOutputConfig.Outputs['model_archive']"
+        ".S3Output.S3Uri"
+    }
+    # Deployment waits for registration, inside the same branch.
+    deploy = [step for step in arguments["IfSteps"] if step.get("DependsOn")]
+    assert [(s["Name"], s["DependsOn"]) for s in deploy] == [
+        ("select_deployment", [plan.register_step])
+    ]
+
+    assert [step["Type"] for step in arguments["ElseSteps"]] == ["Fail"]
+    message = arguments["ElseSteps"][0]["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
+    text = " ".join(item for item in message if isinstance(item, str))
+    for metric in minimums:
+        assert metric in text
+        assert {"Std:JsonGet": {"PropertyFile": property_file, "Path": metric}} in message
+        assert {"Get": f"Parameters.Min{camel(metric)}"} in message
+
+
+def test_an_undeclared_approval_status_parameter_is_a_configuration_error():
+    with pytest.raises(SageMakerConfigError, match="approval_status_parameter 'Approval'"):
+        parse_pipeline_settings(
+            {
+                "pipeline": {
+                    "name": "export-tests",
+                    "catalog_datasets": ["registry"],
+                    "register": {
+                        "node": "register",
+                        "model_data": "archive",
+                        "model_package_group": "group",
+                        "approval_status_parameter": "Approval",
+                    },
+                }
+            }
+        )

@@ -96,7 +96,12 @@ def make_server(host: str, port: int, api: Any) -> ThreadingHTTPServer:
             if self.command != "HEAD":
                 self.wfile.write(payload)
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _handle
+        def __getattr__(self, name: str) -> Any:
+            # Every method (TRACE, PROPFIND...) goes to the handler, which answers 404 or 405 as
+            # API Gateway would, rather than the standard library's 501.
+            if name.startswith("do_"):
+                return self._handle
+            raise AttributeError(name)
 
         def log_message(self, format: str, *args: Any) -> None:
             logger.debug(format, *args)

@@ -16,7 +16,7 @@ export UV_PYTHON_DOWNLOADS := never
 # XGBoost/OpenMP threads spin while waiting; on a busy 2-core machine that costs 100x in training.
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: install run test lint format viz benchmarks benchmark-endpoint lock clean
+.PHONY: install run test lint format viz serve benchmarks benchmark-endpoint lock clean
 
 # uv itself is bootstrapped from PyPI into a private venv, so nothing global is touched.
 $(UV):
@@ -44,6 +44,13 @@ format: install
 
 viz: install
 	$(VENV)/bin/kedro viz run --no-browser
+
+# The model endpoint (:8080) and the HTTP API with its web client (:3000) together; Ctrl-C stops
+# both. The endpoint serves what the deployment pipeline deployed (data/11_endpoints/).
+serve: install
+	$(VENV)/bin/kedro endpoint serve --port 8080 & endpoint=$$!; \
+	trap 'kill $$endpoint 2>/dev/null' EXIT; \
+	$(VENV)/bin/kedro api serve --port 3000 --endpoint-url http://127.0.0.1:8080
 
 benchmarks: install
 	$(VENV)/bin/python benchmarks/cross_validation.py

@@ -19,6 +19,7 @@ import yaml
 from cfnlint.decode import decode
 
 from predictive_maintenance.api.handler import ROUTES, STATIC_FILES
+from tests.api.events import v2_event
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "api"
@@ -315,59 +316,6 @@ LAMBDA_RUNNER = textwrap.dedent(
 )
 
 
-def http_api_event(
-    method: str,
-    path: str,
-    *,
-    route: str | None = None,
-    body: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """An event as an HTTP API (payload format 2.0, $default stage) sends it to the function."""
-    route_key = f"{method} {route or path}"
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {
-            "accept": "*/*",
-            "content-length": str(len(body or "")),
-            "host": "abc123.execute-api.eu-west-1.amazonaws.com",
-            "user-agent": "curl/8.5.0",
-            "x-amzn-trace-id": "Root=1-67891233-abcdef012345678912345678",
-            "x-forwarded-for": "203.0.113.7",
-            "x-forwarded-port": "443",
-            "x-forwarded-proto": "https",
-            **(headers or {}),
-        },
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "abc123",
-            "domainName": "abc123.execute-api.eu-west-1.amazonaws.com",
-            "domainPrefix": "abc123",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.7",
-                "userAgent": "curl/8.5.0",
-            },
-            "requestId": "JKJaXmPLvHcESHA=",
-            "routeKey": route_key,
-            "stage": "$default",
-            "time": "10/Mar/2025:10:00:00 +0000",
-            "timeEpoch": 1741600800000,
-        },
-        "isBase64Encoded": False,
-    }
-    if body is not None:
-        event["body"] = body
-    if route and "{file}" in route:
-        event["pathParameters"] = {"file": path.rpartition("/")[2]}
-    return event
-
-
 def test_the_package_answers_api_gateway_events_without_the_projects_dependencies(
     package, template
 ):
@@ -380,17 +328,17 @@ def test_the_package_answers_api_gateway_events_without_the_projects_dependencie
         "tool_wear_min": 216,
     }
     events = [
-        http_api_event("GET", "/health"),
-        http_api_event(
+        v2_event("GET", "/health"),
+        v2_event(
             "POST",
             "/predict",
             body=json.dumps(missing_torque),
             headers={"content-type": "application/json"},
         ),
-        http_api_event("GET", "/openapi.json"),
-        http_api_event("GET", "/"),
-        http_api_event("GET", "/static/app.js", route="/static/{file}"),
-        http_api_event(
+        v2_event("GET", "/openapi.json"),
+        v2_event("GET", "/"),
+        v2_event("GET", "/static/app.js", route="/static/{file}"),
+        v2_event(
             "OPTIONS",
             "/predict",
             headers={

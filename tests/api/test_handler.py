@@ -3,7 +3,6 @@ local endpoint through boto3's sagemaker-runtime client."""
 
 from __future__ import annotations
 
-import base64
 import importlib
 import json
 from typing import Any
@@ -14,106 +13,12 @@ import pytest
 from predictive_maintenance.api import handler
 from predictive_maintenance.serving.inference import input_fn, predict_fn
 from tests.api.conftest import ENDPOINT_NAME, MODEL_VERSION, make_api
+from tests.api.events import v1_event, v2_event
 from tests.conftest import WORKSHOP_READING
 from tests.support.net import free_port
 
 WORKSHOP_LINE = "L,298.4,308.2,1582,70.7,216"
 POWER_FAILURE = {**WORKSHOP_READING, "rotational_speed_rpm": 1500, "torque_nm": 20.0}
-
-
-def v2_event(
-    method: str,
-    path: str,
-    body: str | bytes | None = None,
-    headers: dict[str, str] | None = None,
-    *,
-    stage: str = "$default",
-    base64_body: bool = False,
-) -> dict[str, Any]:
-    """An HTTP API (payload format 2.0) event as API Gateway sends it."""
-    raw_path = path if stage == "$default" else f"/{stage}{path}"
-    if isinstance(body, bytes) or base64_body:
-        data = body if isinstance(body, bytes) else (body or "").encode()
-        encoded, is_base64 = base64.b64encode(data).decode(), True
-    else:
-        encoded, is_base64 = body, False
-    event = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": raw_path,
-        "rawQueryString": "",
-        "headers": {
-            "accept": "*/*",
-            "content-length": str(len(encoded or "")),
-            "host": "abc123.execute-api.eu-west-1.amazonaws.com",
-            "user-agent": "curl/8.5.0",
-            "x-amzn-trace-id": "Root=1-67891233-abcdef012345678912345678",
-            "x-forwarded-for": "203.0.113.7",
-            "x-forwarded-port": "443",
-            "x-forwarded-proto": "https",
-            **(headers or {}),
-        },
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "abc123",
-            "domainName": "abc123.execute-api.eu-west-1.amazonaws.com",
-            "domainPrefix": "abc123",
-            "http": {
-                "method": method,
-                "path": raw_path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.7",
-                "userAgent": "curl/8.5.0",
-            },
-            "requestId": "JKJaXmPLvHcESHA=",
-            "routeKey": "$default",
-            "stage": stage,
-            "time": "29/Nov/2026:03:30:00 +0000",
-            "timeEpoch": 1795929000000,
-        },
-        "isBase64Encoded": is_base64,
-    }
-    if encoded is not None:
-        event["body"] = encoded
-    return event
-
-
-def v1_event(
-    method: str, path: str, body: str | None = None, headers: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """A REST API (payload format 1.0) proxy event as API Gateway sends it."""
-    headers = {
-        "Accept": "*/*",
-        "Host": "abc123.execute-api.eu-west-1.amazonaws.com",
-        "User-Agent": "curl/8.5.0",
-        "X-Forwarded-For": "203.0.113.7",
-        "X-Forwarded-Proto": "https",
-        **(headers or {}),
-    }
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {name: [value] for name, value in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "abc123",
-            "httpMethod": method,
-            "path": f"/prod{path}",
-            "protocol": "HTTP/1.1",
-            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
-            "resourcePath": path,
-            "stage": "prod",
-            "identity": {"sourceIp": "203.0.113.7", "userAgent": "curl/8.5.0"},
-        },
-        "body": body,
-        "isBase64Encoded": False,
-    }
 
 
 def json_body(response: dict[str, Any]) -> Any:

@@ -253,60 +253,48 @@ class LocalTrainingJobs:
 
     stop_processing_job = stop_training_job
 
-    def _execute_processing(self, name: str) -> None:
+    def _execute_processing(self, name: str, workdir: Path) -> None:
         job = self._jobs[name]
         request = job.request
-        workdir = Path(tempfile.mkdtemp(prefix=f"sagemaker-{name}-"))
         root = workdir / "opt" / "ml"
-        try:
-            deadline = time.monotonic() + max_runtime_seconds(request)
-            if not self._set(name, "Downloading", "Downloading inputs"):
-                return self._finish(name, "Stopped", None)
-            for item in request.get("ProcessingInputs", []):
-                source = item.get("S3Input")
-                if source is None:
-                    raise LocalJobError(f"ProcessingInputs.{item['InputName']}: only S3Input")
-                self._download_input(source["S3Uri"], _container_path(root, source["LocalPath"]))
-            for item in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
-                _container_path(root, item["S3Output"]["LocalPath"]).mkdir(
-                    parents=True, exist_ok=True
-                )
-            (root / "output").mkdir(parents=True, exist_ok=True)
-            if not self._set(name, "Processing", "Processing in progress"):
-                return self._finish(name, "Stopped", None)
-            with self._lock:
-                job.started = _now()
-            command = self._processing_command(root, request["AppSpecification"])
-            env = {
-                **os.environ,
-                **request.get("Environment", {}),
-                "SM_OUTPUT_DIR": str(root / "output"),
-                "PYTHONUNBUFFERED": "1",
-                "PYTHONDONTWRITEBYTECODE": "1",
-            }
-            return_code = self._spawn(name, command, workdir, env, deadline)
-            if job.stop_requested:
-                reason = (
-                    "Processing job exceeded MaxRuntimeInSeconds"
-                    if job.stop_requested == "MaxRuntimeExceeded"
-                    else None
-                )
-                return self._finish(name, "Stopped", reason, secondary=job.stop_requested)
-            if return_code != 0:
-                return self._finish(
-                    name, "Failed", _failure_reason({"output": root / "output"}, return_code)
-                )
-            self._set(name, "Uploading", "Uploading outputs")
-            self._upload_processing_outputs(root, request)
-            return self._finish(name, "Completed", None)
-        except Exception as error:  # the job fails; the caller reports the reason
-            logger.debug("Local processing job %s failed to run", name, exc_info=True)
-            return self._finish(name, "Failed", f"ClientError: {type(error).__name__}: {error}")
-        finally:
-            if self._keep:
-                logger.info("Local processing job %s kept its /opt/ml tree in %s", name, workdir)
-            else:
-                shutil.rmtree(workdir, ignore_errors=True)
+        deadline = time.monotonic() + max_runtime_seconds(request)
+        if not self._set(name, "Downloading", "Downloading inputs"):
+            return self._finish(name, "Stopped", None)
+        for item in request.get("ProcessingInputs", []):
+            source = item.get("S3Input")
+            if source is None:
+                raise LocalJobError(f"ProcessingInputs.{item['InputName']}: only S3Input")
+            self._download_input(source["S3Uri"], _container_path(root, source["LocalPath"]))
+        for item in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
+            _container_path(root, item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
+        (root / "output").mkdir(parents=True, exist_ok=True)
+        if not self._set(name, "Processing", "Processing in progress"):
+            return self._finish(name, "Stopped", None)
+        with self._lock:
+            job.started = _now()
+        command = self._processing_command(root, request["AppSpecification"])
+        env = {
+            **os.environ,
+            **request.get("Environment", {}),
+            "SM_OUTPUT_DIR": str(root / "output"),
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        return_code = self._spawn(name, command, workdir, env, deadline)
+        if job.stop_requested:
+            reason = (
+                "Processing job exceeded MaxRuntimeInSeconds"
+                if job.stop_requested == "MaxRuntimeExceeded"
+                else None
+            )
+            return self._finish(name, "Stopped", reason, secondary=job.stop_requested)
+        if return_code != 0:
+            return self._finish(
+                name, "Failed", _failure_reason({"output": root / "output"}, return_code)
+            )
+        self._set(name, "Uploading", "Uploading outputs")
+        self._upload_processing_outputs(root, request)
+        return self._finish(name, "Completed", None)
 
     def _prepare_processing_tree(self, root: Path, request: dict[str, Any]) -> None:
         for item in request.get("ProcessingInputs", []):
@@ -352,9 +340,25 @@ class LocalTrainingJobs:
             job = _Job(request=request, arn=arn)
             self._jobs[name] = job
             self._transition(job, "Starting", f"Preparing the instances for {kind}")
-        job.thread = threading.Thread(target=target, args=(name,), daemon=True)
+        job.thread = threading.Thread(
+            target=self._run_in_workdir, args=(name, kind, target), daemon=True
+        )
         job.thread.start()
         return arn
+
+    def _run_in_workdir(self, name: str, kind: str, body: Callable[[str, Path], None]) -> None:
+        """Runs ``body(name, workdir)`` in a fresh temporary directory; any error fails the job."""
+        workdir = Path(tempfile.mkdtemp(prefix=f"sagemaker-{name}-"))
+        try:
+            body(name, workdir)
+        except Exception as error:  # the job fails; the caller reports the reason
+            logger.debug("Local %s job %s failed to run", kind, name, exc_info=True)
+            self._finish(name, "Failed", f"ClientError: {type(error).__name__}: {error}")
+        finally:
+            if self._keep:
+                logger.info("Local %s job %s kept its /opt/ml tree in %s", kind, name, workdir)
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
 
     def _job(self, name: str) -> _Job:
         try:
@@ -384,43 +388,33 @@ class LocalTrainingJobs:
         if self._log_sink is not None:
             self._log_sink(name, line)
 
-    def _execute(self, name: str) -> None:
+    def _execute(self, name: str, workdir: Path) -> None:
         job = self._jobs[name]
         request = job.request
-        workdir = Path(tempfile.mkdtemp(prefix=f"sagemaker-{name}-"))
-        try:
-            deadline = time.monotonic() + max_runtime_seconds(request)
-            if not self._set(name, "Downloading", "Downloading input data and code"):
-                return self._finish(name, "Stopped", None)
-            tree = _prepare_tree(workdir, request, self._store)
-            if not self._set(
-                name, "Training", "Training image download completed. Training in progress."
-            ):
-                return self._finish(name, "Stopped", None)
-            with self._lock:
-                job.started = _now()
-            return_code = self._run_program(name, tree, deadline)
-            if job.stop_requested:
-                self._upload_model(name, tree)
-                reason = (
-                    "Training job exceeded MaxRuntimeInSeconds"
-                    if job.stop_requested == "MaxRuntimeExceeded"
-                    else None
-                )
-                return self._finish(name, "Stopped", reason, secondary=job.stop_requested)
-            if return_code != 0:
-                return self._finish(name, "Failed", _failure_reason(tree, return_code))
-            self._set(name, "Uploading", "Uploading generated training model")
+        deadline = time.monotonic() + max_runtime_seconds(request)
+        if not self._set(name, "Downloading", "Downloading input data and code"):
+            return self._finish(name, "Stopped", None)
+        tree = _prepare_tree(workdir, request, self._store)
+        if not self._set(
+            name, "Training", "Training image download completed. Training in progress."
+        ):
+            return self._finish(name, "Stopped", None)
+        with self._lock:
+            job.started = _now()
+        return_code = self._run_program(name, tree, deadline)
+        if job.stop_requested:
             self._upload_model(name, tree)
-            return self._finish(name, "Completed", None)
-        except Exception as error:  # the job fails; the runner reports the reason
-            logger.debug("Local training job %s failed to run", name, exc_info=True)
-            return self._finish(name, "Failed", f"ClientError: {type(error).__name__}: {error}")
-        finally:
-            if self._keep:
-                logger.info("Local training job %s kept its /opt/ml tree in %s", name, workdir)
-            else:
-                shutil.rmtree(workdir, ignore_errors=True)
+            reason = (
+                "Training job exceeded MaxRuntimeInSeconds"
+                if job.stop_requested == "MaxRuntimeExceeded"
+                else None
+            )
+            return self._finish(name, "Stopped", reason, secondary=job.stop_requested)
+        if return_code != 0:
+            return self._finish(name, "Failed", _failure_reason(tree, return_code))
+        self._set(name, "Uploading", "Uploading generated training model")
+        self._upload_model(name, tree)
+        return self._finish(name, "Completed", None)
 
     def _run_program(self, name: str, tree: dict[str, Path], deadline: float) -> int:
         request = self._jobs[name].request

@@ -1,0 +1,895 @@
+// The web client of the predictive maintenance API: one reading, recent checks, a CSV of many.
+// Plain browser JavaScript, no build step, no external resources. The readings' names, labels,
+// units and plausible ranges come from the API's own description (openapi.json).
+"use strict";
+
+(() => {
+  const HISTORY_KEY = "predictive-maintenance.history";
+  const API_KEY_KEY = "predictive-maintenance.api-key";
+  const HISTORY_SIZE = 10;
+  const TIMEOUT_MS = 30000;
+  const TABLE_ROW_LIMIT = 1000;
+
+  // The failure modes of the AI4I 2020 data set (its documentation), for orientation only.
+  const HEAT_MAX_DIFFERENCE_K = 8.6;
+  const HEAT_MAX_SPEED_RPM = 1380;
+  const POWER_RANGE_W = [3500, 9000];
+  const OVERSTRAIN_LIMIT_MIN_NM = { L: 11000, M: 12000, H: 13000 };
+
+  // Readings inside the plausible ranges that trigger (or avoid) those failure modes.
+  const PRESETS = {
+    normal: {
+      title: "Normal operation",
+      reading: { type: "M", air_temperature_k: 298.1, process_temperature_k: 308.6,
+        rotational_speed_rpm: 1551, torque_nm: 42.8, tool_wear_min: 0 },
+    },
+    heat: {
+      title: "Heat dissipation failure",
+      reading: { type: "L", air_temperature_k: 302.5, process_temperature_k: 310.5,
+        rotational_speed_rpm: 1300, torque_nm: 50, tool_wear_min: 100 },
+    },
+    power: {
+      title: "Power failure",
+      reading: { type: "L", air_temperature_k: 298.9, process_temperature_k: 308.7,
+        rotational_speed_rpm: 2800, torque_nm: 9, tool_wear_min: 50 },
+    },
+    overstrain: {
+      title: "Overstrain",
+      reading: { type: "L", air_temperature_k: 299, process_temperature_k: 309.5,
+        rotational_speed_rpm: 1500, torque_nm: 55, tool_wear_min: 220 },
+    },
+  };
+
+  const $ = (id) => document.getElementById(id);
+  const form = $("reading-form");
+  const message = $("message");
+  const batchMessage = $("batch-message");
+  const apiKeyInput = $("api-key");
+
+  // ---- what the API says about the readings --------------------------------------------------
+  const fieldNames = Array.from(form.querySelectorAll(".fields [name]"), (element) => element.name);
+  const schema = {
+    labels: {}, // name -> "Air temperature"
+    units: {}, // name -> "K"
+    types: Array.from($("type").options, (option) => option.value),
+    loaded: false,
+  };
+  for (const name of fieldNames) {
+    const label = form.querySelector(`label[for="${name}"]`);
+    const unit = label.querySelector(".unit");
+    schema.labels[name] = (unit ? label.firstChild.textContent : label.textContent).trim();
+    schema.units[name] = unit ? unit.textContent.replace(/[[\]]/g, "").trim() : "";
+  }
+  const numericFields = fieldNames.filter((name) => name !== "type");
+
+  function fieldLabel(name) {
+    if (!(name in schema.labels)) return name;
+    return schema.units[name] ? `${schema.labels[name]} [${schema.units[name]}]` : schema.labels[name];
+  }
+
+  function formatNumber(value, digits) {
+    return Number(value).toLocaleString(undefined, {
+      maximumFractionDigits: digits === undefined ? 2 : digits,
+      minimumFractionDigits: digits === undefined ? 0 : digits,
+    });
+  }
+
+  function formatPercent(probability) {
+    const percent = probability * 100;
+    if (percent === 0) return "0 %";
+    if (percent < 0.01) return "< 0.01 %";
+    if (percent > 99.99 && percent < 100) return "> 99.99 %";
+    return `${formatNumber(percent, percent < 1 ? 2 : 1)} %`;
+  }
+
+  function applySchema(document_) {
+    const reading = document_.components.schemas.Reading;
+    for (const [name, property] of Object.entries(reading.properties)) {
+      const input = $(name);
+      if (!input || !fieldNames.includes(name)) continue;
+      const description = String(property.description || "");
+      const label = form.querySelector(`label[for="${name}"]`);
+      const hint = $(`${name}-hint`);
+      if (Array.isArray(property.enum)) {
+        schema.types = property.enum.map(String);
+        const selected = input.value;
+        input.replaceChildren(
+          ...schema.types.map((value) => {
+            const meaning = description.match(new RegExp(`\\b${value} \\(([^)]+)\\)`));
+            const option = new Option(meaning ? `${value} (${meaning[1]})` : value, value);
+            option.selected = value === selected;
+            return option;
+          }),
+        );
+        const colon = description.indexOf(":");
+        if (colon > 0) {
+          schema.labels[name] = description.slice(0, colon).trim();
+          label.textContent = schema.labels[name];
+        }
+        continue;
+      }
+      const match = description.match(/^(.*?)\s*\[([^\]]+)\]\s*$/);
+      if (match) {
+        schema.labels[name] = match[1];
+        schema.units[name] = match[2];
+        const unit = document.createElement("span");
+        unit.className = "unit";
+        unit.textContent = `[${match[2]}]`;
+        label.replaceChildren(`${match[1]} `, unit);
+      }
+      if (typeof property.minimum === "number") input.min = String(property.minimum);
+      if (typeof property.maximum === "number") input.max = String(property.maximum);
+      if (hint && input.min && input.max) {
+        const unit = schema.units[name] ? ` ${schema.units[name]}` : "";
+        hint.textContent = `${formatNumber(input.min)}–${formatNumber(input.max)}${unit}`;
+      }
+    }
+    const example = reading.example || {};
+    for (const name of fieldNames) {
+      const input = $(name);
+      // The page's defaults are the API's example unless someone already typed something.
+      if (name in example && input.value === input.defaultValue) {
+        input.value = String(example[name]);
+        input.defaultValue = input.value;
+      }
+    }
+    schema.loaded = true;
+    document.querySelector("#csv-order").textContent = fieldNames
+      .map((name) => fieldLabel(name))
+      .join(", ");
+    const info = document_.info || {};
+    const footer = $("api-info");
+    const link = document.createElement("a");
+    link.href = "openapi.json";
+    link.textContent = "openapi.json";
+    footer.replaceChildren(
+      `${info.title || "API"} ${info.version || ""} · API description: `,
+      link,
+    );
+    updateDerived();
+  }
+
+  async function loadSchema() {
+    try {
+      applySchema(await callApi("openapi.json"));
+    } catch (error) {
+      $("api-info").textContent = "The API description (openapi.json) could not be loaded.";
+      show(
+        message,
+        `Could not load the readings' ranges from the API: ${problemText(error)} ` +
+          "The API still checks every reading.",
+        "error",
+      );
+    }
+  }
+
+  // ---- talking to the API ------------------------------------------------------------------------
+  class ApiProblem extends Error {
+    constructor(text, detail) {
+      super(text);
+      this.name = "ApiProblem";
+      Object.assign(this, { status: null, error: null, row: null, field: null }, detail);
+    }
+  }
+
+  async function callApi(path, options = {}) {
+    const headers = { accept: "application/json" };
+    if (options.contentType) headers["content-type"] = options.contentType;
+    const key = apiKeyInput.value.trim();
+    if (key) headers["x-api-key"] = key;
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
+    let response;
+    let text;
+    try {
+      response = await fetch(path, {
+        method: options.method || "GET",
+        headers,
+        body: options.body,
+        cache: "no-store",
+        signal: controller.signal,
+      });
+      text = await response.text();
+    } catch (error) {
+      if (error.name === "AbortError") {
+        throw new ApiProblem(
+          `The API did not answer within ${TIMEOUT_MS / 1000} s. Try again; if this keeps ` +
+            "happening, the model endpoint may be down.",
+          { error: "timeout" },
+        );
+      }
+      throw new ApiProblem(
+        `Cannot reach the API (${error.message}). Check the network connection and try again.`,
+        { error: "network_error" },
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      data = null;
+    }
+    if (!response.ok) {
+      const body = data && typeof data === "object" ? data : {};
+      let text_ = typeof body.message === "string" && body.message
+        ? body.message
+        : `The API answered HTTP ${response.status} ${response.statusText}`.trim() +
+          (text && !data ? `: ${text.slice(0, 200)}` : ".");
+      if (response.status === 403 && /api key/i.test(text_)) {
+        text_ += ". Enter the API key under Connection.";
+      }
+      throw new ApiProblem(text_, {
+        status: response.status,
+        error: typeof body.error === "string" ? body.error : `http_${response.status}`,
+        row: Number.isInteger(body.row) ? body.row : null,
+        field: typeof body.field === "string" ? body.field : null,
+      });
+    }
+    if (data === null) {
+      throw new ApiProblem("The API answered something other than JSON.", {
+        status: response.status, error: "invalid_answer",
+      });
+    }
+    return data;
+  }
+
+  function checkedPrediction(answer) {
+    const valid = answer && typeof answer === "object" &&
+      typeof answer.failure_probability === "number" &&
+      typeof answer.failure_predicted === "boolean" &&
+      typeof answer.threshold === "number";
+    if (!valid) {
+      throw new ApiProblem("The API answered a prediction without a probability, decision or threshold.", {
+        error: "invalid_answer",
+      });
+    }
+    return {
+      probability: answer.failure_probability,
+      predicted: answer.failure_predicted,
+      threshold: answer.threshold,
+      modelVersion: answer.model_version ?? null,
+    };
+  }
+
+  // "row 2, field torque_nm: -1.0 is outside ..." -> "-1.0 is outside ..."
+  function withoutLocation(text) {
+    return text.replace(/^row \d+(, field [^:]+)?: /, "");
+  }
+
+  function capitalised(text) {
+    return text ? text[0].toUpperCase() + text.slice(1) : text;
+  }
+
+  function problemText(error) {
+    return error instanceof ApiProblem ? capitalised(error.message) : `Unexpected error: ${error}`;
+  }
+
+  function show(region, text, kind) {
+    region.textContent = text;
+    region.className = `message${kind ? ` message--${kind}` : ""}`;
+  }
+
+  // ---- one reading -------------------------------------------------------------------------------
+  function clearInvalid() {
+    for (const element of form.querySelectorAll("[aria-invalid]")) {
+      element.removeAttribute("aria-invalid");
+    }
+  }
+
+  function markInvalid(name) {
+    const input = fieldNames.includes(name) ? $(name) : null;
+    if (input) {
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
+    }
+  }
+
+  function formProblem() {
+    for (const name of fieldNames) {
+      const input = $(name);
+      const validity = input.validity;
+      const label = fieldLabel(name);
+      if (validity.valueMissing || validity.badInput) {
+        return { field: name, text: `${label}: ${validity.badInput ? "not a number" : "missing"}.` };
+      }
+      if (validity.rangeUnderflow || validity.rangeOverflow) {
+        const unit = schema.units[name] ? ` ${schema.units[name]}` : "";
+        return {
+          field: name,
+          text: `${label}: ${input.value} is outside the plausible range ` +
+            `${formatNumber(input.min)}–${formatNumber(input.max)}${unit}.`,
+        };
+      }
+      if (name === "type" && !schema.types.includes(input.value)) {
+        return { field: name, text: `${label}: choose one of ${schema.types.join(", ")}.` };
+      }
+    }
+    return null;
+  }
+
+  function readForm() {
+    const reading = {};
+    for (const name of fieldNames) {
+      reading[name] = name === "type" ? $(name).value : Number($(name).value);
+    }
+    return reading;
+  }
+
+  function fillForm(reading) {
+    for (const name of fieldNames) {
+      if (name in reading) $(name).value = String(reading[name]);
+    }
+    clearInvalid();
+    updateDerived();
+  }
+
+  function failureModes(reading) {
+    const difference = reading.process_temperature_k - reading.air_temperature_k;
+    const speed = reading.rotational_speed_rpm;
+    const power = (reading.torque_nm * speed * 2 * Math.PI) / 60;
+    const strain = reading.tool_wear_min * reading.torque_nm;
+    const limit = OVERSTRAIN_LIMIT_MIN_NM[reading.type];
+    const [low, high] = POWER_RANGE_W;
+    const modes = [
+      {
+        id: "heat",
+        title: "Heat dissipation failure",
+        met: difference < HEAT_MAX_DIFFERENCE_K && speed < HEAT_MAX_SPEED_RPM,
+        detail: `process − air temperature ${formatNumber(difference, 1)} K and speed ` +
+          `${formatNumber(speed)} rpm (fails when both are below ` +
+          `${formatNumber(HEAT_MAX_DIFFERENCE_K)} K and ${formatNumber(HEAT_MAX_SPEED_RPM)} rpm)`,
+      },
+      {
+        id: "power",
+        title: "Power failure",
+        met: power < low || power > high,
+        detail: `power ${formatNumber(power, 0)} W (fails outside ${formatNumber(low)}–` +
+          `${formatNumber(high)} W)`,
+      },
+    ];
+    if (limit !== undefined) {
+      modes.push({
+        id: "overstrain",
+        title: "Overstrain failure",
+        met: strain > limit,
+        detail: `tool wear × torque ${formatNumber(strain, 0)} min·Nm (fails above ` +
+          `${formatNumber(limit)} for type ${reading.type})`,
+      });
+    }
+    return modes;
+  }
+
+  function updateDerived() {
+    const list = $("derived");
+    const reading = readForm();
+    if (numericFields.some((name) => $(name).value === "" || !Number.isFinite(reading[name]))) {
+      const item = document.createElement("li");
+      item.textContent = "Enter all readings to see the rules.";
+      list.replaceChildren(item);
+      return;
+    }
+    list.replaceChildren(
+      ...failureModes(reading).map((mode) => {
+        const item = document.createElement("li");
+        item.className = mode.met ? "rule rule--met" : "rule";
+        item.dataset.rule = mode.id;
+        const verdict = document.createElement("strong");
+        verdict.textContent = `${mode.title}: ${mode.met ? "rule met" : "not met"}`;
+        item.append(verdict, ` — ${mode.detail}`);
+        return item;
+      }),
+    );
+  }
+
+  function renderResult(result) {
+    const { probability, predicted, threshold, modelVersion } = result;
+    const clamp = (value) => Math.min(Math.max(value, 0), 1);
+    const value = $("gauge-value");
+    value.setAttribute("stroke-dasharray", `${clamp(probability) * 100} 100`);
+    value.classList.toggle("gauge__value--failure", predicted);
+    const angle = Math.PI * (1 - clamp(threshold));
+    const marker = $("gauge-threshold");
+    const point = (radius) => [100 + radius * Math.cos(angle), 104 - radius * Math.sin(angle)];
+    const [x1, y1] = point(64);
+    const [x2, y2] = point(98);
+    marker.setAttribute("x1", x1.toFixed(2));
+    marker.setAttribute("y1", y1.toFixed(2));
+    marker.setAttribute("x2", x2.toFixed(2));
+    marker.setAttribute("y2", y2.toFixed(2));
+    marker.dataset.threshold = String(threshold);
+    $("gauge-threshold-title").textContent = `Decision threshold ${formatPercent(threshold)}`;
+    $("gauge-percent").textContent = formatPercent(probability);
+    $("gauge-title").textContent =
+      `Failure probability ${formatPercent(probability)}; the threshold is ${formatPercent(threshold)}`;
+    const decision = $("decision");
+    decision.textContent = predicted ? "Failure predicted" : "No failure predicted";
+    decision.className = `decision ${predicted ? "decision--failure" : "decision--ok"}`;
+    decision.dataset.predicted = String(predicted);
+    $("probability").textContent = formatPercent(probability);
+    $("threshold").textContent = formatPercent(threshold);
+    $("model-version").textContent = modelVersion === null ? "unknown" : String(modelVersion);
+    const box = $("result");
+    box.hidden = false;
+    box.classList.remove("result--stale");
+  }
+
+  let latestCheck = 0; // only the answer to the latest request is shown
+
+  async function predictOne(event) {
+    event.preventDefault();
+    const check = ++latestCheck;
+    clearInvalid();
+    const problem = formProblem();
+    const button = $("predict-button");
+    if (problem) {
+      button.disabled = false;
+      form.removeAttribute("aria-busy");
+      show(message, problem.text, "error");
+      markInvalid(problem.field);
+      return;
+    }
+    const reading = readForm();
+    button.disabled = true;
+    form.setAttribute("aria-busy", "true");
+    show(message, "Checking…", "busy");
+    try {
+      const answer = await callApi("predict", {
+        method: "POST",
+        body: JSON.stringify(reading),
+        contentType: "application/json",
+      });
+      const result = checkedPrediction(answer);
+      if (check !== latestCheck) return;
+      renderResult(result);
+      show(
+        message,
+        `${result.predicted ? "Failure predicted" : "No failure predicted"}: failure probability ` +
+          `${formatPercent(result.probability)} (threshold ${formatPercent(result.threshold)}).`,
+        result.predicted ? "failure" : "ok",
+      );
+      addToHistory(reading, result);
+    } catch (error) {
+      if (check !== latestCheck) return;
+      const field = error instanceof ApiProblem ? error.field : null;
+      const text = field
+        ? `${fieldLabel(field)}: ${capitalised(withoutLocation(error.message))}`
+        : problemText(error);
+      show(message, text, "error");
+      if (field) markInvalid(field);
+    } finally {
+      if (check === latestCheck) {
+        button.disabled = false;
+        form.removeAttribute("aria-busy");
+      }
+    }
+  }
+
+  // ---- recent checks -----------------------------------------------------------------------------
+  function loadHistory() {
+    try {
+      const items = JSON.parse(localStorage.getItem(HISTORY_KEY) || "[]");
+      return Array.isArray(items)
+        ? items.filter((item) => item && item.reading && typeof item.probability === "number")
+        : [];
+    } catch {
+      return [];
+    }
+  }
+
+  let history = loadHistory();
+
+  function saveHistory() {
+    try {
+      if (history.length) localStorage.setItem(HISTORY_KEY, JSON.stringify(history));
+      else localStorage.removeItem(HISTORY_KEY);
+    } catch {
+      // Storage disabled or full: the history lasts as long as the page.
+    }
+  }
+
+  function addToHistory(reading, result) {
+    history = [
+      { at: new Date().toISOString(), reading, ...result },
+      ...history,
+    ].slice(0, HISTORY_SIZE);
+    saveHistory();
+    renderHistory();
+  }
+
+  function readingSummary(reading) {
+    return fieldNames
+      .map((name) =>
+        name === "type"
+          ? reading[name]
+          : `${formatNumber(reading[name])}${schema.units[name] ? ` ${schema.units[name]}` : ""}`,
+      )
+      .join(" · ");
+  }
+
+  function renderHistory() {
+    const list = $("history");
+    $("history-empty").hidden = history.length > 0;
+    $("clear-history").disabled = history.length === 0;
+    list.replaceChildren(
+      ...history.map((item) => {
+        const entry = document.createElement("li");
+        entry.dataset.testid = "history-item";
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "history__entry";
+        const verdict = document.createElement("span");
+        verdict.className = `badge ${item.predicted ? "badge--failure" : "badge--ok"}`;
+        verdict.textContent = item.predicted ? "Failure" : "No failure";
+        const probability = document.createElement("span");
+        probability.className = "history__probability";
+        probability.textContent = formatPercent(item.probability);
+        const when = document.createElement("time");
+        when.dateTime = item.at;
+        when.textContent = new Date(item.at).toLocaleString(undefined, {
+          dateStyle: "short",
+          timeStyle: "medium",
+        });
+        const readings = document.createElement("span");
+        readings.className = "history__readings";
+        readings.textContent = readingSummary(item.reading);
+        button.append(verdict, " ", probability, " ", when, readings);
+        button.setAttribute(
+          "aria-label",
+          `Load ${verdict.textContent}, ${probability.textContent}, ${when.textContent}: ` +
+            readings.textContent,
+        );
+        button.addEventListener("click", () => {
+          fillForm(item.reading);
+          $("preset-note").hidden = true;
+          markStale();
+          show(message, `Loaded the readings checked at ${when.textContent}.`);
+        });
+        entry.append(button);
+        return entry;
+      }),
+    );
+  }
+
+  // ---- many readings -----------------------------------------------------------------------------
+  function splitCsvLine(line) {
+    if (!line.includes('"')) return line.split(",");
+    const fields = [];
+    let field = "";
+    let quoted = false;
+    for (let i = 0; i < line.length; i += 1) {
+      const char = line[i];
+      if (quoted) {
+        if (char === '"' && line[i + 1] === '"') {
+          field += '"';
+          i += 1;
+        } else if (char === '"') quoted = false;
+        else field += char;
+      } else if (char === '"') quoted = true;
+      else if (char === ",") {
+        fields.push(field);
+        field = "";
+      } else field += char;
+    }
+    fields.push(field);
+    return fields;
+  }
+
+  const normalised = (text) => String(text).toLowerCase().replace(/[^a-z0-9]/g, "");
+  const looksNumeric = (text) => /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/.test(text);
+
+  function columnAliases(name) {
+    const aliases = new Set([normalised(name), normalised(fieldLabel(name)), normalised(schema.labels[name])]);
+    if (name === "type") aliases.add("producttype");
+    return aliases;
+  }
+
+  class CsvProblem extends Error {}
+
+  // The CSV as the API takes it (workshop column order, no header) plus where each row came from.
+  function parseCsv(text) {
+    const lines = text.replace(/^\ufeff/, "").split(/\r\n|\n|\r/);
+    const rows = lines
+      .map((line, index) => ({ line: index + 1, text: line }))
+      .filter((row) => row.text.trim() !== "");
+    if (!rows.length) throw new CsvProblem("The CSV holds no rows.");
+    if (!rows[0].text.includes(",") && /[;\t]/.test(rows[0].text)) {
+      const separator = rows[0].text.includes(";") ? "semicolons" : "tabs";
+      throw new CsvProblem(
+        `Line ${rows[0].line} separates its values with ${separator}; save the file as ` +
+          "comma-separated CSV.",
+      );
+    }
+    const first = splitCsvLine(rows[0].text).map((field) => field.trim());
+    const isHeader = !schema.types.includes(first[0]) && !first.some(looksNumeric);
+    if (!isHeader) {
+      return rows.map((row) => ({ ...row, fields: splitCsvLine(row.text).map((f) => f.trim()), body: row.text }));
+    }
+    const headerLine = rows.shift().line;
+    if (!rows.length) throw new CsvProblem("The CSV holds a header line but no readings.");
+    const header = first.map(normalised);
+    let columns = fieldNames.map((name) => {
+      const aliases = columnAliases(name);
+      return header.findIndex((column) => aliases.has(column));
+    });
+    if (columns.includes(-1)) {
+      if (header.length !== fieldNames.length) {
+        const missing = fieldNames[columns.indexOf(-1)];
+        throw new CsvProblem(
+          `The header (line ${headerLine}) has no column ${fieldLabel(missing)} (${missing}). ` +
+            "Name the columns as in the data set or drop the header line.",
+        );
+      }
+      columns = fieldNames.map((_, index) => index); // unknown names: the usual order
+    }
+    return rows.map((row) => {
+      const all = splitCsvLine(row.text).map((field) => field.trim());
+      const fields = columns.map((column) => all[column]);
+      const missing = fields.indexOf(undefined);
+      if (missing >= 0) {
+        throw new CsvProblem(
+          `Line ${row.line}, ${fieldLabel(fieldNames[missing])}: missing (the line has ` +
+            `${all.length} fields, the header ${first.length}).`,
+        );
+      }
+      const body = fields.map((field) => (/[",]/.test(field) ? `"${field.replace(/"/g, '""')}"` : field)).join(",");
+      return { ...row, fields, body };
+    });
+  }
+
+  let batchResults = [];
+
+  function cell(tag, text, className) {
+    const element = document.createElement(tag);
+    element.textContent = text;
+    if (className) element.className = className;
+    return element;
+  }
+
+  function svg(tag, attributes, text) {
+    const element = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [name, value] of Object.entries(attributes)) element.setAttribute(name, String(value));
+    if (text !== undefined) element.textContent = text;
+    return element;
+  }
+
+  function renderChart(results, threshold) {
+    const chart = $("batch-chart");
+    const [width, height, left, right, top, bottom] = [320, 150, 34, 6, 8, 22];
+    const plotWidth = width - left - right;
+    const plotHeight = height - top - bottom;
+    const y = (probability) => top + plotHeight * (1 - Math.min(Math.max(probability, 0), 1));
+    const slot = Math.min(plotWidth / results.length, 32);
+    const start = left + (plotWidth - slot * results.length) / 2;
+    const children = [svg("title", { id: "batch-chart-title" }, $("batch-chart-title").textContent)];
+    for (const tick of [0, 0.5, 1]) {
+      children.push(svg("line", { class: "chart__grid", x1: left, x2: width - right, y1: y(tick), y2: y(tick) }));
+      children.push(svg("text", { class: "chart__label", x: left - 4, y: y(tick) + 3, "text-anchor": "end" },
+        `${tick * 100} %`));
+    }
+    results.forEach((result, index) => {
+      const top_ = y(result.probability);
+      const bar = svg("rect", {
+        class: `chart__bar${result.predicted ? " chart__bar--failure" : ""}`,
+        x: (start + index * slot + slot * 0.1).toFixed(2),
+        y: top_.toFixed(2),
+        width: Math.max(slot * 0.8, 0.3).toFixed(2),
+        height: Math.max(y(0) - top_, 0.5).toFixed(2),
+        "data-testid": "batch-bar",
+      });
+      bar.append(svg("title", {}, `Line ${result.line}: ${formatPercent(result.probability)}, ` +
+        `${result.predicted ? "failure predicted" : "no failure predicted"}`));
+      children.push(bar);
+      if (results.length <= 16) {
+        children.push(svg("text", {
+          class: "chart__label", x: start + (index + 0.5) * slot, y: height - 8, "text-anchor": "middle",
+        }, String(result.line)));
+      }
+    });
+    if (threshold !== null) {
+      children.push(svg("line", {
+        class: "chart__threshold", x1: left, x2: width - right, y1: y(threshold), y2: y(threshold),
+        "data-testid": "batch-threshold",
+      }));
+      children.push(svg("text", {
+        class: "chart__threshold-label", x: width - right, y: y(threshold) - 3, "text-anchor": "end",
+      }, `threshold ${formatPercent(threshold)}`));
+    }
+    chart.replaceChildren(...children);
+  }
+
+  function renderBatch(results) {
+    const failures = results.filter((result) => result.predicted);
+    const threshold = results[0].threshold;
+    const versions = [...new Set(results.map((result) => result.modelVersion))];
+    $("batch-summary").textContent =
+      `${formatNumber(results.length)} ${results.length === 1 ? "reading" : "readings"} checked: ` +
+      `${formatNumber(failures.length)} with a failure predicted` +
+      (failures.length && failures.length <= 10
+        ? ` (line${failures.length === 1 ? "" : "s"} ${failures.map((r) => r.line).join(", ")})`
+        : "") +
+      `. Threshold ${formatPercent(threshold)}, model version ${versions.map((v) => v ?? "unknown").join(", ")}.`;
+    renderChart(results, threshold);
+    const head = $("batch-head");
+    head.replaceChildren(
+      cell("th", "Line"),
+      ...fieldNames.map((name) => cell("th", fieldLabel(name))),
+      cell("th", "Failure probability"),
+      cell("th", "Decision"),
+    );
+    for (const th of head.children) th.scope = "col";
+    const shown = results.slice(0, TABLE_ROW_LIMIT);
+    $("batch-rows").replaceChildren(
+      ...shown.map((result) => {
+        const row = document.createElement("tr");
+        row.dataset.testid = "batch-row";
+        row.className = result.predicted ? "row--failure" : "";
+        const line = cell("th", String(result.line));
+        line.scope = "row";
+        row.append(
+          line,
+          ...result.fields.map((field, index) => cell("td", field, index ? "number" : "")),
+          cell("td", formatPercent(result.probability), "number"),
+          cell("td", result.predicted ? "Failure predicted" : "No failure", "decision-cell"),
+        );
+        return row;
+      }),
+    );
+    const truncated = $("batch-truncated");
+    truncated.hidden = results.length <= TABLE_ROW_LIMIT;
+    truncated.textContent = `The table shows the first ${formatNumber(TABLE_ROW_LIMIT)} of ` +
+      `${formatNumber(results.length)} readings; download the results for all of them.`;
+    $("batch-result").hidden = false;
+    $("batch-download").hidden = false;
+  }
+
+  function batchProblemText(error, rows) {
+    if (!(error instanceof ApiProblem) || error.row === null || !rows[error.row]) {
+      return problemText(error);
+    }
+    const row = rows[error.row];
+    const where = row.line === error.row + 1
+      ? `Line ${row.line}`
+      : `Line ${row.line} (reading ${error.row + 1})`;
+    const field = error.field ? `, ${fieldLabel(error.field)}` : "";
+    return `${where}${field}: ${capitalised(withoutLocation(error.message))}`;
+  }
+
+  let latestBatch = 0;
+
+  async function predictMany(event) {
+    event.preventDefault();
+    const batch = ++latestBatch;
+    const text = $("csv-text").value;
+    const button = $("batch-button");
+    button.disabled = false;
+    if (!text.trim()) {
+      show(batchMessage, "Choose a CSV file or paste readings first.", "error");
+      return;
+    }
+    let rows;
+    try {
+      rows = parseCsv(text);
+    } catch (error) {
+      if (!(error instanceof CsvProblem)) throw error;
+      show(batchMessage, error.message, "error");
+      return;
+    }
+    button.disabled = true;
+    show(batchMessage, `Checking ${formatNumber(rows.length)} readings…`, "busy");
+    try {
+      const answer = await callApi("predict", {
+        method: "POST",
+        body: `${rows.map((row) => row.body).join("\n")}\n`,
+        contentType: "text/csv",
+      });
+      const predictions = (Array.isArray(answer) ? answer : [answer]).map(checkedPrediction);
+      if (predictions.length !== rows.length) {
+        throw new ApiProblem(
+          `The API answered ${predictions.length} predictions for ${rows.length} readings.`,
+          { error: "invalid_answer" },
+        );
+      }
+      if (batch !== latestBatch) return;
+      batchResults = rows.map((row, index) => ({ line: row.line, fields: row.fields, ...predictions[index] }));
+      renderBatch(batchResults);
+      const failures = batchResults.filter((result) => result.predicted).length;
+      show(batchMessage, `Checked ${formatNumber(rows.length)} readings: ${formatNumber(failures)} ` +
+        "with a failure predicted.", failures ? "failure" : "ok");
+    } catch (error) {
+      if (batch !== latestBatch) return;
+      show(batchMessage, batchProblemText(error, rows), "error");
+    } finally {
+      if (batch === latestBatch) button.disabled = false;
+    }
+  }
+
+  function downloadResults() {
+    if (!batchResults.length) return;
+    const quote = (value) => (/[",\n]/.test(String(value)) ? `"${String(value).replace(/"/g, '""')}"` : String(value));
+    const lines = [
+      ["line", ...fieldNames, "failure_probability", "failure_predicted", "threshold", "model_version"].join(","),
+      ...batchResults.map((result) =>
+        [result.line, ...result.fields, result.probability, result.predicted, result.threshold,
+          result.modelVersion ?? ""].map(quote).join(","),
+      ),
+    ];
+    const url = URL.createObjectURL(new Blob([`${lines.join("\n")}\n`], { type: "text/csv" }));
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = "failure-predictions.csv";
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  }
+
+  async function chooseFile() {
+    const file = $("csv-file").files[0];
+    if (!file) return;
+    try {
+      $("csv-text").value = await file.text();
+    } catch (error) {
+      show(batchMessage, `Could not read ${file.name}: ${error.message}`, "error");
+      return;
+    }
+    $("batch-form").requestSubmit();
+  }
+
+  // ---- wiring ------------------------------------------------------------------------------------
+  function markStale() {
+    const box = $("result");
+    if (!box.hidden) box.classList.add("result--stale");
+  }
+
+  function runPreset(name) {
+    const preset = PRESETS[name];
+    fillForm(preset.reading);
+    const met = failureModes(preset.reading).filter((mode) => mode.met);
+    const note = $("preset-note");
+    note.textContent = met.length
+      ? `${preset.title} example: ${met.map((mode) => mode.detail).join("; ")}.`
+      : `${preset.title} example: no failure-mode rule of the data set is met.`;
+    note.hidden = false;
+    form.requestSubmit();
+  }
+
+  form.addEventListener("submit", predictOne);
+  form.addEventListener("input", () => {
+    updateDerived();
+    markStale();
+    $("preset-note").hidden = true;
+  });
+  for (const button of document.querySelectorAll("[data-preset]")) {
+    button.addEventListener("click", () => runPreset(button.dataset.preset));
+  }
+  $("clear-history").addEventListener("click", () => {
+    history = [];
+    saveHistory();
+    renderHistory();
+    show(message, "Cleared the recent checks.");
+  });
+  $("batch-form").addEventListener("submit", predictMany);
+  $("csv-file").addEventListener("change", chooseFile);
+  $("batch-download").addEventListener("click", downloadResults);
+  $("settings-form").addEventListener("submit", (event) => event.preventDefault());
+
+  try {
+    apiKeyInput.value = sessionStorage.getItem(API_KEY_KEY) || "";
+  } catch {
+    // No session storage: the key lasts as long as the page.
+  }
+  apiKeyInput.addEventListener("input", () => {
+    try {
+      if (apiKeyInput.value) sessionStorage.setItem(API_KEY_KEY, apiKeyInput.value);
+      else sessionStorage.removeItem(API_KEY_KEY);
+    } catch {
+      // As above.
+    }
+  });
+
+  updateDerived();
+  renderHistory();
+  loadSchema();
+})();

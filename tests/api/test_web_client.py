@@ -1,0 +1,501 @@
+"""The web client end to end: headless Chromium against `kedro api serve` in front of
+`kedro endpoint serve`, both started as users start them (subprocesses, free ports).
+
+Needs Chromium at /usr/bin/chromium (Playwright's own browsers are not downloaded); without it
+the module is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from predictive_maintenance.integrity import sha256_hex
+from predictive_maintenance.serving.endpoint import write_endpoint_state
+from tests.api.conftest import ENDPOINT_NAME, MODEL_VERSION
+from tests.conftest import PROJECT_ROOT
+from tests.support.net import free_port, wait_for
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"no Chromium at {CHROMIUM} (install Debian's chromium package to run the web client's "
+        "browser tests)",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
+expect = sync_api.expect
+
+pytestmark = pytest.mark.slow
+
+KEDRO = str(Path(sys.executable).with_name("kedro"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+FIELDS = (
+    "type",
+    "air_temperature_k",
+    "process_temperature_k",
+    "rotational_speed_rpm",
+    "torque_nm",
+    "tool_wear_min",
+)
+#: Rows of the presets, as the page fills them (workshop column order).
+NORMAL = "M,298.1,308.6,1551,42.8,0"
+HEAT_DISSIPATION = "L,302.5,310.5,1300,50,100"
+OVERSTRAIN = "L,299,309.5,1500,55,220"
+
+
+# ---- the servers and the browser -------------------------------------------------------------
+def _server_environment() -> dict[str, str]:
+    """The caller's environment without anything that would change what the servers do."""
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("AWS_") and name not in ("API_KEY", "CORS_ALLOW_ORIGINS")
+    }
+    return {
+        **environment,
+        "KEDRO_DISABLE_TELEMETRY": "true",
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "COLUMNS": "200",
+    }
+
+
+def _answers(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return response.status == 200
+
+
+@pytest.fixture(scope="module")
+def endpoint_state(training_run, tmp_path_factory) -> Path:
+    """An endpoint state naming the trained model as version MODEL_VERSION, as a deployment
+    writes it."""
+    directory = tmp_path_factory.mktemp("web-client-endpoint")
+    archive = directory / "model.tar.gz"
+    archive.write_bytes(training_run.full.archive)
+    state = directory / f"{ENDPOINT_NAME}.json"
+    write_endpoint_state(
+        state,
+        {
+            "endpoint_name": ENDPOINT_NAME,
+            "model_group": "predictive-maintenance",
+            "model_version": MODEL_VERSION,
+            "model_archive": str(archive),
+            "model_archive_sha256": sha256_hex(training_run.full.archive),
+            "deployed_at": datetime.now(UTC).isoformat(),
+        },
+    )
+    return state
+
+
+@pytest.fixture(scope="module")
+def web_client(endpoint_state: Path, tmp_path_factory) -> Iterator[str]:
+    """`kedro endpoint serve` and `kedro api serve` in front of it; the API's base URL."""
+    logs = tmp_path_factory.mktemp("web-client-logs")
+    endpoint_port, api_port = free_port(), free_port()
+    commands = {
+        "endpoint": [
+            KEDRO,
+            "endpoint",
+            "serve",
+            "--port",
+            str(endpoint_port),
+            "--state",
+            str(endpoint_state),
+            "--endpoint-name",
+            ENDPOINT_NAME,
+        ],
+        "api": [
+            KEDRO,
+            "api",
+            "serve",
+            "--port",
+            str(api_port),
+            "--endpoint-url",
+            f"http://127.0.0.1:{endpoint_port}",
+            "--endpoint-name",
+            ENDPOINT_NAME,
+        ],
+    }
+    processes: dict[str, subprocess.Popen] = {}
+    try:
+        for name, command in commands.items():  # both start at once: kedro's start-up is slow
+            with (logs / f"{name}.log").open("wb") as log:
+                processes[name] = subprocess.Popen(
+                    command,
+                    cwd=PROJECT_ROOT,
+                    env=_server_environment(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+        checks = {
+            "endpoint": f"http://127.0.0.1:{endpoint_port}/ping",
+            "api": f"http://127.0.0.1:{api_port}/health",
+        }
+        for name, url in checks.items():
+            try:
+                wait_for(processes[name], lambda url=url: _answers(url), timeout=90)
+            except AssertionError as error:
+                log = (logs / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise AssertionError(
+                    f"`kedro {name} serve` did not start: {error}\n{log}"
+                ) from None
+        yield f"http://127.0.0.1:{api_port}"
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as playwright:
+        try:
+            chromium = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            )
+        except sync_api.Error as error:
+            pytest.skip(f"Chromium at {CHROMIUM} does not start: {error}")
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def open_page(browser, web_client) -> Iterator[Callable[..., object]]:
+    """Opens the page in a fresh browser context (empty storage) once the API's description is
+    in; afterwards checks that no script failed and nothing outside the API was requested."""
+    contexts = []
+    problems: list[str] = []
+    elsewhere: list[str] = []
+
+    def console(message) -> None:
+        # The browser logs every 4xx it receives; the tests provoke some on purpose.
+        if message.type == "error" and "Failed to load resource" not in message.text:
+            problems.append(message.text)
+
+    def request(request) -> None:
+        if not request.url.startswith((f"{web_client}/", "data:", "blob:")):
+            elsewhere.append(request.url)
+
+    def open_(width: int = 1280, height: int = 900):
+        context = browser.new_context(viewport={"width": width, "height": height}, locale="en-US")
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
+        page.on("console", console)
+        page.on("request", request)
+        page.goto(f"{web_client}/")
+        expect(page.locator("#api-info a")).to_have_text("openapi.json")
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+    assert problems == [], "the page logged errors"
+    assert elsewhere == [], "the page requested something other than the API"
+
+
+@pytest.fixture
+def page(open_page):
+    return open_page()
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+def fill(page, row: str) -> None:
+    values = row.split(",")
+    page.select_option("#type", values[0])
+    for name, value in zip(FIELDS[1:], values[1:], strict=True):
+        page.fill(f"#{name}", value)
+
+
+def upload(page, name: str, text: str) -> None:
+    page.set_input_files(
+        "#csv-file", files=[{"name": name, "mimeType": "text/csv", "buffer": text.encode()}]
+    )
+
+
+def decision_of(page) -> str:
+    return page.get_by_test_id("decision").inner_text()
+
+
+# ---- one reading -----------------------------------------------------------------------------
+def test_the_form_takes_the_ranges_and_defaults_from_the_api_description(page):
+    air = page.locator("#air_temperature_k")
+
+    assert (air.get_attribute("min"), air.get_attribute("max")) == ("250", "350")
+    assert page.locator("#rotational_speed_rpm").get_attribute("max") == "10000"
+    assert page.locator("label[for=air_temperature_k]").inner_text() == "Air temperature [K]"
+    assert page.locator("#type option").all_inner_texts() == ["L (low)", "M (medium)", "H (high)"]
+    values = [page.input_value(f"#{name}") for name in FIELDS]
+    assert ",".join(values) == "L,298.4,308.2,1582,70.7,216"
+    assert page.locator("#result").is_hidden()
+
+
+def test_a_reading_gets_a_probability_a_decision_and_the_model_version(page):
+    fill(page, "L,298.4,308.2,1582,70.7,216")
+    with page.expect_response("**/predict") as response:
+        page.get_by_test_id("predict-button").click()
+    answer = response.value.json()
+
+    expect(page.get_by_test_id("decision")).to_have_text("Failure predicted")
+    assert answer["failure_predicted"] is True
+    assert answer["model_version"] == MODEL_VERSION
+    assert page.get_by_test_id("model-version").inner_text() == str(MODEL_VERSION)
+    percent = f"{answer['failure_probability'] * 100:.1f} %"
+    assert page.get_by_test_id("probability").inner_text() == percent
+    assert page.locator("#gauge-percent").text_content() == percent
+    marker = page.get_by_test_id("gauge-threshold")
+    assert float(marker.get_attribute("data-threshold")) == answer["threshold"]
+    assert page.get_by_test_id("threshold").inner_text() == f"{answer['threshold'] * 100:.1f} %"
+    assert "Failure predicted" in page.get_by_test_id("message").inner_text()
+
+
+@pytest.mark.parametrize(
+    ("preset", "decision", "rule"),
+    [
+        ("normal", "No failure predicted", None),
+        ("heat", "Failure predicted", "heat"),
+        ("power", "Failure predicted", "power"),
+        ("overstrain", "Failure predicted", "overstrain"),
+    ],
+)
+def test_presets_show_the_failure_modes(page, preset, decision, rule):
+    page.get_by_test_id(f"preset-{preset}").click()
+
+    expect(page.get_by_test_id("decision")).to_have_text(decision)
+    met = page.locator("#derived li.rule--met").evaluate_all(
+        "items => items.map(i => i.dataset.rule)"
+    )
+    assert met == ([rule] if rule else [])
+    expect(page.get_by_test_id("preset-note")).to_be_visible()
+
+
+def test_an_implausible_value_is_refused_by_the_api_naming_the_field(page):
+    # The input's own max would stop the page before it asks; remove it to reach the API.
+    page.eval_on_selector("#air_temperature_k", "input => { input.removeAttribute('max'); }")
+    page.fill("#air_temperature_k", "5000")
+    with page.expect_response("**/predict") as response:
+        page.get_by_test_id("predict-button").click()
+
+    assert response.value.status == 400
+    assert response.value.json()["field"] == "air_temperature_k"
+    message = page.get_by_test_id("message")
+    expect(message).to_contain_text("Air temperature [K]")
+    expect(message).to_contain_text("5000.0 is outside the plausible range [250.0, 350.0]")
+    expect(message).to_have_class("message message--error")
+    assert page.locator("#air_temperature_k").get_attribute("aria-invalid") == "true"
+    assert page.locator("#result").is_hidden()
+
+
+def test_the_page_checks_the_ranges_before_asking(page):
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.fill("#torque_nm", "-3")
+    page.get_by_test_id("predict-button").click()
+
+    expect(page.get_by_test_id("message")).to_have_text(
+        "Torque [Nm]: -3 is outside the plausible range 0–500 Nm."
+    )
+    assert page.evaluate("document.activeElement.id") == "torque_nm"
+    assert requests == []
+
+
+def test_network_errors_are_explained(page):
+    page.route("**/predict", lambda route: route.abort("connectionrefused"))
+    page.get_by_test_id("predict-button").click()
+
+    expect(page.get_by_test_id("message")).to_contain_text("Cannot reach the API")
+    expect(page.get_by_test_id("predict-button")).to_be_enabled()
+
+
+def test_the_api_key_is_sent_and_kept_for_the_tab(page):
+    page.fill("#api-key", "s3cret")
+    with page.expect_request("**/predict") as request:
+        page.get_by_test_id("predict-button").click()
+
+    assert request.value.headers["x-api-key"] == "s3cret"
+    page.reload()
+    expect(page.locator("#api-key")).to_have_value("s3cret")
+
+
+# ---- history ---------------------------------------------------------------------------------
+def test_the_history_keeps_the_last_ten_checks(page):
+    page.get_by_test_id("preset-normal").click()
+    expect(page.get_by_test_id("history-item")).to_have_count(1)
+    page.get_by_test_id("preset-overstrain").click()
+    expect(page.get_by_test_id("history-item")).to_have_count(2)
+    items = page.get_by_test_id("history-item")
+    assert items.nth(0).inner_text().startswith("Failure")  # newest first
+    assert items.nth(1).inner_text().startswith("No failure")
+
+    for _ in range(9):
+        page.get_by_test_id("predict-button").click()
+        expect(page.get_by_test_id("predict-button")).to_be_enabled()
+    expect(items).to_have_count(10)
+
+    page.reload()
+    expect(items).to_have_count(10)
+    items.nth(9).click()  # the oldest left: the overstrain preset, loaded back into the form
+    assert ",".join(page.input_value(f"#{name}") for name in FIELDS) == OVERSTRAIN
+    page.get_by_test_id("clear-history").click()
+    expect(items).to_have_count(0)
+    expect(page.get_by_test_id("history-empty")).to_be_visible()
+    assert page.evaluate("localStorage.length") == 0
+
+
+# ---- many readings ---------------------------------------------------------------------------
+DATA_SET_HEADER = (
+    "UDI,Product ID,Type,Air temperature [K],Process temperature [K],Rotational speed [rpm],"
+    "Torque [Nm],Tool wear [min],Machine failure"
+)
+
+
+def _data_set_row(number: int, row: str) -> str:
+    return f"{number},X{number},{row},0"
+
+
+def _reordered(row: str) -> str:
+    kind, air, process, speed, torque, wear = row.split(",")
+    return ",".join([wear, kind, torque, speed, process, air])
+
+
+@pytest.mark.parametrize(
+    ("csv", "lines"),
+    [
+        pytest.param(f"{NORMAL}\n{HEAT_DISSIPATION}\n{OVERSTRAIN}\n", ["1", "2", "3"], id="bare"),
+        pytest.param(
+            "\n".join(
+                [DATA_SET_HEADER]
+                + [
+                    _data_set_row(i, r)
+                    for i, r in enumerate([NORMAL, HEAT_DISSIPATION, OVERSTRAIN])
+                ]
+            ),
+            ["2", "3", "4"],
+            id="data-set-header",
+        ),
+        pytest.param(
+            "tool_wear_min,type,torque_nm,rotational_speed_rpm,process_temperature_k,"
+            "air_temperature_k\r\n"
+            + "\r\n".join(_reordered(row) for row in [NORMAL, HEAT_DISSIPATION])
+            + "\r\n\r\n"
+            + _reordered(OVERSTRAIN)
+            + "\r\n",
+            ["2", "3", "5"],
+            id="field-name-header",
+        ),
+    ],
+)
+def test_a_csv_upload_shows_a_table_and_a_chart(page, csv, lines):
+    with page.expect_request("**/predict") as request:
+        upload(page, "readings.csv", csv)
+
+    assert request.value.headers["content-type"] == "text/csv"
+    assert request.value.post_data == f"{NORMAL}\n{HEAT_DISSIPATION}\n{OVERSTRAIN}\n"
+    rows = page.get_by_test_id("batch-row")
+    expect(rows).to_have_count(3)
+    assert rows.locator("th").all_inner_texts() == lines
+    decisions = rows.locator("td.decision-cell").all_inner_texts()
+    assert decisions == ["No failure", "Failure predicted", "Failure predicted"]
+    assert rows.nth(1).locator("td").nth(1).inner_text() == "302.5"
+    expect(page.get_by_test_id("batch-bar")).to_have_count(3)
+    expect(page.get_by_test_id("batch-threshold")).to_have_count(1)
+    expect(page.get_by_test_id("batch-summary")).to_contain_text("2 with a failure predicted")
+    expect(page.get_by_test_id("batch-download")).to_be_visible()
+
+
+def test_the_results_download_as_csv(page):
+    upload(page, "readings.csv", f"{NORMAL}\n{OVERSTRAIN}\n")
+    expect(page.get_by_test_id("batch-row")).to_have_count(2)
+    with page.expect_download() as download:
+        page.get_by_test_id("batch-download").click()
+
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0] == ",".join(
+        ["line", *FIELDS, "failure_probability", "failure_predicted", "threshold", "model_version"]
+    )
+    assert lines[2].startswith(f"2,{OVERSTRAIN},")
+    assert lines[2].split(",")[-3] == "true"
+    assert lines[2].endswith(f",{MODEL_VERSION}")
+
+
+def test_a_bad_field_in_a_csv_names_its_line_and_field(page):
+    csv = f"{DATA_SET_HEADER}\n" + "\n".join(
+        _data_set_row(i, row) for i, row in enumerate([NORMAL, "M,298.1,308.6,1551,abc,0"])
+    )
+    with page.expect_response("**/predict") as response:
+        upload(page, "readings.csv", csv)
+
+    assert response.value.status == 400
+    message = page.get_by_test_id("batch-message")
+    expect(message).to_have_text("Line 3 (reading 2), Torque [Nm]: 'abc' is not a number")
+    expect(message).to_have_class("message message--error")
+    assert page.get_by_test_id("batch-result").is_hidden()
+
+
+@pytest.mark.parametrize(
+    ("csv", "explanation"),
+    [
+        (
+            "Type,Air temperature [K],Torque [Nm]\nL,298.4,70.7\n",
+            "The header (line 1) has no column Process temperature [K] (process_temperature_k)",
+        ),
+        ("L;298.4;308.2;1582;70.7;216\n", "Line 1 separates its values with semicolons"),
+        ("\n \n", "Choose a CSV file or paste readings first."),
+    ],
+)
+def test_a_csv_the_api_cannot_take_is_explained_before_asking(page, csv, explanation):
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.fill("#csv-text", csv)
+    page.get_by_test_id("batch-button").click()
+
+    expect(page.get_by_test_id("batch-message")).to_contain_text(explanation)
+    assert requests == []
+
+
+# ---- a phone ---------------------------------------------------------------------------------
+def test_nothing_scrolls_sideways_at_phone_width(open_page):
+    page = open_page(width=375, height=800)
+    page.get_by_test_id("preset-heat").click()
+    expect(page.get_by_test_id("decision")).to_have_text("Failure predicted")
+    upload(page, "readings.csv", f"{DATA_SET_HEADER}\n" + _data_set_row(1, OVERSTRAIN))
+    expect(page.get_by_test_id("batch-row")).to_have_count(1)
+    page.locator("details.derived summary").click()
+
+    widths = page.evaluate(
+        "[document.documentElement.scrollWidth, document.documentElement.clientWidth,"
+        " document.body.scrollWidth]"
+    )
+    assert widths[0] <= widths[1] == 375
+    assert widths[2] <= 375
+    # Every control is reachable without scrolling sideways.
+    right_edges = page.locator("input, select, button, textarea").evaluate_all(
+        "elements => elements.filter(e => e.offsetParent).map(e => e.getBoundingClientRect().right)"
+    )
+    assert max(right_edges) <= 375

@@ -200,7 +200,7 @@ def test_values_without_an_open_format_are_rejected_by_name(value, type_name, tm
         codecs.codec_for(value, "output failure_scores")
     message = str(caught.value)
     assert message.startswith(f"output failure_scores is a {type_name},")
-    assert "parquet, xgboost-ubj, npy, bytes, json" in message
+    assert "parquet, xgboost-ubj, plotly-json, npy, bytes, json" in message
 
     with pytest.raises(CodecError, match="output failure_scores"):
         write_value(value, tmp_path, "value", "output failure_scores")

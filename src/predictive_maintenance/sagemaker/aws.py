@@ -21,7 +21,7 @@ def client(service: str, region: str | None = None) -> Any:
 
 def client_with_retries(service: str, region: str | None, attempts: int) -> Any:
     """A boto3 client that tries each call at most ``attempts`` times."""
-    config = Config(retries={"mode": "standard", "max_attempts": attempts})
+    config = Config(retries={"mode": "standard", "total_max_attempts": attempts})
     return boto3.client(service, region_name=region, config=config)
 
 

@@ -176,8 +176,8 @@ def codec_for(value: Any, what: str) -> Codec:
     raise CodecError(
         f"{what} is a {type(value).__module__}.{type(value).__qualname__}, which cannot cross "
         f"the job boundary in an open format (supported: {kinds}; JSON only if it reads back "
-        "unchanged). Return a pandas DataFrame, an XGBoost Booster, a numpy array, bytes or "
-        "plain JSON data from remote nodes."
+        "unchanged). Return a pandas DataFrame, an XGBoost Booster, a Plotly figure, a numpy "
+        "array, bytes or plain JSON data from nodes that run as jobs."
     )
 
 

@@ -49,12 +49,7 @@ from predictive_maintenance.sagemaker.workflow.plan import (
 from predictive_maintenance.sagemaker.workflow.settings import parse_pipeline_settings
 from tests.conftest import PROJECT_ROOT
 
-SCHEMA_FILE = (
-    PROJECT_ROOT.parent / "shared" / "reference" / "sagemaker-pipeline-definition.schema.json"
-)
-needs_schema = pytest.mark.skipif(
-    not SCHEMA_FILE.is_file(), reason=f"no schema reference at {SCHEMA_FILE}"
-)
+SCHEMA_FILE = Path(__file__).with_name("reference") / "sagemaker-pipeline-definition.schema.json"
 #: SageMaker's rule for pipeline, step and parameter names.
 NAME_RULE = re.compile(r"^[A-Za-z0-9\-_]{1,64}$")
 OUTPUT_URI = re.compile(r"^ProcessingOutputConfig\.Outputs\['([^']+)'\]\.S3Output\.S3Uri$")
@@ -710,12 +705,10 @@ def schema_errors(definition: dict[str, Any], model: Any) -> SchemaErrors:
     return errors
 
 
-@needs_schema
 def test_the_schema_reference_is_a_valid_schema():
     jsonschema.Draft7Validator.check_schema(json.loads(SCHEMA_FILE.read_text()))
 
 
-@needs_schema
 def test_the_definition_fails_the_public_schema_only_in_known_ways(definition, sagemaker_model):
     errors = schema_errors(definition, sagemaker_model)
     assert errors.unexplained == []
@@ -740,7 +733,6 @@ def test_the_definition_fails_the_public_schema_only_in_known_ways(definition, s
     )
 
 
-@needs_schema
 def test_the_schema_check_reports_real_errors(definition, sagemaker_model):
     """Not everything is explained away: a mistyped argument, an unknown argument, a bad name."""
     broken = json.loads(json.dumps(definition))

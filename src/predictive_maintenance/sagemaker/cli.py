@@ -35,7 +35,12 @@ from predictive_maintenance.sagemaker.config import (
     parse_settings,
 )
 from predictive_maintenance.sagemaker.step_entry import write_dataset
-from predictive_maintenance.sagemaker.storage import DirectoryStore, ObjectStore, S3Store
+from predictive_maintenance.sagemaker.storage import (
+    DirectoryStore,
+    ObjectStore,
+    S3Store,
+    upload_bytes,
+)
 from predictive_maintenance.sagemaker.workflow.compiler import (
     INLINE_DEFINITION_LIMIT,
     CodePackage,
@@ -135,14 +140,9 @@ def stage(export: Export, code: CodePackage, store: ObjectStore) -> None:
     with tempfile.TemporaryDirectory() as directory:
         staging = Path(directory)
         if not store.exists(code.archive_uri):
-            archive = staging / "sourcedir.tar.gz"
-            archive.write_bytes(code.archive)
-            store.upload_file(archive, code.archive_uri)
+            upload_bytes(store, code.archive, code.archive_uri)
             for relative, content in sorted(code.files.items()):
-                path = staging / "tree" / relative
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(content)
-                store.upload_file(path, f"{code.tree_uri}{relative}")
+                upload_bytes(store, content, f"{code.tree_uri}{relative}")
             logger.info("Uploaded the code (%d files) to %s", len(code.files), code.tree_uri)
         for dataset in export.plan.pipeline_inputs:
             value = export.context.catalog.load(dataset)
@@ -216,10 +216,7 @@ def upsert(pipeline: str | None, env: str | None) -> None:
 
             digest = hashlib.sha256(definition.encode()).hexdigest()
             uri = f"{export.bridge.s3_root}/definitions/{digest}.json"
-            with tempfile.TemporaryDirectory() as directory:
-                path = Path(directory) / "pipeline.json"
-                path.write_text(definition)
-                store.upload_file(path, uri)
+            upload_bytes(store, definition.encode(), uri)
             bucket, key = split_s3_uri(uri)
             arguments["PipelineDefinitionS3Location"] = {"Bucket": bucket, "ObjectKey": key}
         else:

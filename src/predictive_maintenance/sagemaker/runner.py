@@ -13,10 +13,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import tempfile
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any, Final
 
 from kedro.pipeline import Pipeline
@@ -34,6 +32,7 @@ from predictive_maintenance.sagemaker.jobs import (
 )
 from predictive_maintenance.sagemaker.local import TERMINAL_STATUSES
 from predictive_maintenance.sagemaker.packaging import build_source_archive, top_level_package
+from predictive_maintenance.sagemaker.storage import upload_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -115,10 +114,7 @@ class SageMakerRunner(AbstractRunner):
             archive = build_source_archive(packages, requirements)
             uri = f"{settings.s3_root}/code/{hashlib.sha256(archive).hexdigest()}/sourcedir.tar.gz"
             if not backend.store.exists(uri):
-                with tempfile.TemporaryDirectory() as staging:
-                    path = Path(staging) / "sourcedir.tar.gz"
-                    path.write_bytes(archive)
-                    backend.store.upload_file(path, uri)
+                upload_bytes(backend.store, archive, uri)
                 logger.info("Uploaded the project code (%s bytes) to %s", f"{len(archive):,}", uri)
             self._code_uris[key] = uri
         return self._code_uris[key]

@@ -121,6 +121,14 @@ class DirectoryStore:
         return sorted(f"s3://{bucket}/{key}" for key in keys if key.startswith(prefix))
 
 
+def upload_bytes(store: ObjectStore, data: bytes, uri: str) -> None:
+    """Uploads ``data`` as the object ``uri``."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "object"
+        path.write_bytes(data)
+        store.upload_file(path, uri)
+
+
 def download_prefix(store: ObjectStore, uri: str, directory: Path) -> list[Path]:
     """Downloads every object under ``uri`` into ``directory``, keeping relative paths."""
     prefix = uri.rstrip("/") + "/"

@@ -404,18 +404,22 @@ def test_a_job_step_may_not_read_the_gate_output():
         build_plan(pipeline, BRIDGE, pipeline_settings(**GATE_AND_REGISTRATION))
 
 
-def test_gate_and_registration_nodes_must_exist_and_read_exported_data():
-    with pytest.raises(PlanError, match=r"pipeline\.quality_gate\.node 'nope'"):
-        build_plan(
-            deployment_pipeline(),
-            BRIDGE,
-            pipeline_settings(
-                **{
-                    **GATE_AND_REGISTRATION,
-                    "quality_gate": {**GATE_AND_REGISTRATION["quality_gate"], "node": "nope"},
-                }
-            ),
-        )
+def test_a_gate_node_outside_the_pipeline_is_left_out_and_registration_must_read_exported_data(
+    caplog,
+):
+    # A partial pipeline (e.g. `--pipeline training`) has no gate: it is left out, with a warning.
+    plan = build_plan(
+        deployment_pipeline(),
+        BRIDGE,
+        pipeline_settings(
+            **{
+                **GATE_AND_REGISTRATION,
+                "quality_gate": {**GATE_AND_REGISTRATION["quality_gate"], "node": "nope"},
+            }
+        ),
+    )
+    assert (plan.gate_node, plan.gate_step) == (None, None)
+    assert "pipeline.quality_gate.node nope is not in this Kedro pipeline" in caplog.text
     # registration reads a pipeline input, which no step exports
     pipeline = Pipeline(
         [

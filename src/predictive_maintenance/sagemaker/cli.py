@@ -49,11 +49,13 @@ from predictive_maintenance.sagemaker.workflow.compiler import (
     gate_bindings,
     input_uri,
 )
+from predictive_maintenance.sagemaker.workflow.executor import ExecutionError
 from predictive_maintenance.sagemaker.workflow.plan import (
     ExportPlan,
     PlanError,
     build_plan,
     data_name,
+    effective_settings,
 )
 from predictive_maintenance.sagemaker.workflow.settings import (
     PipelineSettings,
@@ -91,7 +93,7 @@ def _errors() -> Iterator[None]:
     """Configuration and AWS errors as one-line CLI errors (exit code 1 or 2)."""
     try:
         yield
-    except (SageMakerConfigError, ValueError) as error:
+    except (SageMakerConfigError, ValueError, ExecutionError) as error:
         raise click.ClickException(str(error)) from error
     except ClientError as error:
         raise click.ClickException(f"AWS: {error}") from error
@@ -118,6 +120,7 @@ def load_export(env: str | None, pipeline: str | None) -> Export:
             f"no Kedro pipeline {name!r} (have: {', '.join(sorted(pipelines))})"
         )
     plan = build_plan(pipelines[name], bridge, settings)
+    settings = effective_settings(settings, plan)
     missing = [dataset for dataset in settings.catalog_datasets if dataset not in catalog]
     if missing:
         raise PlanError(f"catalog_datasets {', '.join(missing)} have no catalog entry")
@@ -140,9 +143,10 @@ def stage(export: Export, code: CodePackage, store: ObjectStore) -> None:
     with tempfile.TemporaryDirectory() as directory:
         staging = Path(directory)
         if not store.exists(code.archive_uri):
-            upload_bytes(store, code.archive, code.archive_uri)
+            # The archive goes last: its presence means the tree is complete.
             for relative, content in sorted(code.files.items()):
                 upload_bytes(store, content, f"{code.tree_uri}{relative}")
+            upload_bytes(store, code.archive, code.archive_uri)
             logger.info("Uploaded the code (%d files) to %s", len(code.files), code.tree_uri)
         for dataset in export.plan.pipeline_inputs:
             value = export.context.catalog.load(dataset)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,7 +44,7 @@ from botocore.validate import validate_parameters
 
 from predictive_maintenance.sagemaker.archives import build_tar_gz, directory_files, extract_tar_gz
 from predictive_maintenance.sagemaker.entry_point import FAILURE_REASON_LIMIT, channel_variable
-from predictive_maintenance.sagemaker.storage import ObjectStore, download_prefix
+from predictive_maintenance.sagemaker.storage import ObjectStore, download_input
 
 logger = logging.getLogger(__name__)
 
@@ -264,7 +265,12 @@ class LocalTrainingJobs:
             source = item.get("S3Input")
             if source is None:
                 raise LocalJobError(f"ProcessingInputs.{item['InputName']}: only S3Input")
-            self._download_input(source["S3Uri"], _container_path(root, source["LocalPath"]))
+            try:
+                download_input(
+                    self._store, source["S3Uri"], _container_path(root, source["LocalPath"])
+                )
+            except FileNotFoundError as error:
+                raise LocalJobError(f"ProcessingInputs.{item['InputName']}: {error}") from None
         for item in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
             _container_path(root, item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
         (root / "output").mkdir(parents=True, exist_ok=True)
@@ -301,7 +307,12 @@ class LocalTrainingJobs:
             source = item.get("S3Input")
             if source is None:
                 raise LocalJobError(f"ProcessingInputs.{item['InputName']}: only S3Input")
-            self._download_input(source["S3Uri"], _container_path(root, source["LocalPath"]))
+            try:
+                download_input(
+                    self._store, source["S3Uri"], _container_path(root, source["LocalPath"])
+                )
+            except FileNotFoundError as error:
+                raise LocalJobError(f"ProcessingInputs.{item['InputName']}: {error}") from None
         for item in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
             _container_path(root, item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
         (root / "output").mkdir(parents=True, exist_ok=True)
@@ -321,14 +332,6 @@ class LocalTrainingJobs:
         if Path(command[0]).name.startswith("python"):
             command[0:1] = [self._python, "-u"]
         return command
-
-    def _download_input(self, uri: str, directory: Path) -> None:
-        """An S3Prefix input: one object if ``uri`` names one, else everything under it."""
-        directory.mkdir(parents=True, exist_ok=True)
-        if self._store.exists(uri):
-            self._store.download_file(uri, directory / uri.rstrip("/").rsplit("/", 1)[-1])
-        elif not download_prefix(self._store, uri, directory):
-            raise LocalJobError(f"nothing at {uri}")
 
     # ---- execution -----------------------------------------------------------------------------
     def _start(self, name: str, request: dict[str, Any], kind: str, target: Callable) -> str:
@@ -539,8 +542,10 @@ def _prepare_tree(workdir: Path, request: dict[str, Any], store: ObjectStore) ->
         directory = tree["data"] / channel["ChannelName"]
         directory.mkdir(parents=True, exist_ok=True)
         uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
-        if not download_prefix(store, uri, directory):
-            raise LocalJobError(f"channel {channel['ChannelName']}: nothing under {uri}")
+        try:
+            download_input(store, uri, directory)
+        except FileNotFoundError:
+            raise LocalJobError(f"channel {channel['ChannelName']}: nothing at {uri}") from None
     code_uri = _decode(request["HyperParameters"].get("sagemaker_submit_directory", '""'))
     if code_uri:
         archive = tree["root"] / "sourcedir.tar.gz"
@@ -593,14 +598,20 @@ def _training_environment(
 
 
 def _container_path(root: Path, path: str) -> Path:
-    """Where a container path under /opt/ml lives in the local tree."""
+    """Where a container path under /opt/ml lives in the local tree (never outside it)."""
     if not path.startswith("/opt/ml/"):
         raise LocalJobError(f"{path!r}: the local backend maps only paths under /opt/ml/")
-    return root / path.removeprefix("/opt/ml/")
+    mapped = (root / path.removeprefix("/opt/ml/")).resolve()
+    if mapped != root.resolve() and root.resolve() not in mapped.parents:
+        raise LocalJobError(f"{path!r} leaves /opt/ml")
+    return mapped
 
 
 def _container_argument(root: Path, argument: str) -> str:
-    return str(_container_path(root, argument)) if argument.startswith("/opt/ml/") else argument
+    """``argument`` with every /opt/ml/ path in it (also ``--dir=/opt/ml/...``) mapped."""
+    return re.sub(
+        r"/opt/ml/[^\s,;:=\"']*", lambda m: str(_container_path(root, m.group(0))), argument
+    )
 
 
 def _failure_reason(tree: dict[str, Path], return_code: int) -> str:

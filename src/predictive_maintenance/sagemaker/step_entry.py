@@ -140,7 +140,9 @@ def apply_overrides(parameters: dict[str, Any], overrides: list[tuple[list[str],
             target = target[key]
         else:
             if isinstance(target, dict) and path[-1] in target:
-                target[path[-1]] = value
+                keeps_text = isinstance(target[path[-1]], str) and not isinstance(value, str)
+                # A String parameter such as "2024" or "true" stays a string.
+                target[path[-1]] = json.dumps(value) if keeps_text else value
 
 
 def parameter_value(parameters: dict[str, Any], dataset: str) -> Any:

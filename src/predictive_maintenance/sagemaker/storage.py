@@ -129,6 +129,15 @@ def upload_bytes(store: ObjectStore, data: bytes, uri: str) -> None:
         store.upload_file(path, uri)
 
 
+def download_input(store: ObjectStore, uri: str, directory: Path) -> None:
+    """An S3Prefix input: the one object ``uri`` names, or everything under it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if store.exists(uri):
+        store.download_file(uri, directory / uri.rstrip("/").rsplit("/", 1)[-1])
+    elif not download_prefix(store, uri, directory):
+        raise FileNotFoundError(f"nothing at {uri}")
+
+
 def download_prefix(store: ObjectStore, uri: str, directory: Path) -> list[Path]:
     """Downloads every object under ``uri`` into ``directory``, keeping relative paths."""
     prefix = uri.rstrip("/") + "/"

@@ -12,6 +12,7 @@ run-local`` implements with the project's own nodes and local catalog.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -30,7 +31,6 @@ from predictive_maintenance.sagemaker.storage import ObjectStore
 logger = logging.getLogger(__name__)
 
 _STEP_REFERENCE: Final = re.compile(r"^Steps\.([A-Za-z0-9\-_]+)\.")
-_OUTPUT_URI: Final = re.compile(r"^ProcessingOutputConfig\.Outputs\['([^']+)'\]\.S3Output\.S3Uri$")
 
 
 class ExecutionError(RuntimeError):
@@ -76,6 +76,30 @@ def _references(value: Any) -> set[str]:
         for item in value:
             found |= _references(item)
     return found
+
+
+def _json_path(path: str) -> list[str | int]:
+    """``a.b[0]['c d']`` -> ["a", "b", 0, "c d"] (SageMaker's JsonGet path syntax)."""
+    keys: list[str | int] = []
+    for match in re.finditer(r"\[(\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]|([^.\[\]]+)", path):
+        index, single, double, name = match.groups()
+        keys.append(
+            int(index)
+            if index is not None
+            else next(k for k in (single, double, name) if k is not None)
+        )
+    return keys
+
+
+def _step_names(steps: list[Mapping[str, Any]]) -> set[str]:
+    """Names of ``steps`` and of the steps nested in their condition branches."""
+    names = set()
+    for step in steps:
+        names.add(step["Name"])
+        if step.get("Type") == "Condition":
+            arguments = step.get("Arguments", {})
+            names |= _step_names([*arguments.get("IfSteps", []), *arguments.get("ElseSteps", [])])
+    return names
 
 
 def _parameter_value(kind: str, value: Any, name: str) -> Any:
@@ -155,6 +179,8 @@ class PipelineExecutor:
             for name, item in declared.items()
         }
         self.results: dict[str, StepResult] = {}
+        #: Steps of condition branches not taken, and the steps after them.
+        self.skipped: set[str] = set()
         self.status = "Executing"
         self.failure_reason = ""
 
@@ -209,10 +235,12 @@ class PipelineExecutor:
         if result is None or match.group(2) not in result.property_files:
             raise ExecutionError(f"{where}: property file {reference} is not available")
         value: Any = result.property_files[match.group(2)]
-        for key in self.resolve(spec["Path"], where).split("."):
-            if not isinstance(value, Mapping) or key not in value:
-                raise ExecutionError(f"{where}: {spec['Path']} is not in {reference}")
-            value = value[key]
+        path = self.resolve(spec["Path"], where)
+        for key in _json_path(path):
+            try:
+                value = value[key]
+            except (KeyError, IndexError, TypeError):
+                raise ExecutionError(f"{where}: {path} is not in {reference}") from None
         return value
 
     # ---- running ---------------------------------------------------------------------------------
@@ -226,6 +254,8 @@ class PipelineExecutor:
         running: dict[Future[list[dict[str, Any]]], dict[str, Any]] = {}
         with ThreadPoolExecutor(max_workers=self.max_parallel) as pool:
             while pending or running:
+                # Steps after a branch that was not taken do not run, as on SageMaker.
+                pending = [step for step in pending if not self._blocked(step)]
                 if self.status == "Executing":
                     for step in [step for step in pending if self._ready(step)]:
                         if len(running) >= self.max_parallel:
@@ -247,7 +277,17 @@ class PipelineExecutor:
         return self.status
 
     def _dependencies(self, step: Mapping[str, Any]) -> set[str]:
-        return set(step.get("DependsOn", [])) | _references(step.get("Arguments", {}))
+        arguments = step.get("Arguments", {})
+        if step.get("Type") == "Condition":
+            # A condition depends on what its conditions read, not on its branches' steps.
+            arguments = {"Conditions": arguments.get("Conditions", [])}
+        return set(step.get("DependsOn", [])) | _references(arguments)
+
+    def _blocked(self, step: Mapping[str, Any]) -> bool:
+        if self._dependencies(step) & self.skipped:
+            self.skipped.add(step["Name"])
+            return True
+        return False
 
     def _ready(self, step: Mapping[str, Any]) -> bool:
         # A step that has not finished (or has not started) is not a dependency met.
@@ -282,6 +322,9 @@ class PipelineExecutor:
                 result.status = "Succeeded"
         except ExecutionError as error:
             result.status, result.reason = "Failed", str(error)
+        except Exception as error:  # a node, a job request or a file: the step fails, not run()
+            logger.debug("Step %s failed", result.name, exc_info=True)
+            result.status, result.reason = "Failed", f"{type(error).__name__}: {error}"
         result.seconds = time.perf_counter() - started
         logger.info(
             "Step %s (%s): %s in %.1f s%s",
@@ -296,8 +339,11 @@ class PipelineExecutor:
         return follow
 
     def _job_name(self, step: Mapping[str, Any]) -> str:
-        name = re.sub(r"[^A-Za-z0-9-]+", "-", f"{self.execution_id}-{step['Name']}")
-        return name.strip("-")[:63].rstrip("-")
+        name = re.sub(r"[^A-Za-z0-9-]+", "-", f"{self.execution_id}-{step['Name']}").strip("-")
+        if len(name) <= 63:
+            return name
+        digest = hashlib.sha256(step["Name"].encode()).hexdigest()[:8]
+        return f"{name[:54].rstrip('-')}-{digest}"
 
     def _run_job(self, step: dict[str, Any], result: StepResult, kind: str) -> dict[str, Any]:
         """Submits the step's job (``kind``: Processing or Training) and waits for it; marks the
@@ -355,6 +401,7 @@ class PipelineExecutor:
         result.reason = f"outcome {str(outcome).lower()}"
         if self.native is not None:
             self.native.after_condition(step, outcome, self)
+        self.skipped |= _step_names(arguments["ElseSteps"] if outcome else arguments["IfSteps"])
         return list(arguments["IfSteps"] if outcome else arguments["ElseSteps"])
 
     def _condition(self, condition: Mapping[str, Any], where: str) -> bool:

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from predictive_maintenance.sagemaker.step_entry import read_dataset
-from predictive_maintenance.sagemaker.storage import ObjectStore, download_prefix
+from predictive_maintenance.sagemaker.step_entry import VALUE_MANIFEST, read_dataset, write_dataset
+from predictive_maintenance.sagemaker.storage import ObjectStore, download_input, download_prefix
 from predictive_maintenance.sagemaker.workflow.executor import ExecutionError, PipelineExecutor
 from predictive_maintenance.sagemaker.workflow.plan import PROCESSING, is_parameter
 from predictive_maintenance.sagemaker.workflow.settings import ParameterBinding
@@ -46,8 +46,7 @@ class KedroNativeSteps:
                 raise ExecutionError(f"step {step['Name']}: no registration node is configured")
             self._run_nodes([self._plan.register_node], executor)
             return {"ModelPackageArn": f"local-registry:{step['Name']}"}
-        self._run_nodes(list(self._plan.step(step["Name"]).nodes), executor)
-        return {}
+        return self._run_catalog_step(step, executor)
 
     def after_condition(
         self, step: dict[str, Any], outcome: bool, executor: PipelineExecutor
@@ -55,6 +54,37 @@ class KedroNativeSteps:
         if step["Name"] == self._plan.gate_step and outcome and self._plan.gate_node is not None:
             # The condition passed; the gate node writes the report registration records.
             self._run_nodes([self._plan.gate_node], executor)
+
+    def _run_catalog_step(self, step: dict[str, Any], executor: PipelineExecutor) -> dict[str, Any]:
+        """The step's nodes here; its file outputs written where the definition says, so later
+        job steps read them as they would on SageMaker."""
+        plan = self._plan.step(step["Name"])
+        arguments = executor.resolve(step.get("Arguments", {}), step["Name"])
+        inputs = {
+            item["InputName"]: item["S3Input"]["S3Uri"]
+            for item in arguments.get("ProcessingInputs", [])
+            if "S3Input" in item
+        }
+        outputs = {
+            item["OutputName"]: item["S3Output"]["S3Uri"]
+            for item in arguments.get("ProcessingOutputConfig", {}).get("Outputs", [])
+        }
+        step_inputs = {
+            dataset: inputs[name] for dataset, name in plan.inputs.items() if name in inputs
+        }
+        values = self._run_nodes(list(plan.nodes), executor, step_inputs)
+        properties = {}
+        for dataset, name in plan.outputs.items():
+            if name not in outputs:  # the definition keeps it inside the step
+                continue
+            with tempfile.TemporaryDirectory() as directory:
+                written = write_dataset(values[dataset], Path(directory), dataset, name)
+                prefix = outputs[name].rstrip("/")
+                for file in (written["file"], VALUE_MANIFEST):
+                    self._store.upload_file(Path(directory) / file, f"{prefix}/{file}")
+            key = f"ProcessingOutputConfig.Outputs['{name}'].S3Output.S3Uri"
+            properties[key] = outputs[name]
+        return properties
 
     # ---- helpers -------------------------------------------------------------------------------
     def _parameters(self, executor: PipelineExecutor) -> dict[str, Any]:
@@ -68,7 +98,13 @@ class KedroNativeSteps:
             target[binding.kedro_parameter[-1]] = executor.parameters[binding.name]
         return parameters
 
-    def _load(self, dataset: str, parameters: Mapping[str, Any], executor: PipelineExecutor) -> Any:
+    def _load(
+        self,
+        dataset: str,
+        parameters: Mapping[str, Any],
+        executor: PipelineExecutor,
+        step_inputs: Mapping[str, str],
+    ) -> Any:
         if dataset == "parameters":
             return parameters
         if is_parameter(dataset):
@@ -80,6 +116,10 @@ class KedroNativeSteps:
             return self._memory[dataset]
         if dataset in self._export.settings.catalog_datasets:
             return self._export.context.catalog.load(dataset)
+        if dataset in step_inputs:  # what the definition hands the step (a pipeline input, say)
+            with tempfile.TemporaryDirectory() as directory:
+                download_input(self._store, step_inputs[dataset], Path(directory))
+                return read_dataset(Path(directory), dataset)
         producer = self._plan.producers.get(dataset)
         if producer is None or producer not in executor.results:
             raise ExecutionError(f"{dataset} was not written by any step of this execution")
@@ -96,14 +136,26 @@ class KedroNativeSteps:
                 self._store.download_file(uri, target / "model.tar.gz")
             return read_dataset(target, dataset)
 
-    def _run_nodes(self, nodes: list[Any], executor: PipelineExecutor) -> None:
+    def _run_nodes(
+        self,
+        nodes: list[Any],
+        executor: PipelineExecutor,
+        step_inputs: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Runs ``nodes`` in order; returns the values they made that are not catalog services."""
         parameters = self._parameters(executor)
+        made: dict[str, Any] = {}
         for node in nodes:
-            inputs = {dataset: self._load(dataset, parameters, executor) for dataset in node.inputs}
-            outputs = node.run(inputs)
-            for dataset, value in outputs.items():
+            inputs = {
+                dataset: made[dataset]
+                if dataset in made
+                else self._load(dataset, parameters, executor, step_inputs or {})
+                for dataset in node.inputs
+            }
+            for dataset, value in node.run(inputs).items():
                 if dataset in self._export.settings.catalog_datasets:
                     self._export.context.catalog.save(dataset, value)
                 else:
-                    self._memory[dataset] = value
+                    made[dataset] = self._memory[dataset] = value
             logger.info("kedro node %s: ran in this process (local stand-in)", node.name)
+        return made

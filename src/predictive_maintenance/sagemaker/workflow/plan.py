@@ -17,14 +17,18 @@ definition; ``kedro sagemaker run-local`` uses it to run the steps SageMaker wou
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from predictive_maintenance.sagemaker.config import BridgeSettings, SageMakerConfigError
+from predictive_maintenance.sagemaker.entry_point import channel_variable
 from predictive_maintenance.sagemaker.workflow.settings import PipelineSettings
+
+logger = logging.getLogger(__name__)
 
 TRAINING: Final = "training"
 PROCESSING: Final = "processing"
@@ -49,10 +53,11 @@ def data_name(dataset: str, taken: set[str]) -> str:
     """An input/output/channel name for ``dataset`` (letters, digits, ``-``, ``_``), unique."""
     base = (re.sub(r"[^A-Za-z0-9_-]", "-", dataset).strip("-_") or "data")[:60]
     candidate, counter = base, 1
-    while candidate.lower() in taken or candidate in _RESERVED_NAMES:
+    # Unique as SM_CHANNEL_ variables are (case and - vs _ do not count), not just as names.
+    while channel_variable(candidate) in taken or candidate in _RESERVED_NAMES:
         counter += 1
         candidate = f"{base}-{counter}"
-    taken.add(candidate.lower())
+    taken.add(channel_variable(candidate))
     return candidate
 
 
@@ -154,8 +159,14 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
         if config is None:
             continue
         if config.node not in by_name:
-            raise PlanError(f"pipeline.{role}.node {config.node!r} is not in the Kedro pipeline")
+            # A partial pipeline (e.g. --pipeline training) has no gate or registration.
+            logger.warning("pipeline.%s.node %s is not in this Kedro pipeline", role, config.node)
+            continue
         special[config.node] = role
+    if gate is not None and gate.node not in special:
+        gate = None
+    if registration is not None and registration.node not in special:
+        registration = None
     gate_node = by_name.get(gate.node) if gate else None
     register_node = by_name.get(registration.node) if registration else None
 
@@ -278,6 +289,33 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
         gate_step=step_name(gate.node) if gate else None,
         register_node=register_node,
         register_step=step_name(registration.node) if registration else None,
+    )
+
+
+def effective_settings(settings: PipelineSettings, plan: ExportPlan) -> PipelineSettings:
+    """``settings`` without what this pipeline lacks: the gate and registration when their nodes
+    are not in it, parameters bound to pipeline inputs it does not read."""
+    parameters = []
+    for binding in settings.parameters:
+        if binding.dataset is not None and binding.dataset not in plan.pipeline_inputs:
+            logger.warning(
+                "pipeline parameter %s: %s is not an input of this pipeline; left out",
+                binding.name,
+                binding.dataset,
+            )
+            continue
+        parameters.append(binding)
+    registration = settings.registration if plan.register_node is not None else None
+    if registration is None and settings.registration is not None:
+        # Its approval parameter has nothing to set without the registration.
+        parameters = [
+            b for b in parameters if b.name != settings.registration.approval_status_parameter
+        ]
+    return replace(
+        settings,
+        quality_gate=settings.quality_gate if plan.gate_node is not None else None,
+        registration=registration,
+        parameters=tuple(parameters),
     )
 
 

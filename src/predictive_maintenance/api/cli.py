@@ -69,8 +69,8 @@ def serve_command(
     settings = ApiSettings(
         endpoint_name=endpoint_name,
         runtime_endpoint_url=endpoint_url,
-        api_key=api_key,
-        cors_origins=cors_origins,
+        api_key=api_key or None,  # an empty --api-key "$API_KEY" means no key, as on Lambda
+        cors_origins=tuple(origin.strip() for origin in cors_origins if origin.strip()),
         region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
     )
     logging.getLogger("predictive_maintenance").setLevel(logging.INFO)

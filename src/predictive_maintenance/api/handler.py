@@ -21,6 +21,7 @@ import binascii
 import hmac
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -43,6 +44,10 @@ logger = logging.getLogger(__name__)
 #: Content types ``POST /predict`` takes, and how each is parsed.
 TEXT_TYPES: Final = ("text/csv", "text/plain")
 PREFLIGHT_MAX_AGE: Final = "600"
+#: Readings per request: the answer (about 110 bytes each) must fit Lambda's 6 MB response.
+MAX_ROWS: Final = 50_000
+#: Seconds to wait for the endpoint: below the Lambda's (and API Gateway's) 30 s.
+ENDPOINT_READ_TIMEOUT: Final = 25
 ALLOWED_HEADERS: Final = "content-type, x-api-key"
 STATIC_FILES: Final = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -104,7 +109,11 @@ class HttpRequest:
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> HttpRequest:
-        headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+        headers = {
+            str(k).lower(): str(v[-1] if isinstance(v, list) and v else v)
+            for k, v in (event.get("multiValueHeaders") or {}).items()
+        }
+        headers.update({str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()})
         raw = event.get("body") or ""
         if event.get("isBase64Encoded"):
             try:
@@ -137,7 +146,7 @@ def _response(
         text = body if isinstance(body, str) else body.decode()
         content_type = {}
     else:
-        text = json.dumps(body, allow_nan=False)
+        text = json.dumps(body, allow_nan=False, separators=(",", ":"))
         content_type = {"content-type": "application/json"}
     return {
         "statusCode": status,
@@ -213,10 +222,12 @@ class Api:
         return origin if origin in self.settings.cors_origins else None
 
     def _cors_headers(self, request: HttpRequest) -> dict[str, str]:
+        # With an allow-list the answer depends on the Origin header: caches must know.
+        vary = {"vary": "Origin"} if self.settings.cors_origins not in ((), ("*",)) else {}
         allowed = self._allowed_origin(request)
         if allowed is None:
-            return {}
-        return {"access-control-allow-origin": allowed, "vary": "Origin"}
+            return vary
+        return {"access-control-allow-origin": allowed, **vary}
 
     def _preflight(self, request: HttpRequest, methods: tuple[str, ...]) -> tuple[int, Any, dict]:
         if request.headers.get("origin") and self._allowed_origin(request) is None:
@@ -249,13 +260,22 @@ class Api:
     # ---- POST /predict ---------------------------------------------------------------------
     def _predict(self, request: HttpRequest) -> tuple[int, Any, dict[str, str]]:
         self._check_api_key(request)
-        if len(request.body) > MAX_PAYLOAD_BYTES:
+        declared = request.headers.get("content-length", "")
+        size = max(len(request.body), int(declared) if declared.isdigit() else 0)
+        if size > MAX_PAYLOAD_BYTES:
             raise ApiError(
                 413,
                 "payload_too_large",
-                f"the body has {len(request.body):,} bytes; the limit is {MAX_PAYLOAD_BYTES:,}",
+                f"the body has {size:,} bytes; the limit is {MAX_PAYLOAD_BYTES:,}",
             )
         readings, many = self._readings(request)
+        if len(readings) > MAX_ROWS:
+            raise ApiError(
+                413,
+                "too_many_readings",
+                f"{len(readings):,} readings; at most {MAX_ROWS:,} per request (the answer must "
+                "fit in a Lambda response)",
+            )
         answer = self._invoke(readings)
         results = _results(answer, len(readings))
         return 200, (results if many else results[0]), {}
@@ -264,8 +284,14 @@ class Api:
         content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         try:
             if content_type in TEXT_TYPES:
-                text = request.body.decode("utf-8-sig") if request.body else ""
-                lines = [line for line in text.splitlines() if line.strip()]
+                try:
+                    text = request.body.decode("utf-8-sig")
+                except UnicodeDecodeError as error:
+                    raise ApiError(
+                        400, "invalid_input", f"the body is not UTF-8 text: {error}"
+                    ) from None
+                text = text.replace("\r\n", "\n").replace("\r", "\n")  # CRLF, CR or LF rows
+                lines = [line for line in text.split("\n") if line.strip()]
                 readings = parse_readings(text, CSV_CONTENT_TYPE)
                 return readings, len(lines) > 1
             if content_type in ("", JSON_CONTENT_TYPE):
@@ -302,7 +328,7 @@ class Api:
                 f"send an object with {list(READING_COLUMNS)}, a list of them, or "
                 f'{{"{JSON_INSTANCES_KEY}": [...]}}',
             )
-        text = json.dumps({JSON_INSTANCES_KEY: instances})
+        text = json.dumps({JSON_INSTANCES_KEY: instances}, separators=(",", ":"))
         return parse_readings(text, JSON_CONTENT_TYPE), many
 
     def _runtime_client(self) -> Any:
@@ -314,10 +340,12 @@ class Api:
                 "sagemaker-runtime",
                 region_name=self.settings.region,
                 endpoint_url=self.settings.runtime_endpoint_url,
+                # One attempt that gives up before the Lambda's 30 s, so a slow endpoint is this
+                # handler's 502, not API Gateway's bare timeout.
                 config=Config(
                     connect_timeout=2,
-                    read_timeout=30,
-                    retries={"mode": "standard", "max_attempts": 3},
+                    read_timeout=ENDPOINT_READ_TIMEOUT,
+                    retries={"mode": "standard", "total_max_attempts": 1},
                 ),
             )
         return self._runtime
@@ -326,7 +354,7 @@ class Api:
         if not self.settings.endpoint_name:
             raise ApiError(502, "endpoint_not_configured", "ENDPOINT_NAME is not set")
         rows = "".join(
-            ",".join([kind, *(repr(column[i]) for column in readings.columns)]) + "\n"
+            ",".join([kind, *(_number_text(column[i]) for column in readings.columns)]) + "\n"
             for i, kind in enumerate(readings.types)
         )
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
@@ -361,26 +389,40 @@ class Api:
             ) from None
 
 
-def _results(answer: Mapping[str, Any], rows: int) -> list[dict[str, Any]]:
-    predictions = answer.get("predictions")
-    threshold = answer.get("decision_threshold")
-    if not isinstance(predictions, list) or len(predictions) != rows or threshold is None:
-        count = len(predictions) if isinstance(predictions, list) else "no"
+def _results(answer: Any, rows: int) -> list[dict[str, Any]]:
+    """The endpoint's JSON answer as the API's predictions; 502 for anything unexpected."""
+    predictions = answer.get("predictions") if isinstance(answer, dict) else None
+    threshold = answer.get("decision_threshold") if isinstance(answer, dict) else None
+    results = []
+    for item in predictions if isinstance(predictions, list) else []:
+        score = item.get("score") if isinstance(item, dict) else None
+        if not _finite(score) or item.get("predicted_label") not in (0, 1):
+            break
+        results.append(
+            {
+                "failure_probability": score,
+                "failure_predicted": bool(item["predicted_label"]),
+                "threshold": threshold,
+                "model_version": answer.get("model_version"),
+            }
+        )
+    if len(results) != rows or not _finite(threshold):
         raise ApiError(
             502,
             "endpoint_error",
-            f"the model endpoint answered {count} predictions for {rows} rows"
-            + (" and no decision threshold" if threshold is None else ""),
+            f"the model endpoint's answer is not {rows} predictions with a decision threshold",
         )
-    return [
-        {
-            "failure_probability": item["score"],
-            "failure_predicted": bool(item["predicted_label"]),
-            "threshold": threshold,
-            "model_version": answer.get("model_version"),
-        }
-        for item in predictions
-    ]
+    return results
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number_text(value: float) -> str:
+    """The shortest text that reads back as ``value`` (``300`` rather than ``300.0``)."""
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text
 
 
 @cache

@@ -150,7 +150,9 @@ def openapi_document() -> dict[str, Any]:
                         },
                         "400": _error("A reading is missing, not a number or implausible"),
                         "403": _error("The API key is missing or wrong"),
-                        "413": _error("The body is larger than 6 MB"),
+                        "413": _error(
+                            "The body is larger than 6 MB, or holds over 50,000 readings"
+                        ),
                         "415": _error("The content type is not JSON, CSV or plain text"),
                         "502": _error("The model endpoint failed or cannot be reached"),
                     },

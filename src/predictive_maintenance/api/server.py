@@ -7,6 +7,7 @@ becomes the HTTP response, so what runs locally is exactly what runs in Lambda.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import time
 import uuid
@@ -71,14 +72,60 @@ def make_server(host: str, port: int, api: Any) -> ThreadingHTTPServer:
         server_version = "predictive-maintenance-api"
 
         def _handle(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            if length > READ_LIMIT:
-                self._send({"statusCode": 413, "headers": {}, "body": ""}, close=True)
+            try:
+                body, oversized = self._read_body()
+            except ValueError as error:
+                message = json.dumps({"error": "bad_request", "message": str(error)})
+                response = {
+                    "statusCode": 400,
+                    "headers": {"content-type": "application/json"},
+                    "body": message,
+                }
+                self._send(response, close=True)
                 return
-            body = self.rfile.read(length) if length else b""
             headers = {name.lower(): value for name, value in self.headers.items()}
             response = api(http_event(self.command, self.path, headers, body), None)
-            self._send(response)
+            self._send(response, close=oversized)
+
+        def _read_body(self) -> tuple[bytes, bool]:
+            """The body and whether the connection must close after the answer (a body above
+            READ_LIMIT is not kept). Content-Length or chunked transfer encoding."""
+            if "chunked" in self.headers.get("transfer-encoding", "").lower():
+                return self._read_chunks()
+            raw = self.headers.get("content-length") or "0"
+            if not raw.strip().isdigit():
+                raise ValueError(f"Content-Length {raw!r} is not a byte count")
+            length = int(raw)
+            if length > READ_LIMIT:
+                # Not read at all: the handler answers 413 from Content-Length; then we close.
+                return b"", True
+            return self.rfile.read(length), False
+
+        def _read_chunks(self) -> tuple[bytes, bool]:
+            parts: list[bytes] = []
+            kept = 0
+            while True:
+                line = self.rfile.readline(1024).split(b";")[0].strip()
+                try:
+                    size = int(line, 16)
+                except ValueError:
+                    raise ValueError(f"chunk size {line!r} is not hexadecimal") from None
+                if size == 0:
+                    while self.rfile.readline(1024).strip():  # trailers
+                        pass
+                    return b"".join(parts), kept > READ_LIMIT
+                chunk = self.rfile.read(min(size, max(READ_LIMIT + 1 - kept, 0)))
+                self._discard(size - len(chunk))
+                parts.append(chunk)
+                kept += size
+                self.rfile.readline(8)  # the CRLF after the chunk
+
+        def _discard(self, remaining: int) -> None:
+            while remaining > 0:
+                read = len(self.rfile.read(min(remaining, 1 << 16)))
+                if not read:
+                    return
+                remaining -= read
 
         def _send(self, response: dict[str, Any], close: bool = False) -> None:
             raw = response.get("body") or ""

@@ -594,8 +594,16 @@
       .map((line, index) => ({ line: index + 1, text: line }))
       .filter((row) => row.text.trim() !== "");
     if (!rows.length) throw new CsvProblem("The CSV holds no rows.");
-    if (!rows[0].text.includes(",") && /[;\t]/.test(rows[0].text)) {
-      const separator = rows[0].text.includes(";") ? "semicolons" : "tabs";
+    // Semicolons or tabs, even with decimal commas ("L;298,4;..."), as European exports write.
+    const bySemicolon = rows[0].text.split(";").length;
+    const byTab = rows[0].text.split("\t").length;
+    const wanted = fieldNames.length;
+    if (
+      (!rows[0].text.includes(",") && /[;\t]/.test(rows[0].text)) ||
+      bySemicolon >= wanted ||
+      byTab >= wanted
+    ) {
+      const separator = bySemicolon >= byTab ? "semicolons" : "tabs";
       throw new CsvProblem(
         `Line ${rows[0].line} separates its values with ${separator}; save the file as ` +
           "comma-separated CSV.",

@@ -390,18 +390,16 @@ def _delete_endpoint(sagemaker_client: Any, endpoint: str) -> None:
         click.echo(f"Deleted endpoint {endpoint}")
     except ClientError as error:
         click.echo(f"Endpoint {endpoint}: {error.response['Error'].get('Message')}")
-    pages = sagemaker_client.get_paginator("list_endpoint_configs").paginate(NameContains=endpoint)
-    configs = [item["EndpointConfigName"] for page in pages for item in page["EndpointConfigs"]]
-    for name in configs:
-        if name.startswith(f"{endpoint}-"):
-            sagemaker_client.delete_endpoint_config(EndpointConfigName=name)
-            click.echo(f"Deleted endpoint config {name}")
-    pages = sagemaker_client.get_paginator("list_models").paginate(NameContains=endpoint)
-    models = [item["ModelName"] for page in pages for item in page["Models"]]
-    for name in models:
-        if name.startswith(f"{endpoint}-"):
-            sagemaker_client.delete_model(ModelName=name)
-            click.echo(f"Deleted model {name}")
+    kinds = (
+        ("list_endpoint_configs", "EndpointConfigs", "EndpointConfigName", "endpoint config"),
+        ("list_models", "Models", "ModelName", "model"),
+    )
+    for operation, key, field, label in kinds:
+        pages = sagemaker_client.get_paginator(operation).paginate(NameContains=endpoint)
+        for name in [item[field] for page in pages for item in page[key]]:
+            if name.startswith(f"{endpoint}-"):
+                getattr(sagemaker_client, f"delete_{label.replace(' ', '_')}")(**{field: name})
+                click.echo(f"Deleted {label} {name}")
 
 
 @sagemaker.command(name="run-local")

@@ -261,19 +261,7 @@ class LocalTrainingJobs:
         deadline = time.monotonic() + max_runtime_seconds(request)
         if not self._set(name, "Downloading", "Downloading inputs"):
             return self._finish(name, "Stopped", None)
-        for item in request.get("ProcessingInputs", []):
-            source = item.get("S3Input")
-            if source is None:
-                raise LocalJobError(f"ProcessingInputs.{item['InputName']}: only S3Input")
-            try:
-                download_input(
-                    self._store, source["S3Uri"], _container_path(root, source["LocalPath"])
-                )
-            except FileNotFoundError as error:
-                raise LocalJobError(f"ProcessingInputs.{item['InputName']}: {error}") from None
-        for item in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
-            _container_path(root, item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
-        (root / "output").mkdir(parents=True, exist_ok=True)
+        self._prepare_processing_tree(root, request)
         if not self._set(name, "Processing", "Processing in progress"):
             return self._finish(name, "Stopped", None)
         with self._lock:

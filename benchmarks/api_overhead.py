@@ -17,11 +17,9 @@ On AWS, API Gateway and Lambda add their own network hops; this measures only th
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,24 +36,6 @@ from endpoint_throughput import (
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 ENDPOINT_NAME = "predictive-maintenance"
-
-
-def wait_for(server: Server, port: int, path: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise SystemExit(f"{server.name} exited:\n{server.log_tail()}")
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-        try:
-            connection.request("GET", path)
-            if connection.getresponse().status == 200:
-                return
-        except (OSError, http.client.HTTPException):
-            pass
-        finally:
-            connection.close()
-        time.sleep(0.1)
-    raise SystemExit(f"{server.name} did not answer {path} within {timeout} s")
 
 
 def main() -> None:
@@ -87,8 +67,8 @@ def main() -> None:
             env=env, cwd=PROJECT_ROOT, log=work / "api.log",
         )  # fmt: skip
         try:
-            wait_for(endpoint, endpoint_port, "/ping")
-            wait_for(api, api_port, "/health")
+            endpoint.wait_until_ready(f"http://127.0.0.1:{endpoint_port}", 60)
+            api.wait_until_ready(f"http://127.0.0.1:{api_port}", 60, path="/health")
             targets = [
                 Target(
                     "endpoint (InvokeEndpoint route)",

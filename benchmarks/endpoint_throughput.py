@@ -266,8 +266,8 @@ class Server:
         text = self.log.read_text(errors="replace") if self.log.is_file() else ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def wait_until_ready(self, url: str, timeout: float) -> None:
-        """Polls ``GET /ping`` until it answers 200, for at most ``timeout`` seconds."""
+    def wait_until_ready(self, url: str, timeout: float, path: str = "/ping") -> None:
+        """Polls ``GET path`` until it answers 200, for at most ``timeout`` seconds."""
         target = urlsplit(url)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -277,7 +277,7 @@ class Server:
                 )
             connection = http.client.HTTPConnection(target.hostname, target.port, timeout=1)
             try:
-                connection.request("GET", "/ping")
+                connection.request("GET", path)
                 if connection.getresponse().status == 200:
                     return
             except (OSError, http.client.HTTPException):
@@ -286,7 +286,7 @@ class Server:
                 connection.close()
             time.sleep(0.1)
         raise RuntimeError(
-            f"{self.name} at {url} did not answer /ping within {timeout} s:\n{self.log_tail()}"
+            f"{self.name} at {url} did not answer {path} within {timeout} s:\n{self.log_tail()}"
         )
 
     def stop(self) -> None:

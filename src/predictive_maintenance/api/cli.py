@@ -10,8 +10,7 @@ from kedro.framework.cli.utils import CONTEXT_SETTINGS, env_option
 from kedro.framework.startup import ProjectMetadata
 
 from predictive_maintenance.project_config import project_parameters
-
-ENDPOINT_PARAMS = "endpoint"
+from predictive_maintenance.serving.cli import ENDPOINT_PARAMS
 
 
 @click.group(name="api", context_settings=CONTEXT_SETTINGS)

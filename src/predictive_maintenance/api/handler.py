@@ -37,7 +37,12 @@ from predictive_maintenance.serving.contract import (
     JSON_INSTANCES_KEY,
     MAX_PAYLOAD_BYTES,
 )
-from predictive_maintenance.serving.requests import Readings, ServingError, parse_readings
+from predictive_maintenance.serving.requests import (
+    Readings,
+    ServingError,
+    parse_readings,
+    readings_from_instances,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -139,9 +144,7 @@ class HttpRequest:
         return cls("1.0", method.upper(), path, headers, body, query)
 
 
-def _response(
-    request: HttpRequest | None, status: int, body: Any, headers: Mapping[str, str] | None = None
-) -> dict[str, Any]:
+def _response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
     if isinstance(body, bytes | str):
         text = body if isinstance(body, str) else body.decode()
         content_type = {}
@@ -170,13 +173,13 @@ class Api:
         try:
             request = HttpRequest.from_event(event)
             status, body, headers = self._route(request)
-            response = _response(request, status, body, headers)
+            response = _response(status, body, headers)
         except ApiError as error:
-            response = _response(request, error.status, error.body, error.headers)
+            response = _response(error.status, error.body, error.headers)
         except Exception:  # the contract: never an unhandled error, never a stack trace out
             logger.exception("unexpected error")
             response = _response(
-                request, 500, {"error": "internal_error", "message": "unexpected error; see logs"}
+                500, {"error": "internal_error", "message": "unexpected error; see logs"}
             )
         if request is not None:
             response["headers"].update(self._cors_headers(request))
@@ -284,16 +287,8 @@ class Api:
         content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         try:
             if content_type in TEXT_TYPES:
-                try:
-                    text = request.body.decode("utf-8-sig")
-                except UnicodeDecodeError as error:
-                    raise ApiError(
-                        400, "invalid_input", f"the body is not UTF-8 text: {error}"
-                    ) from None
-                text = text.replace("\r\n", "\n").replace("\r", "\n")  # CRLF, CR or LF rows
-                lines = [line for line in text.split("\n") if line.strip()]
-                readings = parse_readings(text, CSV_CONTENT_TYPE)
-                return readings, len(lines) > 1
+                readings = parse_readings(request.body, CSV_CONTENT_TYPE)
+                return readings, len(readings) > 1
             if content_type in ("", JSON_CONTENT_TYPE):
                 return self._json_readings(request.body)
         except ServingError as error:
@@ -328,8 +323,7 @@ class Api:
                 f"send an object with {list(READING_COLUMNS)}, a list of them, or "
                 f'{{"{JSON_INSTANCES_KEY}": [...]}}',
             )
-        text = json.dumps({JSON_INSTANCES_KEY: instances}, separators=(",", ":"))
-        return parse_readings(text, JSON_CONTENT_TYPE), many
+        return readings_from_instances(instances), many  # ServingError: see _readings
 
     def _runtime_client(self) -> Any:
         if self._runtime is None:

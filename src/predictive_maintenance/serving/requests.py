@@ -204,7 +204,7 @@ class Readings:
 
 
 def _parse_csv(text: str) -> Readings:
-    lines = text.split("\n")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # LF, CRLF or CR rows
     while lines and not lines[-1].strip():  # the final line break (and trailing blank lines)
         lines.pop()
     if not lines:
@@ -257,7 +257,11 @@ def _parse_json(text: str) -> Readings:
             f"unexpected key {extra[0]!r}: the body holds only {JSON_INSTANCES_KEY!r}",
             field=extra[0],
         )
-    instances = payload[JSON_INSTANCES_KEY]
+    return readings_from_instances(payload[JSON_INSTANCES_KEY])
+
+
+def readings_from_instances(instances: Any) -> Readings:
+    """Validates a list of reading objects (the ``instances`` of a JSON request)."""
     if not isinstance(instances, list) or not instances:
         raise InvalidInput(
             f"{JSON_INSTANCES_KEY!r} must be a non-empty list of readings",

@@ -32,7 +32,6 @@ from predictive_maintenance.sagemaker.workflow.plan import (
     PROCESSING,
     ExportPlan,
     StepPlan,
-    data_name,
 )
 from predictive_maintenance.sagemaker.workflow.settings import ParameterBinding, PipelineSettings
 
@@ -561,8 +560,3 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
 
 def _describe(step: StepPlan) -> str:
     return "kedro nodes: " + ", ".join(node.name for node in step.nodes)
-
-
-def data_names(datasets: list[str]) -> dict[str, str]:
-    taken: set[str] = set()
-    return {dataset: data_name(dataset, taken) for dataset in datasets}

@@ -36,6 +36,7 @@ from kedro.config import MissingConfigException, OmegaConfigLoader
 from kedro.io import DataCatalog
 from sklearn.model_selection import StratifiedKFold
 
+from predictive_maintenance import settings
 from predictive_maintenance.pipelines.data_engineering.nodes import (
     create_model_input_table,
     ingest_raw_data,
@@ -86,11 +87,9 @@ def load_project(env: str | None = None) -> tuple[dict[str, Any], bytes]:
     with warnings.catch_warnings():
         # Kedro 1.7 itself calls omegaconf's deprecated register_new_resolver; not our concern.
         warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
+        # The project's own loader settings (envs, config patterns), as `kedro run` uses them.
         loader = OmegaConfigLoader(
-            conf_source=str(PROJECT_ROOT / "conf"),
-            base_env="base",
-            default_run_env="local",
-            env=env,
+            conf_source=str(PROJECT_ROOT / "conf"), env=env, **settings.CONFIG_LOADER_ARGS
         )
         parameters = loader["parameters"]
         try:

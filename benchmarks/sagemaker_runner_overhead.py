@@ -61,6 +61,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 
+from predictive_maintenance import settings
 from predictive_maintenance.modeling import predict_scores
 from predictive_maintenance.pipelines.training.nodes import train_model
 from predictive_maintenance.pipelines.training.pipeline import create_pipeline
@@ -74,7 +75,6 @@ from predictive_maintenance.sagemaker.packaging import build_source_archive, top
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NODE_NAME = "train_model"
 INPUTS = ("train", "validation")
-CONFIG_PATTERNS = {"sagemaker": ["sagemaker*", "sagemaker*/**"]}
 #: The entry script's two timing lines (``entry_point.run``).
 READ_LINE = re.compile(
     r"kedro node \S+: read (?P<count>\d+) inputs and imported (?P<function>\S+)"
@@ -92,12 +92,9 @@ def load_project(env: str | None) -> tuple[dict[str, Any], dict[str, Any], dict[
     with warnings.catch_warnings():
         # Kedro 1.7 itself calls omegaconf's deprecated register_new_resolver; not our concern.
         warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
+        # The project's own loader settings (envs, config patterns), as `kedro run` uses them.
         loader = OmegaConfigLoader(
-            conf_source=str(PROJECT_ROOT / "conf"),
-            base_env="base",
-            default_run_env="local",
-            env=env,
-            config_patterns=CONFIG_PATTERNS,  # as settings.py's CONFIG_LOADER_ARGS
+            conf_source=str(PROJECT_ROOT / "conf"), env=env, **settings.CONFIG_LOADER_ARGS
         )
         parameters = loader["parameters"]
         sagemaker = dict(loader["sagemaker"])

@@ -171,7 +171,7 @@ def prepare_job(
     job_root = f"{settings.s3_root}/jobs/{name}"
     kind, pairs = _input_pairs(node, args, kwargs)
     dataset_inputs = sum(not _is_parameter(dataset) for _, dataset, _ in pairs)
-    _check_limits(node.name, {}, [None] * (dataset_inputs + 1))  # before anything is uploaded
+    _check_limits(node.name, channels=dataset_inputs + 1)  # before anything is uploaded
     hyperparameters: dict[str, str] = {
         "sagemaker_program": json.dumps(ENTRY_SCRIPT),
         "sagemaker_submit_directory": json.dumps(code_uri),
@@ -230,7 +230,7 @@ def prepare_job(
         store.upload_file(description_path, f"{job_root}/input/{NODE_CHANNEL}/{NODE_FILE}")
     channels.append(_channel(NODE_CHANNEL, f"{job_root}/input/{NODE_CHANNEL}/", "application/json"))
     hyperparameters[NODE_HYPERPARAMETER] = json.dumps(node.name)
-    _check_limits(node.name, hyperparameters, channels)
+    _check_limits(node.name, channels=len(channels), hyperparameters=len(hyperparameters))
     request: dict[str, Any] = {
         "TrainingJobName": name,
         "HyperParameters": hyperparameters,
@@ -253,15 +253,17 @@ def prepare_job(
     return NodeJob(node_name=node.name, name=name, request=request, outputs=outputs)
 
 
-def _check_limits(node_name: str, hyperparameters: dict[str, str], channels: list) -> None:
-    if len(channels) > MAX_CHANNELS:
+def _check_limits(node_name: str, *, channels: int, hyperparameters: int = 0) -> None:
+    """SageMaker's limits on a request's channels (one of them the description) and
+    hyperparameters."""
+    if channels > MAX_CHANNELS:
         raise RemoteNodeError(
-            f"node {node_name} has {len(channels) - 1} dataset inputs; a training job takes at "
+            f"node {node_name} has {channels - 1} dataset inputs; a training job takes at "
             f"most {MAX_CHANNELS} channels, one of which holds the node's description"
         )
-    if len(hyperparameters) > MAX_HYPERPARAMETERS:
+    if hyperparameters > MAX_HYPERPARAMETERS:
         raise RemoteNodeError(
-            f"node {node_name} needs {len(hyperparameters)} hyperparameters; a training job "
+            f"node {node_name} needs {hyperparameters} hyperparameters; a training job "
             f"takes at most {MAX_HYPERPARAMETERS}"
         )
 

@@ -12,7 +12,7 @@ import os
 import stat
 import subprocess
 import threading
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +115,7 @@ def test_lineage_gets_creation_time_and_git_commit(
     assert plain.lineage["created_at"] == plain.created_at
     created = datetime.fromisoformat(plain.created_at)
     assert created.utcoffset().total_seconds() == 0
-    assert abs((datetime.now(UTC) - created).total_seconds()) < 60
+    assert abs((datetime.now(timezone.utc) - created).total_seconds()) < 60
 
     repo = tmp_path / "repo"
     repo.mkdir()

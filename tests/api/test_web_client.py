@@ -13,7 +13,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -98,7 +98,7 @@ def endpoint_state(training_run, tmp_path_factory) -> Path:
             "model_version": MODEL_VERSION,
             "model_archive": str(archive),
             "model_archive_sha256": sha256_hex(training_run.full.archive),
-            "deployed_at": datetime.now(UTC).isoformat(),
+            "deployed_at": datetime.now(timezone.utc).isoformat(),
         },
     )
     return state

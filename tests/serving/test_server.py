@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import boto3
@@ -382,7 +382,7 @@ def _deploy(state_file: Path, archive_path: Path, version: int, sha256: str | No
             if archive_path.parent == state_file.parent.parent
             else str(archive_path),
             "model_archive_sha256": sha256 or sha256_hex(archive_path.read_bytes()),
-            "deployed_at": datetime.now(UTC).isoformat(),
+            "deployed_at": datetime.now(timezone.utc).isoformat(),
         },
     )
 
@@ -641,7 +641,7 @@ def test_serve_command_watches_the_configured_state_file(tmp_path, training_run)
                 "model_version": 4,
                 "model_archive": "data/full.tar.gz",  # relative to the project
                 "model_archive_sha256": sha256_hex(training_run.full.archive),
-                "deployed_at": datetime.now(UTC).isoformat(),
+                "deployed_at": datetime.now(timezone.utc).isoformat(),
             },
         )
         wait_for(process, lambda: call(connection(), "GET", "/ping").status == 200)

@@ -41,7 +41,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +152,7 @@ def current_git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
 
 
 def _utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def _current_user() -> str | None:

@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import tempfile
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final
 
@@ -170,7 +170,7 @@ class LocalEndpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
             )
             return
         state = {**data}
-        state.setdefault("deployed_at", datetime.now(UTC).isoformat(timespec="seconds"))
+        state.setdefault("deployed_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
         try:
             validate_endpoint_state(state)
             archive = Path(state["model_archive"])

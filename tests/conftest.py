@@ -61,3 +61,12 @@ def copy_project(destination: Path) -> Path:
 def project_copy(tmp_path: Path) -> Path:
     """A fresh copy of the project in a temporary directory, for whole-project runs."""
     return copy_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def image_python() -> Path:
+    """Python 3.10 with the stock SageMaker XGBoost image's libraries and its own serving and
+    training code (see tests/support/image_env.py)."""
+    from tests.support.image_env import image_python as build  # noqa: PLC0415
+
+    return build()

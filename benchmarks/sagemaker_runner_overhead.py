@@ -12,8 +12,8 @@ loader) it measures, as medians over ``--runs``:
    ``create_training_job``, the job's own phases from its ``SecondaryStatusTransitions``
    (Starting, Downloading, Training, Uploading), and ``read_outputs`` (download, sha256 check,
    decode). Training is split with the entry script's two log lines,
-   ``kedro node train_model: read N inputs and imported <module:function> in A s`` and
-   ``kedro node train_model: ran in B s; wrote <outputs> in C s``, into interpreter start and
+   ``kedro node train.train_model: read N inputs and imported <module:function> in A s`` and
+   ``kedro node train.train_model: ran in B s; wrote <outputs> in C s``, into interpreter start and
    exit (Training minus A+B+C), inputs + imports (A: decoding the inputs and importing the
    node's module; the imports of pandas, pyarrow, XGBoost and scikit-learn land here), the node
    function alone (B) and writing the outputs (C);
@@ -73,7 +73,7 @@ from predictive_maintenance.sagemaker.jobs import prepare_job, read_outputs
 from predictive_maintenance.sagemaker.packaging import build_source_archive, top_level_package
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-NODE_NAME = "train_model"
+NODE_NAME = "train.train_model"
 INPUTS = ("train", "validation")
 #: The entry script's two timing lines (``entry_point.run``).
 READ_LINE = re.compile(

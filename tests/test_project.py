@@ -131,6 +131,9 @@ def test_kedro_run_records_node_timings(finished_run):
     timings = json.loads((project / "data/09_tracking/run_timings.json").read_text())
 
     assert len(timings["nodes"]) == 19
+    assert {"prepare.ingest_raw_data", "train.train_model", "deploy.select_deployment"} <= set(
+        timings["nodes"]
+    )
     assert 0 < timings["nodes_total_seconds"] <= timings["pipeline_wall_seconds"]
 
 
@@ -149,6 +152,9 @@ def test_kedro_viz_build_shows_every_pipeline_with_previews(finished_run):
     }
     tasks = {node["name"] for node in main["nodes"] if node["type"] == "task"}
     assert {"ingest_raw_data", "validate_raw_readings", "train_model", "evaluate_model"} <= tasks
+    # kedro-viz shows each namespace (a workshop step) as a collapsible group of its nodes.
+    groups = {node["id"] for node in main["nodes"] if node["type"] == "modularPipeline"}
+    assert {"prepare", "train", "evaluate", "gate", "register", "deploy"} <= groups
     assert (project / "build" / "index.html").is_file()
     datasets = {node["name"]: node["id"] for node in main["nodes"] if node["type"] == "data"}
     for plot in PLOTS:
@@ -167,7 +173,8 @@ def test_training_pipeline_reruns_from_the_saved_splits(finished_run):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     timings = json.loads((project / "data/09_tracking/run_timings.json").read_text())
     assert timings["pipelines"] == ["training"]
-    assert "ingest_raw_data" not in timings["nodes"]
+    assert "prepare.ingest_raw_data" not in timings["nodes"]
+    assert "train.train_model" in timings["nodes"]
 
 
 def test_tampered_raw_file_stops_the_run_before_anything_is_written(tmp_path):
@@ -200,11 +207,11 @@ def test_invalid_raw_data_stops_the_run_before_anything_is_written(tmp_path):
 
 
 def test_approve_deploy_serve_and_invoke_like_the_workshop(finished_run):
-    """Approve, deploy with `kedro run --nodes select_deployment`, serve, invoke with boto3."""
+    """Approve, deploy (`kedro run --nodes deploy.select_deployment`), serve, invoke with boto3."""
     project, _ = finished_run
 
     approved = kedro(project, "model", "approve", "1", "--note", "checked the metrics")
-    deployed = kedro(project, "run", "--nodes", "select_deployment")
+    deployed = kedro(project, "run", "--nodes", "deploy.select_deployment")
 
     assert approved.returncode == 0, approved.stdout + approved.stderr
     assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]

@@ -128,7 +128,9 @@ def test_f1_optimal_threshold_needs_a_failure():
 
 def test_threshold_is_chosen_on_validation_only(model, splits, parameters):
     chosen = select_threshold(model, splits["validation"], parameters["decision_threshold"])
-    node = next(node for node in create_pipeline().nodes if node.name == "select_threshold")
+    node = next(
+        node for node in create_pipeline().nodes if node.name == "evaluate.select_threshold"
+    )
 
     assert node.inputs == ["model", "validation", "params:decision_threshold"]
     assert 0 < chosen["threshold"] < 1

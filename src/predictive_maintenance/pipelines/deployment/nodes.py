@@ -134,7 +134,7 @@ def select_deployment(
             **request,
             "model_version": None,
             "reason": "no Approved version in the registry: approve one with "
-            "`kedro model approve VERSION`, then `kedro run --nodes select_deployment`",
+            "`kedro model approve VERSION`, then `kedro run --nodes deploy.select_deployment`",
         }
     newest = max(approved, key=lambda version: version["version"])
     return {

@@ -25,6 +25,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             inputs=["train", "validation", "params:xgboost"],
             outputs="model",
             name="train_model",
+            namespace="train",
             tags="training_job",
         ),
         Node(
@@ -32,50 +33,65 @@ def create_pipeline(**kwargs) -> Pipeline:
             inputs=["model", "validation", "params:decision_threshold"],
             outputs="decision_threshold",
             name="select_threshold",
+            namespace="evaluate",
         ),
         Node(
             func=create_model_spec,
             inputs=["model", "decision_threshold", "dataset_manifest", "params:xgboost"],
             outputs="model_spec",
             name="create_model_spec",
+            namespace="evaluate",
         ),
         Node(
             func=score_test_set,
             inputs=["model", "test"],
             outputs="test_predictions",
             name="score_test_set",
+            namespace="evaluate",
         ),
         Node(
             func=evaluate_model,
             inputs=["test_predictions", "decision_threshold"],
             outputs="metrics",
             name="evaluate_model",
+            namespace="evaluate",
         ),
     ]
     plot_nodes = [
         Node(
-            plot_roc_curve, ["test_predictions", "metrics"], "roc_curve_plot", name="plot_roc_curve"
+            plot_roc_curve,
+            ["test_predictions", "metrics"],
+            "roc_curve_plot",
+            name="plot_roc_curve",
+            namespace="evaluate",
         ),
         Node(
             plot_precision_recall_curve,
             ["test_predictions", "metrics"],
             "precision_recall_curve_plot",
             name="plot_precision_recall_curve",
+            namespace="evaluate",
         ),
         Node(
-            plot_confusion_matrix, "metrics", "confusion_matrix_plot", name="plot_confusion_matrix"
+            plot_confusion_matrix,
+            "metrics",
+            "confusion_matrix_plot",
+            name="plot_confusion_matrix",
+            namespace="evaluate",
         ),
         Node(
             plot_feature_importance,
             "model",
             "feature_importance_plot",
             name="plot_feature_importance",
+            namespace="evaluate",
         ),
         Node(
             plot_score_distribution,
             ["test_predictions", "decision_threshold"],
             "score_distribution_plot",
             name="plot_score_distribution",
+            namespace="evaluate",
         ),
     ]
     return Pipeline(model_nodes, tags="training") + Pipeline(plot_nodes, tags=["training", "plots"])

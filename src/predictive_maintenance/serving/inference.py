@@ -1,13 +1,17 @@
 """The SageMaker inference contract: script-mode handlers for the stock XGBoost container.
 
 ``model.tar.gz`` carries this module (see :mod:`.package`); the container imports
-``code/inference.py`` (``SAGEMAKER_PROGRAM``), which re-exports the four handlers defined here, and
-calls them as::
+``code/inference.py`` (``SAGEMAKER_PROGRAM``), which re-exports :func:`model_fn` and
+:func:`transform_fn`, and calls them as::
 
     model = model_fn("/opt/ml/model")
-    data = input_fn(request_body, request_content_type)
-    prediction = predict_fn(data, model)
-    body, content_type = output_fn(prediction, accept)
+    response = transform_fn(model, request_body, request_content_type, accept)
+
+:func:`transform_fn` runs the four classic handlers (:func:`input_fn`, :func:`predict_fn`,
+:func:`output_fn`, through :func:`invoke`) and answers a bad request with its own status and JSON
+body. (Given ``input_fn``, ``predict_fn`` and ``output_fn`` instead, the stock XGBoost container
+turns any exception they raise into a 500 with an HTML page; and it refuses a module that
+defines both ``transform_fn`` and any of those three.)
 
 The local endpoint (:mod:`.server`) calls the very same functions, so both serve identical answers.
 Features are computed by :func:`predictive_maintenance.features.build_features`, the function
@@ -36,13 +40,16 @@ from predictive_maintenance.integrity import verify_sha256
 from predictive_maintenance.schema import READING_COLUMNS
 from predictive_maintenance.serving.contract import (
     CSV_CONTENT_TYPE,
+    JSON_CONTENT_TYPE,
     MODEL_FILE,
     MODEL_VERSION_ENV,
+    MODEL_VERSION_HEADER,
     SPEC_FILE,
 )
 from predictive_maintenance.serving.requests import (
     InvalidInput,
     Readings,
+    ServingError,
     check_content_type,
     negotiate_accept,
     parse_readings,
@@ -291,3 +298,77 @@ def invoke(
     response_type = negotiate_accept(accept, request_type)
     prediction = predict_fn(input_fn(body, request_type), model)
     return output_fn(prediction, response_type)
+
+
+# ---- The stock container's request handler -----------------------------------------------------
+#: The answer to a request that failed for a reason other than its input (as the local endpoint's).
+_INTERNAL_ERROR: Final = {
+    "error": "internal_error",
+    "message": "the endpoint failed to answer; see its log",
+    "row": None,
+    "field": None,
+}
+
+
+def respond(
+    model: LoadedModel,
+    body: bytes | bytearray | memoryview | str,
+    content_type: str | None,
+    accept: str | None,
+) -> tuple[int, bytes, str]:
+    """One request as the HTTP answer ``(status, body, content type)`` the local endpoint gives.
+
+    :func:`invoke` for a good request (200); a bad one gets its error's status (400, 406, 413,
+    415) and the JSON body ``{"error", "message", "row", "field"}``; any other failure is logged
+    and gets a 500 with the same JSON shape. Never raises for bad input.
+    """
+    try:
+        answer, answer_type = invoke(model, body, content_type, accept)
+    except ServingError as error:
+        return error.status_code, json.dumps(error.detail).encode(), JSON_CONTENT_TYPE
+    except Exception:
+        logger.exception("unexpected failure answering a request")
+        return 500, json.dumps(_INTERNAL_ERROR).encode(), JSON_CONTENT_TYPE
+    return 200, answer, answer_type
+
+
+def transform_fn(
+    model: LoadedModel,
+    request_body: bytes | str,
+    request_content_type: str | None,
+    accept: str | None,
+) -> Any:
+    """``POST /invocations`` in the stock SageMaker XGBoost container: :func:`respond`, as the
+    container toolkit's response object (``sagemaker_containers``' ``worker.Response``).
+
+    The toolkit hands this function the request already interpreted: a missing ``Content-Type``
+    replaced by ``application/json``, a missing or ``*/*`` ``Accept`` by its default (JSON), and a
+    ``text/csv`` or ``application/json`` body decoded to text. So the headers are read from the
+    request being served (``ContentType`` keeps the precedence the toolkit gives it over
+    ``Content-Type``), and a text body is encoded back to the UTF-8 bytes the client sent: the
+    container then answers as the local endpoint does (CSV for a CSV request without ``Accept``,
+    415 without ``Content-Type``, a byte-order mark dropped, 413 counted in bytes). One
+    difference is left: the toolkit has already replaced bytes that are not UTF-8 by U+FFFD,
+    so such a body gets a 400 naming the field the replacement landed in, not the local
+    endpoint's "not UTF-8 text". Every answer carries ``X-Model-Version`` when the version is
+    known.
+
+    Only for the container: it needs ``sagemaker_containers`` and Flask (imported here, not at
+    module level, so that this module imports without them). Elsewhere, use :func:`respond` or
+    :func:`invoke`.
+    """
+    # The container's toolkit and its web framework: imported here, never at module level.
+    import flask  # noqa: PLC0415
+    from sagemaker_containers.beta.framework import worker  # noqa: PLC0415
+
+    if flask.has_request_context():
+        headers = flask.request.headers
+        request_content_type = headers.get("ContentType") or headers.get("Content-Type")
+        accept = headers.get("Accept")
+    if isinstance(request_body, str):
+        request_body = request_body.encode("utf-8")
+    status, body, content_type = respond(model, request_body, request_content_type, accept)
+    response_headers = {"Content-Type": content_type}  # as is: no "; charset=utf-8" added
+    if model.model_version is not None:
+        response_headers[MODEL_VERSION_HEADER] = str(model.model_version)
+    return worker.Response(response=body, status=status, headers=response_headers)

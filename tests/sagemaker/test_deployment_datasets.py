@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 
 import boto3
 import pytest
+from kedro.io import DatasetError
 
+from predictive_maintenance.integrity import ChecksumMismatchError
+from predictive_maintenance.pipelines.deployment.nodes import select_deployment
+from predictive_maintenance.registry.sagemaker import SageMakerRegistry
 from predictive_maintenance.sagemaker.deployment import (
+    FROM_STEP_MANIFEST,
+    VALUE_MANIFEST,
     SageMakerEndpointDataset,
     SageMakerModelRegistryDataset,
 )
@@ -196,3 +203,155 @@ def test_an_artifact_changed_after_registration_is_not_deployed(aws):
         endpoint.save(request)
 
     assert boto3.client("sagemaker").list_models()["Models"] == []
+
+
+# ---- versions registered by an exported SageMaker Pipeline ------------------------------------
+EXECUTION = f"s3://{BUCKET}/pm/pipeline/executions/a1b2c3d4e5f6"
+METRICS = {"roc_auc": 0.97, "at_chosen_threshold": {"f1": 0.9}}
+
+
+def _step_output(step: str, dataset: str, file: str, payload: bytes, *, manifest: bool = True):
+    """Uploads a processing step's output as its job writes it: the value file and, beside it,
+    the manifest naming the file with its codec and sha256. Returns the file's URI.
+    """
+    prefix = f"{EXECUTION}/{step}/{dataset}".split(f"{BUCKET}/", 1)[1]
+    uri = _upload(f"{prefix}/{file}", payload)
+    if manifest:
+        record = {"dataset": dataset, "file": file, "codec": "bytes", "sha256": _sha(payload)}
+        _upload(f"{prefix}/{VALUE_MANIFEST}", json.dumps(record).encode())
+    return uri
+
+
+def _register_like_the_exported_pipeline(archive: bytes, *, manifest: bool = True) -> str:
+    """CreateModelPackage as the RegisterModel step (ModelBuilder.register) sends it: ModelDataUrl
+    is the packaging step's output file, ModelMetrics the evaluation step's; no customer metadata.
+    """
+    archive_url = _step_output(
+        "evaluate", "model_archive", "model.tar.gz", archive, manifest=manifest
+    )
+    metrics_url = _step_output("evaluate", "metrics", "metrics.json", json.dumps(METRICS).encode())
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+    sagemaker.create_model_package(
+        ModelPackageGroupName=GROUP,
+        ModelPackageDescription="Registered by predictive-maintenance (kedro node "
+        "register.register_model)",
+        ModelApprovalStatus="Approved",
+        InferenceSpecification={
+            "Containers": [
+                {
+                    "Image": "683313688378.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-xgboost:3.0-5",
+                    "ModelDataUrl": archive_url,
+                    "Environment": {
+                        "SAGEMAKER_PROGRAM": "inference.py",
+                        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                    },
+                }
+            ],
+            "SupportedContentTypes": ["text/csv", "application/json"],
+            "SupportedResponseMIMETypes": ["text/csv", "application/json"],
+            "SupportedRealtimeInferenceInstanceTypes": ["ml.m5.large"],
+            "SupportedTransformInstanceTypes": ["ml.m5.large"],
+        },
+        ModelMetrics={
+            "ModelQuality": {
+                "Statistics": {"ContentType": "application/json", "S3Uri": metrics_url}
+            }
+        },
+    )
+    return archive_url
+
+
+def _deployment_request(registry) -> dict:
+    return select_deployment(registry.load(), True, {"name": "predictive-maintenance"})
+
+
+def test_a_version_the_exported_pipeline_registered_deploys_verified(registry):
+    archive_url = _register_like_the_exported_pipeline(ONE)
+    endpoint = SageMakerEndpointDataset(execution_role_arn=ROLE, region="eu-west-1")
+    sagemaker = boto3.client("sagemaker")
+
+    request = _deployment_request(registry)
+    endpoint.save(request)
+
+    (version,) = registry.load()["versions"]
+    assert version["archive_sha256"] == _sha(ONE)
+    assert version["archive_sha256_source"] == FROM_STEP_MANIFEST
+    assert version["metrics_uri"] == f"{EXECUTION}/evaluate/metrics/metrics.json"
+    assert request["model_archive_sha256"] == _sha(ONE)
+    described = sagemaker.describe_endpoint(EndpointName="predictive-maintenance")
+    assert described["EndpointConfigName"] == _name(1, ONE)
+    model = sagemaker.describe_model(ModelName=_name(1, ONE))
+    assert model["PrimaryContainer"]["ModelDataUrl"] == archive_url
+
+
+def test_kedro_model_reads_a_version_the_exported_pipeline_registered(registry):
+    _register_like_the_exported_pipeline(ONE)
+    models = SageMakerRegistry(registry)
+
+    (version,) = models.list_versions(GROUP)
+
+    assert (version.version, version.approval_status) == (1, "Approved")
+    assert version.archive_sha256 == _sha(ONE)
+    assert version.archive_size == len(ONE)
+    assert version.metrics == METRICS
+    assert models.read_archive(GROUP, 1) == ONE
+
+
+def test_an_exported_pipeline_archive_changed_after_registration_is_not_deployed(registry):
+    archive_url = _register_like_the_exported_pipeline(ONE)
+    _upload(archive_url.split(f"{BUCKET}/", 1)[1], TWO)
+    endpoint = SageMakerEndpointDataset(execution_role_arn=ROLE, region="eu-west-1")
+
+    with pytest.raises(DatasetError, match="changed after registration"):
+        endpoint.save(_deployment_request(registry))
+    with pytest.raises(ChecksumMismatchError):
+        SageMakerRegistry(registry).read_archive(GROUP, 1)
+
+    assert boto3.client("sagemaker").list_models()["Models"] == []
+
+
+def _register_without_any_checksum(how: str) -> str:
+    if how == "no manifest":
+        return _register_like_the_exported_pipeline(ONE, manifest=False)
+    archive_url = _register_like_the_exported_pipeline(ONE)
+    # A manifest beside the archive that describes some other file does not vouch for it.
+    other = json.dumps({"dataset": "x", "file": "other.bin", "codec": "bytes", "sha256": _sha(ONE)})
+    _upload(archive_url.rsplit("/", 1)[0].split(f"{BUCKET}/", 1)[1] + f"/{VALUE_MANIFEST}", other)
+    return archive_url
+
+
+@pytest.mark.parametrize("how", ["no manifest", "manifest of another file"])
+def test_a_version_nothing_records_a_checksum_for_is_refused(registry, how):
+    _register_without_any_checksum(how)
+    endpoint = SageMakerEndpointDataset(execution_role_arn=ROLE, region="eu-west-1")
+
+    request = _deployment_request(registry)
+    with pytest.raises(DatasetError, match=f"version 1 of {GROUP} .* records no sha256"):
+        endpoint.save(request)
+
+    assert request["model_version"] == 1
+    assert request["model_archive_sha256"] is None
+    assert boto3.client("sagemaker").list_models()["Models"] == []
+    assert boto3.client("sagemaker").list_endpoints()["Endpoints"] == []
+    with pytest.raises(ChecksumMismatchError, match="nothing records the sha256"):
+        SageMakerRegistry(registry).read_archive(GROUP, 1)
+
+
+def test_an_unverified_archive_deploys_only_when_allowed_and_with_a_warning(registry, caplog):
+    archive_url = _register_like_the_exported_pipeline(ONE, manifest=False)
+    endpoint = SageMakerEndpointDataset(
+        execution_role_arn=ROLE, region="eu-west-1", allow_unverified_archives=True
+    )
+
+    with caplog.at_level(logging.WARNING, logger="predictive_maintenance.sagemaker.deployment"):
+        endpoint.save(_deployment_request(registry))
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert f"version 1 of {GROUP} UNVERIFIED" in warnings[0]
+    assert archive_url in warnings[0]
+    assert _sha(ONE) in warnings[0]
+    # Named after the bytes deployed, so a later change of the archive is a new model.
+    described = boto3.client("sagemaker").describe_endpoint(EndpointName="predictive-maintenance")
+    assert described["EndpointConfigName"] == _name(1, ONE)

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import boto3
 
-from predictive_maintenance.integrity import verify_sha256
+from predictive_maintenance.integrity import ChecksumMismatchError, verify_sha256
 from predictive_maintenance.registry.local import (
     ModelNotFoundError,
     ModelVersion,
@@ -52,8 +52,9 @@ class SageMakerRegistry:
         return self._dataset.load()["versions"]
 
     def _version(self, entry: dict[str, Any]) -> ModelVersion:
+        # The package's ModelMetrics; this project's registration also puts them beside the archive.
         folder = entry["archive_uri"].rsplit("/", 1)[0]
-        metrics = json.loads(_s3_object(f"{folder}/metrics.json"))
+        metrics = json.loads(_s3_object(entry.get("metrics_uri") or f"{folder}/metrics.json"))
         return ModelVersion(
             group=self.group,
             version=entry["version"],
@@ -88,8 +89,14 @@ class SageMakerRegistry:
 
     def read_archive(self, group: str, version: int) -> bytes:
         entry = self._entry(group, version)
+        if not entry["archive_sha256"]:
+            raise ChecksumMismatchError(
+                f"{entry['archive_uri']}: nothing records the sha256 of version {version}'s "
+                "archive (no archive_sha256 customer metadata, content-addressed path or pipeline "
+                "step manifest), so its integrity cannot be checked"
+            )
         archive = _s3_object(entry["archive_uri"])
-        verify_sha256(archive, entry["archive_sha256"] or "", entry["archive_uri"])
+        verify_sha256(archive, entry["archive_sha256"], entry["archive_uri"])
         return archive
 
     def update_approval(

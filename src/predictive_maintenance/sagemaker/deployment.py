@@ -10,6 +10,13 @@ deployment pipeline cannot tell where it registers and deploys.
 * :class:`SageMakerEndpointDataset` -- ``save`` deploys a model version: Model, EndpointConfig, then
   CreateEndpoint, or UpdateEndpoint with a blue/green deployment for a running endpoint.
 
+A version's archive sha256 is what a record of the package states (``load`` says which):
+the ``archive_sha256`` customer metadata this project's registration sets, the content-addressed
+artifact path (``.../<sha256>/model.tar.gz``), or, for a package registered by an exported
+SageMaker Pipeline's RegisterModel step (no customer metadata), the manifest the producing step
+wrote next to the archive. The endpoint dataset checks the archive's bytes against it before
+deploying, and refuses an archive nothing records a sha256 for unless told otherwise.
+
 boto3 finds credentials, region and ``AWS_ENDPOINT_URL`` the usual way.
 """
 
@@ -35,6 +42,14 @@ SCRIPT_MODE_ENVIRONMENT = {
 }
 CONTENT_TYPES = ["text/csv", "application/json"]
 _NOT_FOUND = re.compile(r"does not exist|not found|Could not find", re.IGNORECASE)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+#: The manifest an exported pipeline's job writes beside each output file (``file``, ``codec``,
+#: ``sha256``); the job entry script's ``VALUE_MANIFEST``.
+VALUE_MANIFEST = "kedro_value.json"
+#: Where a version's archive sha256 came from (``archive_sha256_source`` of a loaded version).
+FROM_METADATA = "customer metadata archive_sha256"
+FROM_PATH = "content-addressed artifact path"
+FROM_STEP_MANIFEST = f"pipeline step manifest {VALUE_MANIFEST}"
 
 
 def _is_not_found(error: ClientError) -> bool:
@@ -52,7 +67,58 @@ def _split_s3(uri: str) -> tuple[str, str]:
 
 def _content_address(uri: str) -> str | None:
     folder = uri.rsplit("/", 2)[-2] if uri.count("/") >= 2 else ""
-    return folder if re.fullmatch(r"[0-9a-f]{64}", folder) else None
+    return folder if _SHA256.fullmatch(folder) else None
+
+
+def _step_manifest_sha256(s3: Any, uri: str) -> str | None:
+    """The sha256 an exported pipeline step recorded for the file at ``uri``, if it did.
+
+    A processing step writes each output as ``<output>/<file>`` plus ``<output>/kedro_value.json``
+    (``file``, ``codec``, ``sha256``), and a RegisterModel step points ``ModelDataUrl`` at that
+    file. Only a manifest that names this very file counts.
+    """
+    if not uri.startswith("s3://"):
+        return None
+    folder, _, file_name = uri.rpartition("/")
+    bucket, key = _split_s3(f"{folder}/{VALUE_MANIFEST}")
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
+            return None
+        raise
+    try:
+        manifest = json.loads(body)
+    except ValueError:
+        logger.warning("s3://%s/%s is not JSON: ignored", bucket, key)
+        return None
+    if not isinstance(manifest, dict) or manifest.get("file") != file_name:
+        return None
+    digest = str(manifest.get("sha256", "")).lower()
+    return digest if _SHA256.fullmatch(digest) else None
+
+
+def _recorded_sha256(
+    s3: Any, uri: str, properties: dict[str, str], version: int
+) -> tuple[str | None, str | None]:
+    """The archive sha256 a record of the package states, and which record, or (None, None)."""
+    records = []
+    if properties.get("archive_sha256"):
+        records.append((properties["archive_sha256"].strip().lower(), FROM_METADATA))
+    if address := _content_address(uri):
+        records.append((address, FROM_PATH))
+    if not records and (manifest := _step_manifest_sha256(s3, uri)):
+        records.append((manifest, FROM_STEP_MANIFEST))
+    if not records:
+        return None, None
+    if len({digest for digest, _ in records}) > 1:
+        logger.warning(
+            "version %s: the records of its archive's sha256 disagree (%s); using the %s",
+            version,
+            ", ".join(f"{source} {digest}" for digest, source in records),
+            records[0][1],
+        )
+    return records[0]
 
 
 class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
@@ -186,10 +252,15 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
             if _is_not_found(error):
                 return {"group": self._group, "versions": []}
             raise
+        s3 = client("s3", self._region)
         for summary in summaries:
             package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
             container = package["InferenceSpecification"]["Containers"][0]
             properties = package.get("CustomerMetadataProperties", {})
+            statistics = package.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics")
+            archive_sha256, source = _recorded_sha256(
+                s3, container["ModelDataUrl"], properties, package["ModelPackageVersion"]
+            )
             versions.append(
                 {
                     "group": self._group,
@@ -198,9 +269,10 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
                     "approval_status": package["ModelApprovalStatus"],
                     "created_at": package["CreationTime"].isoformat(),
                     "archive_uri": container["ModelDataUrl"],
-                    # Also in the content-addressed artifact path (.../<sha256>/model.tar.gz).
-                    "archive_sha256": properties.get("archive_sha256")
-                    or _content_address(container["ModelDataUrl"]),
+                    # None when nothing records it: such an archive cannot be verified.
+                    "archive_sha256": archive_sha256,
+                    "archive_sha256_source": source,
+                    "metrics_uri": (statistics or {}).get("S3Uri"),
                     "lineage": properties,
                     "description": package.get("ModelPackageDescription", ""),
                 }
@@ -226,6 +298,11 @@ class SageMakerEndpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     ``save`` takes the deployment request of the deployment pipeline (``endpoint_name``,
     ``model_group``, ``model_version``, ``model_archive`` (S3 URI), ``model_archive_sha256``); a
     request whose ``model_version`` is ``None`` leaves the endpoint as it is.
+
+    The archive's bytes are checked against ``model_archive_sha256`` before anything is created. A
+    request without one (a model package nothing records the archive's sha256 for) is refused,
+    unless ``allow_unverified_archives`` is set: then the archive is deployed as it is found, with
+    a warning naming the version and the sha256 of the bytes deployed.
     """
 
     def __init__(
@@ -239,6 +316,7 @@ class SageMakerEndpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         region: str | None = None,
         blue_green: dict[str, Any] | None = None,
         wait: bool = True,
+        allow_unverified_archives: bool = False,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         """Creates the dataset.
@@ -253,6 +331,8 @@ class SageMakerEndpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
             blue_green: ``BlueGreenUpdatePolicy`` of UpdateEndpoint (default: all traffic at once
                 after the new fleet is healthy, old fleet kept 5 minutes for rollback).
             wait: Wait until the endpoint is InService after create/update.
+            allow_unverified_archives: Deploy, with a warning, a version whose archive sha256
+                nothing records (default: refuse it).
             metadata: Free-form metadata (kedro-viz reads its ``kedro-viz`` key).
         """
         self._role = execution_role_arn
@@ -267,6 +347,7 @@ class SageMakerEndpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
             "MaximumExecutionTimeoutInSeconds": 3600,
         }
         self._wait = wait
+        self._allow_unverified = allow_unverified_archives
         self._last_endpoint: str | None = None
         self.metadata = metadata
 
@@ -279,8 +360,10 @@ class SageMakerEndpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         if data.get("model_version") is None:
             logger.info("Endpoint %s left as it is: %s", endpoint_name, data.get("reason", ""))
             return
+        expected = (data.get("model_archive_sha256") or "").strip().lower()
+        digest = expected or self._unverified_digest(data)
         sagemaker = client("sagemaker", self._region)
-        name = f"{endpoint_name}-v{data['model_version']}-{data['model_archive_sha256'][:8]}"[:63]
+        name = f"{endpoint_name}-v{data['model_version']}-{digest[:8]}"[:63]
         try:
             current = sagemaker.describe_endpoint(EndpointName=endpoint_name)
         except ClientError as error:
@@ -290,7 +373,8 @@ class SageMakerEndpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         if current is not None and current["EndpointConfigName"] == name:
             logger.info("Endpoint %s already serves %s", endpoint_name, name)
             return
-        self._verify_artifact(data["model_archive"], data["model_archive_sha256"])
+        if expected:
+            self._verify_artifact(data["model_archive"], expected)
         # Model and config are named after version and archive digest, so a re-deploy (or a
         # rollback to an older version) finds them already there.
         self._ensure_model(sagemaker, name, data["model_archive"], data["model_version"])
@@ -308,11 +392,36 @@ class SageMakerEndpointDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
         if self._wait:
             sagemaker.get_waiter("endpoint_in_service").wait(EndpointName=endpoint_name)
 
-    def _verify_artifact(self, uri: str, expected_sha256: str) -> None:
-        """Refuses to deploy an S3 artifact whose bytes are not the registered ones."""
+    def _archive_sha256(self, uri: str) -> str:
         bucket, key = _split_s3(uri)
         body = client("s3", self._region).get_object(Bucket=bucket, Key=key)["Body"].read()
-        actual = hashlib.sha256(body).hexdigest()
+        return hashlib.sha256(body).hexdigest()
+
+    def _unverified_digest(self, data: dict[str, Any]) -> str:
+        """The sha256 of an archive nothing records one for, if such archives may be deployed."""
+        what = f"version {data['model_version']} of {data.get('model_group', 'the model registry')}"
+        uri = data["model_archive"]
+        if not self._allow_unverified:
+            raise DatasetError(
+                f"{what} ({uri}) records no sha256 of its model archive (no archive_sha256 "
+                "customer metadata, no content-addressed path, no pipeline step manifest), so "
+                "its integrity cannot be checked: refusing to deploy it. Register the model "
+                "through the project (its registration records the sha256), or set "
+                "allow_unverified_archives: true on the endpoint dataset to deploy it anyway."
+            )
+        digest = self._archive_sha256(uri)
+        logger.warning(
+            "Deploying %s UNVERIFIED: nothing records the sha256 of %s, so the bytes found there "
+            "now (sha256 %s) are deployed as they are (allow_unverified_archives is set)",
+            what,
+            uri,
+            digest,
+        )
+        return digest
+
+    def _verify_artifact(self, uri: str, expected_sha256: str) -> None:
+        """Refuses to deploy an S3 artifact whose bytes are not the registered ones."""
+        actual = self._archive_sha256(uri)
         if actual != expected_sha256:
             raise DatasetError(
                 f"{uri} has sha256 {actual}, but the registry recorded {expected_sha256}: "

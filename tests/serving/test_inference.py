@@ -66,15 +66,16 @@ sys.meta_path.insert(0, NotInContainer())
 sys.path.insert(0, code_dir)  # SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/code is on the path
 import inference  # SAGEMAKER_PROGRAM=inference.py, imported as the user module
 import predictive_maintenance
+from predictive_maintenance.serving import inference as handlers  # what transform_fn runs
 
 model = inference.model_fn(model_dir)
 results = []
 for case in json.load(open(cases_path)):
     body = case["body"].encode() if case["as_bytes"] else case["body"]
     try:
-        data = inference.input_fn(body, case["content_type"])
-        prediction = inference.predict_fn(data, model)
-        answer, content_type = inference.output_fn(prediction, case["accept"])
+        data = handlers.input_fn(body, case["content_type"])
+        prediction = handlers.predict_fn(data, model)
+        answer, content_type = handlers.output_fn(prediction, case["accept"])
         results.append({"body": answer.decode(), "content_type": content_type})
     except Exception as error:
         results.append({"error": type(error).__name__, "status": error.status_code,
@@ -83,8 +84,9 @@ json.dump({
     "results": results,
     "package": predictive_maintenance.__file__,
     "inference": inference.__file__,
+    "program": sorted(name for name in vars(inference) if not name.startswith("_")),
     "parameters": {name: len(inspect.signature(getattr(inference, name)).parameters)
-                   for name in ("model_fn", "input_fn", "predict_fn", "output_fn")},
+                   for name in ("model_fn", "transform_fn")},
     "loaded": sorted(name for name in sys.modules if name.partition(".")[0] in blocked),
 }, sys.stdout)
 """
@@ -236,7 +238,9 @@ def test_handlers_run_as_the_sagemaker_container_runs_them(training_run, tmp_pat
     assert report["loaded"] == []
     assert Path(report["inference"]) == model_dir / "code" / "inference.py"
     assert Path(report["package"]).is_relative_to(model_dir / "code")
-    assert report["parameters"] == {"model_fn": 1, "input_fn": 2, "predict_fn": 2, "output_fn": 2}
+    # The XGBoost container refuses transform_fn beside input_fn, predict_fn or output_fn.
+    assert report["program"] == ["model_fn", "transform_fn"]
+    assert report["parameters"] == {"model_fn": 1, "transform_fn": 4}
     one, many_rows, json_rows, short_row, plain = report["results"]
     expected = predict_scores(training_run.full.booster, training_run.test)
     assert one["content_type"] == "text/csv"

@@ -4,7 +4,7 @@ Layout (SageMaker extracts the archive to ``/opt/ml/model``)::
 
     xgboost-model                          the booster, UBJ (the file the XGBoost container loads)
     model_spec.json                        features, decision threshold, sha256 of xgboost-model...
-    code/inference.py                      SAGEMAKER_PROGRAM: re-exports the four handlers
+    code/inference.py                      SAGEMAKER_PROGRAM: re-exports model_fn, transform_fn
     code/predictive_maintenance/__init__.py
     code/predictive_maintenance/schema.py      the minimal copy of this package the handlers
     code/predictive_maintenance/features.py    import (copied from the installed sources, so the
@@ -43,12 +43,15 @@ PACKAGE_FILES: Final = (
 )
 
 #: ``code/inference.py``: the container imports it as the user module (``SAGEMAKER_PROGRAM``).
+#: Only ``model_fn`` and ``transform_fn``: the XGBoost container refuses a module that also has
+#: ``input_fn``, ``predict_fn`` or ``output_fn``, and without ``transform_fn`` it answers every bad
+#: request with a 500.
 PROGRAM_SOURCE: Final = '''\
 """SageMaker script-mode entry point: the handlers of predictive_maintenance.serving.inference."""
 
-from predictive_maintenance.serving.inference import input_fn, model_fn, output_fn, predict_fn
+from predictive_maintenance.serving.inference import model_fn, transform_fn
 
-__all__ = ["input_fn", "model_fn", "output_fn", "predict_fn"]
+__all__ = ["model_fn", "transform_fn"]
 '''
 
 

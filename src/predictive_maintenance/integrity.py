@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 
 class ChecksumMismatchError(ValueError):
@@ -12,6 +13,15 @@ class ChecksumMismatchError(ValueError):
 def sha256_hex(data: bytes) -> str:
     """Hex SHA-256 digest of ``data``."""
     return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path | str) -> str:
+    """Hex SHA-256 digest of a file, read in chunks (archives can be large)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def verify_sha256(data: bytes, expected: str, what: str) -> str:

@@ -8,6 +8,7 @@ protocol, so its submit, poll, stop and download code is the same for both.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -15,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from predictive_maintenance.sagemaker.aws import client
 from predictive_maintenance.sagemaker.config import BridgeSettings, SageMakerConfigError
-from predictive_maintenance.sagemaker.local import LocalTrainingJobs
+from predictive_maintenance.sagemaker.local import LocalTrainingJobs, check_interpreter
 from predictive_maintenance.sagemaker.storage import DirectoryStore, ObjectStore, S3Store
 
 LOG_GROUP: Final = "/aws/sagemaker/TrainingJobs"
@@ -92,17 +93,25 @@ class SageMakerTrainingJobs:
 class LocalBackend(LocalTrainingJobs):
     """The ``local`` backend with its store attached (the protocol's ``store``)."""
 
-    def __init__(self, store: ObjectStore, region: str | None) -> None:
-        super().__init__(store, region)
+    def __init__(self, store: ObjectStore, region: str | None, python: str) -> None:
+        super().__init__(store, region, python=python)
         self.store = store
 
 
-def create_backend(name: str, settings: BridgeSettings) -> TrainingJobBackend:
-    """The backend called ``name``; the local one keeps "S3" in a directory if configured."""
+def create_backend(
+    name: str, settings: BridgeSettings, python: str | None = None
+) -> TrainingJobBackend:
+    """The backend called ``name``; the local one keeps "S3" in a directory if configured and
+    runs jobs with ``python`` (checked to be the image's Python version) if given."""
     if name == "sagemaker":
         return SageMakerTrainingJobs(settings.region)
     if name == "local":
         directory: Path | None = settings.local_store_directory
         store = DirectoryStore(directory) if directory is not None else S3Store(settings.region)
-        return LocalBackend(store, settings.region)
+        interpreter = (
+            check_interpreter(python, settings.job_environment.python_version)
+            if python
+            else sys.executable
+        )
+        return LocalBackend(store, settings.region, interpreter)
     raise SageMakerConfigError(f"unknown backend {name!r}: use one of {', '.join(BACKENDS)}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from predictive_maintenance.sagemaker.config import (
     SageMakerConfigError,
     parse_settings,
 )
-from predictive_maintenance.sagemaker.step_entry import write_dataset
+from predictive_maintenance.sagemaker.job import VALUE_MANIFEST, write_dataset
 from predictive_maintenance.sagemaker.storage import (
     DirectoryStore,
     ObjectStore,
@@ -119,7 +120,12 @@ def load_export(env: str | None, pipeline: str | None) -> Export:
         raise click.ClickException(
             f"no Kedro pipeline {name!r} (have: {', '.join(sorted(pipelines))})"
         )
-    plan = build_plan(pipelines[name], bridge, settings)
+    memory_only = {
+        dataset
+        for dataset, entry in catalog.items()
+        if isinstance(entry, dict) and str(entry.get("type", "")).split(".")[-1] == "MemoryDataset"
+    }
+    plan = build_plan(pipelines[name], bridge, settings, memory_only)
     settings = effective_settings(settings, plan)
     missing = [dataset for dataset in settings.catalog_datasets if dataset not in catalog]
     if missing:
@@ -153,7 +159,7 @@ def stage(export: Export, code: CodePackage, store: ObjectStore) -> None:
             name = data_name(dataset, set())
             written = write_dataset(value, staging / "inputs" / name, dataset, name)
             prefix = input_uri(export.bridge, dataset)
-            for file in (written["file"], "kedro_value.json"):
+            for file in (written["file"], VALUE_MANIFEST):
                 store.upload_file(staging / "inputs" / name / file, f"{prefix}{file}")
             logger.info("Staged pipeline input %s at %s", dataset, prefix)
 
@@ -407,29 +413,52 @@ def _delete_endpoint(sagemaker_client: Any, endpoint: str) -> None:
 @parameters_option
 @pipeline_option
 @env_option
+@click.option(
+    "--python",
+    "python",
+    default=None,
+    metavar="PATH",
+    help="Run every job with this interpreter, e.g. the stock image's stand-in "
+    "(make image-env: .venv-image/bin/python), instead of the project's own.",
+)
 def run_local(
-    definition_file: str, parameters: tuple[str, ...], pipeline: str | None, env: str | None
+    definition_file: str,
+    parameters: tuple[str, ...],
+    pipeline: str | None,
+    env: str | None,
+    python: str | None,
 ) -> None:
     """Execute a compiled definition on this machine: no Docker, no AWS.
 
-    Processing and training steps run with SageMakerRunner's local backend; conditions and Fail
-    steps as SageMaker evaluates them; RegisterModel and the catalog steps (registry, endpoint)
-    with the project's own nodes and this environment's catalog (the local registry and endpoint).
+    Processing and training steps run as jobs of SageMakerRunner's local backend (with
+    --python, in that interpreter; training jobs through the image's training toolkit when it
+    has one); conditions and Fail steps as SageMaker evaluates them; RegisterModel and the catalog
+    steps (registry, endpoint) with the project's own nodes and this environment's catalog (the
+    local registry and endpoint).
     """
-    from predictive_maintenance.sagemaker.local import LocalTrainingJobs  # noqa: PLC0415
+    from predictive_maintenance.sagemaker.local import (  # noqa: PLC0415
+        LocalTrainingJobs,
+        check_interpreter,
+    )
     from predictive_maintenance.sagemaker.workflow.executor import PipelineExecutor  # noqa: PLC0415
     from predictive_maintenance.sagemaker.workflow.local_native import KedroNativeSteps  # noqa: PLC0415
 
     with _errors():
         definition = json.loads(Path(definition_file).read_text())
         export = load_export(env, pipeline)
+        interpreter = (
+            check_interpreter(python, export.bridge.job_environment.python_version)
+            if python
+            else sys.executable
+        )
         code = export.code()
         code_uris = {
             text
             for text in _strings(definition)
             if text.startswith(f"{export.bridge.s3_root}/code/")
         }
-        if not code_uris or code_uris - {code.archive_uri, code.tree_uri}:
+        this_code = f"{export.bridge.s3_root}/code/{code.sha256}/"
+        if not code_uris or any(not uri.startswith(this_code) for uri in code_uris):
             raise click.ClickException(
                 f"{definition_file} was not compiled from this project's current code and "
                 f"configuration (code {code.sha256[:12]}): run `kedro sagemaker compile` again"
@@ -439,7 +468,7 @@ def run_local(
             DirectoryStore(directory) if directory is not None else S3Store(export.bridge.region)
         )
         stage(export, code, store)
-        jobs = LocalTrainingJobs(store, export.bridge.region)
+        jobs = LocalTrainingJobs(store, export.bridge.region, python=interpreter)
         bindings = [*export.settings.parameters, *gate_bindings(export.settings, export.parameters)]
         native = KedroNativeSteps(export, bindings, store)
         executor = PipelineExecutor(

@@ -7,6 +7,7 @@ is an error naming the key rather than a silently ignored setting.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -34,10 +35,30 @@ class TrainingJobSettings:
     framework: str = "xgboost"
     framework_version: str = "3.0-5"
     image_uri: str | None = None
-    #: pip requirements the container installs before the node runs (``requirements.txt``).
-    requirements: tuple[str, ...] = ()
     #: Extra environment variables of the job.
     environment: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobEnvironment:
+    """What the stock image is and what a job adds to it (the ``job_environment`` block)."""
+
+    #: What the nodes need beyond the image, shipped as wheels at this environment's versions.
+    requirements: tuple[str, ...] = ()
+    #: What the image already has (``name==version``): left out of the wheels.
+    image_packages: tuple[str, ...] = ()
+    python_version: str = "3.10"
+    platforms: tuple[str, ...] = ("manylinux2014_x86_64",)
+    wheel_cache: Path = Path("~/.cache/kedro-sagemaker/wheels")
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """Network isolation and VPC of every job (the ``network`` block)."""
+
+    enable_network_isolation: bool = False
+    subnets: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,8 @@ class BridgeSettings:
     local_store_directory: Path | None = None
     poll_seconds: float = 10.0
     local_poll_seconds: float = 0.5
+    job_environment: JobEnvironment = JobEnvironment()
+    network: NetworkSettings = NetworkSettings()
 
     def is_remote(self, name: str, tags: Iterable[str]) -> bool:
         """True for nodes that run as training jobs: by name, or by any of their tags."""
@@ -104,7 +127,6 @@ _JOB_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
     "framework": str,
     "framework_version": str,
     "image_uri": (str, type(None)),
-    "requirements": (list, tuple),
     "environment": Mapping,
 }
 
@@ -115,9 +137,7 @@ def _merge(base: TrainingJobSettings, block: Mapping[str, Any], where: str) -> T
     changes: dict[str, Any] = {}
     for key, raw in block.items():
         value = _expect(raw, _JOB_TYPES[key], f"{where}.{key}")
-        if key == "requirements":
-            value = tuple(_expect(item, str, f"{where}.requirements[]") for item in raw)
-        elif key == "environment":
+        if key == "environment":
             value = {str(k): _expect(v, str, f"{where}.environment.{k}") for k, v in raw.items()}
         elif key in {"instance_count", "volume_size_gb", "max_runtime_seconds"} and value < 1:
             raise SageMakerConfigError(f"{CONFIG_FILE}: {where}.{key} must be at least 1")
@@ -136,7 +156,64 @@ _TOP_LEVEL: Final = (
     "local",
     "poll_seconds",
     "pipeline",
+    "job_environment",
+    "network",
 )
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    _expect(value, (list, tuple), where)
+    return tuple(_expect(item, str, f"{where}[]") for item in value)
+
+
+def _job_environment(block: Any, project_path: Path) -> JobEnvironment:
+    _expect(block, Mapping, "job_environment")
+    _check_keys(
+        block,
+        ("requirements", "image_packages", "python_version", "platforms", "wheel_cache"),
+        "job_environment",
+    )
+    default = JobEnvironment()
+    python = str(block.get("python_version", default.python_version))
+    if not re.fullmatch(r"3\.\d+", python):
+        raise SageMakerConfigError(
+            f"{CONFIG_FILE}: job_environment.python_version must be like 3.10, got {python!r}"
+        )
+    cache = Path(
+        _expect(
+            block.get("wheel_cache", str(default.wheel_cache)), str, "job_environment.wheel_cache"
+        )
+    ).expanduser()
+    return JobEnvironment(
+        requirements=_strings(block.get("requirements") or [], "job_environment.requirements"),
+        image_packages=_strings(
+            block.get("image_packages") or [], "job_environment.image_packages"
+        ),
+        python_version=python,
+        platforms=_strings(
+            block.get("platforms") or list(default.platforms), "job_environment.platforms"
+        ),
+        wheel_cache=cache if cache.is_absolute() else project_path / cache,
+    )
+
+
+def _network(block: Any) -> NetworkSettings:
+    _expect(block, Mapping, "network")
+    _check_keys(block, ("enable_network_isolation", "subnets", "security_group_ids"), "network")
+    subnets = _strings(block.get("subnets") or [], "network.subnets")
+    groups = _strings(block.get("security_group_ids") or [], "network.security_group_ids")
+    if bool(subnets) != bool(groups):
+        raise SageMakerConfigError(
+            f"{CONFIG_FILE}: network.subnets and network.security_group_ids go together (a VPC "
+            "configuration needs both)"
+        )
+    return NetworkSettings(
+        enable_network_isolation=_expect(
+            block.get("enable_network_isolation", False), bool, "network.enable_network_isolation"
+        ),
+        subnets=subnets,
+        security_group_ids=groups,
+    )
 
 
 def parse_settings(config: Mapping[str, Any], project_path: Path) -> BridgeSettings:
@@ -175,6 +252,8 @@ def parse_settings(config: Mapping[str, Any], project_path: Path) -> BridgeSetti
         local_poll_seconds=float(
             _expect(local.get("poll_seconds", 0.5), (int, float), "local.poll_seconds")
         ),
+        job_environment=_job_environment(config.get("job_environment") or {}, project_path),
+        network=_network(config.get("network") or {}),
     )
     for key, block in settings.node_overrides.items():  # fail now, not at the node
         _merge(settings.training_job, block, f"node_overrides.{key}")

@@ -1,61 +1,71 @@
-"""The job contract on the submitting side: a Kedro node call -> a CreateTrainingJob request, and
-the finished job's ``model.tar.gz`` -> the node's return value.
+"""The job contract on the submitting side: Kedro nodes -> job specs, and the runner's jobs.
 
-Dataset inputs travel as files in open formats (one channel each); ``params:`` inputs as JSON
-hyperparameters; the node's description as the ``kedro_node`` hyperparameter, which the generic
-entry script (:mod:`~predictive_maintenance.sagemaker.entry_point`) reads in the container.
+:func:`node_call` and :func:`job_spec` describe nodes the way :mod:`.job` runs them; the exporter
+puts one spec per step in the code package, the runner uploads one per remote node as the job's
+``kedro-job`` channel (:func:`prepare_job`) with its inputs, each a value and its manifest, and
+reads the node's outputs back from the job's ``model.tar.gz`` (:func:`read_outputs`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import secrets
 import tempfile
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from predictive_maintenance.sagemaker.archives import extract_tar_gz
-from predictive_maintenance.sagemaker.codecs import (
-    CodecError,
-    is_plain_json,
-    read_value,
-    write_value,
-)
+from predictive_maintenance.sagemaker.codecs import CodecError, codec_named
 from predictive_maintenance.sagemaker.config import BridgeSettings, TrainingJobSettings
-from predictive_maintenance.sagemaker.entry_point import (
-    NODE_CHANNEL,
-    NODE_FILE,
-    NODE_HYPERPARAMETER,
-    OUTPUT_MANIFEST,
-    channel_variable,
-    file_stem,
+from predictive_maintenance.sagemaker.job import (
+    JOB_ARGUMENT,
+    JOB_FILE,
+    JOB_INPUT,
+    VALUE_MANIFEST,
     import_function,
+    is_parameter,
+    read_dataset,
+    write_dataset,
 )
 from predictive_maintenance.sagemaker.packaging import ENTRY_SCRIPT
 from predictive_maintenance.sagemaker.storage import ObjectStore
 
 #: SageMaker's limits on a CreateTrainingJob request.
 MAX_CHANNELS: Final = 20
-MAX_HYPERPARAMETERS: Final = 100
-MAX_HYPERPARAMETER_CHARS: Final = 2500
 MAX_JOB_NAME_CHARS: Final = 63
 _TAG_VALUE_UNSAFE: Final = re.compile(r"[^\w .:/=+\-@]")
+#: Input and output names the contract itself uses.
+RESERVED_NAMES: Final = frozenset({"code", JOB_INPUT})
+#: Every job's environment: no package index (the wheels are shipped), no Kedro telemetry.
+JOB_ENVIRONMENT: Final = {"PIP_NO_INDEX": "1", "KEDRO_DISABLE_TELEMETRY": "true"}
 
 
 class RemoteNodeError(RuntimeError):
     """A node cannot run as a job, or its job failed or returned something unusable."""
 
 
-def job_name(node_name: str) -> str:
-    """``<node>-<UTC time>-<random>``: unique, and SageMaker's 63-character name rule."""
+def job_name(name: str) -> str:
+    """``<name>-<UTC time>-<random>``: unique, and SageMaker's 63-character name rule."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     suffix = f"-{stamp}-{secrets.token_hex(2)}"
-    base = re.sub(r"[^A-Za-z0-9]+", "-", node_name).strip("-") or "kedro-node"
+    base = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-") or "kedro-job"
     return base[: MAX_JOB_NAME_CHARS - len(suffix)].rstrip("-") + suffix
+
+
+def data_name(dataset: str, taken: set[str]) -> str:
+    """An input/output/channel name for ``dataset`` (letters, digits, ``-``, ``_``), unique
+    among ``taken`` ignoring case, as the toolkit's ``SM_CHANNEL_<NAME>`` variables are."""
+    base = (re.sub(r"[^A-Za-z0-9_-]", "-", dataset).strip("-_") or "data")[:60]
+    candidate, counter = base, 1
+    while candidate.upper() in taken or candidate in RESERVED_NAMES:
+        counter += 1
+        candidate = f"{base}-{counter}"
+    taken.add(candidate.upper())
+    return candidate
 
 
 def function_path(node_name: str, function: Any) -> str:
@@ -68,12 +78,76 @@ def function_path(node_name: str, function: Any) -> str:
     if not importable or path.startswith("__main__:"):
         raise RemoteNodeError(
             f"node {node_name}: its function {function!r} cannot be imported by name "
-            f"({path}); a remote node needs a module-level function (no lambda, partial or "
-            "closure) so the job can import it."
+            f"({path}); a node that runs as a job needs a module-level function (no lambda, "
+            "partial or closure) so the job can import it."
         )
     return path
 
 
+def node_call(node: Any) -> dict[str, Any]:
+    """How a job calls ``node``: function path, inputs by argument, the shape of its outputs."""
+    # Kedro keeps a node's inputs and outputs as given (str, list or dict) only in _inputs and
+    # _outputs; the call depends on that form.
+    inputs, outputs = node._inputs, node._outputs
+    if isinstance(inputs, dict):
+        kind, items = "dict", [{"arg": arg, "dataset": ds} for arg, ds in inputs.items()]
+    else:
+        kind, items = "list", [{"arg": None, "dataset": ds} for ds in node.inputs]
+    if outputs is None:
+        shape: dict[str, Any] = {"kind": "none", "names": []}
+    elif isinstance(outputs, str):
+        shape = {"kind": "single", "names": [outputs]}
+    elif isinstance(outputs, dict):
+        shape = {"kind": "dict", "names": dict(outputs)}
+    else:
+        shape = {"kind": "list", "names": list(outputs)}
+    return {
+        "node": node.name,
+        "function": function_path(node.name, node.func),
+        "inputs": {"kind": kind, "items": items},
+        "outputs": shape,
+    }
+
+
+def job_spec(
+    name: str,
+    nodes: Iterable[Any],
+    *,
+    inputs: Mapping[str, str],
+    outputs: Mapping[str, str],
+    parameters: Mapping[str, Any],
+    files: Mapping[str, str] | None = None,
+    catalog: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A job spec (see :mod:`.job`)."""
+    return {
+        "job": name,
+        "nodes": [node_call(node) for node in nodes],
+        "inputs": dict(inputs),
+        "outputs": dict(outputs),
+        "files": dict(files or {}),
+        "parameters": dict(parameters),
+        "catalog": dict(catalog or {}),
+    }
+
+
+def spec_bytes(spec: Mapping[str, Any]) -> bytes:
+    return (json.dumps(spec, indent=2, sort_keys=True, default=str) + "\n").encode()
+
+
+def nest_parameter(parameters: dict[str, Any], dataset: str, value: Any) -> None:
+    """Puts the value of input ``params:a.b`` (or ``parameters``) where the job looks it up."""
+    if dataset == "parameters":
+        parameters.update(value)
+        return
+    *parents, last = dataset[len("params:") :].split(".")
+    target = parameters
+    for key in parents:
+        target = target.setdefault(key, {})
+    target[last] = value
+
+
+# ---- the runner's jobs ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class NodeJob:
     """A prepared job: the request to submit and what is needed to read its outputs."""
@@ -81,57 +155,8 @@ class NodeJob:
     node_name: str
     name: str
     request: dict[str, Any]
-    outputs: dict[str, Any]
-
-
-def _describe_outputs(node: Any) -> dict[str, Any]:
-    # Kedro keeps the original form of a node's outputs (str, list or dict) only in _outputs.
-    outputs = node._outputs
-    if outputs is None:
-        return {"kind": "none", "names": []}
-    if isinstance(outputs, str):
-        return {"kind": "single", "names": [outputs]}
-    if isinstance(outputs, dict):
-        return {"kind": "dict", "names": dict(outputs)}
-    return {"kind": "list", "names": list(outputs)}
-
-
-def describe_node_call(node: Any) -> dict[str, Any]:
-    """How the entry script calls ``node``: function path, inputs by argument, output shape."""
-    # Kedro keeps a node's inputs as given (None, str, list or dict) only in _inputs.
-    inputs = node._inputs
-    if isinstance(inputs, dict):
-        kind, items = "dict", [{"arg": arg, "dataset": ds} for arg, ds in inputs.items()]
-    else:
-        kind, items = "list", [{"arg": None, "dataset": ds} for ds in node.inputs]
-    return {
-        "node": node.name,
-        "function": function_path(node.name, node.func),
-        "inputs": {"kind": kind, "items": items},
-        "outputs": _describe_outputs(node),
-    }
-
-
-def _input_pairs(node: Any, args: tuple, kwargs: dict) -> tuple[str, list[tuple[Any, str, Any]]]:
-    """The call's kind and (argument name or None, dataset, value) for each input."""
-    if kwargs:
-        # Kedro calls a node with dict inputs by keyword; _inputs maps argument -> dataset.
-        return "dict", [(arg, node._inputs[arg], value) for arg, value in kwargs.items()]
-    return "list", [
-        (None, dataset, value) for dataset, value in zip(node.inputs, args, strict=True)
-    ]
-
-
-def _channel_name(dataset: str, taken_variables: set[str]) -> str:
-    """A channel name for ``dataset``: SageMaker's characters, and a unique SM_CHANNEL_ variable
-    (``a.b`` and ``a_b`` would share one)."""
-    base = re.sub(r"[^A-Za-z0-9._-]", "-", dataset).strip(".-_")[:60] or "input"
-    candidate, counter = base, 1
-    while channel_variable(candidate) in taken_variables:
-        counter += 1
-        candidate = f"{base}-{counter}"
-    taken_variables.add(channel_variable(candidate))
-    return candidate
+    outputs: dict[str, str]
+    shape: dict[str, Any]
 
 
 def _channel(name: str, uri: str, content_type: str) -> dict[str, Any]:
@@ -149,8 +174,11 @@ def _channel(name: str, uri: str, content_type: str) -> dict[str, Any]:
     }
 
 
-def _is_parameter(dataset: str) -> bool:
-    return dataset == "parameters" or dataset.startswith("params:")
+def _call_values(node: Any, args: tuple, kwargs: dict) -> list[tuple[str, Any]]:
+    """(dataset, value) for each input of the call Kedro makes."""
+    if kwargs:
+        return [(node._inputs[arg], value) for arg, value in kwargs.items()]
+    return list(zip(node.inputs, args, strict=True))
 
 
 def prepare_job(
@@ -165,107 +193,109 @@ def prepare_job(
     store: ObjectStore,
     run_id: str | None = None,
 ) -> NodeJob:
-    """Writes the node's inputs to the store and returns the CreateTrainingJob request."""
-    function = function_path(node.name, node.func)  # before anything is uploaded
+    """Uploads the node's spec and inputs and returns its CreateTrainingJob request."""
+    call = node_call(node)  # before anything is uploaded: the function must be importable
     name = job_name(node.name)
     job_root = f"{settings.s3_root}/jobs/{name}"
-    kind, pairs = _input_pairs(node, args, kwargs)
-    dataset_inputs = sum(not _is_parameter(dataset) for _, dataset, _ in pairs)
-    _check_limits(node.name, channels=dataset_inputs + 1)  # before anything is uploaded
-    hyperparameters: dict[str, str] = {
+    values = _call_values(node, args, kwargs)
+    datasets = [(dataset, value) for dataset, value in values if not is_parameter(dataset)]
+    if len(datasets) + 1 > MAX_CHANNELS:
+        raise RemoteNodeError(
+            f"node {node.name} has {len(datasets)} dataset inputs; a training job takes at "
+            f"most {MAX_CHANNELS} channels, one of which holds the job spec"
+        )
+    taken = {JOB_INPUT.upper()}
+    inputs = {dataset: data_name(dataset, taken) for dataset, _ in datasets}
+    output_taken: set[str] = set()
+    outputs = {dataset: data_name(dataset, output_taken) for dataset in node.outputs}
+    parameters: dict[str, Any] = {}
+    for dataset, value in values:
+        if is_parameter(dataset):
+            nest_parameter(parameters, dataset, value)
+    spec = job_spec(node.name, [node], inputs=inputs, outputs=outputs, parameters=parameters)
+    try:
+        spec_text = spec_bytes(spec)
+    except (TypeError, ValueError) as error:
+        raise RemoteNodeError(f"node {node.name}: a parameter is not JSON data: {error}") from None
+    channels = []
+    with tempfile.TemporaryDirectory(prefix=f"{name}-input-") as staging:
+        for dataset, value in datasets:
+            channel = inputs[dataset]
+            directory = Path(staging) / channel
+            try:
+                manifest = write_dataset(value, directory, dataset, channel)
+            except CodecError as error:
+                raise RemoteNodeError(f"node {node.name}: input {error}") from error
+            for file in (manifest["file"], VALUE_MANIFEST):
+                store.upload_file(directory / file, f"{job_root}/input/{channel}/{file}")
+            content_type = codec_named(manifest["codec"]).content_type
+            channels.append(_channel(channel, f"{job_root}/input/{channel}/", content_type))
+        spec_path = Path(staging) / JOB_FILE
+        spec_path.write_bytes(spec_text)
+        store.upload_file(spec_path, f"{job_root}/input/{JOB_INPUT}/{JOB_FILE}")
+    channels.append(_channel(JOB_INPUT, f"{job_root}/input/{JOB_INPUT}/", "application/json"))
+    request = training_request(
+        name,
+        settings=settings,
+        job_settings=job_settings,
+        image_uri=image_uri,
+        hyperparameters=script_mode_hyperparameters(code_uri, node.name, settings.region),
+        output_path=f"{settings.s3_root}/jobs",
+    )
+    request["InputDataConfig"] = channels
+    request["Tags"] = [{"Key": "kedro:node", "Value": _TAG_VALUE_UNSAFE.sub("_", node.name)[:256]}]
+    if run_id:
+        request["Tags"].append({"Key": "kedro:run-id", "Value": _TAG_VALUE_UNSAFE.sub("_", run_id)})
+    return NodeJob(node.name, name, request, outputs, call["outputs"])
+
+
+def script_mode_hyperparameters(code_uri: str, job: str, region: str | None) -> dict[str, str]:
+    """What the framework image's training toolkit needs to run the entry script (script mode),
+    and the job's name; SageMaker stores hyperparameters as strings, the toolkit JSON-decodes."""
+    hyperparameters = {
         "sagemaker_program": json.dumps(ENTRY_SCRIPT),
         "sagemaker_submit_directory": json.dumps(code_uri),
         "sagemaker_container_log_level": "20",
+        JOB_ARGUMENT: json.dumps(job),
     }
-    if settings.region:
-        hyperparameters["sagemaker_region"] = json.dumps(settings.region)
-    channels: list[dict[str, Any]] = []
-    items: list[dict[str, Any]] = []
-    taken_variables = {channel_variable(NODE_CHANNEL)}
-    taken_keys = set(hyperparameters) | {NODE_HYPERPARAMETER}
-    with tempfile.TemporaryDirectory(prefix=f"{name}-input-") as staging:
-        for arg, dataset, value in pairs:
-            item: dict[str, Any] = {"arg": arg, "dataset": dataset}
-            if _is_parameter(dataset):
-                if not is_plain_json(value):
-                    raise RemoteNodeError(
-                        f"node {node.name}: parameter input {dataset} is not plain JSON data "
-                        f"({type(value).__name__}), so it cannot travel as a hyperparameter"
-                    )
-                encoded = json.dumps(value, sort_keys=True, allow_nan=False)
-                if len(encoded) <= MAX_HYPERPARAMETER_CHARS:
-                    key = file_stem(dataset.removeprefix("params:"), taken_keys)
-                    hyperparameters[key] = encoded
-                    items.append({**item, "hyperparameter": key})
-                    continue
-            channel = _channel_name(dataset, taken_variables)
-            directory = Path(staging) / channel
-            directory.mkdir()
-            try:
-                codec, path = write_value(value, directory, file_stem(dataset, set()), dataset)
-            except CodecError as error:
-                raise RemoteNodeError(f"node {node.name}: input {error}") from error
-            uri = f"{job_root}/input/{channel}/{path.name}"
-            store.upload_file(path, uri)
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            items.append(
-                {
-                    **item,
-                    "channel": channel,
-                    "file": path.name,
-                    "codec": codec.name,
-                    "sha256": digest,
-                }
-            )
-            channels.append(_channel(channel, f"{job_root}/input/{channel}/", codec.content_type))
-        outputs = _describe_outputs(node)
-        description = {
-            "node": node.name,
-            "function": function,
-            "inputs": {"kind": kind, "items": items},
-            "outputs": outputs,
-        }
-        description_path = Path(staging) / NODE_FILE
-        description_path.write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
-        store.upload_file(description_path, f"{job_root}/input/{NODE_CHANNEL}/{NODE_FILE}")
-    channels.append(_channel(NODE_CHANNEL, f"{job_root}/input/{NODE_CHANNEL}/", "application/json"))
-    hyperparameters[NODE_HYPERPARAMETER] = json.dumps(node.name)
-    _check_limits(node.name, channels=len(channels), hyperparameters=len(hyperparameters))
+    if region:
+        hyperparameters["sagemaker_region"] = json.dumps(region)
+    return hyperparameters
+
+
+def training_request(
+    name: str,
+    *,
+    settings: BridgeSettings,
+    job_settings: TrainingJobSettings,
+    image_uri: str,
+    hyperparameters: dict[str, str],
+    output_path: str,
+) -> dict[str, Any]:
+    """A CreateTrainingJob request without its channels."""
     request: dict[str, Any] = {
         "TrainingJobName": name,
         "HyperParameters": hyperparameters,
         "AlgorithmSpecification": {"TrainingImage": image_uri, "TrainingInputMode": "File"},
         "RoleArn": settings.execution_role_arn,
-        "OutputDataConfig": {"S3OutputPath": f"{settings.s3_root}/jobs"},
+        "OutputDataConfig": {"S3OutputPath": output_path},
         "ResourceConfig": {
             "InstanceType": job_settings.instance_type,
             "InstanceCount": job_settings.instance_count,
             "VolumeSizeInGB": job_settings.volume_size_gb,
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": job_settings.max_runtime_seconds},
-        "InputDataConfig": channels,
-        "Tags": [{"Key": "kedro:node", "Value": _TAG_VALUE_UNSAFE.sub("_", node.name)[:256]}],
+        "Environment": {**JOB_ENVIRONMENT, **job_settings.environment},
     }
-    if job_settings.environment:
-        request["Environment"] = dict(job_settings.environment)
-    if run_id:
-        request["Tags"].append({"Key": "kedro:run-id", "Value": _TAG_VALUE_UNSAFE.sub("_", run_id)})
-    return NodeJob(node_name=node.name, name=name, request=request, outputs=outputs)
-
-
-def _check_limits(node_name: str, *, channels: int, hyperparameters: int = 0) -> None:
-    """SageMaker's limits on a request's channels (one of them the description) and
-    hyperparameters."""
-    if channels > MAX_CHANNELS:
-        raise RemoteNodeError(
-            f"node {node_name} has {channels - 1} dataset inputs; a training job takes at "
-            f"most {MAX_CHANNELS} channels, one of which holds the node's description"
-        )
-    if hyperparameters > MAX_HYPERPARAMETERS:
-        raise RemoteNodeError(
-            f"node {node_name} needs {hyperparameters} hyperparameters; a training job "
-            f"takes at most {MAX_HYPERPARAMETERS}"
-        )
+    network = settings.network
+    if network.enable_network_isolation:
+        request["EnableNetworkIsolation"] = True
+    if network.subnets:
+        request["VpcConfig"] = {
+            "Subnets": list(network.subnets),
+            "SecurityGroupIds": list(network.security_group_ids),
+        }
+    return request
 
 
 def read_outputs(job: NodeJob, artifacts_uri: str, store: ObjectStore) -> Any:
@@ -277,45 +307,18 @@ def read_outputs(job: NodeJob, artifacts_uri: str, store: ObjectStore) -> Any:
         root = extract_tar_gz(
             archive_path.read_bytes(), Path(staging) / "model", what=artifacts_uri
         )
-        manifest_path = root / OUTPUT_MANIFEST
-        if not manifest_path.is_file():
-            raise RemoteNodeError(f"job {job.name}: {artifacts_uri} has no {OUTPUT_MANIFEST}")
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("node") != job.node_name or manifest.get("kind") != job.outputs["kind"]:
-            raise RemoteNodeError(
-                f"job {job.name}: {artifacts_uri} holds outputs of node {manifest.get('node')!r}"
-                f" ({manifest.get('kind')}), not of {job.node_name} ({job.outputs['kind']})"
-            )
         values = {}
-        for entry in manifest["values"]:
-            path = root / entry["file"]
-            if not path.is_file() or path.parent != root:
-                raise RemoteNodeError(f"job {job.name}: output file {entry['file']!r} is missing")
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            if digest != entry["sha256"]:
+        for dataset, name in job.outputs.items():
+            if not (root / name / VALUE_MANIFEST).is_file():
                 raise RemoteNodeError(
-                    f"job {job.name}: output {entry['dataset']} ({entry['file']}) has sha256 "
-                    f"{digest}, but the job recorded {entry['sha256']}"
+                    f"job {job.name}: {artifacts_uri} has no output {name} (dataset {dataset})"
                 )
-            key = entry["key"]
-            values[key] = read_value(entry["codec"], path, f"output {entry['dataset']}")
-    return _rebuild(job, values)
-
-
-def _rebuild(job: NodeJob, values: dict[Any, Any]) -> Any:
-    kind, names = job.outputs["kind"], job.outputs["names"]
-    expected: list[Any] = {
-        "none": [],
-        "single": [None],
-        "list": list(range(len(names))),
-        "dict": sorted(names) if isinstance(names, dict) else [],
-    }[kind]
-    if sorted(values, key=str) != sorted(expected, key=str):
-        raise RemoteNodeError(f"job {job.name}: outputs {sorted(values, key=str)} != {expected}")
+            values[dataset] = read_dataset(root / name, dataset)
+    kind, names = job.shape["kind"], job.shape["names"]
     if kind == "none":
         return None
     if kind == "single":
-        return values[None]
+        return values[names[0]]
     if kind == "list":
-        return [values[index] for index in expected]
-    return {key: values[key] for key in expected}
+        return [values[name] for name in names]
+    return {key: values[dataset] for key, dataset in names.items()}

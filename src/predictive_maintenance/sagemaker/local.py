@@ -16,8 +16,14 @@ uploaded to ``<S3OutputPath>/<job>/output/model.tar.gz`` in the given store (S3,
 directory standing in for it). ``MaxRuntimeInSeconds`` is enforced; ``stop_training_job``
 terminates the program (SIGTERM, then SIGKILL after a grace period) as SageMaker does.
 
-What differs from the container: the image is not pulled (the program runs with this Python and
-its packages), ``requirements.txt`` is not installed, and one host is emulated.
+The program runs with this Python and its packages, or with another interpreter (``python``):
+the stand-in for the stock image (``deploy/image/xgboost-image-env``: its Python 3.10, its pins
+and its own training toolkit). With an interpreter that has the image's training toolkit,
+training jobs run as in the image, through ``SAGEMAKER_TRAINING_MODULE`` in script mode (the
+toolkit reads the tree through ``SAGEMAKER_BASE_DIR``, sets the ``SM_*`` variables, pip-installs
+the code directory and runs ``sagemaker_program``); otherwise the program is started here with
+the variables the toolkit would set. What differs from SageMaker: the image is not pulled (no
+Docker: the OS and conda's builds are not the image's), and one host is emulated.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from botocore.session import get_session
 from botocore.validate import validate_parameters
 
 from predictive_maintenance.sagemaker.archives import build_tar_gz, directory_files, extract_tar_gz
-from predictive_maintenance.sagemaker.entry_point import FAILURE_REASON_LIMIT, channel_variable
+from predictive_maintenance.sagemaker.job import FAILURE_REASON_LIMIT
 from predictive_maintenance.sagemaker.storage import ObjectStore, download_input
 
 logger = logging.getLogger(__name__)
@@ -54,6 +60,8 @@ STOP_GRACE_SECONDS: Final = 10.0
 #: SageMaker's MaxRuntimeInSeconds when a request has no StoppingCondition.
 DEFAULT_MAX_RUNTIME: Final = 86_400
 TERMINAL_STATUSES: Final = frozenset({"Completed", "Failed", "Stopped"})
+#: The stock XGBoost image's training entry (its SAGEMAKER_TRAINING_MODULE).
+TRAINING_MODULE: Final = "sagemaker_xgboost_container.training:main"
 
 #: Called with (job name, log line) for every line the program prints.
 LogSink = Callable[[str, str], None]
@@ -120,7 +128,8 @@ class LocalTrainingJobs:
         store: Where channels and ``sagemaker_submit_directory`` are read from and
             ``model.tar.gz`` is written to.
         region: Goes into ARNs only.
-        python: The interpreter that runs the program (default: this one).
+        python: The interpreter that runs the program (default: this one); with the image's
+            training toolkit installed, training jobs run through it.
         log_sink: Receives every line the program prints (the runner reads them through
             :meth:`new_log_lines` instead; the moto fixture forwards them to CloudWatch Logs).
         keep_workdirs: Keep each job's ``/opt/ml`` tree for inspection (logged at the end).
@@ -137,7 +146,8 @@ class LocalTrainingJobs:
     ) -> None:
         self._store = store
         self._region = region or "local"
-        self._python = python
+        self._python = str(python)
+        self._toolkit = python != sys.executable and _has_training_toolkit(self._python)
         self._log_sink = log_sink
         self._keep = keep_workdirs
         self._jobs: dict[str, _Job] = {}
@@ -268,7 +278,7 @@ class LocalTrainingJobs:
             job.started = _now()
         command = self._processing_command(root, request["AppSpecification"])
         env = {
-            **os.environ,
+            **_host_environment(),
             **request.get("Environment", {}),
             "SM_OUTPUT_DIR": str(root / "output"),
             "PYTHONUNBUFFERED": "1",
@@ -284,7 +294,7 @@ class LocalTrainingJobs:
             return self._finish(name, "Stopped", reason, secondary=job.stop_requested)
         if return_code != 0:
             return self._finish(
-                name, "Failed", _failure_reason({"output": root / "output"}, return_code)
+                name, "Failed", _failure_reason(root / "output" / "message", return_code)
             )
         self._set(name, "Uploading", "Uploading outputs")
         self._upload_processing_outputs(root, request)
@@ -402,7 +412,9 @@ class LocalTrainingJobs:
             )
             return self._finish(name, "Stopped", reason, secondary=job.stop_requested)
         if return_code != 0:
-            return self._finish(name, "Failed", _failure_reason(tree, return_code))
+            return self._finish(
+                name, "Failed", _failure_reason(tree["output"] / "failure", return_code)
+            )
         self._set(name, "Uploading", "Uploading generated training model")
         self._upload_model(name, tree)
         return self._finish(name, "Completed", None)
@@ -417,6 +429,18 @@ class LocalTrainingJobs:
             if not key.startswith("sagemaker_")
             for item in (f"--{key}", value if isinstance(value, str) else json.dumps(value))
         ]
+        if self._toolkit:
+            env = {
+                **_host_environment(),
+                **request.get("Environment", {}),
+                "SAGEMAKER_BASE_DIR": str(tree["root"]),
+                "SAGEMAKER_TRAINING_MODULE": TRAINING_MODULE,
+                "TRAINING_JOB_NAME": name,
+                "PYTHONUNBUFFERED": "1",
+            }
+            # The image's `train` command; it finds the code already in /opt/ml/code.
+            command = [self._python, "-u", "-m", "sagemaker_containers.cli.train"]
+            return self._spawn(name, command, tree["root"], env, deadline)
         env = _training_environment(name, request, hyperparameters, tree, program)
         return self._spawn(
             name, [self._python, "-u", program, *arguments], tree["code"], env, deadline
@@ -554,7 +578,7 @@ def _training_environment(
     channels = [channel["ChannelName"] for channel in request.get("InputDataConfig", [])]
     user_hps = {k: v for k, v in hyperparameters.items() if not k.startswith("sagemaker_")}
     env = {
-        **os.environ,
+        **_host_environment(),
         **request.get("Environment", {}),
         "TRAINING_JOB_NAME": name,
         "TRAINING_JOB_ARN": f"training-job/{name}",
@@ -579,7 +603,7 @@ def _training_environment(
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     for channel in channels:
-        env[channel_variable(channel)] = str(tree["data"] / channel)
+        env[f"SM_CHANNEL_{channel.upper()}"] = str(tree["data"] / channel)
     for key, value in user_hps.items():
         env[f"SM_HP_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
     return env
@@ -602,8 +626,59 @@ def _container_argument(root: Path, argument: str) -> str:
     )
 
 
-def _failure_reason(tree: dict[str, Path], return_code: int) -> str:
-    failure = tree["output"] / "failure"
+#: What a job inherits from this machine: a container has only the image's environment and the
+#: request's, so nothing else (PYTHONPATH, say, which Kedro sets for the project) may leak in.
+#: AWS_* stand for the credentials and endpoint SageMaker gives a job through its role.
+_HOST_VARIABLES: Final = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "OMP_WAIT_POLICY")
+
+
+def _host_environment() -> dict[str, str]:
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if key in _HOST_VARIABLES or key.startswith("AWS_")
+    }
+
+
+def check_interpreter(python: str, version: str) -> str:
+    """``python``, resolved, if it runs and is Python ``version`` (the image's).
+
+    Raises:
+        LocalJobError: naming the path and what it is instead.
+    """
+    # Absolute, not resolved: a virtual environment's python is a symlink to its base.
+    path = os.path.abspath(shutil.which(python) or python)
+    try:
+        probe = subprocess.run(
+            [path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+    except OSError as error:
+        raise LocalJobError(f"--python {python}: cannot run it ({error})") from None
+    found = probe.stdout.strip()
+    if probe.returncode != 0 or found != version:
+        raise LocalJobError(
+            f"--python {python}: jobs run on the image's Python {version}, but this is "
+            f"{found or 'not a working Python'} (build the stand-in with `make image-env`)"
+        )
+    return path
+
+
+def _has_training_toolkit(python: str) -> bool:
+    """True if ``python`` has the SageMaker training toolkit and the XGBoost image's code."""
+    probe = subprocess.run(
+        [python, "-c", "import sagemaker_containers.cli.train, sagemaker_xgboost_container"],
+        capture_output=True,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
+def _failure_reason(failure: Path, return_code: int) -> str:
+    """What SageMaker reports: the failure file's first 1,024 characters."""
     if failure.is_file():
         text = failure.read_text(errors="replace").strip()[:FAILURE_REASON_LIMIT]
         if text:

@@ -1,44 +1,106 @@
-"""``sourcedir.tar.gz``: the code a node job runs, for the stock framework image's script mode.
+"""The code a job runs: one package for training jobs (``sourcedir.tar.gz``, script mode) and
+processing jobs (the same files, unpacked, as an input).
 
-Layout (SageMaker extracts it to ``/opt/ml/code`` and runs ``sagemaker_program`` from there)::
+Layout::
 
-    kedro_node_entry.py        the program: calls this bridge's entry_point.main()
-    requirements.txt           only if requirements are configured (the container pip-installs it)
-    <package>/...              every top-level package the remote nodes' functions live in,
-                               and the bridge's own, copied from the importable sources
+    kedro_job_entry.py      the program: predictive_maintenance.sagemaker.job.main()
+    pyproject.toml          the training toolkit pip-installs the code directory before running
+    _kedro_job_build.py     the program; this in-tree build backend with no requirements makes
+                            that install an offline no-op (a default setup.py would need
+                            setuptools from an index under modern pip, and copy every file)
+    wheels/*.whl            what the image lacks (see :mod:`.wheels`), installed with no index
+    kedro_jobs/<job>/job.json   the job specs of an exported pipeline
+    <package>/...           every top-level package the nodes' functions live in, and the
+                            bridge's own, copied from the importable sources
 
-Built with :func:`~predictive_maintenance.sagemaker.archives.build_tar_gz`, so unchanged code
-gives a byte-identical archive and its sha256 can address it in S3 (uploaded once).
+Built with :func:`~predictive_maintenance.sagemaker.archives.build_tar_gz`, so the same files
+give a byte-identical archive and its sha256 can address it in S3 (uploaded once).
 """
 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Final
 
-from predictive_maintenance.sagemaker.archives import build_tar_gz
+from predictive_maintenance.sagemaker.job import JOB_FILE, WHEELS_DIR
 
-#: The script SageMaker runs (``sagemaker_program``).
-ENTRY_SCRIPT: Final = "kedro_node_entry.py"
+#: The script SageMaker runs (``sagemaker_program``, or the processing entrypoint).
+ENTRY_SCRIPT: Final = "kedro_job_entry.py"
+#: Where an exported pipeline's job specs live in the code package.
+JOBS_DIR: Final = "kedro_jobs"
 _BRIDGE_PACKAGE: Final = __name__.rpartition(".")[0]
 _EXCLUDED_PARTS: Final = frozenset({"__pycache__"})
 _EXCLUDED_SUFFIXES: Final = frozenset({".pyc", ".pyo"})
 
 ENTRY_SOURCE: Final = f'''\
-"""SageMaker script-mode program: runs one Kedro node (written by {_BRIDGE_PACKAGE})."""
+"""SageMaker job program: runs a group of Kedro nodes (written by {_BRIDGE_PACKAGE})."""
 
 import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+CODE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(CODE))
 
-from {_BRIDGE_PACKAGE}.entry_point import main  # noqa: E402
+from {_BRIDGE_PACKAGE}.job import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:], CODE))
 '''
+
+BUILD_BACKEND: Final = '''\
+"""A PEP 517 backend that builds an empty wheel: the job runs from this directory, so the
+training toolkit's ``pip install .`` has nothing to install and no build requirement to fetch."""
+
+import base64
+import hashlib
+import os
+import zipfile
+
+NAME, VERSION = "kedro_job_code", "0"
+_DIST_INFO = f"{NAME}-{VERSION}.dist-info"
+_FILES = {
+    "METADATA": f"Metadata-Version: 2.1\\nName: {NAME}\\nVersion: {VERSION}\\n",
+    "WHEEL": (
+        "Wheel-Version: 1.0\\nGenerator: kedro-job\\nRoot-Is-Purelib: true\\n"
+        "Tag: py3-none-any\\n"
+    ),
+}
+
+
+def _record_line(path, data):
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{path},sha256={digest},{len(data)}"
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    name = f"{NAME}-{VERSION}-py3-none-any.whl"
+    records = []
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as wheel:
+        for file, text in _FILES.items():
+            data = text.encode()
+            wheel.writestr(f"{_DIST_INFO}/{file}", data)
+            records.append(_record_line(f"{_DIST_INFO}/{file}", data))
+        records.append(f"{_DIST_INFO}/RECORD,,")
+        wheel.writestr(f"{_DIST_INFO}/RECORD", "\\n".join(records) + "\\n")
+    return name
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+'''
+
+PYPROJECT: Final = """\
+[build-system]
+requires = []
+build-backend = "_kedro_job_build"
+backend-path = ["."]
+
+[project]
+name = "kedro_job_code"
+version = "0"
+"""
 
 
 class PackagingError(ValueError):
@@ -73,26 +135,27 @@ def package_sources(package: str) -> dict[str, bytes]:
     raise PackagingError(f"{package!r} is not a source package (origin {spec.origin})")
 
 
-def source_files(
+def code_files(
     packages: Iterable[str],
-    requirements: Iterable[str] = (),
-    extra_files: dict[str, bytes] | None = None,
+    wheels: Mapping[str, bytes] | None = None,
+    job_specs: Mapping[str, bytes] | None = None,
 ) -> dict[str, bytes]:
-    """The files of ``sourcedir.tar.gz`` by path (see :func:`build_source_archive`)."""
-    files = {ENTRY_SCRIPT: ENTRY_SOURCE.encode(), **(extra_files or {})}
+    """The files of the code package by path (see the module docstring).
+
+    Args:
+        packages: Top-level packages of the nodes' functions (the bridge's own is added).
+        wheels: Wheel file name -> content (:func:`~.wheels.wheelhouse`).
+        job_specs: Job name -> ``job.json`` content, for an exported pipeline.
+    """
+    files = {
+        ENTRY_SCRIPT: ENTRY_SOURCE.encode(),
+        "pyproject.toml": PYPROJECT.encode(),
+        "_kedro_job_build.py": BUILD_BACKEND.encode(),
+    }
     for package in sorted({*packages, top_level_package(_BRIDGE_PACKAGE)}):
         files.update(package_sources(package))
-    requirements = list(requirements)
-    if requirements:
-        files["requirements.txt"] = ("\n".join(requirements) + "\n").encode()
+    for name, content in (wheels or {}).items():
+        files[f"{WHEELS_DIR}/{name}"] = content
+    for job, content in (job_specs or {}).items():
+        files[f"{JOBS_DIR}/{job}/{JOB_FILE}"] = content
     return files
-
-
-def build_source_archive(
-    packages: Iterable[str],
-    requirements: Iterable[str] = (),
-    extra_files: dict[str, bytes] | None = None,
-) -> bytes:
-    """``sourcedir.tar.gz`` holding the entry script, ``packages``, the bridge itself,
-    ``requirements.txt`` if any, and ``extra_files`` (path -> content)."""
-    return build_tar_gz(source_files(packages, requirements, extra_files))

@@ -11,7 +11,6 @@ rest of the pipeline cannot tell where the node ran. Nodes run one at a time, in
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import time
 from collections import deque
@@ -20,6 +19,8 @@ from typing import Any, Final
 from kedro.pipeline import Pipeline
 from kedro.runner import AbstractRunner
 
+from predictive_maintenance.integrity import sha256_hex
+from predictive_maintenance.sagemaker.archives import build_tar_gz
 from predictive_maintenance.sagemaker.aws import resolve_image_uri
 from predictive_maintenance.sagemaker.backends import BACKENDS, TrainingJobBackend, create_backend
 from predictive_maintenance.sagemaker.config import BridgeSettings, SageMakerConfigError
@@ -31,8 +32,9 @@ from predictive_maintenance.sagemaker.jobs import (
     read_outputs,
 )
 from predictive_maintenance.sagemaker.local import TERMINAL_STATUSES
-from predictive_maintenance.sagemaker.packaging import build_source_archive, top_level_package
+from predictive_maintenance.sagemaker.packaging import code_files, top_level_package
 from predictive_maintenance.sagemaker.storage import upload_bytes
+from predictive_maintenance.sagemaker.wheels import wheelhouse
 
 logger = logging.getLogger(__name__)
 
@@ -53,18 +55,25 @@ class SageMakerRunner(AbstractRunner):
         is_async: Load and save node inputs and outputs with threads (as ``SequentialRunner``).
         backend: ``local`` (run the job's request on this machine, no Docker) or ``sagemaker``
             (submit it to SageMaker: AWS, or ``AWS_ENDPOINT_URL``).
+        python: With ``backend=local``, the interpreter jobs run with, e.g. the stock image's
+            stand-in (``--runner-params backend=local,python=.venv-image/bin/python``).
     """
 
-    def __init__(self, is_async: bool = False, backend: str = "local") -> None:
+    def __init__(
+        self, is_async: bool = False, backend: str = "local", python: str | None = None
+    ) -> None:
         super().__init__(is_async=is_async)
         if backend not in BACKENDS:
             raise SageMakerConfigError(
                 f"unknown backend {backend!r}: use --runner-params backend=local or "
                 "backend=sagemaker"
             )
+        if python is not None and backend != "local":
+            raise SageMakerConfigError("--runner-params python=... needs backend=local")
+        self._python = python
         self._backend_name = backend
         self._backend: TrainingJobBackend | None = None
-        self._code_uris: dict[tuple[str, ...], str] = {}
+        self._code_uris: dict[str, str] = {}
 
     def _get_executor(self, max_workers: int) -> None:
         return None
@@ -103,16 +112,14 @@ class SageMakerRunner(AbstractRunner):
     # ---- one node, one job ---------------------------------------------------------------------
     def backend(self, settings: BridgeSettings) -> TrainingJobBackend:
         if self._backend is None:
-            self._backend = create_backend(self._backend_name, settings)
+            self._backend = create_backend(self._backend_name, settings, self._python)
         return self._backend
 
     def _code_uri(self, backend: TrainingJobBackend, settings: BridgeSettings, node: Any) -> str:
-        packages = (top_level_package(node.func.__module__),)
-        requirements = settings.job_settings(node.name, node.tags).requirements
-        key = (*packages, *requirements)
+        key = top_level_package(node.func.__module__)
         if key not in self._code_uris:
-            archive = build_source_archive(packages, requirements)
-            uri = f"{settings.s3_root}/code/{hashlib.sha256(archive).hexdigest()}/sourcedir.tar.gz"
+            archive = build_tar_gz(code_files([key], wheelhouse(settings.job_environment)))
+            uri = f"{settings.s3_root}/code/{sha256_hex(archive)}/sourcedir.tar.gz"
             if not backend.store.exists(uri):
                 upload_bytes(backend.store, archive, uri)
                 logger.info("Uploaded the project code (%s bytes) to %s", f"{len(archive):,}", uri)

@@ -1,5 +1,7 @@
 """Export plan -> SageMaker Pipeline definition JSON, with the SageMaker Python SDK v3, offline.
 
+Every job step runs one job of the job contract (:mod:`..job`): its spec is
+``kedro_jobs/<step>/job.json`` in the code package, given to the step as its ``kedro-job`` input.
 Processing steps run the entry script from the code tree (``code/<sha256>/tree/``), training steps
 run it in script mode from ``code/<sha256>/sourcedir.tar.gz``; ``kedro sagemaker upsert`` uploads
 both (and stages the pipeline inputs) before it creates or updates the pipeline. The code's
@@ -22,12 +24,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from predictive_maintenance.integrity import sha256_hex
 from predictive_maintenance.sagemaker.archives import build_tar_gz
 from predictive_maintenance.sagemaker.aws import resolve_image_uri
 from predictive_maintenance.sagemaker.config import BridgeSettings
-from predictive_maintenance.sagemaker.jobs import describe_node_call
-from predictive_maintenance.sagemaker.packaging import ENTRY_SCRIPT, source_files, top_level_package
-from predictive_maintenance.sagemaker.step_entry import PARAMETER_VARIABLE_PREFIX, STEPS_DIR
+from predictive_maintenance.sagemaker.job import (
+    JOB_ARGUMENT,
+    JOB_INPUT,
+    PARAMETER_VARIABLE_PREFIX,
+)
+from predictive_maintenance.sagemaker.jobs import (
+    JOB_ENVIRONMENT,
+    job_spec,
+    script_mode_hyperparameters,
+    spec_bytes,
+)
+from predictive_maintenance.sagemaker.packaging import (
+    ENTRY_SCRIPT,
+    JOBS_DIR,
+    code_files,
+    top_level_package,
+)
+from predictive_maintenance.sagemaker.wheels import wheelhouse
 from predictive_maintenance.sagemaker.workflow.plan import (
     PROCESSING,
     ExportPlan,
@@ -37,6 +55,10 @@ from predictive_maintenance.sagemaker.workflow.settings import ParameterBinding,
 
 PROCESSING_ROOT: Final = "/opt/ml/processing"
 CODE_INPUT: Final = "code"
+#: SageMaker reports this file as a processing job's FailureReason.
+PROCESSING_MESSAGE_FILE: Final = "/opt/ml/output/message"
+#: The file name SageMaker expects at a model package's ModelDataUrl.
+MODEL_ARCHIVE_FILE: Final = "model.tar.gz"
 #: Definitions above this size go to S3 (PipelineDefinitionS3Location) on upsert.
 INLINE_DEFINITION_LIMIT: Final = 100_000
 
@@ -87,25 +109,28 @@ def lookup(parameters: Mapping[str, Any], path: tuple[str, ...], what: str) -> A
     return value
 
 
-def step_descriptions(
-    plan: ExportPlan, parameters: Mapping[str, Any], catalog: Mapping[str, Any]
+def job_specs(
+    plan: ExportPlan,
+    settings: PipelineSettings,
+    parameters: Mapping[str, Any],
+    catalog: Mapping[str, Any],
 ) -> dict[str, bytes]:
-    """``kedro_steps/<step>.json`` for every job step."""
-    files = {}
+    """Each job step's spec, by step name."""
+    specs = {}
+    model_data = settings.registration.model_data if settings.registration else None
     for step in plan.steps:
         keys = list(parameters) if "*" in step.parameter_keys else list(step.parameter_keys)
-        description = {
-            "step": step.name,
-            "kind": step.kind,
-            "nodes": [describe_node_call(node) for node in step.nodes],
-            "inputs": step.inputs,
-            "outputs": step.outputs,
-            "parameters": {key: parameters[key] for key in keys if key in parameters},
-            "catalog": {name: catalog[name] for name in step.catalog_datasets},
-        }
-        text = json.dumps(description, indent=2, sort_keys=True, default=str) + "\n"
-        files[f"{STEPS_DIR}/{step.name}.json"] = text.encode()
-    return files
+        spec = job_spec(
+            step.name,
+            step.nodes,
+            inputs=step.inputs,
+            outputs=step.outputs,
+            files={model_data: MODEL_ARCHIVE_FILE} if model_data in step.outputs else {},
+            parameters={key: parameters[key] for key in keys if key in parameters},
+            catalog={name: catalog[name] for name in step.catalog_datasets},
+        )
+        specs[step.name] = spec_bytes(spec)
+    return specs
 
 
 def build_code_package(
@@ -115,22 +140,20 @@ def build_code_package(
     parameters: Mapping[str, Any],
     catalog: Mapping[str, Any],
 ) -> CodePackage:
-    import hashlib  # noqa: PLC0415
-
+    """The code of every step: sources, shipped wheels and the job specs."""
     packages = {
         top_level_package(node.func.__module__) for step in plan.steps for node in step.nodes
     }
     for node in (plan.gate_node, plan.register_node):
         if node is not None:
             packages.add(top_level_package(node.func.__module__))
-    requirements = dict.fromkeys(
-        [*bridge.training_job.requirements, *settings.processing.requirements]
-    )
-    files = source_files(
-        sorted(packages), requirements, step_descriptions(plan, parameters, catalog)
+    files = code_files(
+        sorted(packages),
+        wheelhouse(bridge.job_environment),
+        job_specs(plan, settings, parameters, catalog),
     )
     archive = build_tar_gz(files)
-    digest = hashlib.sha256(archive).hexdigest()
+    digest = sha256_hex(archive)
     root = f"{bridge.s3_root}/code/{digest}"
     return CodePackage(files, archive, digest, f"{root}/sourcedir.tar.gz", f"{root}/tree/")
 
@@ -176,15 +199,22 @@ def offline_sdk(region: str) -> Iterator[None]:
         SageMakerConfig.validate_sagemaker_config = staticmethod(validate_once)
         # The SDK logs every default it applies (INFO, DEBUG) and warns for every job name it
         # leaves out of a definition, as it should: none of it is news to the user.
-        sdk_logger = logging.getLogger("sagemaker")
-        level = sdk_logger.level
-        sdk_logger.setLevel(logging.ERROR)
+        # Some of its modules set their own logger's level, so each is quietened, not the parent.
+        sdk_loggers = [logging.getLogger("sagemaker")] + [
+            logger
+            for name, logger in logging.root.manager.loggerDict.items()
+            if name.startswith("sagemaker.") and isinstance(logger, logging.Logger)
+        ]
+        levels = [logger.level for logger in sdk_loggers]
+        for logger in sdk_loggers:
+            logger.setLevel(logging.ERROR)
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Running within a PipelineSession")
                 yield
         finally:
-            sdk_logger.setLevel(level)
+            for logger, level in zip(sdk_loggers, levels, strict=True):
+                logger.setLevel(level)
             SageMakerConfig.validate_sagemaker_config = original
             for key, value in saved.items():
                 if value is None:
@@ -212,12 +242,20 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
     with offline_sdk(region):
         import boto3  # noqa: PLC0415
         from sagemaker.core.model_metrics import MetricsSource, ModelMetrics  # noqa: PLC0415
+        from sagemaker.core.network import NetworkConfig  # noqa: PLC0415
         from sagemaker.core.processing import Processor  # noqa: PLC0415
         from sagemaker.core.shapes import (  # noqa: PLC0415
             ProcessingInput,
             ProcessingOutput,
             ProcessingS3Input,
             ProcessingS3Output,
+        )
+        from sagemaker.core.training.configs import (  # noqa: PLC0415
+            Compute,
+            InputData,
+            Networking,
+            OutputDataConfig,
+            StoppingCondition,
         )
         from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo  # noqa: PLC0415
         from sagemaker.core.workflow.execution_variables import ExecutionVariables  # noqa: PLC0415
@@ -237,12 +275,6 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
         from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep  # noqa: PLC0415
         from sagemaker.serve import ModelBuilder  # noqa: PLC0415
         from sagemaker.train import ModelTrainer  # noqa: PLC0415
-        from sagemaker.train.configs import (  # noqa: PLC0415
-            Compute,
-            InputData,
-            OutputDataConfig,
-            StoppingCondition,
-        )
 
         boto_session = boto3.Session(
             aws_access_key_id="compile-offline",
@@ -329,6 +361,24 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                 return step.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
             return step.properties.ModelArtifacts.S3ModelArtifacts
 
+        def spec_uri(step: str) -> str:
+            return f"{code.tree_uri}{JOBS_DIR}/{step}/"
+
+        network = bridge.network
+        network_config = None
+        networking = None
+        if network.enable_network_isolation or network.subnets:
+            network_config = NetworkConfig(
+                enable_network_isolation=network.enable_network_isolation,
+                security_group_ids=list(network.security_group_ids) or None,
+                subnets=list(network.subnets) or None,
+            )
+            networking = Networking(
+                enable_network_isolation=network.enable_network_isolation or None,
+                security_group_ids=list(network.security_group_ids) or None,
+                subnets=list(network.subnets) or None,
+            )
+
         processing_image = resolve_image_uri(
             settings.processing.image_uri,
             settings.processing.framework,
@@ -351,33 +401,31 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                     entrypoint=[
                         "python3",
                         f"{PROCESSING_ROOT}/input/{CODE_INPUT}/{ENTRY_SCRIPT}",
-                        "--kedro-step",
+                        f"--{JOB_ARGUMENT}",
                         step_plan.name,
                         "--input-dir",
                         f"{PROCESSING_ROOT}/input",
                         "--output-dir",
                         f"{PROCESSING_ROOT}/output",
+                        "--message-file",
+                        PROCESSING_MESSAGE_FILE,
                     ],
-                    env={**processing.environment, **environment},
+                    env={**JOB_ENVIRONMENT, **processing.environment, **environment},
+                    network_config=network_config,
                     sagemaker_session=session,
                 )
-                inputs = [
-                    ProcessingInput(
-                        input_name=CODE_INPUT,
-                        s3_input=ProcessingS3Input(
-                            s3_uri=code.tree_uri,
-                            local_path=f"{PROCESSING_ROOT}/input/{CODE_INPUT}",
-                            s3_data_type="S3Prefix",
-                            s3_input_mode="File",
-                        ),
-                    )
-                ]
-                for dataset, name in step_plan.inputs.items():
+                sources = {
+                    CODE_INPUT: code.tree_uri,
+                    JOB_INPUT: spec_uri(step_plan.name),
+                    **{name: source_of(dataset) for dataset, name in step_plan.inputs.items()},
+                }
+                inputs = []
+                for name, uri in sources.items():
                     inputs.append(
                         ProcessingInput(
                             input_name=name,
                             s3_input=ProcessingS3Input(
-                                s3_uri=source_of(dataset),
+                                s3_uri=uri,
                                 local_path=f"{PROCESSING_ROOT}/input/{name}",
                                 s3_data_type="S3Prefix",
                                 s3_input_mode="File",
@@ -427,18 +475,23 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                         max_runtime_in_seconds=job.max_runtime_seconds
                     ),
                     hyperparameters={
-                        "sagemaker_program": ENTRY_SCRIPT,
-                        "sagemaker_submit_directory": code.archive_uri,
-                        "kedro_step": step_plan.name,
+                        key: json.loads(value)
+                        for key, value in script_mode_hyperparameters(
+                            code.archive_uri, step_plan.name, None
+                        ).items()
                     },
-                    environment={**job.environment, **environment},
+                    environment={**JOB_ENVIRONMENT, **job.environment, **environment},
+                    networking=networking,
                     output_data_config=OutputDataConfig(
                         s3_output_path=Join(on="/", values=[execution_root, step_plan.name])
                     ),
                 )
                 channels = [
-                    InputData(channel_name=name, data_source=source_of(dataset))
-                    for dataset, name in step_plan.inputs.items()
+                    InputData(channel_name=JOB_INPUT, data_source=spec_uri(step_plan.name)),
+                    *(
+                        InputData(channel_name=name, data_source=source_of(dataset))
+                        for dataset, name in step_plan.inputs.items()
+                    ),
                 ]
                 step = TrainingStep(
                     name=step_plan.name,
@@ -467,9 +520,7 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                     f"pipeline.register.model_data {model_data} must be written by a "
                     "processing step"
                 )
-            archive_step = plan.step(plan.producers[model_data])
-            archive_name = archive_step.outputs[model_data]
-            model_url = Join(on="/", values=[source_of(model_data), f"{archive_name}.bin"])
+            model_url = Join(on="/", values=[source_of(model_data), MODEL_ARCHIVE_FILE])
             model_metrics = None
             if registration.model_metrics:
                 metrics_step = plan.step(plan.producers[registration.model_metrics])

@@ -12,7 +12,6 @@ run-local`` implements with the project's own nodes and local catalog.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+from predictive_maintenance.integrity import sha256_hex
 from predictive_maintenance.sagemaker.local import TERMINAL_STATUSES, LocalTrainingJobs
 from predictive_maintenance.sagemaker.storage import ObjectStore
 
@@ -342,7 +342,7 @@ class PipelineExecutor:
         name = re.sub(r"[^A-Za-z0-9-]+", "-", f"{self.execution_id}-{step['Name']}").strip("-")
         if len(name) <= 63:
             return name
-        digest = hashlib.sha256(step["Name"].encode()).hexdigest()[:8]
+        digest = sha256_hex(step["Name"].encode())[:8]
         return f"{name[:54].rstrip('-')}-{digest}"
 
     def _run_job(self, step: dict[str, Any], result: StepResult, kind: str) -> dict[str, Any]:

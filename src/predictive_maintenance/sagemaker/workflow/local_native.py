@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from predictive_maintenance.sagemaker.step_entry import VALUE_MANIFEST, read_dataset, write_dataset
+from predictive_maintenance.sagemaker.job import VALUE_MANIFEST, read_dataset, write_dataset
 from predictive_maintenance.sagemaker.storage import ObjectStore, download_input, download_prefix
 from predictive_maintenance.sagemaker.workflow.executor import ExecutionError, PipelineExecutor
 from predictive_maintenance.sagemaker.workflow.plan import PROCESSING, is_parameter

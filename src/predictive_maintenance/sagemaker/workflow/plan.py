@@ -4,7 +4,7 @@ Pure Python over Kedro's ``Pipeline``: no SDK, no AWS. The compiler turns a plan
 definition; ``kedro sagemaker run-local`` uses it to run the steps SageMaker would run natively
 (the quality gate's condition, RegisterModel) with the project's own nodes and catalog.
 
-- Every node becomes part of exactly one job step (one per node, or grouped by namespace or tag),
+- Every node becomes part of exactly one job step (:mod:`.grouping`: by namespace, tag or node),
   except the quality-gate node (a ConditionStep) and the registration node (a RegisterModel
   step), named in the ``pipeline`` configuration.
 - A step is a training step if any of its nodes is selected to run remotely (the runner's
@@ -20,45 +20,31 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from predictive_maintenance.sagemaker.config import BridgeSettings, SageMakerConfigError
-from predictive_maintenance.sagemaker.entry_point import channel_variable
+from predictive_maintenance.sagemaker.job import is_parameter
+from predictive_maintenance.sagemaker.jobs import data_name
+from predictive_maintenance.sagemaker.workflow.grouping import group_key, group_nodes
 from predictive_maintenance.sagemaker.workflow.settings import PipelineSettings
 
 logger = logging.getLogger(__name__)
 
 TRAINING: Final = "training"
 PROCESSING: Final = "processing"
-#: Step input names SageMaker reserves (processing inputs) or the bridge uses.
-_RESERVED_NAMES: Final = frozenset({"code", "kedro-node"})
+
+__all__ = ["data_name", "is_parameter"]
 
 
 class PlanError(SageMakerConfigError):
     """The Kedro pipeline cannot be exported as configured."""
 
 
-def is_parameter(dataset: str) -> bool:
-    return dataset == "parameters" or dataset.startswith("params:")
-
-
 def step_name(name: str) -> str:
     """A SageMaker step name (``[A-Za-z0-9-_]{1,64}``) for a node or group name."""
     return (re.sub(r"[^A-Za-z0-9\-_]", "-", name).strip("-") or "step")[:64]
-
-
-def data_name(dataset: str, taken: set[str]) -> str:
-    """An input/output/channel name for ``dataset`` (letters, digits, ``-``, ``_``), unique."""
-    base = (re.sub(r"[^A-Za-z0-9_-]", "-", dataset).strip("-_") or "data")[:60]
-    candidate, counter = base, 1
-    # Unique as SM_CHANNEL_ variables are (case and - vs _ do not count), not just as names.
-    while channel_variable(candidate) in taken or candidate in _RESERVED_NAMES:
-        counter += 1
-        candidate = f"{base}-{counter}"
-    taken.add(channel_variable(candidate))
-    return candidate
 
 
 @dataclass(frozen=True)
@@ -101,49 +87,20 @@ class ExportPlan:
         raise KeyError(name)
 
 
-def _group_key(node: Any, settings: PipelineSettings) -> str:
-    if settings.group_by == "namespace" and node.namespace:
-        return node.namespace.split(".")[0]
-    if settings.group_by == "tag":
-        for tag in settings.group_tags:
-            if tag in node.tags:
-                return tag
-    return node.name
-
-
 def _parameter_key(dataset: str) -> str | None:
     if dataset == "parameters":
         return None
     return dataset.removeprefix("params:").split(".")[0]
 
 
-def _topological(groups: dict[str, list[Any]], edges: dict[str, set[str]]) -> list[str]:
-    indegree = {group: 0 for group in groups}
-    for targets in edges.values():
-        for target in targets:
-            indegree[target] += 1
-    order, ready = [], sorted(group for group, count in indegree.items() if count == 0)
-    while ready:
-        group = ready.pop(0)
-        order.append(group)
-        for target in sorted(edges.get(group, ())):
-            indegree[target] -= 1
-            if indegree[target] == 0:
-                ready.append(target)
-        ready.sort()
-    if len(order) != len(groups):
-        stuck = sorted(set(groups) - set(order))
-        raise PlanError(
-            f"grouping makes a cycle between steps {', '.join(stuck)}: a group's output feeds "
-            "another group that feeds the first; group differently or by node"
-        )
-    return order
-
-
 def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in one place
-    pipeline: Any, bridge: BridgeSettings, settings: PipelineSettings
+    pipeline: Any,
+    bridge: BridgeSettings,
+    settings: PipelineSettings,
+    memory_only: Collection[str] = (),
 ) -> ExportPlan:
-    """Plans the export of ``pipeline`` (a Kedro ``Pipeline``)."""
+    """Plans the export of ``pipeline`` (a Kedro ``Pipeline``); ``memory_only`` datasets (their
+    catalog entry is a MemoryDataset) may not cross steps."""
     nodes = list(pipeline.nodes)  # Kedro's topological order
     transcoded = sorted({d for n in nodes for d in (*n.inputs, *n.outputs) if "@" in d})
     if transcoded:
@@ -170,28 +127,21 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
     gate_node = by_name.get(gate.node) if gate else None
     register_node = by_name.get(registration.node) if registration else None
 
-    groups: dict[str, list[Any]] = defaultdict(list)
-    group_of: dict[str, str] = {}
-    for node in nodes:
-        if node.name in special:
-            continue
-        key = _group_key(node, settings)
-        groups[key].append(node)
-        group_of[node.name] = key
+    try:
+        groups = group_nodes(
+            [node for node in nodes if node.name not in special],
+            settings.group_by,
+            settings.group_tags,
+            memory_only,
+        )
+    except ValueError as error:
+        raise PlanError(f"pipeline.group_by {settings.group_by}: {error}") from None
+    group_of = {node.name: key for key, members in groups.items() for node in members}
+    order = list(groups)
     producer_group: dict[str, str] = {}
     for node in nodes:
         for dataset in node.outputs:
             producer_group[dataset] = group_of.get(node.name, f"<{special.get(node.name)}>")
-    edges: dict[str, set[str]] = defaultdict(set)
-    for node in nodes:
-        if node.name in special:
-            continue
-        for dataset in node.inputs:
-            source = producer_group.get(dataset)
-            if source and not source.startswith("<") and source != group_of[node.name]:
-                edges[source].add(group_of[node.name])
-    order = _topological(dict(groups), edges)
-
     catalog_bound = set(settings.catalog_datasets)
     consumers: dict[str, set[str]] = defaultdict(set)
     for node in nodes:
@@ -200,6 +150,7 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
     names = {group: step_name(group) for group in order}
     if len(set(names.values())) != len(names):
         raise PlanError(f"two steps would share a name: {sorted(names.values())}")
+    register_step = _special_step_name(register_node, settings, names.values())
     steps = []
     producers: dict[str, str] = {}
     for group in order:
@@ -246,7 +197,7 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
                     for node in members
                     for dataset in node.inputs
                     if dataset in catalog_bound
-                    and (writer := _catalog_writer(dataset, producer_group, names, registration))
+                    and (writer := _catalog_writer(dataset, producer_group, names, register_step))
                     and writer != names[group]
                 }
             )
@@ -286,10 +237,19 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
         producers=producers,
         pipeline_inputs=pipeline_inputs,
         gate_node=gate_node,
-        gate_step=step_name(gate.node) if gate else None,
+        gate_step=_special_step_name(gate_node, settings, names.values()),
         register_node=register_node,
-        register_step=step_name(registration.node) if registration else None,
+        register_step=register_step,
     )
+
+
+def _special_step_name(node: Any, settings: PipelineSettings, taken: Iterable[str]) -> str | None:
+    """The quality gate's or the registration's step: named as its group would be (``gate``,
+    ``register``), or after the node if a job step already has that name."""
+    if node is None:
+        return None
+    name = step_name(group_key(node, settings.group_by, settings.group_tags))
+    return step_name(node.name) if name in set(taken) else name
 
 
 def effective_settings(settings: PipelineSettings, plan: ExportPlan) -> PipelineSettings:
@@ -320,14 +280,14 @@ def effective_settings(settings: PipelineSettings, plan: ExportPlan) -> Pipeline
 
 
 def _catalog_writer(
-    dataset: str, producer_group: dict[str, str], names: dict[str, str], registration: Any
+    dataset: str, producer_group: dict[str, str], names: dict[str, str], register_step: str | None
 ) -> str | None:
     """The step that saves a catalog dataset: a job step, or the RegisterModel step."""
     source = producer_group.get(dataset)
     if source is None:
         return None
     if source == "<register>":
-        return step_name(registration.node)
+        return register_step
     return names.get(source)
 
 

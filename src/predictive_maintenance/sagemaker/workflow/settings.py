@@ -15,8 +15,8 @@ from predictive_maintenance.sagemaker.config import (
     _expect,
     _merge,
 )
+from predictive_maintenance.sagemaker.workflow.grouping import GROUP_BY
 
-GROUP_BY: Final = ("node", "namespace", "tag")
 #: Names SageMaker accepts for pipelines, steps and parameters.
 NAME_PATTERN: Final = r"^[A-Za-z0-9\-_]{1,64}$"
 
@@ -57,7 +57,7 @@ class PipelineSettings:
     name: str
     processing: TrainingJobSettings
     kedro_pipeline: str = "__default__"
-    group_by: str = "node"
+    group_by: str = "namespace"
     group_tags: tuple[str, ...] = ()
     parameters: tuple[ParameterBinding, ...] = ()
     catalog_datasets: tuple[str, ...] = ()
@@ -109,7 +109,7 @@ def parse_pipeline_settings(config: Mapping[str, Any]) -> PipelineSettings:
         raise SageMakerConfigError(
             f"{CONFIG_FILE}: pipeline.name {name!r} must match {NAME_PATTERN}"
         )
-    group_by = _expect(block.get("group_by", "node"), str, "pipeline.group_by")
+    group_by = _expect(block.get("group_by", "namespace"), str, "pipeline.group_by")
     if group_by not in GROUP_BY:
         raise SageMakerConfigError(
             f"{CONFIG_FILE}: pipeline.group_by must be one of {', '.join(GROUP_BY)}"

@@ -1,0 +1,450 @@
+"""The job contract: a group of Kedro nodes that runs as one SageMaker job, inside the stock image.
+
+Every job the bridge makes (a remote node of ``SageMakerRunner``, a step of an exported pipeline,
+a step that ``kedro sagemaker run-local`` executes) is described by one *job spec*, ``job.json``
+in the job's ``kedro-job`` input, and run by one program, ``kedro_job_entry.py``, which calls
+:func:`main`::
+
+    {"job": "evaluate",
+     "nodes": [{"node": "evaluate.score_test_set", "function": "package.module:function",
+                "inputs": {"kind": "list", "items": [{"arg": null, "dataset": "model"}]},
+                "outputs": {"kind": "single", "names": ["test_predictions"]}}],
+     "inputs": {"model": "model"},            # dataset -> input (channel) name
+     "outputs": {"metrics": "metrics"},       # dataset -> output name
+     "files": {"model_archive": "model.tar.gz"},   # outputs whose file name is fixed
+     "parameters": {"xgboost": {}},           # the Kedro parameters the nodes read
+     "catalog": {"model_registry": {}}}       # services, loaded and saved through Kedro
+
+Nodes run in order, passing data in memory; only the spec's inputs and outputs touch files. Where
+they are follows SageMaker's own layout for the job's kind:
+
+- processing (``--output-dir`` given): inputs in ``<input dir>/<name>/``, outputs written to
+  ``<output dir>/<name>/``, a failure's reason to ``--message-file`` (``/opt/ml/output/message``,
+  which SageMaker reports as the processing job's FailureReason);
+- training (script mode): inputs in ``/opt/ml/input/data/<name>/``, outputs to
+  ``<SM_MODEL_DIR>/<name>/`` (SageMaker returns them in ``model.tar.gz``), a failure's reason to
+  ``<SM_OUTPUT_DIR>/failure``.
+
+Every output directory holds the value, in an open format (:mod:`.codecs`), and
+``kedro_value.json`` naming its file, codec and sha256: the one manifest, read back by
+:func:`read_dataset` from a directory, from a ``model.tar.gz`` of such directories, or from a
+single plain file (a pipeline input such as a raw CSV). Pipeline parameters given when an
+execution starts arrive as ``KEDRO_PARAM_<n>=<JSON key path>=<value>`` variables, converted to the
+type of the Kedro parameter they override.
+
+Python 3.10 and the standard library (plus what the codecs and the nodes need): this runs inside
+the stock image, where the packages the image lacks are installed first from the wheels shipped
+with the code (:func:`install_shipped_wheels`), with no package index.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from predictive_maintenance.integrity import file_sha256
+from predictive_maintenance.sagemaker.archives import extract_tar_gz
+from predictive_maintenance.sagemaker.codecs import read_value, write_value
+
+#: The input (processing input or training channel) holding the job spec.
+JOB_INPUT: Final = "kedro-job"
+JOB_FILE: Final = "job.json"
+#: The manifest beside every value a job writes.
+VALUE_MANIFEST: Final = "kedro_value.json"
+#: Names the job in a training job's hyperparameters and on a processing job's command line.
+JOB_ARGUMENT: Final = "kedro_job"
+PARAMETER_VARIABLE_PREFIX: Final = "KEDRO_PARAM_"
+#: Wheels shipped with the code for what the image lacks, installed without an index.
+WHEELS_DIR: Final = "wheels"
+#: SageMaker shows at most this many characters of a failure file as FailureReason.
+FAILURE_REASON_LIMIT: Final = 1024
+
+
+class JobError(RuntimeError):
+    """A job's spec, inputs or outputs are not what the contract says."""
+
+
+class NodeFailedError(JobError):
+    """A node raised; the message is ``node <name> failed: <reason>``."""
+
+
+# ---- names ---------------------------------------------------------------------------------------
+def is_parameter(dataset: str) -> bool:
+    return dataset == "parameters" or dataset.startswith("params:")
+
+
+def import_function(path: str) -> Any:
+    """``package.module:qualified.name`` -> the object."""
+    module_name, _, qualname = path.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+# ---- values on disk ------------------------------------------------------------------------------
+def write_dataset(
+    value: Any, directory: Path, dataset: str, stem: str, file_name: str | None = None
+) -> dict[str, Any]:
+    """Writes one dataset into ``directory``: the value file and its manifest (returned).
+
+    The file is ``<stem><codec suffix>``, or ``file_name`` where the consumer needs a fixed name
+    (SageMaker's ModelDataUrl must end in ``model.tar.gz``).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    codec, path = write_value(value, directory, stem, f"output {dataset}")
+    if file_name is not None and path.name != file_name:
+        path = path.rename(directory / file_name)
+    manifest = {
+        "dataset": dataset,
+        "file": path.name,
+        "codec": codec.name,
+        "sha256": file_sha256(path),
+    }
+    (directory / VALUE_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _read_manifested(directory: Path, dataset: str) -> Any:
+    manifest = json.loads((directory / VALUE_MANIFEST).read_text())
+    path = directory / manifest["file"]
+    if path.parent != directory or not path.is_file():
+        raise JobError(f"input {dataset}: {manifest['file']!r} is missing from {directory}")
+    digest = file_sha256(path)
+    if digest != manifest["sha256"]:
+        raise JobError(
+            f"input {dataset}: {path.name} has sha256 {digest}, its manifest says "
+            f"{manifest['sha256']}"
+        )
+    return read_value(manifest["codec"], path, f"input {dataset}")
+
+
+def read_dataset(directory: Path, dataset: str) -> Any:
+    """Reads ``dataset`` from an input directory, whichever kind of job wrote it: the value and
+    its manifest; a training job's ``model.tar.gz`` holding a directory with them; or one plain
+    file, read as bytes."""
+    if (directory / VALUE_MANIFEST).is_file():
+        return _read_manifested(directory, dataset)
+    files = sorted(path for path in directory.rglob("*") if path.is_file())
+    if len(files) == 1 and files[0].name.endswith(".tar.gz"):
+        with tempfile.TemporaryDirectory() as extracted:
+            root = extract_tar_gz(files[0].read_bytes(), Path(extracted), what=files[0].name)
+            for manifest in sorted(root.glob(f"*/{VALUE_MANIFEST}")):
+                if json.loads(manifest.read_text()).get("dataset") == dataset:
+                    return _read_manifested(manifest.parent, dataset)
+            raise JobError(f"input {dataset}: {files[0].name} does not hold it")
+    if len(files) == 1:
+        return files[0].read_bytes()  # a plain pipeline input, e.g. the raw CSV
+    listing = ", ".join(path.name for path in files) or "nothing"
+    raise JobError(
+        f"input {dataset}: {directory} holds {listing}; expected {VALUE_MANIFEST} with its value, "
+        "a model.tar.gz from a training job, or a single plain file"
+    )
+
+
+# ---- parameters ----------------------------------------------------------------------------------
+def parameter_overrides(environ: Mapping[str, str]) -> list[tuple[str, list[str], str]]:
+    """``KEDRO_PARAM_<n>`` variables as (variable, key path, raw value), in ``n`` order."""
+    decoder = json.JSONDecoder()
+    numbered = {}
+    for variable in environ:
+        if variable.startswith(PARAMETER_VARIABLE_PREFIX):
+            suffix = variable[len(PARAMETER_VARIABLE_PREFIX) :]
+            if not suffix.isdigit():
+                raise JobError(f"{variable}: expected {PARAMETER_VARIABLE_PREFIX}<number>")
+            numbered[variable] = int(suffix)
+    overrides = []
+    for variable in sorted(numbered, key=numbered.__getitem__):
+        text = environ[variable]
+        try:
+            path, end = decoder.raw_decode(text)
+        except json.JSONDecodeError:
+            path, end = None, 0
+        if not isinstance(path, list) or text[end : end + 1] != "=":
+            raise JobError(f"{variable}={text!r} is not <JSON key path>=<value>")
+        overrides.append((variable, [str(key) for key in path], text[end + 1 :]))
+    return overrides
+
+
+def typed_like(current: Any, raw: str, where: str) -> Any:
+    """``raw`` (how SageMaker renders a pipeline parameter) as the type of ``current``.
+
+    A Boolean parameter arrives as ``true``/``false`` (any case); a String parameter such as
+    ``"2024"`` stays a string; numbers must parse.
+    """
+    if isinstance(current, bool):
+        if raw.strip().lower() in {"true", "false"}:
+            return raw.strip().lower() == "true"
+        raise JobError(f"{where}: {raw!r} is not a boolean (true or false)")
+    if isinstance(current, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise JobError(f"{where}: {raw!r} is not an integer") from None
+    if isinstance(current, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise JobError(f"{where}: {raw!r} is not a number") from None
+    if isinstance(current, str) or current is None:
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        raise JobError(f"{where}: {raw!r} is not JSON") from None
+
+
+def apply_overrides(
+    parameters: dict[str, Any], overrides: list[tuple[str, list[str], str]]
+) -> None:
+    """Sets each override's key path; paths this job does not have belong to other jobs."""
+    for variable, path, raw in overrides:
+        target: Any = parameters
+        for key in path[:-1]:
+            if not isinstance(target, dict) or key not in target:
+                break
+            target = target[key]
+        else:
+            if isinstance(target, dict) and path[-1] in target:
+                where = f"{variable} (parameter {'.'.join(path)})"
+                target[path[-1]] = typed_like(target[path[-1]], raw, where)
+
+
+def parameter_value(parameters: Mapping[str, Any], dataset: str) -> Any:
+    """The value of a ``params:a.b`` (or ``parameters``) input."""
+    if dataset == "parameters":
+        return parameters
+    value: Any = parameters
+    for key in dataset[len("params:") :].split("."):
+        value = value[key]
+    return value
+
+
+# ---- running nodes -------------------------------------------------------------------------------
+def call_node(node: Mapping[str, Any], args: list[Any]) -> dict[str, Any]:
+    """Calls the node's function as Kedro does; returns its outputs by dataset."""
+    function = import_function(node["function"])
+    inputs = node["inputs"]
+    try:
+        if inputs["kind"] == "dict":
+            items = zip(inputs["items"], args, strict=True)
+            result = function(**{item["arg"]: value for item, value in items})
+        else:
+            result = function(*args)
+    except Exception as error:
+        raise NodeFailedError(
+            f"node {node['node']} failed: {type(error).__name__}: {error}"
+        ) from error
+    return named_outputs(node, result)
+
+
+def named_outputs(node: Mapping[str, Any], result: Any) -> dict[str, Any]:
+    """A node's return value as {dataset: value}, checked against its declared outputs."""
+    kind, names = node["outputs"]["kind"], node["outputs"]["names"]
+    if kind == "none":
+        return {}
+    if kind == "single":
+        return {names[0]: result}
+    if kind == "list":
+        if not isinstance(result, (list, tuple)) or len(result) != len(names):
+            raise NodeFailedError(
+                f"node {node['node']} failed: it returned {type(result).__name__}, "
+                f"not {len(names)} values"
+            )
+        return dict(zip(names, result, strict=True))
+    if not isinstance(result, dict) or set(result) != set(names):
+        raise NodeFailedError(
+            f"node {node['node']} failed: it returned {type(result).__name__}, "
+            f"not keys {sorted(names)}"
+        )
+    return {names[key]: result[key] for key in names}
+
+
+def run_job(
+    spec: Mapping[str, Any], input_dirs: Mapping[str, Path], environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """Runs the spec's nodes in order; returns the values of its outputs by dataset."""
+    parameters = json.loads(json.dumps(spec.get("parameters", {})))
+    apply_overrides(parameters, parameter_overrides(environ))
+    catalog = spec.get("catalog", {})
+    values: dict[str, Any] = {}
+
+    def service(name: str) -> Any:
+        from kedro.io import AbstractDataset  # noqa: PLC0415 -- only jobs with services
+
+        return AbstractDataset.from_config(name, json.loads(json.dumps(catalog[name])))
+
+    def load(dataset: str) -> Any:
+        if is_parameter(dataset):
+            return parameter_value(parameters, dataset)
+        if dataset in catalog:
+            return service(dataset).load()
+        if dataset not in values:
+            if dataset not in input_dirs:
+                raise JobError(
+                    f"dataset {dataset} is neither an input of job {spec['job']} nor "
+                    "made by one of its nodes"
+                )
+            values[dataset] = read_dataset(input_dirs[dataset], dataset)
+        return values[dataset]
+
+    for node in spec["nodes"]:
+        started = time.perf_counter()
+        args = [load(item["dataset"]) for item in node["inputs"]["items"]]
+        for dataset, value in call_node(node, args).items():
+            if dataset in catalog:
+                service(dataset).save(value)
+            else:
+                values[dataset] = value
+        print(
+            f"kedro node {node['node']}: done in {time.perf_counter() - started:.2f} s", flush=True
+        )
+    missing = [dataset for dataset in spec["outputs"] if dataset not in values]
+    if missing:
+        raise JobError(f"job {spec['job']} did not produce {', '.join(missing)}")
+    return {dataset: values[dataset] for dataset in spec["outputs"]}
+
+
+def write_outputs(spec: Mapping[str, Any], outputs: Mapping[str, Any], root: Path) -> None:
+    """Each output into ``root/<output name>/`` (see :func:`write_dataset`)."""
+    files = spec.get("files", {})
+    for dataset, value in outputs.items():
+        name = spec["outputs"][dataset]
+        write_dataset(value, root / name, dataset, name, files.get(dataset))
+
+
+# ---- the image's environment ---------------------------------------------------------------------
+def _wheel_distribution(path: Path) -> tuple[str, str]:
+    name, version = path.name.split("-")[:2]
+    return name, version
+
+
+def install_shipped_wheels(code_dir: Path) -> Path | None:
+    """Installs the wheels in ``code_dir/wheels`` that this Python lacks (at their version).
+
+    Installed with pip, no index and no dependency resolution (the wheel set is closed), into a
+    fresh directory put first on ``sys.path``: the image itself is not modified. Returns that
+    directory, or None when nothing was missing (e.g. in the project's own environment).
+    """
+    wheels = sorted((code_dir / WHEELS_DIR).glob("*.whl"))
+    missing = []
+    for wheel in wheels:
+        name, version = _wheel_distribution(wheel)
+        try:
+            installed = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            installed = None
+        if installed != version:
+            missing.append(wheel)
+    if not missing:
+        return None
+    target = Path(tempfile.mkdtemp(prefix="kedro-job-packages-"))
+    started = time.perf_counter()
+    installed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-index",
+            "--no-deps",
+            "--no-compile",
+            "--target",
+            str(target),
+            *map(str, missing),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if installed.returncode != 0:
+        raise JobError(
+            f"installing {len(missing)} shipped wheels failed: {installed.stderr.strip()[-600:]}"
+        )
+    sys.path.insert(0, str(target))
+    importlib.invalidate_caches()
+    print(
+        f"kedro job: installed {len(missing)} shipped wheels in "
+        f"{time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
+    return target
+
+
+# ---- entry ---------------------------------------------------------------------------------------
+def _arguments(argv: list[str]) -> dict[str, str]:
+    """``--key value`` pairs; SageMaker passes hyperparameters this way too."""
+    return {
+        key.lstrip("-").replace("-", "_"): value
+        for key, value in zip(argv[::2], argv[1::2], strict=False)
+        if key.startswith("--")
+    }
+
+
+def read_spec(directory: Path) -> dict[str, Any]:
+    path = directory / JOB_FILE
+    if not path.is_file():
+        raise JobError(f"the job spec {path} is missing (the job's {JOB_INPUT!r} input)")
+    return json.loads(path.read_text())
+
+
+def main(argv: list[str], code_dir: Path) -> int:
+    """The entry script's body; returns the exit code.
+
+    Processing jobs pass ``--kedro-job NAME --input-dir DIR --output-dir DIR --message-file
+    PATH``; training jobs get ``--kedro_job NAME`` from their hyperparameters and the ``SM_*``
+    variables of the training toolkit.
+    """
+    arguments = _arguments(argv)
+    processing = "output_dir" in arguments
+    if processing:
+        failure_file = Path(arguments.get("message_file", "/opt/ml/output/message"))
+    else:
+        failure_file = Path(os.environ.get("SM_OUTPUT_DIR", "/opt/ml/output")) / "failure"
+    try:
+        if processing:
+            input_root = Path(arguments.get("input_dir", "/opt/ml/processing/input"))
+            output_root = Path(arguments["output_dir"])
+
+            def input_dir(name: str) -> Path:
+                return input_root / name
+        else:
+            # SageMaker's fixed layout: /opt/ml/input/data/<channel>, /opt/ml/model.
+            data_dir = Path(os.environ.get("SM_INPUT_DIR", "/opt/ml/input")) / "data"
+            output_root = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
+
+            def input_dir(name: str) -> Path:
+                return data_dir / name
+
+        spec = read_spec(input_dir(JOB_INPUT))
+        if arguments.get(JOB_ARGUMENT, spec["job"]) != spec["job"]:
+            raise JobError(
+                f"asked to run job {arguments[JOB_ARGUMENT]!r}, but its spec is of {spec['job']!r}"
+            )
+        install_shipped_wheels(code_dir)
+        inputs = {dataset: input_dir(name) for dataset, name in spec["inputs"].items()}
+        write_outputs(spec, run_job(spec, inputs, os.environ), output_root)
+    except Exception as error:  # every failure becomes the job's FailureReason
+        traceback.print_exc()
+        reason = (
+            str(error)
+            if isinstance(error, NodeFailedError)
+            else (f"{type(error).__name__}: {error}")
+        )
+        print(reason, file=sys.stderr, flush=True)
+        failure_file.parent.mkdir(parents=True, exist_ok=True)
+        failure_file.write_text(reason[:FAILURE_REASON_LIMIT])
+        return 1
+    return 0

@@ -1,0 +1,224 @@
+"""The wheels a job ships for what the stock image lacks: no package index at job start.
+
+A job in a VPC without internet access, or with network isolation, cannot ``pip install`` from
+PyPI. The code package therefore carries a closed set of wheels for the image's Python and
+platform, which the job installs with no index (:func:`~.job.install_shipped_wheels`).
+
+The set is the closure of ``job_environment.requirements`` over their dependencies, at the
+versions installed in this environment (so a job runs what ``kedro run`` ran here), minus the
+packages the image already has (``job_environment.image_packages``, whose versions must satisfy
+what the closure asks of them). Wheels are downloaded for the image's Python and platform with
+pip, once: they are kept in ``job_environment.wheel_cache`` under a key of everything that decides
+them. A pure-Python package published only as a source archive is built into a wheel here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Final
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from predictive_maintenance.sagemaker.config import (
+    CONFIG_FILE,
+    JobEnvironment,
+    SageMakerConfigError,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Recorded in the cache beside the wheels once a download is complete.
+_COMPLETE: Final = "wheels.json"
+
+
+class WheelError(SageMakerConfigError):
+    """The job environment's wheels cannot be resolved or downloaded (names the package)."""
+
+
+def marker_environment(environment: JobEnvironment) -> dict[str, str]:
+    """PEP 508 marker values of the image (CPython on x86-64 Linux)."""
+    major, minor = environment.python_version.split(".")[:2]
+    return {
+        "python_version": f"{major}.{minor}",
+        "python_full_version": f"{major}.{minor}.0",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "os_name": "posix",
+    }
+
+
+def _image_versions(environment: JobEnvironment) -> dict[str, str]:
+    versions = {}
+    for text in environment.image_packages:
+        requirement = _requirement(text, "job_environment.image_packages")
+        pinned = [spec.version for spec in requirement.specifier if spec.operator == "=="]
+        if len(pinned) != 1:
+            raise WheelError(
+                f"{CONFIG_FILE}: job_environment.image_packages: {text!r} must pin one version "
+                "(name==version)"
+            )
+        versions[canonicalize_name(requirement.name)] = pinned[0]
+    return versions
+
+
+def _requirement(text: str, where: str) -> Requirement:
+    try:
+        return Requirement(text)
+    except InvalidRequirement as error:
+        raise WheelError(f"{CONFIG_FILE}: {where}: {text!r}: {error}") from None
+
+
+def resolve(environment: JobEnvironment) -> list[str]:
+    """The closure as pins (``name==version``; a specifier for a package this environment does
+    not have, e.g. a backport the image's older Python needs), sorted, image packages left out.
+
+    Raises:
+        WheelError: the image's version of a package does not satisfy what the closure asks.
+    """
+    image = _image_versions(environment)
+    markers = marker_environment(environment)
+    pins: dict[str, str] = {}
+    visited: set[tuple[str, tuple[str, ...]]] = set()
+    pending = [
+        (_requirement(text, "job_environment.requirements"), "job_environment.requirements")
+        for text in environment.requirements
+    ]
+    while pending:
+        requirement, wanted_by = pending.pop()
+        name = canonicalize_name(requirement.name)
+        if name in image:
+            if not requirement.specifier.contains(image[name], prereleases=True):
+                raise WheelError(
+                    f"{wanted_by} needs {requirement}, but the image has {name} {image[name]}: "
+                    "change job_environment.requirements or the image"
+                )
+            continue
+        key = (name, tuple(sorted(requirement.extras)))
+        if key in visited:
+            continue
+        visited.add(key)
+        try:
+            distribution = importlib.metadata.distribution(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            pins.setdefault(name, f"{name}{requirement.specifier}")
+            continue
+        requires_python = distribution.metadata.get("Requires-Python")
+        if requires_python and not SpecifierSet(requires_python).contains(
+            markers["python_full_version"], prereleases=True
+        ):
+            # The version installed here needs a newer Python than the image's: pip picks the
+            # newest that fits (e.g. what the lockfile resolves for that Python).
+            pins[name] = f"{name}{requirement.specifier}"
+        else:
+            pins[name] = f"{name}=={distribution.version}"
+        for text in distribution.requires or []:
+            dependency = Requirement(text)
+            extras = requirement.extras or {""}
+            if dependency.marker is None or any(
+                dependency.marker.evaluate({**markers, "extra": extra}) for extra in extras
+            ):
+                pending.append((dependency, f"{name} {distribution.version}"))
+    return sorted(pins.values())
+
+
+def _cache_key(environment: JobEnvironment, pins: list[str]) -> str:
+    decided_by = {
+        "pins": pins,
+        "python": environment.python_version,
+        "platforms": list(environment.platforms),
+    }
+    return hashlib.sha256(json.dumps(decided_by, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _pip(arguments: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pip", *arguments, "--quiet", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _download(environment: JobEnvironment, pins: list[str], destination: Path) -> None:
+    major, minor = environment.python_version.split(".")[:2]
+    target = [
+        "--only-binary=:all:",
+        "--no-deps",
+        "--python-version",
+        f"{major}.{minor}",
+        "--implementation",
+        "cp",
+        *(item for platform in environment.platforms for item in ("--platform", platform)),
+    ]
+    if _pip(["download", *target, "--dest", str(destination), *pins]).returncode == 0:
+        return
+    # One package without a wheel fails the whole call: find it, and build it if pure Python.
+    for pin in pins:
+        result = _pip(["download", *target, "--dest", str(destination), pin])
+        if result.returncode == 0:
+            continue
+        built = _pip(["wheel", "--no-deps", "--wheel-dir", str(destination), pin])
+        if built.returncode != 0:
+            platforms = ", ".join(environment.platforms)
+            reason = (result.stderr or built.stderr).strip()[-500:]
+            raise WheelError(
+                f"no wheel of {pin} for Python {major}.{minor} on {platforms}, and it does not "
+                f"build here: {reason}"
+            )
+    for wheel in destination.glob("*.whl"):
+        tags = parse_wheel_filename(wheel.name)[3]
+        if not all(tag.platform == "any" for tag in tags) and not any(
+            tag.platform in environment.platforms or tag.platform.startswith("manylinux")
+            for tag in tags
+        ):
+            raise WheelError(
+                f"{wheel.name} was built here for this machine, not for the image: only "
+                "pure-Python packages can be built from source"
+            )
+
+
+def wheelhouse(environment: JobEnvironment) -> dict[str, bytes]:
+    """The wheels to ship, by file name (downloaded once into the cache)."""
+    pins = resolve(environment)
+    if not pins:
+        return {}
+    directory = environment.wheel_cache.expanduser() / _cache_key(environment, pins)
+    if not (directory / _COMPLETE).is_file():
+        logger.info(
+            "Downloading %d wheels for the job image (Python %s) into %s",
+            len(pins),
+            environment.python_version,
+            directory,
+        )
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory.parent))
+        try:
+            _download(environment, pins, staging)
+            (staging / _COMPLETE).write_text(json.dumps({"pins": pins}, indent=2) + "\n")
+            shutil.rmtree(directory, ignore_errors=True)
+            staging.rename(directory)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return {path.name: path.read_bytes() for path in sorted(directory.glob("*.whl"))}
+
+
+def shipped_distributions(wheel_names: Iterable[str]) -> Mapping[str, str]:
+    """{distribution: version} of wheel file names (for messages and tests)."""
+    return {
+        str(parse_wheel_filename(name)[0]): str(parse_wheel_filename(name)[1])
+        for name in wheel_names
+    }

@@ -13,12 +13,12 @@ from kedro.io import DatasetError
 from predictive_maintenance.integrity import ChecksumMismatchError
 from predictive_maintenance.pipelines.deployment.nodes import select_deployment
 from predictive_maintenance.registry.sagemaker import SageMakerRegistry
-from predictive_maintenance.sagemaker.deployment import (
+from predictive_maintenance.registry.sagemaker_datasets import (
     FROM_STEP_MANIFEST,
-    VALUE_MANIFEST,
-    SageMakerEndpointDataset,
     SageMakerModelRegistryDataset,
 )
+from predictive_maintenance.sagemaker.job import VALUE_MANIFEST
+from predictive_maintenance.serving.sagemaker_endpoint import SageMakerEndpointDataset
 from tests.sagemaker.conftest import BUCKET
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
@@ -344,7 +344,9 @@ def test_an_unverified_archive_deploys_only_when_allowed_and_with_a_warning(regi
         execution_role_arn=ROLE, region="eu-west-1", allow_unverified_archives=True
     )
 
-    with caplog.at_level(logging.WARNING, logger="predictive_maintenance.sagemaker.deployment"):
+    with caplog.at_level(
+        logging.WARNING, logger="predictive_maintenance.serving.sagemaker_endpoint"
+    ):
         endpoint.save(_deployment_request(registry))
 
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

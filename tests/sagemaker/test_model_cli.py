@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from kedro.framework.cli.cli import KedroCLI
 
-from predictive_maintenance.sagemaker.deployment import SageMakerModelRegistryDataset
+from predictive_maintenance.registry.sagemaker_datasets import SageMakerModelRegistryDataset
 from tests.conftest import copy_project
 from tests.sagemaker.conftest import BUCKET
 

@@ -2,7 +2,7 @@
 
 :class:`SageMakerRegistry` offers the operations the CLI uses on :class:`LocalModelRegistry`
 (``list_versions``, ``get``, ``update_approval``, ``read_archive``, ``archive_path``), backed by
-the catalog's :class:`~predictive_maintenance.sagemaker.deployment.SageMakerModelRegistryDataset`
+the catalog's :class:`~.sagemaker_datasets.SageMakerModelRegistryDataset`
 and the artifacts it stored in S3. SageMaker keeps the current approval status and its last
 description, not a history, so the history shown is that one entry.
 """
@@ -21,7 +21,7 @@ from predictive_maintenance.registry.local import (
     ModelVersion,
     validate_approval_status,
 )
-from predictive_maintenance.sagemaker.deployment import SageMakerModelRegistryDataset
+from predictive_maintenance.registry.sagemaker_datasets import SageMakerModelRegistryDataset
 
 
 def _s3_location(uri: str) -> dict[str, str]:

@@ -1,0 +1,283 @@
+"""The SageMaker Model Registry as the deployment pipeline's ``model_registry`` dataset.
+
+:class:`SageMakerModelRegistryDataset` is the drop-in replacement, in the ``sagemaker`` config
+environment, for the local ``model_registry`` dataset: the same payloads go in and come out.
+``save`` uploads ``model.tar.gz`` and its metrics to S3 (content-addressed by sha256, so a
+registered artifact is never overwritten) and creates a model package version in a model package
+group; ``load`` lists the group's versions.
+
+A version's archive sha256 is what a record of the package states (``load`` says which):
+the ``archive_sha256`` customer metadata this project's registration sets, the content-addressed
+artifact path (``.../<sha256>/model.tar.gz``), or, for a package registered by an exported
+SageMaker Pipeline's RegisterModel step (no customer metadata), the job's value manifest beside
+the archive. boto3 finds credentials, region and ``AWS_ENDPOINT_URL`` the usual way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from botocore.exceptions import ClientError
+from kedro.io import AbstractDataset, DatasetError
+
+from predictive_maintenance.integrity import sha256_hex
+from predictive_maintenance.sagemaker.aws import client, resolve_image_uri, split_s3_uri
+from predictive_maintenance.sagemaker.job import VALUE_MANIFEST
+
+logger = logging.getLogger(__name__)
+
+#: SageMaker's script-mode settings for the stock XGBoost container: run code/inference.py.
+SCRIPT_MODE_ENVIRONMENT = {
+    "SAGEMAKER_PROGRAM": "inference.py",
+    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+}
+CONTENT_TYPES = ["text/csv", "application/json"]
+_NOT_FOUND = re.compile(r"does not exist|not found|Could not find", re.IGNORECASE)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+#: Where a version's archive sha256 came from (``archive_sha256_source`` of a loaded version).
+FROM_METADATA = "customer metadata archive_sha256"
+FROM_PATH = "content-addressed artifact path"
+FROM_STEP_MANIFEST = f"pipeline step manifest {VALUE_MANIFEST}"
+
+
+def _is_not_found(error: ClientError) -> bool:
+    code = error.response.get("Error", {}).get("Code", "")
+    message = error.response.get("Error", {}).get("Message", "")
+    return code in {"ResourceNotFound", "ValidationException"} and bool(_NOT_FOUND.search(message))
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    try:
+        return split_s3_uri(uri)
+    except ValueError as error:
+        raise DatasetError(str(error)) from None
+
+
+def _content_address(uri: str) -> str | None:
+    folder = uri.rsplit("/", 2)[-2] if uri.count("/") >= 2 else ""
+    return folder if _SHA256.fullmatch(folder) else None
+
+
+def _step_manifest_sha256(s3: Any, uri: str) -> str | None:
+    """The sha256 an exported pipeline step recorded for the file at ``uri``, if it did.
+
+    A processing step writes each output as ``<output>/<file>`` plus ``<output>/kedro_value.json``
+    (``file``, ``codec``, ``sha256``), and a RegisterModel step points ``ModelDataUrl`` at that
+    file. Only a manifest that names this very file counts.
+    """
+    if not uri.startswith("s3://"):
+        return None
+    folder, _, file_name = uri.rpartition("/")
+    bucket, key = _split_s3(f"{folder}/{VALUE_MANIFEST}")
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
+            return None
+        raise
+    try:
+        manifest = json.loads(body)
+    except ValueError:
+        logger.warning("s3://%s/%s is not JSON: ignored", bucket, key)
+        return None
+    if not isinstance(manifest, dict) or manifest.get("file") != file_name:
+        return None
+    digest = str(manifest.get("sha256", "")).lower()
+    return digest if _SHA256.fullmatch(digest) else None
+
+
+def _recorded_sha256(
+    s3: Any, uri: str, properties: dict[str, str], version: int
+) -> tuple[str | None, str | None]:
+    """The archive sha256 a record of the package states, and which record, or (None, None)."""
+    records = []
+    if properties.get("archive_sha256"):
+        records.append((properties["archive_sha256"].strip().lower(), FROM_METADATA))
+    if address := _content_address(uri):
+        records.append((address, FROM_PATH))
+    if not records and (manifest := _step_manifest_sha256(s3, uri)):
+        records.append((manifest, FROM_STEP_MANIFEST))
+    if not records:
+        return None, None
+    if len({digest for digest, _ in records}) > 1:
+        logger.warning(
+            "version %s: the records of its archive's sha256 disagree (%s); using the %s",
+            version,
+            ", ".join(f"{source} {digest}" for digest, source in records),
+            records[0][1],
+        )
+    return records[0]
+
+
+class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
+    """A model package group of the SageMaker Model Registry.
+
+    Example catalog entry (``conf/sagemaker/catalog.yml``)::
+
+        model_registry:
+          type: predictive_maintenance.registry.sagemaker_datasets.SageMakerModelRegistryDataset
+          group: predictive-maintenance
+          artifact_uri: s3://my-bucket/predictive-maintenance/model-registry
+    """
+
+    def __init__(
+        self,
+        *,
+        group: str,
+        artifact_uri: str,
+        framework_version: str = "3.0-5",
+        image_uri: str | None = None,
+        region: str | None = None,
+        inference_instance_types: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Creates the dataset.
+
+        Args:
+            group: Model package group name.
+            artifact_uri: S3 prefix under which registered artifacts are stored.
+            framework_version: Stock SageMaker XGBoost image version (matches the training lib).
+            image_uri: An explicit inference image instead of the stock one.
+            region: AWS region (default: boto3's).
+            inference_instance_types: Instance types the package declares for real-time inference.
+            metadata: Free-form metadata (kedro-viz reads its ``kedro-viz`` key).
+        """
+        self._group = group
+        self._bucket, self._prefix = _split_s3(artifact_uri)
+        self._framework_version = framework_version
+        self._image_uri = image_uri
+        self._region = region
+        self._instance_types = inference_instance_types or ["ml.m5.large", "ml.c5.large"]
+        self.metadata = metadata
+
+    @property
+    def group(self) -> str:
+        """The model package group."""
+        return self._group
+
+    @property
+    def artifact_uri(self) -> str:
+        """The S3 prefix of the registered artifacts."""
+        return f"s3://{self._bucket}/{self._prefix}"
+
+    def _describe(self) -> dict[str, Any]:
+        return {"group": self._group, "artifact_uri": self.artifact_uri}
+
+    def _ensure_group(self, sagemaker: Any) -> None:
+        try:
+            sagemaker.describe_model_package_group(ModelPackageGroupName=self._group)
+        except ClientError as error:
+            if not _is_not_found(error):
+                raise
+            sagemaker.create_model_package_group(
+                ModelPackageGroupName=self._group,
+                ModelPackageGroupDescription=f"Model versions of {self._group}",
+            )
+            logger.info("Created model package group %s", self._group)
+
+    def _upload(self, key: str, body: bytes, content_type: str) -> str:
+        client("s3", self._region).put_object(
+            Bucket=self._bucket, Key=key, Body=body, ContentType=content_type
+        )
+        return f"s3://{self._bucket}/{key}"
+
+    def save(self, data: dict[str, Any]) -> None:
+        archive: bytes = data["archive"]
+        archive_sha256 = sha256_hex(archive)
+        folder = f"{self._prefix}/{self._group}/{archive_sha256}"
+        archive_uri = self._upload(f"{folder}/model.tar.gz", archive, "application/gzip")
+        metrics_uri = self._upload(
+            f"{folder}/metrics.json",
+            json.dumps(data["metrics"], indent=2).encode(),
+            "application/json",
+        )
+        sagemaker = client("sagemaker", self._region)
+        self._ensure_group(sagemaker)
+        lineage = {
+            key: value
+            for key, value in data["lineage"].items()
+            if isinstance(value, str | int | float)
+        }
+        response = sagemaker.create_model_package(
+            ModelPackageGroupName=self._group,
+            ModelPackageDescription=data.get("description", "")[:1024],
+            ModelApprovalStatus=data["approval_status"],
+            InferenceSpecification={
+                "Containers": [
+                    {
+                        "Image": resolve_image_uri(
+                            self._image_uri, "xgboost", self._framework_version, self._region
+                        ),
+                        "ModelDataUrl": archive_uri,
+                        "Environment": SCRIPT_MODE_ENVIRONMENT,
+                    }
+                ],
+                "SupportedContentTypes": CONTENT_TYPES,
+                "SupportedResponseMIMETypes": CONTENT_TYPES,
+                "SupportedRealtimeInferenceInstanceTypes": self._instance_types,
+            },
+            ModelMetrics={
+                "ModelQuality": {
+                    "Statistics": {"ContentType": "application/json", "S3Uri": metrics_uri}
+                }
+            },
+            CustomerMetadataProperties={
+                "archive_sha256": archive_sha256,
+                **{key: str(value)[:256] for key, value in lineage.items()},
+            },
+        )
+        logger.info("Registered %s", response["ModelPackageArn"])
+
+    def load(self) -> dict[str, Any]:
+        sagemaker = client("sagemaker", self._region)
+        versions = []
+        try:
+            pages = sagemaker.get_paginator("list_model_packages").paginate(
+                ModelPackageGroupName=self._group, ModelPackageType="Versioned"
+            )
+            summaries = [summary for page in pages for summary in page["ModelPackageSummaryList"]]
+        except ClientError as error:
+            if _is_not_found(error):
+                return {"group": self._group, "versions": []}
+            raise
+        s3 = client("s3", self._region)
+        for summary in summaries:
+            package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+            container = package["InferenceSpecification"]["Containers"][0]
+            properties = package.get("CustomerMetadataProperties", {})
+            statistics = package.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics")
+            archive_sha256, source = _recorded_sha256(
+                s3, container["ModelDataUrl"], properties, package["ModelPackageVersion"]
+            )
+            versions.append(
+                {
+                    "group": self._group,
+                    "version": package["ModelPackageVersion"],
+                    "model_package_arn": package["ModelPackageArn"],
+                    "approval_status": package["ModelApprovalStatus"],
+                    "created_at": package["CreationTime"].isoformat(),
+                    "archive_uri": container["ModelDataUrl"],
+                    # None when nothing records it: such an archive cannot be verified.
+                    "archive_sha256": archive_sha256,
+                    "archive_sha256_source": source,
+                    "metrics_uri": (statistics or {}).get("S3Uri"),
+                    "lineage": properties,
+                    "description": package.get("ModelPackageDescription", ""),
+                }
+            )
+        return {"group": self._group, "versions": sorted(versions, key=lambda v: v["version"])}
+
+    def update_approval(self, version: int, status: str, note: str = "") -> None:
+        """Sets the approval status of a version (what ``kedro model approve/reject`` calls)."""
+        arn = next(
+            (v["model_package_arn"] for v in self.load()["versions"] if v["version"] == version),
+            None,
+        )
+        if arn is None:
+            raise DatasetError(f"model package group {self._group} has no version {version}")
+        client("sagemaker", self._region).update_model_package(
+            ModelPackageArn=arn, ModelApprovalStatus=status, ApprovalDescription=note[:1024]
+        )

@@ -1,0 +1,148 @@
+"""The wheels a job ships for what the stock image lacks (sagemaker/wheels.py).
+
+Resolution reads this environment's installed metadata; the download test fetches two tiny
+pure-Python wheels from the package index once (cached per test session).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import io
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+
+from predictive_maintenance.sagemaker import wheels
+from predictive_maintenance.sagemaker.config import JobEnvironment, parse_settings
+from tests.conftest import PROJECT_ROOT
+
+
+def project_environment() -> JobEnvironment:
+    config = yaml.safe_load((PROJECT_ROOT / "conf/base/sagemaker.yml").read_text())
+    config.update(bucket="b", execution_role_arn="arn:aws:iam::123456789012:role/r", region=None)
+    return parse_settings(config, PROJECT_ROOT).job_environment
+
+
+def names(pins: list[str]) -> set[str]:
+    return {pin.split("=")[0].split(">")[0].split("<")[0] for pin in pins}
+
+
+def test_the_projects_closure_has_what_the_image_lacks_and_nothing_it_has():
+    environment = project_environment()
+
+    pins = wheels.resolve(environment)
+
+    assert {"kedro", "pandera", "plotly", "pydantic", "omegaconf"} <= names(pins)
+    image = {text.split("==")[0].lower() for text in environment.image_packages}
+    assert not names(pins) & image
+    # Pinned to what `kedro run` uses here...
+    assert f"kedro=={importlib.metadata.version('kedro')}" in pins
+    # ...and what Python 3.10 needs but 3.11 does not: the backport comes by its specifier.
+    assert any(pin.startswith("tomli") for pin in pins)
+
+
+def test_a_version_newer_than_the_images_python_allows_is_left_to_pip():
+    # more-itertools 11 requires Python >= 3.11: the image's 3.10 gets an earlier release.
+    version = importlib.metadata.version("more-itertools")
+    requires = importlib.metadata.metadata("more-itertools").get("Requires-Python") or ""
+    if "3.11" not in requires:
+        pytest.skip(f"more-itertools {version} installs on Python 3.10 ({requires!r})")
+
+    pins = wheels.resolve(JobEnvironment(requirements=("more-itertools",)))
+
+    assert pins == ["more-itertools"]
+
+
+def test_an_image_package_that_does_not_satisfy_the_closure_is_an_error():
+    environment = JobEnvironment(
+        requirements=("pandera[pandas]",), image_packages=("pandas==1.0.0",)
+    )
+
+    with pytest.raises(wheels.WheelError, match=r"needs pandas.*the image has pandas 1\.0\.0"):
+        wheels.resolve(environment)
+
+
+def test_image_packages_must_pin_one_version():
+    environment = JobEnvironment(requirements=("kedro",), image_packages=("pandas>=2",))
+
+    with pytest.raises(wheels.WheelError, match=r"image_packages: 'pandas>=2' must pin"):
+        wheels.resolve(environment)
+
+
+def test_requirements_are_checked_as_requirements():
+    with pytest.raises(wheels.WheelError, match=r"job_environment\.requirements: 'kedro =='"):
+        wheels.resolve(JobEnvironment(requirements=("kedro ==",)))
+
+
+def test_no_requirements_ship_no_wheels(tmp_path):
+    assert wheels.wheelhouse(JobEnvironment(wheel_cache=tmp_path)) == {}
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.fixture(scope="module")
+def tiny_environment(tmp_path_factory) -> JobEnvironment:
+    """Two small pure-Python distributions installed here (as dependencies of the project)."""
+    return JobEnvironment(
+        requirements=("text-unidecode", "parse"),
+        wheel_cache=tmp_path_factory.mktemp("wheel-cache"),
+    )
+
+
+def test_the_wheels_are_downloaded_for_the_image_once_and_then_come_from_the_cache(
+    tiny_environment, monkeypatch
+):
+    first = wheels.wheelhouse(tiny_environment)
+
+    assert sorted(wheels.shipped_distributions(first)) == ["parse", "text-unidecode"]
+    for name, content in first.items():
+        with zipfile.ZipFile(io.BytesIO(content)) as wheel:
+            assert any(member.endswith("/METADATA") for member in wheel.namelist()), name
+    versions = wheels.shipped_distributions(first)
+    assert versions["parse"] == importlib.metadata.version("parse")
+
+    def no_index(arguments: list[str]):
+        raise AssertionError(f"pip was asked again: {arguments}")
+
+    monkeypatch.setattr(wheels, "_pip", no_index)
+    assert wheels.wheelhouse(tiny_environment) == first
+    # A different wheel set is a different cache entry (and would need pip).
+    with pytest.raises(AssertionError, match="pip was asked again"):
+        wheels.wheelhouse(replace(tiny_environment, requirements=("parse",)))
+
+
+def test_a_failed_download_leaves_no_half_written_cache_entry(tmp_path, monkeypatch):
+    environment = JobEnvironment(requirements=("parse",), wheel_cache=tmp_path)
+
+    def failing(arguments: list[str]):
+        class Result:
+            returncode = 1
+            stderr = "ERROR: no index"
+
+        return Result()
+
+    monkeypatch.setattr(wheels, "_pip", failing)
+    with pytest.raises(wheels.WheelError, match=r"no wheel of parse==.* for Python 3\.10"):
+        wheels.wheelhouse(environment)
+    assert [path.name for path in tmp_path.iterdir()] == []
+
+
+def test_the_stand_in_has_the_image_packages_the_configuration_names():
+    tool = (PROJECT_ROOT / "deploy/image/xgboost-image-env").read_text()
+    for pin in project_environment().image_packages:
+        name = pin.split("==")[0]
+        if name == "xgboost":  # the image's conda xgboost; the stand-in installs xgboost-cpu
+            continue
+        assert pin in tool or (name == "six"), f"{pin} is not what the stand-in installs"
+
+
+def test_wheel_cache_paths_resolve_against_the_project(tmp_path: Path):
+    config = {
+        "bucket": "b",
+        "execution_role_arn": "arn:aws:iam::123456789012:role/r",
+        "job_environment": {"wheel_cache": "data/wheels", "python_version": "3.10"},
+    }
+
+    assert parse_settings(config, tmp_path).job_environment.wheel_cache == tmp_path / "data/wheels"

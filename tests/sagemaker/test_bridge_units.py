@@ -1,15 +1,20 @@
 """The SageMaker bridge's parts, one at a time: codecs, archives, the directory store, settings,
-the source archive, job names and function paths."""
+the code package, job names and function paths."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import gzip
+import hashlib
 import io
 import json
 import re
+import subprocess
+import sys
 import tarfile
 import types
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +27,21 @@ from predictive_maintenance.sagemaker.archives import ArchiveError, build_tar_gz
 from predictive_maintenance.sagemaker.codecs import CodecError, read_value, write_value
 from predictive_maintenance.sagemaker.config import (
     BridgeSettings,
+    JobEnvironment,
+    NetworkSettings,
     SageMakerConfigError,
     TrainingJobSettings,
     parse_settings,
 )
 from predictive_maintenance.sagemaker.jobs import RemoteNodeError, function_path, job_name
 from predictive_maintenance.sagemaker.packaging import (
+    BUILD_BACKEND,
     ENTRY_SCRIPT,
     ENTRY_SOURCE,
+    JOBS_DIR,
+    PYPROJECT,
     PackagingError,
-    build_source_archive,
+    code_files,
 )
 from predictive_maintenance.sagemaker.storage import DirectoryStore
 from tests.conftest import PROJECT_ROOT
@@ -243,7 +253,7 @@ def test_an_unknown_codec_is_named(tmp_path):
 
 # ---- archives ----------------------------------------------------------------------------------
 FILES = {
-    "kedro_outputs.json": b'{"values": []}\n',
+    "kedro_value.json": b'{"dataset": "model"}\n',
     "code/pkg/__init__.py": b"",
     "code/pkg/module.py": b"VALUE = 1\n",
     "model.ubj": bytes(range(256)),
@@ -437,6 +447,7 @@ def test_settings_defaults(tmp_path):
         bucket="artifacts",
         prefix="",
         execution_role_arn="arn:aws:iam::1:role/sm",
+        job_environment=settings.job_environment,  # checked below
     )
     assert settings.training_job == TrainingJobSettings(
         instance_type="ml.m5.xlarge",
@@ -446,8 +457,17 @@ def test_settings_defaults(tmp_path):
         framework="xgboost",
         framework_version="3.0-5",
         image_uri=None,
-        requirements=(),
         environment={},
+    )
+    assert settings.job_environment == JobEnvironment(
+        requirements=(),
+        image_packages=(),
+        python_version="3.10",
+        platforms=("manylinux2014_x86_64",),
+        wheel_cache=Path.home() / ".cache" / "kedro-sagemaker" / "wheels",  # expanded
+    )
+    assert settings.network == NetworkSettings(
+        enable_network_isolation=False, subnets=(), security_group_ids=()
     )
     assert (settings.poll_seconds, settings.local_poll_seconds) == (10.0, 0.5)
     assert settings.local_store_directory is None
@@ -471,8 +491,19 @@ def test_settings_read_every_key(tmp_path):
                 "framework": "sklearn",
                 "framework_version": "1.2-1",
                 "image_uri": "1.dkr.ecr.eu-west-1.amazonaws.com/custom:1",
-                "requirements": ["pyarrow>=15"],
                 "environment": {"OMP_NUM_THREADS": "2"},
+            },
+            "job_environment": {
+                "requirements": ["pyarrow>=15", "plotly"],
+                "image_packages": ["numpy==2.1.0"],
+                "python_version": "3.12",
+                "platforms": ["manylinux_2_28_x86_64"],
+                "wheel_cache": "cache/wheels",
+            },
+            "network": {
+                "enable_network_isolation": True,
+                "subnets": ["subnet-0a", "subnet-0b"],
+                "security_group_ids": ["sg-01"],
             },
             "local": {"store_directory": "data/s3", "poll_seconds": 0.1},
             "poll_seconds": 30,
@@ -484,7 +515,18 @@ def test_settings_read_every_key(tmp_path):
     assert settings.s3_root == "s3://artifacts/projects/pm"
     assert settings.local_store_directory == tmp_path / "data" / "s3"
     assert (settings.poll_seconds, settings.local_poll_seconds) == (30.0, 0.1)
-    assert settings.training_job.requirements == ("pyarrow>=15",)
+    assert settings.job_environment == JobEnvironment(
+        requirements=("pyarrow>=15", "plotly"),
+        image_packages=("numpy==2.1.0",),
+        python_version="3.12",
+        platforms=("manylinux_2_28_x86_64",),
+        wheel_cache=tmp_path / "cache" / "wheels",  # relative to the project
+    )
+    assert settings.network == NetworkSettings(
+        enable_network_isolation=True,
+        subnets=("subnet-0a", "subnet-0b"),
+        security_group_ids=("sg-01",),
+    )
     assert settings.training_job.environment == {"OMP_NUM_THREADS": "2"}
     assert settings.training_job.image_uri.endswith("/custom:1")
     assert settings.is_remote("train_model", [])
@@ -505,6 +547,10 @@ def test_settings_read_every_key(tmp_path):
             "instance_typo",
         ),
         ({"node_overrides": {"tag:gpu": {"gpus": 1}}}, "node_overrides.tag:gpu", "gpus"),
+        # requirements moved to job_environment: the old place is an error, not ignored.
+        ({"training_job": {"requirements": ["scipy"]}}, "training_job", "requirements"),
+        ({"job_environment": {"requirement": ["scipy"]}}, "job_environment", "requirement"),
+        ({"network": {"vpc": "vpc-1"}}, "network", "vpc"),
     ],
 )
 def test_unknown_keys_are_named_with_their_block(config, where, key, tmp_path):
@@ -532,8 +578,36 @@ def test_unknown_keys_are_named_with_their_block(config, where, key, tmp_path):
         ({"training_job": {"max_runtime_seconds": 0}}, "max_runtime_seconds must be at least 1"),
         ({"training_job": {"instance_count": -1}}, "instance_count must be at least 1"),
         ({"training_job": {"image_uri": 5}}, "training_job.image_uri must be str or NoneType"),
-        ({"training_job": {"requirements": "xgboost"}}, "training_job.requirements must be list"),
-        ({"training_job": {"requirements": [1]}}, r"training_job.requirements\[\] must be str"),
+        (
+            {"job_environment": {"requirements": "xgboost"}},
+            "job_environment.requirements must be list or tuple, got str",
+        ),
+        (
+            {"job_environment": {"requirements": [1]}},
+            r"job_environment.requirements\[\] must be str",
+        ),
+        ({"job_environment": ["kedro"]}, "job_environment must be Mapping"),
+        ({"job_environment": {"image_packages": "numpy"}}, "job_environment.image_packages must"),
+        ({"job_environment": {"platforms": [3]}}, r"job_environment.platforms\[\] must be str"),
+        (  # what YAML makes of an unquoted 3.10
+            {"job_environment": {"python_version": 3.1}},
+            "job_environment.python_version must be str, got float 3.1",
+        ),
+        (
+            {"job_environment": {"python_version": "python3.10"}},
+            "job_environment.python_version must be like 3.10",
+        ),
+        ({"job_environment": {"wheel_cache": 1}}, "job_environment.wheel_cache must be str"),
+        ({"network": True}, "network must be Mapping"),
+        (
+            {"network": {"enable_network_isolation": "yes"}},
+            "network.enable_network_isolation must be bool, got str 'yes'",
+        ),
+        ({"network": {"subnets": "subnet-1"}}, "network.subnets must be list or tuple"),
+        (
+            {"network": {"subnets": ["subnet-1"], "security_group_ids": [7]}},
+            r"network.security_group_ids\[\] must be str",
+        ),
         ({"training_job": {"environment": ["A=1"]}}, "training_job.environment must be Mapping"),
         ({"training_job": {"environment": {"A": 1}}}, "training_job.environment.A must be str"),
         ({"node_overrides": ["train"]}, "node_overrides must be Mapping"),
@@ -556,6 +630,29 @@ def test_missing_required_keys_are_named(tmp_path):
         parse_settings({"execution_role_arn": "r"}, tmp_path)
     with pytest.raises(SageMakerConfigError, match="execution_role_arn is required"):
         parse_settings({"bucket": "b"}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "network",
+    [
+        {"subnets": ["subnet-0a"]},
+        {"subnets": ["subnet-0a"], "security_group_ids": []},
+        {"security_group_ids": ["sg-01"]},
+    ],
+)
+def test_a_vpc_needs_both_subnets_and_security_groups(network, tmp_path):
+    with pytest.raises(SageMakerConfigError) as caught:
+        parse_settings({**MINIMAL, "network": network}, tmp_path)
+
+    message = str(caught.value)
+    assert message.startswith("conf/<env>/sagemaker.yml: ")
+    assert "network.subnets and network.security_group_ids go together" in message
+
+
+def test_network_isolation_alone_needs_no_vpc(tmp_path):
+    settings = parse_settings({**MINIMAL, "network": {"enable_network_isolation": True}}, tmp_path)
+
+    assert settings.network == NetworkSettings(enable_network_isolation=True)
 
 
 def test_node_overrides_apply_tags_in_sorted_order_then_the_name(tmp_path):
@@ -609,8 +706,8 @@ def test_node_overrides_apply_tags_in_sorted_order_then_the_name(tmp_path):
             r"node_overrides\.tag:never_used\.instance_count",
         ),
         (
-            {"no_such_node": {"requirements": [3]}},
-            r"node_overrides\.no_such_node\.requirements\[\]",
+            {"no_such_node": {"environment": {"A": 3}}},
+            r"node_overrides\.no_such_node\.environment\.A must be str",
         ),
         ({"train": None}, r"node_overrides\.train must be Mapping"),
     ],
@@ -620,44 +717,109 @@ def test_invalid_overrides_are_rejected_at_parse_time(overrides, pattern, tmp_pa
         parse_settings({**MINIMAL, "node_overrides": overrides}, tmp_path)
 
 
-# ---- the source archive ------------------------------------------------------------------------
+# ---- the code package --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def source_members() -> dict[str, bytes | None]:
-    return _tar_members(build_source_archive(["tests"]))
+def code_members() -> dict[str, bytes | None]:
+    return _tar_members(build_tar_gz(code_files(["tests"])))
 
 
-def test_source_archive_is_deterministic():
-    first = build_source_archive(["tests"], ["pyarrow>=15", "xgboost==3.0.5"])
-
-    assert build_source_archive(["tests", "tests"], ("pyarrow>=15", "xgboost==3.0.5")) == first
-    assert build_source_archive(["tests"]) != first
+WHEELS = {"tiny_dist-1.0-py3-none-any.whl": b"PK wheel bytes"}
+SPECS = {"train": b'{"job": "train"}\n', "evaluate": b'{"job": "evaluate"}\n'}
 
 
-def test_source_archive_holds_the_entry_script_the_package_and_the_bridge(source_members):
-    assert source_members[ENTRY_SCRIPT] == ENTRY_SOURCE.encode()
-    assert "from predictive_maintenance.sagemaker.entry_point import main" in ENTRY_SOURCE
-    assert "requirements.txt" not in source_members
+def test_code_package_is_deterministic():
+    first = build_tar_gz(code_files(["tests"], WHEELS, SPECS))
+
+    assert build_tar_gz(code_files(["tests", "tests"], dict(WHEELS), dict(SPECS))) == first
+    assert build_tar_gz(code_files(["tests"], WHEELS)) != first
+    assert build_tar_gz(code_files(["tests"], {}, SPECS)) != first
+
+
+def test_code_package_holds_the_entry_script_the_build_backend_the_package_and_the_bridge(
+    code_members,
+):
+    assert code_members[ENTRY_SCRIPT] == ENTRY_SOURCE.encode()
+    assert ENTRY_SCRIPT == "kedro_job_entry.py"
+    assert "from predictive_maintenance.sagemaker.job import main" in ENTRY_SOURCE
+    assert code_members["pyproject.toml"] == PYPROJECT.encode()
+    assert code_members["_kedro_job_build.py"] == BUILD_BACKEND.encode()
+    assert 'build-backend = "_kedro_job_build"' in PYPROJECT
+    assert "requirements.txt" not in code_members  # nothing is installed from an index
     node_module = Path(bridge_nodes.__file__)
-    assert source_members["tests/sagemaker/bridge_nodes.py"] == node_module.read_bytes()
-    for name in ("__init__.py", "entry_point.py", "codecs.py", "archives.py"):
-        shipped = source_members[f"predictive_maintenance/sagemaker/{name}"]
+    assert code_members["tests/sagemaker/bridge_nodes.py"] == node_module.read_bytes()
+    for name in ("__init__.py", "job.py", "codecs.py", "archives.py"):
+        shipped = code_members[f"predictive_maintenance/sagemaker/{name}"]
         assert shipped == (BRIDGE_SOURCES / name).read_bytes()
-    assert source_members["predictive_maintenance/__init__.py"] is not None
-    assert source_members["tests/__init__.py"] is not None
+    assert code_members["predictive_maintenance/integrity.py"] is not None  # job.py needs it
+    assert code_members["tests/__init__.py"] is not None
+    assert not [name for name in code_members if name.startswith(("wheels", JOBS_DIR))]
+    top_level = {ENTRY_SCRIPT, "pyproject.toml", "_kedro_job_build.py"}
     assert all(
-        name == ENTRY_SCRIPT or name.split("/")[0] in {"tests", "predictive_maintenance"}
-        for name in source_members
+        name in top_level or name.split("/")[0] in {"tests", "predictive_maintenance"}
+        for name in code_members
     )
 
 
-def test_source_archive_has_requirements_only_when_configured():
-    with_requirements = _tar_members(build_source_archive(["tests"], ["pyarrow>=15", "scipy"]))
+def test_code_package_ships_wheels_and_job_specs_where_the_job_looks():
+    files = code_files(["tests"], WHEELS, SPECS)
 
-    assert with_requirements["requirements.txt"] == b"pyarrow>=15\nscipy\n"
-    assert "requirements.txt" not in _tar_members(build_source_archive(["tests"], ()))
+    assert files["wheels/tiny_dist-1.0-py3-none-any.whl"] == b"PK wheel bytes"
+    assert files[f"{JOBS_DIR}/train/job.json"] == SPECS["train"]
+    assert files["kedro_jobs/evaluate/job.json"] == SPECS["evaluate"]
+    assert not [name for name in files if name.endswith("requirements.txt")]
 
 
-def test_source_archive_leaves_out_bytecode(source_members, tmp_path, monkeypatch):
+def test_the_code_directory_builds_offline_as_an_empty_wheel(tmp_path):
+    """The training toolkit runs ``pip install .`` in the code directory: with the in-tree build
+    backend that needs no index, no setuptools and installs nothing but metadata."""
+    code = tmp_path / "code"
+    for name, content in code_files(["tests"]).items():
+        (code / name).parent.mkdir(parents=True, exist_ok=True)
+        (code / name).write_bytes(content)
+
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-index",
+            "--no-deps",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--wheel-dir",
+            str(tmp_path / "wheels"),
+            str(code),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "wheels").iterdir()
+    assert wheel.name == "kedro_job_code-0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        record = archive.read("kedro_job_code-0.dist-info/RECORD").decode()
+        metadata = archive.read("kedro_job_code-0.dist-info/METADATA").decode()
+        for line in record.splitlines():
+            path, digest, size = line.split(",")
+            if digest:
+                data = archive.read(path)
+                expected = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+                assert digest == f"sha256={expected.decode()}", path
+                assert int(size) == len(data)
+    assert sorted(names) == [
+        "kedro_job_code-0.dist-info/METADATA",
+        "kedro_job_code-0.dist-info/RECORD",
+        "kedro_job_code-0.dist-info/WHEEL",
+    ]
+    assert "Name: kedro_job_code" in metadata
+
+
+def test_code_package_leaves_out_bytecode(code_members, tmp_path, monkeypatch):
     package = tmp_path / "shipped_pkg"
     (package / "__pycache__").mkdir(parents=True)
     (package / "sub" / "__pycache__").mkdir(parents=True)
@@ -672,7 +834,7 @@ def test_source_archive_leaves_out_bytecode(source_members, tmp_path, monkeypatc
     (tmp_path / "single_module.py").write_text("X = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
 
-    members = _tar_members(build_source_archive(["shipped_pkg", "single_module"]))
+    members = _tar_members(build_tar_gz(code_files(["shipped_pkg", "single_module"])))
 
     assert {name for name in members if name.startswith("shipped_pkg")} == {
         "shipped_pkg",
@@ -683,13 +845,13 @@ def test_source_archive_leaves_out_bytecode(source_members, tmp_path, monkeypatc
         "shipped_pkg/sub/__init__.py",
     }
     assert members["single_module.py"] == b"X = 1\n"
-    for names in (members, source_members):
+    for names in (members, code_members):
         assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
 
 
 def test_a_package_that_cannot_be_found_is_named():
     with pytest.raises(PackagingError, match="cannot find package 'no_such_package_here'"):
-        build_source_archive(["no_such_package_here"])
+        code_files(["no_such_package_here"])
 
 
 # ---- job names and function paths --------------------------------------------------------------
@@ -718,7 +880,8 @@ def test_job_names_follow_sagemakers_rule(node_name):
 
 def test_job_names_keep_a_readable_node_name():
     assert job_name("training.train_model").startswith("training-train-model-")
-    assert job_name("---").startswith("kedro-node-")
+    assert job_name("---").startswith("kedro-job-")
+    assert job_name("train.train_model").startswith("train-train-model-")
 
 
 class _CallableNode:

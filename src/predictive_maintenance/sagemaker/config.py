@@ -174,7 +174,10 @@ def _job_environment(block: Any, project_path: Path) -> JobEnvironment:
         "job_environment",
     )
     default = JobEnvironment()
-    python = str(block.get("python_version", default.python_version))
+    # A string: YAML reads an unquoted 3.10 as the number 3.1.
+    python = _expect(
+        block.get("python_version", default.python_version), str, "job_environment.python_version"
+    )
     if not re.fullmatch(r"3\.\d+", python):
         raise SageMakerConfigError(
             f"{CONFIG_FILE}: job_environment.python_version must be like 3.10, got {python!r}"

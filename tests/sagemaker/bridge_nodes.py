@@ -43,6 +43,16 @@ def remember(value: Any) -> None:
     print(f"remembered {value!r}", flush=True)
 
 
+def remember_all(*values: Any) -> None:
+    """Any number of inputs, no outputs."""
+    print(f"remembered {len(values)} values", flush=True)
+
+
+def identify(value: Any) -> dict[str, Any]:
+    """The value and the name of its type (what a job made of a parameter)."""
+    return {"type": type(value).__name__, "value": value}
+
+
 def explode(value: Any) -> Any:
     """Fails the way a node function can."""
     raise ValueError(f"bad reading {value!r}")

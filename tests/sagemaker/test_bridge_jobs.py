@@ -1,7 +1,8 @@
 """Kedro nodes as training jobs: prepare_job -> LocalTrainingJobs -> read_outputs.
 
-A directory in ``tmp_path`` stands in for S3; each job runs the generic entry script in a
-subprocess, in an ``/opt/ml``-shaped tree, with the code of a real ``sourcedir.tar.gz``.
+A directory in ``tmp_path`` stands in for S3; each job runs the job entry script
+(``kedro_job_entry.py`` -> ``job.main``) in a subprocess, in an ``/opt/ml``-shaped tree, with the
+code of a real ``sourcedir.tar.gz`` and its spec in the ``kedro-job`` channel.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from kedro.pipeline import Node
 
 from predictive_maintenance.sagemaker.archives import build_tar_gz, directory_files, extract_tar_gz
 from predictive_maintenance.sagemaker.config import BridgeSettings, parse_settings
-from predictive_maintenance.sagemaker.entry_point import NODE_CHANNEL, NODE_FILE, OUTPUT_MANIFEST
+from predictive_maintenance.sagemaker.job import JOB_FILE, JOB_INPUT, VALUE_MANIFEST
 from predictive_maintenance.sagemaker.jobs import (
-    MAX_HYPERPARAMETER_CHARS,
+    JOB_ENVIRONMENT,
+    MAX_CHANNELS,
     NodeJob,
     RemoteNodeError,
     prepare_job,
@@ -37,7 +39,7 @@ from predictive_maintenance.sagemaker.local import (
     LocalTrainingJobs,
     validate_request,
 )
-from predictive_maintenance.sagemaker.packaging import ENTRY_SCRIPT, build_source_archive
+from predictive_maintenance.sagemaker.packaging import ENTRY_SCRIPT, code_files
 from predictive_maintenance.sagemaker.storage import DirectoryStore
 from tests.conftest import PROJECT_ROOT
 from tests.sagemaker import bridge_nodes
@@ -89,7 +91,7 @@ finally:
                 "files": {
                     name: getattr(sys.modules.get(name), "__file__", None)
                     for name in (
-                        "predictive_maintenance.sagemaker.entry_point",
+                        "predictive_maintenance.sagemaker.job",
                         "tests.sagemaker.bridge_nodes",
                     )
                 },
@@ -109,10 +111,10 @@ class Bridge:
     code_uri: str
     started: list[str] = field(default_factory=list)
 
-    def description(self, job: NodeJob) -> dict[str, Any]:
-        """The node description the job's kedro-node channel holds."""
-        (channel,) = [c for c in job.request["InputDataConfig"] if c["ChannelName"] == NODE_CHANNEL]
-        uri = channel["DataSource"]["S3DataSource"]["S3Uri"] + NODE_FILE
+    def spec(self, job: NodeJob) -> dict[str, Any]:
+        """The job spec the job's kedro-job channel holds."""
+        (channel,) = [c for c in job.request["InputDataConfig"] if c["ChannelName"] == JOB_INPUT]
+        uri = channel["DataSource"]["S3DataSource"]["S3Uri"] + JOB_FILE
         return json.loads(self.store.path_of(uri).read_text())
 
     def prepare(self, node: Node, args: tuple = (), kwargs: dict | None = None, **job) -> NodeJob:
@@ -148,7 +150,7 @@ class Bridge:
 
 @pytest.fixture(scope="module")
 def source_archive() -> bytes:
-    return build_source_archive(["tests"])
+    return build_tar_gz(code_files(["tests"]))
 
 
 def make_bridge(tmp_path: Path, source_archive: bytes, **backend: Any) -> Bridge:
@@ -206,25 +208,38 @@ def test_list_inputs_and_a_parameter_run_as_a_job(bridge):
     validate_request("CreateTrainingJob", request)
     assert request["TrainingJobName"] == job.name
     assert job.name.startswith("scale-")
-    hyperparameters = request["HyperParameters"]
-    assert all(isinstance(value, str) for value in hyperparameters.values())
-    assert hyperparameters["factor"] == "2"
-    assert hyperparameters["sagemaker_program"] == json.dumps(ENTRY_SCRIPT)
-    assert hyperparameters["sagemaker_submit_directory"] == json.dumps(bridge.code_uri)
-    assert hyperparameters["sagemaker_region"] == '"eu-west-1"'
-    assert hyperparameters["kedro_node"] == '"scale"'
-    description = bridge.description(job)
-    assert description["node"] == "scale"
-    assert description["function"] == "tests.sagemaker.bridge_nodes:scale_total"
-    assert description["outputs"] == {"kind": "single", "names": ["total"]}
-    numbers, factor = description["inputs"]["items"]
-    assert description["inputs"]["kind"] == "list"
-    assert factor == {"arg": None, "dataset": "params:factor", "hyperparameter": "factor"}
-    assert (numbers["dataset"], numbers["channel"], numbers["codec"]) == (
-        "numbers",
-        "numbers",
-        "json",
-    )
+    # Only what the training toolkit needs and the job's name: parameters travel in the spec.
+    assert request["HyperParameters"] == {
+        "sagemaker_program": json.dumps(ENTRY_SCRIPT),
+        "sagemaker_submit_directory": json.dumps(bridge.code_uri),
+        "sagemaker_container_log_level": "20",
+        "sagemaker_region": '"eu-west-1"',
+        "kedro_job": '"scale"',
+    }
+    assert bridge.spec(job) == {
+        "job": "scale",
+        "nodes": [
+            {
+                "node": "scale",
+                "function": "tests.sagemaker.bridge_nodes:scale_total",
+                "inputs": {
+                    "kind": "list",
+                    "items": [
+                        {"arg": None, "dataset": "numbers"},
+                        {"arg": None, "dataset": "params:factor"},
+                    ],
+                },
+                "outputs": {"kind": "single", "names": ["total"]},
+            }
+        ],
+        "inputs": {"numbers": "numbers"},
+        "outputs": {"total": "total"},
+        "files": {},
+        "parameters": {"factor": 2},
+        "catalog": {},
+    }
+    assert job.outputs == {"total": "total"}
+    assert job.shape == {"kind": "single", "names": ["total"]}
     job_root = f"s3://{BUCKET}/runs/jobs/{job.name}"
     assert request["InputDataConfig"] == [
         {
@@ -240,11 +255,11 @@ def test_list_inputs_and_a_parameter_run_as_a_job(bridge):
             "InputMode": "File",
         },
         {
-            "ChannelName": "kedro-node",
+            "ChannelName": "kedro-job",
             "DataSource": {
                 "S3DataSource": {
                     "S3DataType": "S3Prefix",
-                    "S3Uri": f"{job_root}/input/kedro-node/",
+                    "S3Uri": f"{job_root}/input/kedro-job/",
                     "S3DataDistributionType": "FullyReplicated",
                 }
             },
@@ -252,9 +267,21 @@ def test_list_inputs_and_a_parameter_run_as_a_job(bridge):
             "InputMode": "File",
         },
     ]
-    uploaded = bridge.store.path_of(f"{job_root}/input/numbers/{numbers['file']}")
+    assert bridge.store.list_keys(f"{job_root}/input/numbers/") == [
+        f"{job_root}/input/numbers/{VALUE_MANIFEST}",
+        f"{job_root}/input/numbers/numbers.json",
+    ]
+    manifest = json.loads(
+        bridge.store.path_of(f"{job_root}/input/numbers/{VALUE_MANIFEST}").read_text()
+    )
+    uploaded = bridge.store.path_of(f"{job_root}/input/numbers/numbers.json")
     assert json.loads(uploaded.read_text()) == [1, 2, 3.5]
-    assert hashlib.sha256(uploaded.read_bytes()).hexdigest() == numbers["sha256"]
+    assert manifest == {
+        "dataset": "numbers",
+        "file": "numbers.json",
+        "codec": "json",
+        "sha256": hashlib.sha256(uploaded.read_bytes()).hexdigest(),
+    }
     assert request["AlgorithmSpecification"] == {
         "TrainingImage": IMAGE,
         "TrainingInputMode": "File",
@@ -271,7 +298,10 @@ def test_list_inputs_and_a_parameter_run_as_a_job(bridge):
         {"Key": "kedro:node", "Value": "scale"},
         {"Key": "kedro:run-id", "Value": RUN_ID},
     ]
-    assert "Environment" not in request
+    assert JOB_ENVIRONMENT == {"PIP_NO_INDEX": "1", "KEDRO_DISABLE_TELEMETRY": "true"}
+    assert request["Environment"] == JOB_ENVIRONMENT
+    assert "VpcConfig" not in request
+    assert "EnableNetworkIsolation" not in request
     assert described["ModelArtifacts"]["S3ModelArtifacts"] == f"{job_root}/output/model.tar.gz"
     assert _statuses(described) == ["Starting", "Downloading", "Training", "Uploading", "Completed"]
     assert "FailureReason" not in described
@@ -309,21 +339,36 @@ def test_keyword_inputs_and_dict_outputs_of_every_format(bridge):
 
     request = job.request
     validate_request("CreateTrainingJob", request)
-    assert request["HyperParameters"]["limits"] == '{"torque": 50.0}'
+    assert "limits" not in request["HyperParameters"]
     assert {c["ChannelName"]: c["ContentType"] for c in request["InputDataConfig"]} == {
         "readings": "application/x-parquet",
         "weights": "application/x-npy",
-        "kedro-node": "application/json",
+        "kedro-job": "application/json",
     }
-    description = bridge.description(job)
-    assert description["inputs"]["kind"] == "dict"
-    assert [(i["arg"], i["dataset"]) for i in description["inputs"]["items"]] == [
+    spec = bridge.spec(job)
+    assert spec["parameters"] == {"limits": {"torque": 50.0}}
+    (call,) = spec["nodes"]
+    assert call["inputs"]["kind"] == "dict"
+    assert [(i["arg"], i["dataset"]) for i in call["inputs"]["items"]] == [
         ("frame", "readings"),
         ("limits", "params:limits"),
         ("weights", "weights"),
     ]
-    assert description["outputs"]["kind"] == "dict"
-    assert description["outputs"]["names"]["weighted"] == "scores"
+    assert call["outputs"] == {
+        "kind": "dict",
+        "names": {
+            "high": "high_torque",
+            "low": "low_torque",
+            "weighted": "scores",
+            "counts": "counts",
+        },
+    }
+    assert spec["outputs"] == {
+        "high_torque": "high_torque",
+        "low_torque": "low_torque",
+        "scores": "scores",
+        "counts": "counts",
+    }
 
 
 def test_list_outputs_and_no_outputs(bridge, tmp_path):
@@ -342,19 +387,39 @@ def test_list_outputs_and_no_outputs(bridge, tmp_path):
         {"label": "pump", "count": 3},
         b"pump:9",
     ]
-    assert listed_job.outputs == {"kind": "list", "names": ["summary", "tag"]}
+    assert listed_job.shape == {"kind": "list", "names": ["summary", "tag"]}
+    uri = described[listed_job.name]["ModelArtifacts"]["S3ModelArtifacts"]
+    listed_files = directory_files(
+        extract_tar_gz(bridge.store.path_of(uri).read_bytes(), tmp_path / "listed")
+    )
+    # One directory per output: its value and the manifest naming it.
+    assert sorted(listed_files) == [
+        f"summary/{VALUE_MANIFEST}",
+        "summary/summary.json",
+        f"tag/{VALUE_MANIFEST}",
+        "tag/tag.bin",
+    ]
+    tag_manifest = json.loads(listed_files[f"tag/{VALUE_MANIFEST}"])
+    assert tag_manifest == {
+        "dataset": "tag",
+        "file": "tag.bin",
+        "codec": "bytes",
+        "sha256": hashlib.sha256(b"pump:9").hexdigest(),
+    }
     assert bridge.outputs(silent_job, described[silent_job.name]) is None
-    assert silent_job.outputs == {"kind": "none", "names": []}
-    assert "remembered [4, 9, 2]" in bridge.jobs.new_log_lines(silent_job.name)
+    assert silent_job.shape == {"kind": "none", "names": []}
+    assert silent_job.outputs == {}
+    logs = bridge.jobs.new_log_lines(silent_job.name)
+    assert "remembered [4, 9, 2]" in logs
+    assert any(line.startswith("kedro node remember: done in ") for line in logs)
     uri = described[silent_job.name]["ModelArtifacts"]["S3ModelArtifacts"]
-    extracted = extract_tar_gz(bridge.store.path_of(uri).read_bytes(), tmp_path / "model")
-    manifest = json.loads(directory_files(extracted)[OUTPUT_MANIFEST])
-    assert manifest == {"node": "remember", "kind": "none", "values": []}
+    extracted = extract_tar_gz(bridge.store.path_of(uri).read_bytes(), tmp_path / "silent")
+    assert directory_files(extracted) == {}
 
 
-def test_a_parameter_too_large_for_a_hyperparameter_travels_as_a_channel(bridge):
-    values = list(range(1000))
-    assert len(json.dumps(values)) > MAX_HYPERPARAMETER_CHARS
+def test_parameters_of_any_size_travel_in_the_job_spec_not_as_hyperparameters(bridge):
+    values = list(range(1000))  # far more than a hyperparameter's 2,500 characters
+    assert len(json.dumps(values)) > 2500
     node = Node(bridge_nodes.count_items, ["params:values", "params:extra"], "counts", name="count")
 
     job, described = bridge.run(node, (values, 5))
@@ -362,44 +427,74 @@ def test_a_parameter_too_large_for_a_hyperparameter_travels_as_a_channel(bridge)
     assert bridge.outputs(job, described) == {"count": 1000, "total": sum(values) + 5}
     request = job.request
     validate_request("CreateTrainingJob", request)
-    hyperparameters = request["HyperParameters"]
-    assert "values" not in hyperparameters
-    assert hyperparameters["extra"] == "5"
-    assert all(len(value) <= MAX_HYPERPARAMETER_CHARS for value in hyperparameters.values())
-    channel, _ = request["InputDataConfig"]
-    assert (channel["ChannelName"], channel["ContentType"]) == ("params-values", "application/json")
-    big, extra = bridge.description(job)["inputs"]["items"]
-    assert (big["dataset"], big["channel"], big["codec"]) == (
-        "params:values",
-        "params-values",
-        "json",
+    assert set(request["HyperParameters"]) == {
+        "sagemaker_program",
+        "sagemaker_submit_directory",
+        "sagemaker_container_log_level",
+        "sagemaker_region",
+        "kedro_job",
+    }
+    assert [c["ChannelName"] for c in request["InputDataConfig"]] == ["kedro-job"]
+    assert bridge.spec(job)["parameters"] == {"values": values, "extra": 5}
+
+
+@pytest.mark.filterwarnings("ignore:One or more dataset names contain '.'")
+def test_nested_parameters_and_the_whole_parameters_dict_reach_the_node(bridge):
+    node = Node(
+        bridge_nodes.echo, ["params:model.depth", "parameters"], ["depth", "everything"], name="p"
     )
-    assert "hyperparameter" not in big
-    assert extra["hyperparameter"] == "extra"
+    everything = {"model": {"depth": 4, "eta": 0.3}, "seed": 42}
+
+    job, described = bridge.run(node, (4, everything))
+
+    assert bridge.outputs(job, described) == [4, everything]
+    assert bridge.spec(job)["parameters"] == everything
 
 
-def test_parameters_up_to_the_limit_stay_hyperparameters(bridge):
-    node = Node(bridge_nodes.scale_total, ["params:at_limit", "params:over_limit"], "x", name="n")
-    at_limit, over_limit = (
-        "a" * (MAX_HYPERPARAMETER_CHARS - 2),
-        "b" * (MAX_HYPERPARAMETER_CHARS - 1),
+def test_more_dataset_inputs_than_channels_fail_before_submitting(bridge):
+    inputs = [f"reading_{index}" for index in range(MAX_CHANNELS)]  # + kedro-job: one too many
+    node = Node(bridge_nodes.remember_all, inputs, None, name="wide")
+
+    with pytest.raises(RemoteNodeError) as caught:
+        bridge.prepare(node, tuple(range(MAX_CHANNELS)))
+
+    assert str(caught.value) == (
+        "node wide has 20 dataset inputs; a training job takes at most 20 channels, one of "
+        "which holds the job spec"
     )
+    assert bridge.store.list_keys(f"s3://{BUCKET}/") == [bridge.code_uri]
 
-    request = bridge.prepare(node, (at_limit, over_limit)).request
 
-    assert request["HyperParameters"]["at_limit"] == json.dumps(at_limit)
-    assert "over_limit" not in request["HyperParameters"]
-    assert [c["ChannelName"] for c in request["InputDataConfig"]] == [
-        "params-over_limit",
-        "kedro-node",
-    ]
+def test_as_many_dataset_inputs_as_channels_allow_are_accepted(bridge):
+    inputs = [f"reading_{index}" for index in range(MAX_CHANNELS - 1)]
+    node = Node(bridge_nodes.remember_all, inputs, None, name="wide")
+
+    request = bridge.prepare(node, tuple(range(MAX_CHANNELS - 1))).request
+
+    validate_request("CreateTrainingJob", request)
+    assert len(request["InputDataConfig"]) == MAX_CHANNELS
+    assert request["InputDataConfig"][-1]["ChannelName"] == "kedro-job"
 
 
 @pytest.mark.parametrize(
     ("inputs", "args", "pattern"),
     [
-        (["params:split"], ((0.8, 0.2),), "parameter input params:split is not plain JSON data"),
-        (["readings"], ({1, 2},), "node bad: input readings is a builtins.set"),
+        (
+            ["params:split"],
+            ((0.8, 0.2),),
+            r"^node bad: parameter input params:split is not plain JSON data \(tuple\)",
+        ),
+        (
+            ["params:columns"],
+            ({"torque", "speed"},),
+            r"^node bad: parameter input params:columns is not plain JSON data \(set\)",
+        ),
+        (
+            ["params:limits"],
+            ({"torque": float("nan")},),
+            r"^node bad: parameter input params:limits is not plain JSON data \(dict\)",
+        ),
+        (["readings"], ({1, 2},), r"^node bad: input readings is a builtins.set, "),
     ],
 )
 def test_inputs_without_an_open_format_fail_before_submitting(bridge, inputs, args, pattern):
@@ -407,6 +502,8 @@ def test_inputs_without_an_open_format_fail_before_submitting(bridge, inputs, ar
 
     with pytest.raises(RemoteNodeError, match=pattern):
         bridge.prepare(node, args)
+
+    assert bridge.store.list_keys(f"s3://{BUCKET}/runs/jobs/") == []  # nothing uploaded
 
 
 def test_a_node_function_the_job_cannot_import_fails_before_submitting(bridge):
@@ -424,13 +521,15 @@ def test_a_failing_node_fails_its_job_with_the_exception_as_reason(bridge):
 
     assert described["TrainingJobStatus"] == "Failed"
     assert described["SecondaryStatus"] == "Failed"
-    assert described["FailureReason"] == "AlgorithmError: ValueError: bad reading 42"
+    assert described["FailureReason"] == (
+        "AlgorithmError: node explode failed: ValueError: bad reading 42"
+    )
     assert "ModelArtifacts" not in described
     logs = bridge.jobs.new_log_lines(job.name)
     assert "Traceback (most recent call last):" in logs
     assert any("bridge_nodes.py" in line and "in explode" in line for line in logs)
     assert 'raise ValueError(f"bad reading {value!r}")' in "\n".join(logs)
-    assert logs[-1] == "ValueError: bad reading 42"
+    assert logs[-1] == "node explode failed: ValueError: bad reading 42"
 
 
 def test_a_job_over_its_max_runtime_is_stopped(bridge):
@@ -466,7 +565,7 @@ def test_stopping_a_running_job(bridge):
     assert bridge.jobs.describe_training_job(job.name)["TrainingJobStatus"] == "Stopped"
 
 
-def test_tampered_outputs_are_refused(bridge, tmp_path):
+def test_tampered_or_missing_outputs_are_refused(bridge, tmp_path):
     node = Node(bridge_nodes.summarise, ["numbers", "params:label"], ["summary", "tag"], name="s")
     job, described = bridge.run(node, ([1, 5], "valve"))
     assert bridge.outputs(job, described) == [{"label": "valve", "count": 2}, b"valve:5"]
@@ -474,12 +573,10 @@ def test_tampered_outputs_are_refused(bridge, tmp_path):
     files = directory_files(
         extract_tar_gz(bridge.store.path_of(uri).read_bytes(), tmp_path / "model")
     )
-    entry = next(
-        value for value in json.loads(files[OUTPUT_MANIFEST])["values"] if value["dataset"] == "tag"
-    )
-    tampered = bytearray(files[entry["file"]])
+    entry = json.loads(files[f"tag/{VALUE_MANIFEST}"])
+    tampered = bytearray(files[f"tag/{entry['file']}"])
     tampered[0] ^= 0x01
-    files[entry["file"]] = bytes(tampered)
+    files[f"tag/{entry['file']}"] = bytes(tampered)
     staged = tmp_path / "model.tar.gz"
     staged.write_bytes(build_tar_gz(files))
     bridge.store.upload_file(staged, uri)
@@ -488,10 +585,16 @@ def test_tampered_outputs_are_refused(bridge, tmp_path):
         read_outputs(job, uri, bridge.store)
 
     message = str(caught.value)
-    assert f"output tag ({entry['file']}) has sha256 {hashlib.sha256(tampered).hexdigest()}" in (
-        message
-    )
-    assert f"but the job recorded {entry['sha256']}" in message
+    assert message.startswith(f"job {job.name}: output tag (dataset tag) of {uri} is unusable: ")
+    assert f"{entry['file']} has sha256 {hashlib.sha256(tampered).hexdigest()}" in message
+    assert f"its manifest says {entry['sha256']}" in message
+
+    # An archive without one of the outputs.
+    staged.write_bytes(build_tar_gz({k: v for k, v in files.items() if not k.startswith("tag/")}))
+    bridge.store.upload_file(staged, uri)
+    with pytest.raises(RemoteNodeError) as caught:
+        read_outputs(job, uri, bridge.store)
+    assert str(caught.value) == f"job {job.name}: {uri} has no output tag (dataset tag)"
 
 
 def _instance_count_2(request):

@@ -94,15 +94,22 @@ def import_function(path: str) -> Any:
 
 # ---- values on disk ------------------------------------------------------------------------------
 def write_dataset(
-    value: Any, directory: Path, dataset: str, stem: str, file_name: str | None = None
+    value: Any,
+    directory: Path,
+    dataset: str,
+    stem: str,
+    file_name: str | None = None,
+    *,
+    what: str | None = None,
 ) -> dict[str, Any]:
     """Writes one dataset into ``directory``: the value file and its manifest (returned).
 
     The file is ``<stem><codec suffix>``, or ``file_name`` where the consumer needs a fixed name
-    (SageMaker's ModelDataUrl must end in ``model.tar.gz``).
+    (SageMaker's ModelDataUrl must end in ``model.tar.gz``). ``what`` names the value in errors
+    (default ``output <dataset>``).
     """
     directory.mkdir(parents=True, exist_ok=True)
-    codec, path = write_value(value, directory, stem, f"output {dataset}")
+    codec, path = write_value(value, directory, stem, what or f"output {dataset}")
     if file_name is not None and path.name != file_name:
         path = path.rename(directory / file_name)
     manifest = {

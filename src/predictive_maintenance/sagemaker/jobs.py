@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from predictive_maintenance.sagemaker.archives import extract_tar_gz
-from predictive_maintenance.sagemaker.codecs import CodecError, codec_named
+from predictive_maintenance.sagemaker.codecs import CodecError, codec_named, is_plain_json
 from predictive_maintenance.sagemaker.config import BridgeSettings, TrainingJobSettings
 from predictive_maintenance.sagemaker.job import (
     JOB_ARGUMENT,
     JOB_FILE,
     JOB_INPUT,
     VALUE_MANIFEST,
+    JobError,
     import_function,
     is_parameter,
     read_dataset,
@@ -211,6 +212,12 @@ def prepare_job(
     parameters: dict[str, Any] = {}
     for dataset, value in values:
         if is_parameter(dataset):
+            # json.dumps would make a tuple a list and (default=str) a set a string.
+            if not is_plain_json(value):
+                raise RemoteNodeError(
+                    f"node {node.name}: parameter input {dataset} is not plain JSON data "
+                    f"({type(value).__name__}), so it cannot travel in the job spec"
+                )
             nest_parameter(parameters, dataset, value)
     spec = job_spec(node.name, [node], inputs=inputs, outputs=outputs, parameters=parameters)
     try:
@@ -223,9 +230,11 @@ def prepare_job(
             channel = inputs[dataset]
             directory = Path(staging) / channel
             try:
-                manifest = write_dataset(value, directory, dataset, channel)
+                manifest = write_dataset(
+                    value, directory, dataset, channel, what=f"input {dataset}"
+                )
             except CodecError as error:
-                raise RemoteNodeError(f"node {node.name}: input {error}") from error
+                raise RemoteNodeError(f"node {node.name}: {error}") from error
             for file in (manifest["file"], VALUE_MANIFEST):
                 store.upload_file(directory / file, f"{job_root}/input/{channel}/{file}")
             content_type = codec_named(manifest["codec"]).content_type
@@ -313,7 +322,13 @@ def read_outputs(job: NodeJob, artifacts_uri: str, store: ObjectStore) -> Any:
                 raise RemoteNodeError(
                     f"job {job.name}: {artifacts_uri} has no output {name} (dataset {dataset})"
                 )
-            values[dataset] = read_dataset(root / name, dataset)
+            try:
+                values[dataset] = read_dataset(root / name, dataset)
+            except (JobError, CodecError) as error:  # a tampered or unreadable value
+                raise RemoteNodeError(
+                    f"job {job.name}: output {name} (dataset {dataset}) of {artifacts_uri} "
+                    f"is unusable: {error}"
+                ) from error
     kind, names = job.shape["kind"], job.shape["names"]
     if kind == "none":
         return None

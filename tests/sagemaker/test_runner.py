@@ -8,6 +8,7 @@ download code over boto3, with botocore validating every request.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -126,19 +127,21 @@ def test_remote_node_runs_as_a_job_and_the_pipeline_cannot_tell(aws, tmp_path, c
     ]
     (job,) = training_jobs()
     assert job["TrainingJobStatus"] == "Completed"
-    assert job["HyperParameters"]["factor"] == "2.5"
+    assert job["HyperParameters"]["kedro_job"] == '"scale"'
+    assert "factor" not in job["HyperParameters"]  # parameters travel in the job spec
     assert job["ModelArtifacts"]["S3ModelArtifacts"] == (
         f"s3://{BUCKET}/tests/runner/jobs/{job['TrainingJobName']}/output/model.tar.gz"
     )
     channels = {channel["ChannelName"]: channel for channel in job["InputDataConfig"]}
-    assert set(channels) == {"readings", "kedro-node"}
+    assert set(channels) == {"readings", "kedro-job"}
     assert channels["readings"]["ContentType"] == "application/x-parquet"
+    spec_uri = channels["kedro-job"]["DataSource"]["S3DataSource"]["S3Uri"] + "job.json"
+    bucket, key = spec_uri.removeprefix("s3://").split("/", 1)
+    spec = json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert (spec["job"], spec["parameters"]) == ("scale", {"factor": 2.5})
     messages = [record.getMessage() for record in caplog.records]
     # The job's own output, read back from CloudWatch Logs.
-    assert any(
-        f"{job['TrainingJobName']} | kedro node scale: read 2 inputs and imported" in m
-        for m in messages
-    )
+    assert any(f"{job['TrainingJobName']} | kedro node scale: done in " in m for m in messages)
     assert any("InProgress - Training" in m for m in messages)
     # moto's first DescribeTrainingJob of each job is throttled: the client retried it.
     assert any("ThrottlingException" in m or "Retry needed" in m for m in messages)
@@ -156,7 +159,10 @@ def test_a_failed_job_names_its_reason_and_log_and_saves_nothing(aws, tmp_path):
 
     message = str(raised.value)
     assert "Node reject: training job reject-" in message
-    assert "failed: AlgorithmError: ValueError: torque_nm is negative in row 7" in message
+    assert (
+        "failed: AlgorithmError: node reject failed: ValueError: torque_nm is negative in row 7"
+        in message
+    )
     assert "checking 3 rows" in message  # the job's last log lines
     assert "Traceback" in message
     assert "None of the node's outputs were saved" in message

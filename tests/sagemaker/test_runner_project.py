@@ -1,6 +1,6 @@
 """``kedro run --runner predictive_maintenance.sagemaker.SageMakerRunner`` on the real project.
 
-The training pipeline runs once in-process and then with ``train_model`` as a training job, on
+The training pipeline runs once in-process and then with ``train.train_model`` as a training job, on
 the ``local`` backend (no Docker, a directory standing in for S3) and on the ``sagemaker`` backend
 (moto in server mode executing the recorded job): the metrics and the model must be the same.
 """
@@ -76,20 +76,20 @@ def test_local_backend_trains_the_same_model(trained_in_process):
         "backend=local",
     )
 
-    assert "train_model run as training jobs; 9 other nodes in-process" in log
+    assert "train.train_model run as training jobs; 9 other nodes in-process" in log
     assert "Completed - Completed" in log
-    assert "| kedro node train_model: read 3 inputs and imported" in log
+    assert "| kedro node train.train_model: done in " in log
     assert outputs(project) == expected
-    job_dirs = sorted((project / "data/12_sagemaker").glob("*/*/runner/jobs/train-model-*"))
+    job_dirs = sorted((project / "data/12_sagemaker").glob("*/*/runner/jobs/train-train-model-*"))
     assert len(job_dirs) == 1
     assert (job_dirs[0] / "output" / "model.tar.gz").is_file()
     assert {path.name for path in (job_dirs[0] / "input").iterdir()} == {
         "train",
         "validation",
-        "kedro-node",
+        "kedro-job",
     }
     timings = json.loads((project / "data/09_tracking/run_timings.json").read_text())
-    assert "train_model" in timings["nodes"]  # project hooks fired for the remote node too
+    assert "train.train_model" in timings["nodes"]  # project hooks fired for the remote node too
 
 
 def test_sagemaker_backend_against_moto_trains_the_same_model(trained_in_process, aws, monkeypatch):
@@ -114,7 +114,15 @@ def test_sagemaker_backend_against_moto_trains_the_same_model(trained_in_process
     job = sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"])
     assert job["TrainingJobStatus"] == "Completed"
     assert job["AlgorithmSpecification"]["TrainingImage"].endswith("/sagemaker-xgboost:3.0-5")
-    assert json.loads(job["HyperParameters"]["xgboost"])["booster_params"]["seed"] == 42
+    assert job["HyperParameters"]["kedro_job"] == '"train.train_model"'
+    spec_uri = next(
+        channel["DataSource"]["S3DataSource"]["S3Uri"]
+        for channel in job["InputDataConfig"]
+        if channel["ChannelName"] == "kedro-job"
+    )
+    spec_key = f"{spec_uri.removeprefix(f's3://{BUCKET}/')}job.json"
+    spec = json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=spec_key)["Body"].read())
+    assert spec["parameters"]["xgboost"]["booster_params"]["seed"] == 42
     key = job["ModelArtifacts"]["S3ModelArtifacts"].removeprefix(f"s3://{BUCKET}/")
     assert boto3.client("s3").head_object(Bucket=BUCKET, Key=key)["ContentLength"] > 0
-    assert f"{job['TrainingJobName']} | kedro node train_model: ran in" in log
+    assert f"{job['TrainingJobName']} | kedro node train.train_model: done in" in log

@@ -81,6 +81,8 @@ def _executor(region: str) -> LocalTrainingJobs:
             streams: dict[str, str] = {}
 
             def to_cloudwatch(job: str, line: str) -> None:
+                if not line:  # CloudWatch Logs refuses empty events (a traceback's blank lines)
+                    return
                 if job not in streams:
                     streams[job] = f"{job}/algo-1-{int(time.time())}"
                     with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):

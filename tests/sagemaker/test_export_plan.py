@@ -1,5 +1,5 @@
-"""The export plan on small Kedro pipelines, the ``pipeline`` settings block, and the pipeline-step
-mode of the entry script (parameter overrides, step inputs). No SDK, no AWS: fast."""
+"""The export plan on small Kedro pipelines, the ``pipeline`` settings block, and the job side of
+the job contract (parameter overrides, typed; reading a job's inputs). No SDK, no AWS: fast."""
 
 from __future__ import annotations
 
@@ -13,16 +13,18 @@ import pytest
 from kedro.pipeline import Pipeline, node
 
 from predictive_maintenance.sagemaker.config import BridgeSettings, SageMakerConfigError
-from predictive_maintenance.sagemaker.entry_point import write_outputs
-from predictive_maintenance.sagemaker.step_entry import (
-    OUTPUTS_MANIFEST,
+from predictive_maintenance.sagemaker.job import (
     VALUE_MANIFEST,
-    StepError,
+    JobError,
     apply_overrides,
     parameter_overrides,
     read_dataset,
+    run_job,
+    typed_like,
     write_dataset,
+    write_outputs,
 )
+from predictive_maintenance.sagemaker.jobs import job_spec
 from predictive_maintenance.sagemaker.workflow.plan import (
     PROCESSING,
     TRAINING,
@@ -112,8 +114,11 @@ def deployment_pipeline(tags: dict[str, list[str]] | None = None) -> Pipeline:
 
 
 # ---- one step per node ---------------------------------------------------------------------------
-def test_one_step_per_node_by_default():
-    plan = build_plan(training_pipeline({"train": ["remote"]}), BRIDGE, pipeline_settings())
+@pytest.mark.parametrize("group_by", ["namespace", "node"])
+def test_one_step_per_node_without_namespaces_or_by_node(group_by):
+    # By namespace (the default), a node without one is a step of its own; by node, always.
+    settings = pipeline_settings(group_by=group_by)
+    plan = build_plan(training_pipeline({"train": ["remote"]}), BRIDGE, settings)
 
     assert [step.name for step in plan.steps] == [
         "prepare",
@@ -171,6 +176,16 @@ def test_one_step_per_node_by_default():
     assert all(step.depends_on == () and step.catalog_datasets == () for step in plan.steps)
 
 
+def test_group_by_node_splits_a_namespace_into_steps_named_after_the_nodes():
+    pipeline = training_pipeline(namespaces={"prepare": "prep", "featurise": "prep"})
+    by_node = build_plan(pipeline, BRIDGE, pipeline_settings(group_by="node"))
+    assert [step.name for step in by_node.steps][:2] == ["prep-prepare", "prep-featurise"]
+    assert by_node.producers["clean_rows"] == "prep-prepare"
+    by_namespace = build_plan(pipeline, BRIDGE, pipeline_settings())
+    assert by_namespace.steps[0].name == "prep"
+    assert "clean_rows" not in by_namespace.producers
+
+
 def test_training_steps_are_the_remote_nodes_by_tag_or_by_name():
     pipeline = training_pipeline({"train": ["remote"]}) + Pipeline(
         [node(passthrough, "features", "other_model", name="fit_by_name")]
@@ -216,7 +231,7 @@ def test_pipeline_inputs_are_the_datasets_nothing_makes():
 def test_input_and_output_names_are_safe_unique_and_avoid_reserved_names():
     taken: set[str] = set()
     assert data_name("code", taken) == "code-2"  # the processing step's code input
-    assert data_name("kedro-node", taken) == "kedro-node-2"
+    assert data_name("kedro-job", taken) == "kedro-job-2"  # every job's spec input
     assert data_name("prep.features@pandas", taken) == "prep-features-pandas"
     assert data_name("Data", taken) == "Data"
     assert data_name("data", taken) == "data-2"  # unique regardless of case
@@ -303,20 +318,36 @@ def test_a_grouping_that_makes_a_cycle_is_refused_naming_the_steps():
     with pytest.raises(PlanError, match="cycle") as raised:
         build_plan(pipeline, BRIDGE, pipeline_settings(group_by="tag", group_tags=["g"]))
     message = str(raised.value)
-    for step in ("g", "featurise", "train"):
-        assert step in message
+    assert "pipeline.group_by tag" in message
+    assert "between groups g, featurise, train:" in message
     assert "prepare" not in message  # names steps, not nodes
+    assert "summarise" not in message  # after the cycle, not on it
 
 
-def test_two_groups_with_the_same_step_name_are_refused():
+def test_a_memory_only_dataset_may_not_cross_steps_but_may_stay_inside_one():
+    pipeline = training_pipeline(namespaces={"prepare": "prep", "featurise": "prep"})
+    plan = build_plan(pipeline, BRIDGE, pipeline_settings(), memory_only={"clean_rows"})
+    assert "clean_rows" not in plan.producers  # made and read inside step prep
+    with pytest.raises(PlanError) as raised:
+        build_plan(pipeline, BRIDGE, pipeline_settings(group_by="node"), memory_only={"clean_rows"})
+    message = str(raised.value)
+    assert message.startswith("pipeline.group_by node: dataset clean_rows is memory-only")
+    assert "from group prep.prepare to group prep.featurise" in message
+
+
+@pytest.mark.parametrize(
+    ("group_by", "first", "second"),
+    [
+        ("node", {"name": "x", "namespace": "a"}, {"name": "a-x"}),  # a.x -> a-x
+        ("namespace", {"name": "x", "namespace": "a-x"}, {"name": "a.x"}),  # group a-x, a.x
+    ],
+)
+def test_two_groups_with_the_same_step_name_are_refused(group_by, first, second):
     pipeline = Pipeline(
-        [
-            node(passthrough, "raw", "a", name="x", namespace="a"),  # a.x -> a-x
-            node(passthrough, "a", "b", name="a-x"),
-        ]
+        [node(passthrough, "raw", "a", **first), node(passthrough, "a", "b", **second)]
     )
-    with pytest.raises(PlanError, match="share a name"):
-        build_plan(pipeline, BRIDGE, pipeline_settings())
+    with pytest.raises(PlanError, match=r"two steps would share a name: \['a-x', 'a-x'\]"):
+        build_plan(pipeline, BRIDGE, pipeline_settings(group_by=group_by))
 
 
 # ---- catalog datasets, quality gate, registration ------------------------------------------------
@@ -440,7 +471,8 @@ def test_a_gate_node_outside_the_pipeline_is_left_out_and_registration_must_read
 def test_pipeline_settings_defaults():
     settings = pipeline_settings()
     assert settings.name == "export-tests"
-    assert settings.group_by == "node"
+    assert settings.group_by == "namespace"
+    assert settings.group_tags == ()
     assert settings.kedro_pipeline == "__default__"
     assert settings.processing.instance_type == "ml.m5.large"
     assert settings.parameters == ()
@@ -487,7 +519,7 @@ def test_pipeline_settings_bindings_and_key_paths():
     ("block", "names"),
     [
         ({"grup_by": "tag"}, ["grup_by", "in pipeline"]),
-        ({"group_by": "module"}, ["pipeline.group_by", "node, namespace, tag"]),
+        ({"group_by": "module"}, ["pipeline.group_by", "namespace, tag, node"]),
         ({"group_by": 3}, ["pipeline.group_by"]),
         ({"group_tags": "reporting"}, ["pipeline.group_tags"]),
         ({"name": "my pipeline"}, ["pipeline.name", "'my pipeline'"]),
@@ -564,8 +596,8 @@ def test_a_missing_required_key_is_named(block, key):
         parse_pipeline_settings({"pipeline": {"name": "export-tests", **block}})
 
 
-# ---- step entry: parameter overrides -------------------------------------------------------------
-def test_parameter_overrides_decode_key_paths_and_values_in_variable_order():
+# ---- the job: parameter overrides ----------------------------------------------------------------
+def test_parameter_overrides_decode_key_paths_in_variable_order_and_keep_the_raw_value():
     environ = {
         "KEDRO_PARAM_10": '["deploy_model"]=false',
         "KEDRO_PARAM_2": '["quality_gate", "minimums", "at_chosen_threshold.f1"]=0.9',
@@ -573,17 +605,22 @@ def test_parameter_overrides_decode_key_paths_and_values_in_variable_order():
         "KEDRO_PARAM_1": '["xgboost", "booster_params", "max_depth"]=8',
         "PATH": "/usr/bin",
     }
+    # The value's type comes from the Kedro parameter it overrides (apply_overrides), not from
+    # the text: here every value is still the string SageMaker rendered.
     assert parameter_overrides(environ) == [
-        (["registration", "approval_status"], "Approved"),  # not JSON: a string
-        (["xgboost", "booster_params", "max_depth"], 8),
-        (["quality_gate", "minimums", "at_chosen_threshold.f1"], 0.9),
-        (["deploy_model"], False),  # 10 after 2: numeric order
+        ("KEDRO_PARAM_0", ["registration", "approval_status"], "Approved"),
+        ("KEDRO_PARAM_1", ["xgboost", "booster_params", "max_depth"], "8"),
+        ("KEDRO_PARAM_2", ["quality_gate", "minimums", "at_chosen_threshold.f1"], "0.9"),
+        ("KEDRO_PARAM_10", ["deploy_model"], "false"),  # 10 after 2: numeric order
     ]
-    assert parameter_overrides({"KEDRO_PARAM_0": '["note"]=a=b'}) == [(["note"], "a=b")]
-    assert parameter_overrides({"KEDRO_PARAM_0": '["note"]='}) == [(["note"], "")]
+    assert parameter_overrides({"KEDRO_PARAM_0": '["note"]=a=b'}) == [
+        ("KEDRO_PARAM_0", ["note"], "a=b")
+    ]
+    assert parameter_overrides({"KEDRO_PARAM_0": '["note"]='}) == [("KEDRO_PARAM_0", ["note"], "")]
+    assert parameter_overrides({"PATH": "/usr/bin"}) == []
 
 
-def test_apply_overrides_sets_existing_key_paths_only():
+def test_apply_overrides_sets_existing_key_paths_only_typed_like_the_kedro_value():
     parameters = {
         "xgboost": {"booster_params": {"eta": 0.1, "max_depth": 6}},
         "quality_gate": {"minimums": {"at_chosen_threshold.f1": 0.8, "roc_auc": 0.95}},
@@ -595,46 +632,139 @@ def test_apply_overrides_sets_existing_key_paths_only():
             "KEDRO_PARAM_1": '["quality_gate", "minimums", "at_chosen_threshold.f1"]=0.5',
             "KEDRO_PARAM_2": '["deploy_model"]=false',
             "KEDRO_PARAM_3": '["xgboost", "booster_params", "etaa"]=1',  # a typo: not created
+            "KEDRO_PARAM_4": '["xgboost", "booster_params", "max_depth"]=8',
         }
     )
     apply_overrides(parameters, overrides)
     assert parameters == {
-        "xgboost": {"booster_params": {"eta": 0.3, "max_depth": 6}},
+        "xgboost": {"booster_params": {"eta": 0.3, "max_depth": 8}},
         "quality_gate": {"minimums": {"at_chosen_threshold.f1": 0.5, "roc_auc": 0.95}},
         "deploy_model": False,
     }
+    assert type(parameters["xgboost"]["booster_params"]["max_depth"]) is int
+    assert type(parameters["xgboost"]["booster_params"]["eta"]) is float
 
 
-def test_an_override_of_another_steps_parameter_does_not_stop_the_others():
-    parameters = {"deploy_model": True}
+def test_an_override_of_another_jobs_parameter_does_not_stop_the_others():
+    parameters = {"deploy_model": True, "xgboost": 3}
     apply_overrides(
-        parameters, [(["xgboost", "booster_params", "eta"], 0.3), (["deploy_model"], False)]
+        parameters,
+        [
+            ("KEDRO_PARAM_0", ["xgboost", "booster_params", "eta"], "0.3"),  # xgboost is no dict
+            ("KEDRO_PARAM_1", ["registration", "approval_status"], "Approved"),  # not here
+            ("KEDRO_PARAM_2", ["deploy_model"], "false"),
+        ],
     )
-    assert parameters == {"deploy_model": False}
+    assert parameters == {"deploy_model": False, "xgboost": 3}
+
+
+@pytest.mark.parametrize(
+    ("current", "raw", "expected"),
+    [
+        (True, "False", False),  # how a Boolean pipeline parameter may be rendered
+        (True, "false", False),
+        (False, "TRUE", True),
+        (False, " true ", True),
+        (6, "8", 8),
+        (0.1, "0.3", 0.3),
+        (0.1, "1", 1.0),
+        ("v1", "2024", "2024"),  # a String parameter stays a string
+        ("n", "null", "null"),
+        (None, "x", "x"),
+        ({"a": 1}, '{"a": 2}', {"a": 2}),
+        ([1], "[1, 2]", [1, 2]),
+    ],
+)
+def test_typed_like_converts_to_the_type_of_the_kedro_value(current, raw, expected):
+    value = typed_like(current, raw, "here")
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("current", "raw", "kind"),
+    [
+        (True, "maybe", "a boolean"),
+        (True, "1", "a boolean"),
+        (6, "8.5", "an integer"),
+        (0.1, "high", "a number"),
+        ({"a": 1}, "{a", "JSON"),
+    ],
+)
+def test_typed_like_refuses_a_value_of_the_wrong_type_naming_where(current, raw, kind):
+    with pytest.raises(JobError, match=rf"KEDRO_PARAM_3 \(parameter a\.b\): .* is not {kind}"):
+        typed_like(current, raw, "KEDRO_PARAM_3 (parameter a.b)")
+
+
+def test_a_bad_override_value_is_a_job_error_naming_the_variable_and_parameter():
+    with pytest.raises(JobError, match=r"KEDRO_PARAM_0 \(parameter deploy_model\): 'maybe'"):
+        apply_overrides(
+            {"deploy_model": True},
+            parameter_overrides({"KEDRO_PARAM_0": '["deploy_model"]=maybe'}),
+        )
 
 
 @pytest.mark.parametrize(
     "text",
     ["eta=0.3", '["eta"]0.3', '{"eta": 1}=0.3', '"eta"=0.3', "", '["eta"'],
 )
-def test_a_malformed_parameter_variable_is_a_step_error_naming_it(text):
-    with pytest.raises(StepError, match="KEDRO_PARAM_4") as raised:
+def test_a_malformed_parameter_variable_is_a_job_error_naming_it(text):
+    with pytest.raises(JobError, match="KEDRO_PARAM_4") as raised:
         parameter_overrides({"KEDRO_PARAM_0": '["a"]=1', "KEDRO_PARAM_4": text})
     assert "<JSON key path>=<value>" in str(raised.value)
 
 
-def test_a_parameter_variable_with_a_bad_suffix_is_a_step_error_naming_it():
-    with pytest.raises(StepError, match="KEDRO_PARAM_ETA"):
+def test_a_parameter_variable_with_a_bad_suffix_is_a_job_error_naming_it():
+    with pytest.raises(JobError, match="KEDRO_PARAM_ETA"):
         parameter_overrides({"KEDRO_PARAM_ETA": '["eta"]=0.3'})
 
 
-# ---- step entry: reading a step input ------------------------------------------------------------
+@pytest.mark.parametrize("rendered", ["False", "false"])
+def test_run_job_applies_the_overrides_before_the_nodes_read_their_parameters(
+    tmp_path: Path, rendered: str
+):
+    """A Boolean pipeline parameter rendered False reaches the node as False (not the truthy
+    string "False")."""
+    pipeline = Pipeline([node(with_options, ["raw", "params:deploy"], "decision", name="decide")])
+    spec = job_spec(
+        "decide",
+        pipeline.nodes,
+        inputs={"raw": "raw"},
+        outputs={"decision": "decision"},
+        parameters={"deploy": True},
+    )
+    spec = json.loads(json.dumps(spec))  # as the job reads it from job.json
+    write_dataset([1, 2], tmp_path / "raw", "raw", "raw")
+
+    outputs = run_job(spec, {"raw": tmp_path / "raw"}, {"KEDRO_PARAM_0": f'["deploy"]={rendered}'})
+
+    assert outputs == {"decision": {"value": [1, 2], "options": False}}
+    assert outputs["decision"]["options"] is False
+    assert spec["parameters"] == {"deploy": True}  # the spec itself is left as it was
+    assert run_job(spec, {"raw": tmp_path / "raw"}, {})["decision"]["options"] is True
+
+
+# ---- the job: reading an input -------------------------------------------------------------------
 def test_read_dataset_from_a_processing_output_directory(tmp_path: Path):
     value = {"roc_auc": 0.98, "at_chosen_threshold": {"f1": 0.9}}
     manifest = write_dataset(value, tmp_path / "metrics", "metrics", "metrics")
     assert manifest["codec"] == "json"
+    assert manifest["dataset"] == "metrics"
+    assert manifest["file"] == "metrics.json"
     assert (tmp_path / "metrics" / VALUE_MANIFEST).is_file()
     assert read_dataset(tmp_path / "metrics", "metrics") == value
+
+
+def test_write_dataset_uses_a_fixed_file_name_where_the_consumer_needs_one(tmp_path: Path):
+    manifest = write_dataset(
+        b"archive", tmp_path / "model_archive", "model_archive", "model_archive", "model.tar.gz"
+    )
+    assert manifest["file"] == "model.tar.gz"
+    assert sorted(p.name for p in (tmp_path / "model_archive").iterdir()) == [
+        VALUE_MANIFEST,
+        "model.tar.gz",
+    ]
+    assert read_dataset(tmp_path / "model_archive", "model_archive") == b"archive"
 
 
 def _tar_gz(directory: Path) -> bytes:
@@ -645,32 +775,50 @@ def _tar_gz(directory: Path) -> bytes:
     return buffer.getvalue()
 
 
-def test_read_dataset_from_a_training_steps_model_archive(tmp_path: Path):
+def _training_outputs(
+    tmp_path: Path, outputs: dict, names: dict, files: dict | None = None
+) -> Path:
+    """What a training job writes to SM_MODEL_DIR, as SageMaker returns it: one model.tar.gz in
+    the channel of the job that reads it."""
     model_dir = tmp_path / "model"
-    write_outputs(
-        "train",
-        {"kind": "dict", "names": {"model": "model", "notes": "notes"}},
-        {"model": b"\x00booster", "notes": ["a", 1]},
-        model_dir,
-    )
-    assert (model_dir / OUTPUTS_MANIFEST).is_file()
-    channel = tmp_path / "channel" / "train" / "output"
-    channel.mkdir(parents=True)
+    write_outputs({"outputs": names, "files": files or {}}, outputs, model_dir)
+    channel = tmp_path / "channel"
+    channel.mkdir()
     (channel / "model.tar.gz").write_bytes(_tar_gz(model_dir))
-
-    assert read_dataset(tmp_path / "channel", "model") == b"\x00booster"
-    assert read_dataset(tmp_path / "channel", "notes") == ["a", 1]
-    with pytest.raises(StepError, match=r"model\.tar\.gz holds only model, notes"):
-        read_dataset(tmp_path / "channel", "metrics")
+    return channel
 
 
-def test_read_dataset_from_an_archive_without_manifest_is_an_error(tmp_path: Path):
+def test_read_dataset_from_a_training_jobs_model_archive(tmp_path: Path):
+    channel = _training_outputs(
+        tmp_path,
+        {"model": b"\x00booster", "notes": ["a", 1]},
+        {"model": "model", "notes": "notes"},
+    )
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["model", "notes"]
+    assert (tmp_path / "model" / "notes" / VALUE_MANIFEST).is_file()
+
+    assert read_dataset(channel, "model") == b"\x00booster"
+    assert read_dataset(channel, "notes") == ["a", 1]
+    with pytest.raises(JobError, match=r"input metrics: model\.tar\.gz does not hold it"):
+        read_dataset(channel, "metrics")
+
+
+def test_read_dataset_finds_the_dataset_by_its_manifest_not_by_the_output_name(tmp_path: Path):
+    channel = _training_outputs(
+        tmp_path, {"prep.features": [3]}, {"prep.features": "prep-features"}
+    )
+    assert read_dataset(channel, "prep.features") == [3]
+    with pytest.raises(JobError, match="does not hold it"):
+        read_dataset(channel, "prep-features")
+
+
+def test_read_dataset_from_an_archive_without_manifests_is_an_error(tmp_path: Path):
     content = tmp_path / "content"
     content.mkdir()
     (content / "xgboost-model").write_bytes(b"model")
     (tmp_path / "input").mkdir()
     (tmp_path / "input" / "model.tar.gz").write_bytes(_tar_gz(content))
-    with pytest.raises(StepError, match=OUTPUTS_MANIFEST):
+    with pytest.raises(JobError, match=r"input model: model\.tar\.gz does not hold it"):
         read_dataset(tmp_path / "input", "model")
 
 
@@ -684,10 +832,10 @@ def test_read_dataset_from_an_ambiguous_directory_is_an_error(tmp_path: Path):
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "a.csv").write_bytes(b"a")
     (tmp_path / "raw" / "b.csv").write_bytes(b"b")
-    with pytest.raises(StepError, match=r"raw_data: .* holds a\.csv, b\.csv"):
+    with pytest.raises(JobError, match=r"input raw_data: .* holds a\.csv, b\.csv"):
         read_dataset(tmp_path / "raw", "raw_data")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(StepError, match="holds nothing"):
+    with pytest.raises(JobError, match="holds nothing"):
         read_dataset(tmp_path / "empty", "raw_data")
 
 
@@ -696,7 +844,7 @@ def test_a_tampered_value_file_is_an_error_with_both_digests(tmp_path: Path):
     path = tmp_path / "archive" / manifest["file"]
     path.write_bytes(b"tampered bytes")
     actual = hashlib.sha256(b"tampered bytes").hexdigest()
-    with pytest.raises(StepError) as raised:
+    with pytest.raises(JobError) as raised:
         read_dataset(tmp_path / "archive", "archive")
     message = str(raised.value)
     assert "input archive" in message
@@ -706,11 +854,12 @@ def test_a_tampered_value_file_is_an_error_with_both_digests(tmp_path: Path):
 
 def test_a_tampered_file_inside_a_model_archive_is_an_error(tmp_path: Path):
     model_dir = tmp_path / "model"
-    written = write_outputs("train", {"kind": "single", "names": ["model"]}, b"model", model_dir)
-    (model_dir / written["values"][0]["file"]).write_bytes(b"other")
+    write_outputs({"outputs": {"model": "model"}}, {"model": b"model"}, model_dir)
+    manifest = json.loads((model_dir / "model" / VALUE_MANIFEST).read_text())
+    (model_dir / "model" / manifest["file"]).write_bytes(b"other")
     (tmp_path / "input").mkdir()
     (tmp_path / "input" / "model.tar.gz").write_bytes(_tar_gz(model_dir))
-    with pytest.raises(StepError, match=hashlib.sha256(b"other").hexdigest()):
+    with pytest.raises(JobError, match=hashlib.sha256(b"other").hexdigest()):
         read_dataset(tmp_path / "input", "model")
 
 
@@ -718,5 +867,15 @@ def test_a_manifest_naming_a_missing_file_is_an_error(tmp_path: Path):
     write_dataset([1, 2], tmp_path / "values", "values", "values")
     manifest = json.loads((tmp_path / "values" / VALUE_MANIFEST).read_text())
     (tmp_path / "values" / manifest["file"]).unlink()
-    with pytest.raises(StepError, match="is missing"):
+    with pytest.raises(JobError, match="is missing"):
+        read_dataset(tmp_path / "values", "values")
+
+
+def test_a_manifest_naming_a_file_outside_its_directory_is_an_error(tmp_path: Path):
+    write_dataset([1, 2], tmp_path / "values", "values", "values")
+    (tmp_path / "elsewhere.json").write_text("[1, 2]")
+    path = tmp_path / "values" / VALUE_MANIFEST
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps({**manifest, "file": "../elsewhere.json"}))
+    with pytest.raises(JobError, match="is missing"):
         read_dataset(tmp_path / "values", "values")

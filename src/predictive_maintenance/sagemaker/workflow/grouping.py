@@ -96,9 +96,23 @@ def _topological(groups: list[str], edges: dict[str, set[str]]) -> list[str]:
                 ready.append(target)
         ready.sort(key=position.__getitem__)
     if len(order) != len(groups):
+        # Kahn's algorithm leaves the groups on a cycle and those after one; name only the first.
         stuck = [group for group in groups if group not in order]
+        cyclic = [group for group in stuck if group in _reachable(edges, edges.get(group, ()))]
         raise GroupingError(
-            f"the grouping makes a cycle between groups {', '.join(stuck)}: one reads what "
+            f"the grouping makes a cycle between groups {', '.join(cyclic)}: one reads what "
             "another makes and the other way round; group differently (e.g. group_by: node)"
         )
     return order
+
+
+def _reachable(edges: dict[str, set[str]], start: Iterable[str]) -> set[str]:
+    """The groups reachable from ``start`` (included)."""
+    seen: set[str] = set()
+    pending = list(start)
+    while pending:
+        group = pending.pop()
+        if group not in seen:
+            seen.add(group)
+            pending.extend(edges.get(group, ()))
+    return seen

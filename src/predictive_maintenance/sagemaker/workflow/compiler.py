@@ -183,8 +183,13 @@ def offline_sdk(region: str) -> Iterator[None]:
             }
         )
         # The SDK re-validates its config file against a JSON schema on every config lookup
-        # (about 0.2 s each, hundreds per definition); validating each distinct config once
-        # keeps the check and takes a minute off compiling.
+        # and every session it makes (about 0.2-0.4 s each, hundreds per definition);
+        # validating each distinct config once keeps the check and takes a minute off
+        # compiling. The function exists as a static method and as module functions, some
+        # imported by name into other modules: each copy is replaced while compiling.
+        import sagemaker.core.config.config as config_module  # noqa: PLC0415
+        import sagemaker.core.helper.session_helper as session_module  # noqa: PLC0415
+        import sagemaker.core.local.local_session as local_module  # noqa: PLC0415
         from sagemaker.core.config.config_manager import SageMakerConfig  # noqa: PLC0415
 
         original = SageMakerConfig.__dict__["validate_sagemaker_config"]
@@ -197,6 +202,12 @@ def offline_sdk(region: str) -> Iterator[None]:
                 validated.add(key)
 
         SageMakerConfig.validate_sagemaker_config = staticmethod(validate_once)
+        module_functions = [
+            (module, module.validate_sagemaker_config)
+            for module in (config_module, session_module, local_module)
+        ]
+        for module, _ in module_functions:
+            module.validate_sagemaker_config = validate_once
         # The SDK logs every default it applies (INFO, DEBUG) and warns for every job name it
         # leaves out of a definition, as it should: none of it is news to the user.
         # Some of its modules set their own logger's level, so each is quietened, not the parent.
@@ -216,6 +227,8 @@ def offline_sdk(region: str) -> Iterator[None]:
             for logger, level in zip(sdk_loggers, levels, strict=True):
                 logger.setLevel(level)
             SageMakerConfig.validate_sagemaker_config = original
+            for module, function in module_functions:
+                module.validate_sagemaker_config = function
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)

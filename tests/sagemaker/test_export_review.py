@@ -17,20 +17,19 @@ from kedro.pipeline import Pipeline, node
 
 from predictive_maintenance.sagemaker import cli
 from predictive_maintenance.sagemaker.config import BridgeSettings
-from predictive_maintenance.sagemaker.entry_point import channel_variable
+from predictive_maintenance.sagemaker.job import JOB_INPUT, apply_overrides, parameter_overrides
 from predictive_maintenance.sagemaker.local import (
     LocalJobError,
     LocalTrainingJobs,
     _container_path,
     _prepare_tree,
 )
-from predictive_maintenance.sagemaker.step_entry import apply_overrides, parameter_overrides
 from predictive_maintenance.sagemaker.storage import DirectoryStore, upload_bytes
 from predictive_maintenance.sagemaker.workflow.compiler import CodePackage
 from predictive_maintenance.sagemaker.workflow.executor import ExecutionError, PipelineExecutor
 from predictive_maintenance.sagemaker.workflow.local_native import KedroNativeSteps
 from predictive_maintenance.sagemaker.workflow.plan import build_plan
-from tests.sagemaker.export_nodes import combine, passthrough
+from tests.sagemaker.export_nodes import combine, combine_three, passthrough
 from tests.sagemaker.test_export_executor import (
     DEFINITION,
     GOOD_METRICS,
@@ -263,17 +262,28 @@ def test_a_pipeline_without_the_gate_and_registration_nodes_can_be_planned():
     ]
 
 
-def test_training_channels_have_distinct_directories():
+@pytest.mark.filterwarnings("ignore:One or more dataset names contain")
+def test_training_channels_have_distinct_directories_and_variables():
     pipeline = Pipeline(
-        [node(combine, ["raw.data", "raw_data"], "model", name="fit", tags=["remote"])]
+        [
+            node(
+                combine_three,
+                ["raw.data", "raw_data", "RAW_DATA"],
+                "model",
+                name="fit",
+                tags=["remote"],
+            )
+        ]
     )
     step = build_plan(pipeline, BRIDGE, pipeline_settings()).step("fit")
     assert step.kind == "training"
-    variables = {channel_variable(name) for name in step.inputs.values()}
-    assert len(variables) == 2, step.inputs
+    channels = [*step.inputs.values(), JOB_INPUT]
+    # /opt/ml/input/data/<channel> and the toolkit's SM_CHANNEL_<CHANNEL> (hyphens kept).
+    assert len(set(channels)) == 4, step.inputs
+    assert len({f"SM_CHANNEL_{name.upper()}" for name in channels}) == 4, step.inputs
 
 
-# ---- step entry ----------------------------------------------------------------------------------
+# ---- the job -------------------------------------------------------------------------------------
 def test_a_string_parameter_stays_a_string():
     parameters = {"registration": {"label": "v1", "note": "n"}}
     apply_overrides(

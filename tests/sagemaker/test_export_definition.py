@@ -9,6 +9,7 @@ references, parameters, the quality gate, and a pipeline parameter's way into a 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -29,15 +30,20 @@ from botocore.exceptions import ParamValidationError
 from botocore.validate import validate_parameters
 
 from predictive_maintenance.sagemaker.cli import Export, load_export
-from predictive_maintenance.sagemaker.config import SageMakerConfigError
-from predictive_maintenance.sagemaker.step_entry import (
+from predictive_maintenance.sagemaker.config import NetworkSettings, SageMakerConfigError
+from predictive_maintenance.sagemaker.job import (
+    JOB_FILE,
+    JOB_INPUT,
     PARAMETER_VARIABLE_PREFIX,
     apply_overrides,
     parameter_overrides,
 )
+from predictive_maintenance.sagemaker.jobs import JOB_ENVIRONMENT
+from predictive_maintenance.sagemaker.packaging import ENTRY_SCRIPT, JOBS_DIR
 from predictive_maintenance.sagemaker.workflow.compiler import (
     CodePackage,
     camel,
+    compile_definition,
     input_uri,
 )
 from predictive_maintenance.sagemaker.workflow.plan import (
@@ -348,18 +354,62 @@ def test_compiling_twice_gives_identical_bytes(compiled):
     assert compiled.text == json.dumps(compiled.definition, indent=2, sort_keys=True) + "\n"
 
 
+def spec_of(code: CodePackage, step: str) -> dict[str, Any]:
+    """A job step's spec, as the code package ships it."""
+    return json.loads(code.files[f"{JOBS_DIR}/{step}/{JOB_FILE}"])
+
+
 def test_the_definition_names_exactly_the_code_it_runs(compiled, definition):
     code = compiled.code
     assert code.sha256 in code.tree_uri
     assert code.sha256 in code.archive_uri
-    for step in job_steps(definition):
+    steps = job_steps(definition)
+    for step in steps:
+        inputs = input_uris(step)
+        # The job spec: its own input (channel), from the same code tree.
+        assert inputs[JOB_INPUT] == f"{code.tree_uri}{JOBS_DIR}/{step['Name']}/"
+        assert spec_of(code, step["Name"])["job"] == step["Name"]
         if step["Type"] == "Processing":
-            assert input_uris(step)["code"] == code.tree_uri
+            assert inputs["code"] == code.tree_uri
+            entrypoint = step["Arguments"]["AppSpecification"]["ContainerEntrypoint"]
+            assert entrypoint == [
+                "python3",
+                f"/opt/ml/processing/input/code/{ENTRY_SCRIPT}",
+                "--kedro_job",
+                step["Name"],
+                "--input-dir",
+                "/opt/ml/processing/input",
+                "--output-dir",
+                "/opt/ml/processing/output",
+                "--message-file",
+                "/opt/ml/output/message",
+            ]
+            assert ENTRY_SCRIPT == "kedro_job_entry.py"
         else:
             hyperparameters = step["Arguments"]["HyperParameters"]
             assert hyperparameters["sagemaker_submit_directory"] == code.archive_uri
-            assert hyperparameters["kedro_step"] == step["Name"]
-        assert f"kedro_steps/{step['Name']}.json" in code.files
+            assert hyperparameters["sagemaker_program"] == ENTRY_SCRIPT
+            assert hyperparameters["kedro_job"] == step["Name"]
+            assert "kedro_step" not in hyperparameters
+    shipped = sorted(path for path in code.files if path.startswith(f"{JOBS_DIR}/"))
+    assert shipped == sorted(f"{JOBS_DIR}/{step['Name']}/{JOB_FILE}" for step in steps)
+    assert ENTRY_SCRIPT in code.files
+
+
+def test_each_job_spec_describes_its_step(export, compiled):
+    """The spec in the code package agrees with the plan: nodes in order, the step's inputs and
+    outputs by name, the parameters its nodes read, its catalog services."""
+    for step in export.plan.steps:
+        spec = spec_of(compiled.code, step.name)
+        assert [item["node"] for item in spec["nodes"]] == [n.name for n in step.nodes]
+        assert spec["inputs"] == step.inputs
+        assert spec["outputs"] == step.outputs
+        assert set(spec["catalog"]) == set(step.catalog_datasets)
+        expected = {key: export.parameters[key] for key in step.parameter_keys}
+        assert spec["parameters"] == json.loads(json.dumps(expected))
+    deploy = spec_of(compiled.code, "deploy")
+    assert deploy["catalog"]["endpoint"] == export.catalog_config["endpoint"]
+    assert set(deploy["parameters"]) == {"deploy_model", "endpoint"}
 
 
 def test_the_network_guard_refuses_and_records_non_loopback_connections(tmp_path: Path):
@@ -502,7 +552,7 @@ def test_every_job_and_registration_request_is_valid_for_the_api(
 def test_the_api_check_catches_a_broken_request(definition, sagemaker_model):
     """The check above is not vacuous: a wrong type, an unknown key, a bad enum value."""
     parameters = {item["Name"]: item["DefaultValue"] for item in definition["Parameters"]}
-    step = steps_by_name(definition)["evaluate_model"]
+    step = steps_by_name(definition)["evaluate"]
     shape = sagemaker_model.operation_model("CreateProcessingJob").input_shape
     request = {**concrete(step["Arguments"], parameters), "ProcessingJobName": "job"}
     broken = json.loads(json.dumps(request))
@@ -737,11 +787,9 @@ def test_the_schema_check_reports_real_errors(definition, sagemaker_model):
     """Not everything is explained away: a mistyped argument, an unknown argument, a bad name."""
     broken = json.loads(json.dumps(definition))
     steps = steps_by_name(broken)
-    steps["evaluate_model"]["Arguments"]["ProcessingResources"]["ClusterConfig"][
-        "InstanceCount"
-    ] = "one"
-    steps["train_model"]["Arguments"]["Bogus"] = {"Std:Join": {"On": "", "Values": []}}
-    steps["select_deployment"]["Arguments"]["StoppingCondition"]["MaxRuntimeInSeconds"] = "1h"
+    steps["evaluate"]["Arguments"]["ProcessingResources"]["ClusterConfig"]["InstanceCount"] = "one"
+    steps["train"]["Arguments"]["Bogus"] = {"Std:Join": {"On": "", "Values": []}}
+    steps["deploy"]["Arguments"]["StoppingCondition"]["MaxRuntimeInSeconds"] = "1h"
     broken["Parameters"][0]["Name"] = "not a name"
     broken["Extra"] = 1
     errors = schema_errors(broken, sagemaker_model)
@@ -845,7 +893,9 @@ def test_every_kedro_edge_between_steps_is_in_the_definition(export, definition)
             )
             uri = input_uris(steps[target])[target_plan.inputs[dataset]]
             assert uri == {"Get": f"Steps.{source}.{expected}"}, (dataset, source, target)
-    assert checked >= 20
+    # prepare -> train, evaluate; train -> evaluate; evaluate -> gate, register; gate ->
+    # register; register -> deploy: by node input, 16 edges cross steps.
+    assert checked == 16
 
 
 def test_every_reference_in_the_definition_is_a_planned_dependency(export, definition):
@@ -908,7 +958,8 @@ def test_every_step_reference_resolves(definition):
             else:
                 assert target["Type"] == "Training", get
                 assert path == "ModelArtifacts.S3ModelArtifacts", get
-    assert count > 20
+    # train 2, evaluate 4, the gate's conditions 4, register 2, gate-failed's message 4.
+    assert count == 16
 
 
 # ---- parameters ----------------------------------------------------------------------------------
@@ -985,13 +1036,14 @@ def test_setting_and_dataset_parameters_reach_their_arguments(export, definition
         else:
             instance = arguments["ResourceConfig"]["InstanceType"]
             assert instance == {"Get": "Parameters.TrainingInstanceType"}
-    ingest = export.plan.step(export.plan.producers["raw_readings"])
-    uri = input_uris(steps[ingest.name])[ingest.inputs["ai4i2020_raw"]]
+    readers = [step for step in export.plan.steps if "ai4i2020_raw" in step.inputs]
+    assert [step.name for step in readers] == ["prepare"]
+    uri = input_uris(steps["prepare"])[readers[0].inputs["ai4i2020_raw"]]
     assert uri == {"Get": "Parameters.InputDataUri"}
 
 
 def test_a_pipeline_parameter_reaches_the_node(compiled, definition):
-    train = steps_by_name(definition)["train_model"]
+    train = steps_by_name(definition)["train"]
     joins = {
         name: value["Std:Join"]
         for name, value in train["Arguments"]["Environment"].items()
@@ -1016,12 +1068,39 @@ def test_a_pipeline_parameter_reaches_the_node(compiled, definition):
         )
         for name, join in joins.items()
     }
-    description = json.loads(compiled.code.files["kedro_steps/train_model.json"])
-    parameters = description["parameters"]
+    parameters = spec_of(compiled.code, "train")["parameters"]
     assert parameters["xgboost"]["booster_params"]["eta"] == 0.1
     apply_overrides(parameters, parameter_overrides(environ))
     assert parameters["xgboost"]["booster_params"]["eta"] == 0.3
     assert parameters["xgboost"]["booster_params"]["max_depth"] == 4
+
+
+@pytest.mark.parametrize("rendered", ["False", "false"])
+def test_a_boolean_pipeline_parameter_set_false_reaches_the_node_as_false(compiled, rendered):
+    """DeployModel=false at `kedro sagemaker start`: the deploy job's node gets False, not the
+    truthy string SageMaker puts in the variable ("False" or "false", however it renders)."""
+    deploy = steps_by_name(compiled.definition)["deploy"]
+    environment = deploy["Arguments"]["Environment"]
+    (variable,) = [
+        name
+        for name, value in environment.items()
+        if name.startswith(PARAMETER_VARIABLE_PREFIX)
+        and {"Get": "Parameters.DeployModel"} in value["Std:Join"]["Values"]
+    ]
+    join = environment[variable]["Std:Join"]
+    environ = {
+        variable: join["On"].join(
+            rendered if item == {"Get": "Parameters.DeployModel"} else item
+            for item in join["Values"]
+        )
+    }
+    assert environ[variable] == f'["deploy_model"]={rendered}'
+
+    # What the job entry does with the spec it reads from its kedro-job input.
+    parameters = spec_of(compiled.code, "deploy")["parameters"]
+    assert parameters["deploy_model"] is True  # the Kedro default
+    apply_overrides(parameters, parameter_overrides(environ))
+    assert parameters["deploy_model"] is False
 
 
 def test_parameter_variables_go_to_exactly_the_steps_that_read_the_parameter(export, definition):
@@ -1080,9 +1159,7 @@ def test_the_quality_gate_registers_or_fails_naming_each_metric(export, definiti
     }
     # Deployment waits for registration, inside the same branch.
     deploy = [step for step in arguments["IfSteps"] if step.get("DependsOn")]
-    assert [(s["Name"], s["DependsOn"]) for s in deploy] == [
-        ("select_deployment", [plan.register_step])
-    ]
+    assert [(s["Name"], s["DependsOn"]) for s in deploy] == [("deploy", [plan.register_step])]
 
     assert [step["Type"] for step in arguments["ElseSteps"]] == ["Fail"]
     message = arguments["ElseSteps"][0]["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
@@ -1109,3 +1186,161 @@ def test_an_undeclared_approval_status_parameter_is_a_configuration_error():
                 }
             }
         )
+
+
+# ---- the default export: its steps, model archive, network, job environment ----------------------
+def execution_paths(steps: list[dict[str, Any]]) -> list[list[str]]:
+    """Every sequence of steps an execution may run (a condition runs one of its branches)."""
+    paths: list[list[str]] = [[]]
+    for step in steps:
+        if step["Type"] == "Condition":
+            branches = [
+                execution_paths(step["Arguments"]["IfSteps"]),
+                execution_paths(step["Arguments"]["ElseSteps"]),
+            ]
+            paths = [
+                [*path, step["Name"], *taken]
+                for path in paths
+                for branch in branches
+                for taken in branch
+            ]
+        else:
+            paths = [[*path, step["Name"]] for path in paths]
+    return paths
+
+
+def test_the_default_export_is_four_jobs_a_gate_a_registration_and_a_fail_step(export, definition):
+    plan = export.plan
+    assert export.settings.group_by == "namespace"
+    assert [(step.name, step.kind) for step in plan.steps] == [
+        ("prepare", PROCESSING),
+        ("train", TRAINING),
+        ("evaluate", PROCESSING),
+        ("deploy", PROCESSING),
+    ]
+    assert (plan.gate_step, plan.register_step) == ("gate", "register")
+    kinds = {step["Name"]: step["Type"] for step in all_steps(definition["Steps"])}
+    assert kinds == {
+        "prepare": "Processing",
+        "train": "Training",
+        "evaluate": "Processing",
+        "gate": "Condition",
+        "register": "RegisterModel",
+        "deploy": "Processing",
+        "gate-failed": "Fail",
+    }
+    assert [step["Name"] for step in definition["Steps"]] == [
+        "prepare",
+        "train",
+        "evaluate",
+        "gate",
+    ]
+    gate = steps_by_name(definition)["gate"]["Arguments"]
+    assert [step["Name"] for step in gate["IfSteps"]] == ["register", "deploy"]
+    assert [step["Name"] for step in gate["ElseSteps"]] == ["gate-failed"]
+    paths = execution_paths(definition["Steps"])
+    assert sorted(paths) == [
+        ["prepare", "train", "evaluate", "gate", "gate-failed"],
+        ["prepare", "train", "evaluate", "gate", "register", "deploy"],
+    ]
+    assert max(len(path) for path in paths) <= 6
+    # Namespaces are the steps: every node of a job step has the step's namespace.
+    for step in plan.steps:
+        assert {n.namespace.split(".")[0] for n in step.nodes} == {step.name}
+
+
+def test_registration_points_at_the_model_tar_gz_the_evaluate_job_writes(export, compiled):
+    register = steps_by_name(compiled.definition)["register"]["Arguments"]
+    url = register["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    parameters = {item["Name"]: item["DefaultValue"] for item in compiled.definition["Parameters"]}
+    rendered = concrete(url, parameters)
+    assert rendered == "s3://bucket/placeholder/model.tar.gz"
+    assert rendered.endswith("/model.tar.gz")  # SageMaker's rule for a model's data
+    # The job writes that very file name into the output the URL is joined to.
+    model_data = export.settings.registration.model_data
+    producer = export.plan.producers[model_data]
+    spec = spec_of(compiled.code, producer)
+    output = spec["outputs"][model_data]
+    assert spec["files"] == {model_data: "model.tar.gz"}
+    assert url["Std:Join"] == {
+        "On": "/",
+        "Values": [
+            {"Get": f"Steps.{producer}.ProcessingOutputConfig.Outputs['{output}'].S3Output.S3Uri"},
+            "model.tar.gz",
+        ],
+    }
+    # No other job names a fixed file.
+    others = [step.name for step in export.plan.steps if step.name != producer]
+    assert all(spec_of(compiled.code, name)["files"] == {} for name in others)
+
+
+def test_every_job_step_runs_without_a_package_index(definition):
+    steps = job_steps(definition)
+    assert len(steps) == 4
+    for step in steps:
+        environment = step["Arguments"]["Environment"]
+        assert environment["PIP_NO_INDEX"] == "1", step["Name"]
+        assert environment["KEDRO_DISABLE_TELEMETRY"] == "true", step["Name"]
+        assert JOB_ENVIRONMENT.items() <= environment.items(), step["Name"]
+
+
+def test_without_network_settings_no_step_has_a_network_configuration(export, definition):
+    assert export.bridge.network == NetworkSettings()
+    for step in job_steps(definition):
+        arguments = step["Arguments"]
+        assert "NetworkConfig" not in arguments, step["Name"]
+        assert "VpcConfig" not in arguments, step["Name"]
+        assert "EnableNetworkIsolation" not in arguments, step["Name"]
+
+
+NETWORK = NetworkSettings(
+    enable_network_isolation=True,
+    subnets=("subnet-0a1b2c3d4e5f60718", "subnet-0b1b2c3d4e5f60718"),
+    security_group_ids=("sg-0a1b2c3d4e5f60718",),
+)
+
+
+@pytest.fixture(scope="module")
+def network_definition(compiled) -> dict[str, Any]:
+    """The project's definition with the network block set (same code, other settings)."""
+    export = compiled.export
+    bridge = dataclasses.replace(export.bridge, network=NETWORK)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(PROJECT_ROOT)
+        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        text = compile_definition(
+            export.plan, bridge, export.settings, export.parameters, compiled.code
+        )
+    return json.loads(text)
+
+
+def test_network_settings_reach_every_job_step_and_pass_the_api_check(
+    network_definition, definition, sagemaker_model
+):
+    vpc = {"Subnets": list(NETWORK.subnets), "SecurityGroupIds": list(NETWORK.security_group_ids)}
+    parameters = {item["Name"]: item["DefaultValue"] for item in network_definition["Parameters"]}
+    checked = Counter()
+    for step in job_steps(network_definition):
+        arguments = step["Arguments"]
+        if step["Type"] == "Processing":
+            assert arguments["NetworkConfig"] == {"EnableNetworkIsolation": True, "VpcConfig": vpc}
+        else:
+            assert arguments["EnableNetworkIsolation"] is True
+            assert arguments["VpcConfig"] == vpc
+            assert "NetworkConfig" not in arguments
+        operation, names = OPERATIONS[step["Type"]]
+        request = {**concrete(arguments, parameters), **names}
+        shape = sagemaker_model.operation_model(operation).input_shape
+        try:
+            validate_parameters(request, shape)
+        except ParamValidationError as error:
+            pytest.fail(f"step {step['Name']} ({operation}): {error}")
+        assert list(constraint_errors(request, shape, operation)) == [], step["Name"]
+        checked[step["Type"]] += 1
+    assert checked == Counter({"Processing": 3, "Training": 1})
+    # Nothing else changes.
+    without = json.loads(json.dumps(network_definition))
+    for step in job_steps(without):
+        for key in ("NetworkConfig", "VpcConfig", "EnableNetworkIsolation"):
+            step["Arguments"].pop(key, None)
+    assert without == definition

@@ -169,11 +169,11 @@ class SageMakerRunner(AbstractRunner):
         poll = (
             settings.local_poll_seconds if self._backend_name == "local" else settings.poll_seconds
         )
-        described, log_tail = _wait(backend, job, poll)
+        described, log_tail, node_failure = _wait(backend, job, poll)
         finished = time.perf_counter()
         status = described["TrainingJobStatus"]
         if status != "Completed":
-            raise _failure(job, described, status, log_tail)
+            raise _failure(job, described, status, log_tail, node_failure)
         result = read_outputs(job, described["ModelArtifacts"]["S3ModelArtifacts"], backend.store)
         logger.info(
             "Node %s: job %s completed; %.1f s in all (prepare %.1f s, job %.1f s, outputs %.1f s)",
@@ -199,14 +199,25 @@ def _settings_from(hook_manager: Any) -> BridgeSettings:
 
 def _wait(
     backend: TrainingJobBackend, job: NodeJob, poll_seconds: float
-) -> tuple[dict[str, Any], list[str]]:
+) -> tuple[dict[str, Any], list[str], str | None]:
     """Polls until the job ends, logging status changes and the job's log lines.
 
-    Returns the final description and the job's last log lines.
+    Returns the final description, the job's last log lines and the last line in which the job
+    reported its node failed (``node <name> failed: <reason>``), if any.
     """
     started = time.monotonic()
     recent: deque[str] = deque(maxlen=FAILURE_LOG_LINES)
+    node_failed = f"node {job.node_name} failed: "
+    node_failure: str | None = None
     last_status = None
+
+    def log(line: str) -> None:
+        nonlocal node_failure
+        recent.append(line)
+        if line.strip().startswith(node_failed):
+            node_failure = line.strip()
+        logger.info("%s | %s", job.name, line)
+
     try:
         while True:
             described = backend.describe_training_job(job.name)
@@ -220,13 +231,11 @@ def _wait(
                 )
                 last_status = status
             for line in backend.new_log_lines(job.name):
-                recent.append(line)
-                logger.info("%s | %s", job.name, line)
+                log(line)
             if described["TrainingJobStatus"] in TERMINAL_STATUSES:
                 for line in backend.new_log_lines(job.name):
-                    recent.append(line)
-                    logger.info("%s | %s", job.name, line)
-                return described, list(recent)
+                    log(line)
+                return described, list(recent), node_failure
             time.sleep(poll_seconds)
     except KeyboardInterrupt:
         logger.warning("Interrupted: stopping training job %s", job.name)
@@ -242,9 +251,17 @@ def _wait(
 
 
 def _failure(
-    job: NodeJob, described: dict[str, Any], status: str, tail: list[str]
+    job: NodeJob,
+    described: dict[str, Any],
+    status: str,
+    tail: list[str],
+    node_failure: str | None = None,
 ) -> TrainingJobFailedError:
     reason = described.get("FailureReason") or described.get("SecondaryStatus") or "no reason"
+    if node_failure and node_failure not in reason:
+        # The image's training toolkit replaces the job's failure file with its own
+        # ExecuteUserScriptError; the node's reason is then only in the job's log.
+        reason = f"{node_failure} ({reason})"
     logs = "\n".join(f"  {line}" for line in tail) or "  (no log lines)"
     return TrainingJobFailedError(
         f"Node {job.node_name}: training job {job.name} {status.lower()}: {reason}\n"

@@ -220,17 +220,26 @@ def test_upsert_creates_the_pipeline_with_the_compiled_definition(created):
 
 
 def test_upsert_uploads_the_code_archive_and_tree(created, code_sha):
+    definition, _ = created
     root = f"{RUNNER_PREFIX}code/{code_sha}/"
     archive = read_object(f"{root}sourcedir.tar.gz")
     tree = {key.removeprefix(f"{root}tree/") for key in all_keys(f"{root}tree/")}
+    steps = [step["Name"] for step in json.loads(definition)["Steps"]]
 
     assert hashlib.sha256(archive).hexdigest() == code_sha  # content-addressed
-    assert {"kedro_node_entry.py", "kedro_steps/train_model.json"} <= tree
+    assert {"kedro_job_entry.py", "pyproject.toml", "kedro_jobs/train/job.json"} <= tree
+    assert {f"kedro_jobs/{name}/job.json" for name in ("prepare", "train", "evaluate")} <= tree
+    assert set(steps) >= {"prepare", "train", "evaluate"}
+    assert any(name.startswith("wheels/kedro-") and name.endswith(".whl") for name in tree)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         files = {member.name for member in tar.getmembers() if member.isfile()}
         assert files == tree
-        entry = tar.extractfile("kedro_node_entry.py").read()
-    assert read_object(f"{root}tree/kedro_node_entry.py") == entry
+        entry = tar.extractfile("kedro_job_entry.py").read()
+        spec = json.loads(tar.extractfile("kedro_jobs/train/job.json").read())
+    assert read_object(f"{root}tree/kedro_job_entry.py") == entry
+    assert json.loads(read_object(f"{root}tree/kedro_jobs/train/job.json")) == spec
+    assert spec["job"] == "train"
+    assert [item["node"] for item in spec["nodes"]] == ["train.train_model"]
 
 
 def test_upsert_stages_the_pipeline_input(created, raw_csv_bytes):

@@ -1,15 +1,18 @@
 """The acceptance test of the export: the compiled definition, executed on this machine by
 ``kedro sagemaker run-local``, gives the same test metrics (and model) as ``kedro run``.
 
-run-local executes the JSON definition itself: 16 processing steps and 1 training step run as
-local jobs (a subprocess each, in an /opt/ml-shaped tree), the quality gate's condition is
-evaluated from the definition, and RegisterModel lands in the local registry.
+run-local executes the JSON definition itself: the job steps prepare and evaluate (processing)
+and train (training) run as local jobs of the job contract (a subprocess each, in an
+/opt/ml-shaped tree, reading ``kedro_jobs/<step>/job.json`` from their ``kedro-job`` input), the
+quality gate's condition is evaluated from the definition, RegisterModel lands in the local
+registry and deploy (a catalog step: registry and endpoint) runs with the project's nodes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +26,10 @@ pytestmark = pytest.mark.slow
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 GROUP = "predictive-maintenance"
+#: run-local's summary line of a step: name, type, status.
+STEP_LINE = re.compile(
+    r"^  (\S+) +(Processing|Training|Condition|RegisterModel|Fail) +(\S+) ", re.MULTILINE
+)
 
 
 def kedro(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -35,6 +42,13 @@ def kedro(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=600,
         check=False,
     )
+
+
+def step_statuses(output: str) -> dict[str, list[str]]:
+    """step -> [type, status], from run-local's summary."""
+    return {
+        match.group(1): [match.group(2), match.group(3)] for match in STEP_LINE.finditer(output)
+    }
 
 
 def execution_file(project: Path, log: str, relative: str) -> Path:
@@ -68,19 +82,20 @@ def test_run_local_gives_the_metrics_of_kedro_run(compiled):
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
     assert "Succeeded" in result.stdout
-    for step in ("train_model", "evaluate_model", "check_quality_gate", "register_model"):
-        assert any(
-            line.split()[:1] == [step] and "Succeeded" in line
-            for line in result.stdout.splitlines()
-        ), step
+    assert step_statuses(result.stdout) == {
+        "prepare": ["Processing", "Succeeded"],
+        "train": ["Training", "Succeeded"],
+        "evaluate": ["Processing", "Succeeded"],
+        "gate": ["Condition", "Succeeded"],
+        "register": ["RegisterModel", "Succeeded"],
+        "deploy": ["Processing", "Succeeded"],
+    }, result.stdout
     ran = json.loads(
-        execution_file(project, result.stdout, "evaluate_model/metrics/metrics.json").read_text()
+        execution_file(project, result.stdout, "evaluate/metrics/metrics.json").read_text()
     )
     assert ran == metrics  # the acceptance criterion
     ran_spec = json.loads(
-        execution_file(
-            project, result.stdout, "create_model_spec/model_spec/model_spec.json"
-        ).read_text()
+        execution_file(project, result.stdout, "evaluate/model_spec/model_spec.json").read_text()
     )
     assert ran_spec["model_sha256"] == spec["model_sha256"]
     versions = LocalModelRegistry(project / "data/10_model_registry").list_versions(GROUP)
@@ -105,16 +120,20 @@ def test_a_parameter_reaches_its_node_and_a_failed_gate_stops_registration(compi
     )
 
     assert result.returncode == 1, result.stdout[-3000:]
-    assert "check_quality_gate-failed" in result.stdout
+    assert step_statuses(result.stdout) == {
+        "prepare": ["Processing", "Succeeded"],
+        "train": ["Training", "Succeeded"],
+        "evaluate": ["Processing", "Succeeded"],
+        "gate": ["Condition", "Succeeded"],  # it ran, and took the else branch
+        "gate-failed": ["Fail", "Failed"],
+    }, result.stdout
     assert " roc_auc 0.9" in result.stdout
     assert ", 0.9999;" in result.stdout
     assert (
         "The model fails the quality gate (metric value, minimum):" in result.stdout + result.stderr
     )
     spec = json.loads(
-        execution_file(
-            project, result.stdout, "create_model_spec/model_spec/model_spec.json"
-        ).read_text()
+        execution_file(project, result.stdout, "evaluate/model_spec/model_spec.json").read_text()
     )
     assert spec["parameters"]["booster_params"]["max_depth"] == 2
     assert (

@@ -28,20 +28,28 @@ import jsonschema
 import pytest
 from botocore.exceptions import ParamValidationError
 from botocore.validate import validate_parameters
+from kedro.pipeline import Pipeline, node
 
 from predictive_maintenance.sagemaker.cli import Export, load_export
-from predictive_maintenance.sagemaker.config import NetworkSettings, SageMakerConfigError
+from predictive_maintenance.sagemaker.config import (
+    BridgeSettings,
+    NetworkSettings,
+    SageMakerConfigError,
+)
 from predictive_maintenance.sagemaker.job import (
     JOB_FILE,
     JOB_INPUT,
     PARAMETER_VARIABLE_PREFIX,
     apply_overrides,
     parameter_overrides,
+    run_job,
+    write_dataset,
 )
 from predictive_maintenance.sagemaker.jobs import JOB_ENVIRONMENT
 from predictive_maintenance.sagemaker.packaging import ENTRY_SCRIPT, JOBS_DIR
 from predictive_maintenance.sagemaker.workflow.compiler import (
     CodePackage,
+    build_code_package,
     camel,
     compile_definition,
     input_uri,
@@ -49,11 +57,13 @@ from predictive_maintenance.sagemaker.workflow.compiler import (
 from predictive_maintenance.sagemaker.workflow.plan import (
     PROCESSING,
     TRAINING,
+    build_plan,
     dataset_dependencies,
     is_parameter,
 )
 from predictive_maintenance.sagemaker.workflow.settings import parse_pipeline_settings
 from tests.conftest import PROJECT_ROOT
+from tests.sagemaker.export_nodes import combine, passthrough, with_options
 
 SCHEMA_FILE = Path(__file__).with_name("reference") / "sagemaker-pipeline-definition.schema.json"
 #: SageMaker's rule for pipeline, step and parameter names.
@@ -1344,3 +1354,135 @@ def test_network_settings_reach_every_job_step_and_pass_the_api_check(
         for key in ("NetworkConfig", "VpcConfig", "EnableNetworkIsolation"):
             step["Arguments"].pop(key, None)
     assert without == definition
+
+
+# ---- a test pipeline exported by node: many steps, training feeding training ---------------------
+@dataclass
+class NodeExport:
+    plan: Any
+    code: CodePackage
+    definition: dict[str, Any]
+
+
+NODE_BRIDGE = BridgeSettings(
+    region="eu-west-1",
+    bucket="export-tests",
+    prefix="by-node",
+    execution_role_arn="arn:aws:iam::123456789012:role/ExportTests",
+    remote_tags=frozenset({"remote"}),
+)
+NODE_PARAMETERS = {
+    "prep": {"rows": 3},
+    "model": {"booster": {"eta": 0.1}},
+    "flags": {"strict": True},
+}
+
+
+@pytest.fixture(scope="module")
+def node_export() -> NodeExport:
+    """raw -> prepare -> featurise -> train -> retrain -> evaluate -> summarise, one step per node
+    (train and retrain are training steps); Strict binds the Boolean flags.strict."""
+    pipeline = Pipeline(
+        [
+            node(with_options, ["raw", "params:prep"], "clean_rows", name="prepare"),
+            node(passthrough, "clean_rows", "features", name="featurise"),
+            node(
+                with_options,
+                ["features", "params:model.booster"],
+                "model",
+                name="train",
+                tags=["remote"],
+            ),
+            node(passthrough, "model", "model2", name="retrain", tags=["remote"]),
+            node(combine, ["model2", "features"], "metrics", name="evaluate"),
+            node(with_options, ["metrics", "params:flags.strict"], "summary", name="summarise"),
+        ]
+    )
+    settings = parse_pipeline_settings(
+        {
+            "pipeline": {
+                "name": "by-node",
+                "group_by": "node",
+                "parameters": {
+                    "Strict": {"parameter": "flags.strict"},
+                    "Eta": {"parameter": "model.booster.eta"},
+                },
+            }
+        }
+    )
+    plan = build_plan(pipeline, NODE_BRIDGE, settings)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        code = build_code_package(plan, NODE_BRIDGE, settings, NODE_PARAMETERS, {})
+        text = compile_definition(plan, NODE_BRIDGE, settings, NODE_PARAMETERS, code)
+    return NodeExport(plan, code, json.loads(text))
+
+
+def test_a_pipeline_exported_by_node_has_a_valid_job_step_per_node(node_export, sagemaker_model):
+    definition, code = node_export.definition, node_export.code
+    kinds = {step["Name"]: step["Type"] for step in all_steps(definition["Steps"])}
+    assert kinds == {
+        "prepare": "Processing",
+        "featurise": "Processing",
+        "train": "Training",
+        "retrain": "Training",
+        "evaluate": "Processing",
+        "summarise": "Processing",
+    }
+    steps = steps_by_name(definition)
+    artifacts = {"Get": "Steps.train.ModelArtifacts.S3ModelArtifacts"}
+    assert input_uris(steps["retrain"])["model"] == artifacts  # training into training
+    assert input_uris(steps["evaluate"])["model2"] == {
+        "Get": "Steps.retrain.ModelArtifacts.S3ModelArtifacts"
+    }
+    assert input_uris(steps["train"])["features"] == {
+        "Get": "Steps.featurise.ProcessingOutputConfig.Outputs['features'].S3Output.S3Uri"
+    }
+    dependencies = dataset_dependencies(node_export.plan)
+    parameters = {item["Name"]: item["DefaultValue"] for item in definition["Parameters"]}
+    for step in job_steps(definition):
+        name = step["Name"]
+        assert referenced_steps(step["Arguments"]) == dependencies[name], name
+        assert input_uris(step)[JOB_INPUT] == f"{code.tree_uri}{JOBS_DIR}/{name}/"
+        assert spec_of(code, name)["job"] == name
+        assert step["Arguments"]["Environment"]["PIP_NO_INDEX"] == "1"
+        operation, names = OPERATIONS[step["Type"]]
+        request = {**concrete(step["Arguments"], parameters), **names}
+        shape = sagemaker_model.operation_model(operation).input_shape
+        validate_parameters(request, shape)
+        assert list(constraint_errors(request, shape, operation)) == [], name
+    assert not any(path.startswith("wheels/") for path in code.files)  # no requirements
+
+
+@pytest.mark.parametrize("rendered", ["False", "false"])
+def test_a_boolean_parameter_set_false_reaches_the_test_pipelines_node_as_false(
+    node_export, rendered, tmp_path
+):
+    """End to end on the job side: the step's variable as SageMaker renders Strict=false, the
+    spec from the code package, the job's own run (overrides, then the node)."""
+    summarise = steps_by_name(node_export.definition)["summarise"]
+    environment = summarise["Arguments"]["Environment"]
+    joins = {
+        name: value["Std:Join"]
+        for name, value in environment.items()
+        if name.startswith(PARAMETER_VARIABLE_PREFIX)
+    }
+    assert list(joins.values()) == [
+        {"On": "", "Values": ['["flags", "strict"]=', {"Get": "Parameters.Strict"}]}
+    ]
+    environ = {
+        name: join["On"].join(
+            rendered if isinstance(item, dict) else item for item in join["Values"]
+        )
+        for name, join in joins.items()
+    }
+    spec = spec_of(node_export.code, "summarise")
+    assert spec["parameters"] == {"flags": {"strict": True}}
+    write_dataset({"f1": 0.9}, tmp_path / "metrics", "metrics", "metrics")
+
+    outputs = run_job(spec, {"metrics": tmp_path / "metrics"}, environ)
+
+    assert outputs["summary"] == {"value": {"f1": 0.9}, "options": False}
+    assert outputs["summary"]["options"] is False
+    # Without the variable, the Kedro default.
+    assert run_job(spec, {"metrics": tmp_path / "metrics"}, {})["summary"]["options"] is True

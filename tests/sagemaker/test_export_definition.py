@@ -1486,3 +1486,29 @@ def test_a_boolean_parameter_set_false_reaches_the_test_pipelines_node_as_false(
     assert outputs["summary"]["options"] is False
     # Without the variable, the Kedro default.
     assert run_job(spec, {"metrics": tmp_path / "metrics"}, {})["summary"]["options"] is True
+
+
+def test_a_training_step_takes_the_job_settings_of_its_remote_node():
+    """node_overrides of the remote node apply, though another node of its group comes first."""
+    bridge = dataclasses.replace(
+        NODE_BRIDGE,
+        node_overrides={
+            "fit.train": {"instance_type": "ml.c5.2xlarge", "max_runtime_seconds": 900}
+        },
+    )
+    pipeline = Pipeline(
+        [
+            node(passthrough, "raw", "features", name="featurise", namespace="fit"),
+            node(passthrough, "features", "model", name="train", namespace="fit", tags=["remote"]),
+        ]
+    )
+    settings = parse_pipeline_settings({"pipeline": {"name": "overrides"}})
+    plan = build_plan(pipeline, bridge, settings)
+    assert [(step.name, step.kind) for step in plan.steps] == [("fit", TRAINING)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        code = build_code_package(plan, bridge, settings, {}, {})
+        definition = json.loads(compile_definition(plan, bridge, settings, {}, code))
+    (step,) = definition["Steps"]
+    assert step["Arguments"]["ResourceConfig"]["InstanceType"] == "ml.c5.2xlarge"
+    assert step["Arguments"]["StoppingCondition"] == {"MaxRuntimeInSeconds": 900}

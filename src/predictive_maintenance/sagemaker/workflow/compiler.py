@@ -471,7 +471,12 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                     description=_describe(step_plan),
                 )
             else:
-                job = bridge.job_settings(step_plan.nodes[0].name, step_plan.nodes[0].tags)
+                # The settings of the node that makes the step a training step (its
+                # node_overrides), not of whichever node of the group comes first.
+                remote = next(
+                    node for node in step_plan.nodes if bridge.is_remote(node.name, node.tags)
+                )
+                job = bridge.job_settings(remote.name, remote.tags)
                 trainer = ModelTrainer(
                     training_image=resolve_image_uri(
                         job.image_uri, job.framework, job.framework_version, region

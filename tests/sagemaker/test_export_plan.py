@@ -427,6 +427,21 @@ def test_a_dataset_read_by_the_gate_leaves_its_group():
     assert plan.producers["metrics"] == "reporting"
 
 
+@pytest.mark.parametrize(
+    ("dataset", "reader"), [("metrics", "check_gate"), ("model_archive", "register")]
+)
+def test_a_memory_only_dataset_may_not_cross_into_the_gate_or_registration(dataset, reader):
+    settings = pipeline_settings(**GATE_AND_REGISTRATION)
+    # Without summarise, metrics is read by the gate and registration only.
+    pipeline = Pipeline([n for n in deployment_pipeline().nodes if n.name != "summarise"])
+    assert build_plan(pipeline, BRIDGE, settings, memory_only={"raw"})  # made by no step
+    with pytest.raises(PlanError) as raised:
+        build_plan(pipeline, BRIDGE, settings, memory_only={dataset})
+    message = str(raised.value)
+    assert f"dataset {dataset} is memory-only" in message
+    assert f"to the {reader} node's step" in message
+
+
 def test_a_job_step_may_not_read_the_gate_output():
     pipeline = deployment_pipeline() + Pipeline(
         [node(passthrough, "gate_report", "copied_report", name="copy_report")]

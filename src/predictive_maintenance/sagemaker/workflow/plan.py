@@ -231,7 +231,7 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
             }
         )
     )
-    _check_special_inputs(gate_node, register_node, producers)
+    _check_special_inputs(gate_node, register_node, producers, memory_only)
     return ExportPlan(
         steps=tuple(steps),
         producers=producers,
@@ -291,7 +291,9 @@ def _catalog_writer(
     return names.get(source)
 
 
-def _check_special_inputs(gate_node: Any, register_node: Any, producers: dict[str, str]) -> None:
+def _check_special_inputs(
+    gate_node: Any, register_node: Any, producers: dict[str, str], memory_only: Collection[str]
+) -> None:
     gate_outputs = set(gate_node.outputs) if gate_node is not None else set()
     for node in (gate_node, register_node):
         if node is None:
@@ -299,6 +301,13 @@ def _check_special_inputs(gate_node: Any, register_node: Any, producers: dict[st
         for dataset in node.inputs:
             if is_parameter(dataset) or dataset in gate_outputs:
                 continue
+            if dataset in memory_only and dataset in producers:
+                # The gate and registration are steps of their own: this would cross too.
+                raise PlanError(
+                    f"dataset {dataset} is memory-only (its catalog entry is a MemoryDataset) "
+                    f"but would cross from step {producers[dataset]} to the {node.name} node's "
+                    "step: give it a file dataset"
+                )
             if dataset not in producers:
                 raise PlanError(
                     f"{dataset}, read by the {node.name} node, is not written by any exported step"

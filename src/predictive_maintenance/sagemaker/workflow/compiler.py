@@ -12,6 +12,7 @@ validation and telemetry switched off.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -202,6 +203,12 @@ def offline_sdk(region: str) -> Iterator[None]:
                 validated.add(key)
 
         SageMakerConfig.validate_sagemaker_config = staticmethod(validate_once)
+        # ProcessingStep makes a whole local-mode session (boto3 session, S3 clients, service
+        # models: about half a second) per step only to read a method's name from its client.
+        import sagemaker.mlops.workflow.steps as steps_module  # noqa: PLC0415
+
+        local_client = steps_module.LocalSagemakerClient
+        steps_module.LocalSagemakerClient = _MethodNames
         module_functions = [
             (module, module.validate_sagemaker_config)
             for module in (config_module, session_module, local_module)
@@ -227,6 +234,7 @@ def offline_sdk(region: str) -> Iterator[None]:
             for logger, level in zip(sdk_loggers, levels, strict=True):
                 logger.setLevel(level)
             SageMakerConfig.validate_sagemaker_config = original
+            steps_module.LocalSagemakerClient = local_client
             for module, function in module_functions:
                 module.validate_sagemaker_config = function
             for key, value in saved.items():
@@ -236,6 +244,35 @@ def offline_sdk(region: str) -> Iterator[None]:
                     os.environ[key] = value
 
 
+def import_sdk(region: str) -> None:
+    """Imports the SDK modules the compiler uses (seconds), as :func:`compile_definition` would:
+    in the offline environment. Lets a caller overlap the import with other work."""
+    with offline_sdk(region):
+        for module in _SDK_MODULES:
+            importlib.import_module(module)
+
+
+class _MethodNames:
+    """Stands in for the SDK's local-mode client where only its methods' names are read."""
+
+    def __getattr__(self, name: str) -> Any:
+        def method(*args: Any, **kwargs: Any) -> Any:
+            raise CompileError(f"local mode ({name}) is not used to compile a definition")
+
+        method.__name__ = name
+        return method
+
+
+#: What compile_definition imports from the SDK (the heavy part of compiling).
+_SDK_MODULES: Final = (
+    "sagemaker.core.processing",
+    "sagemaker.core.training.configs",
+    "sagemaker.mlops.workflow.pipeline",
+    "sagemaker.mlops.workflow.steps",
+    "sagemaker.mlops.workflow.model_step",
+    "sagemaker.serve",
+    "sagemaker.train",
+)
 _SDK_ENVIRONMENT: Final = (
     "SAGEMAKER_VALIDATE_ROLE",
     "SAGEMAKER_USER_CONFIG_OVERRIDE",

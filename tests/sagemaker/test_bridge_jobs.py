@@ -459,8 +459,8 @@ def test_more_dataset_inputs_than_channels_fail_before_submitting(bridge):
         bridge.prepare(node, tuple(range(MAX_CHANNELS)))
 
     assert str(caught.value) == (
-        "node wide has 20 dataset inputs; a training job takes at most 20 channels, one of "
-        "which holds the job spec"
+        "node wide has 20 dataset inputs; a training job takes at most 20 channels, and the "
+        "job spec and the shipped wheels take 1"
     )
     assert bridge.store.list_keys(f"s3://{BUCKET}/") == [bridge.code_uri]
 

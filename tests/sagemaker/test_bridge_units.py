@@ -723,16 +723,14 @@ def code_members() -> dict[str, bytes | None]:
     return _tar_members(build_tar_gz(code_files(["tests"])))
 
 
-WHEELS = {"tiny_dist-1.0-py3-none-any.whl": b"PK wheel bytes"}
 SPECS = {"train": b'{"job": "train"}\n', "evaluate": b'{"job": "evaluate"}\n'}
 
 
 def test_code_package_is_deterministic():
-    first = build_tar_gz(code_files(["tests"], WHEELS, SPECS))
+    first = build_tar_gz(code_files(["tests"], SPECS))
 
-    assert build_tar_gz(code_files(["tests", "tests"], dict(WHEELS), dict(SPECS))) == first
-    assert build_tar_gz(code_files(["tests"], WHEELS)) != first
-    assert build_tar_gz(code_files(["tests"], {}, SPECS)) != first
+    assert build_tar_gz(code_files(["tests", "tests"], dict(SPECS))) == first
+    assert build_tar_gz(code_files(["tests"])) != first
 
 
 def test_code_package_holds_the_entry_script_the_build_backend_the_package_and_the_bridge(
@@ -760,10 +758,10 @@ def test_code_package_holds_the_entry_script_the_build_backend_the_package_and_t
     )
 
 
-def test_code_package_ships_wheels_and_job_specs_where_the_job_looks():
-    files = code_files(["tests"], WHEELS, SPECS)
+def test_code_package_ships_job_specs_where_the_job_looks_and_no_wheels():
+    files = code_files(["tests"], SPECS)
 
-    assert files["wheels/tiny_dist-1.0-py3-none-any.whl"] == b"PK wheel bytes"
+    assert not [name for name in files if name.endswith(".whl")]  # their own input
     assert files[f"{JOBS_DIR}/train/job.json"] == SPECS["train"]
     assert files["kedro_jobs/evaluate/job.json"] == SPECS["evaluate"]
     assert not [name for name in files if name.endswith("requirements.txt")]

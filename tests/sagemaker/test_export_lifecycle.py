@@ -230,7 +230,17 @@ def test_upsert_uploads_the_code_archive_and_tree(created, code_sha):
     assert {"kedro_job_entry.py", "pyproject.toml", "kedro_jobs/train/job.json"} <= tree
     assert {f"kedro_jobs/{name}/job.json" for name in ("prepare", "train", "evaluate")} <= tree
     assert set(steps) >= {"prepare", "train", "evaluate"}
-    assert any(name.startswith("wheels/kedro-") and name.endswith(".whl") for name in tree)
+    assert not [name for name in tree if name.endswith(".whl")]  # the wheels have their own
+    train = next(step for step in json.loads(definition)["Steps"] if step["Name"] == "train")
+    (wheels,) = [
+        channel
+        for channel in train["Arguments"]["InputDataConfig"]
+        if channel["ChannelName"] == "kedro-wheels"
+    ]
+    prefix = wheels["DataSource"]["S3DataSource"]["S3Uri"].removeprefix(f"s3://{BUCKET}/")
+    shipped = {key.removeprefix(prefix) for key in all_keys(prefix)}
+    assert any(name.startswith("kedro-") and name.endswith(".whl") for name in shipped)
+    assert "wheels.json" in shipped  # written last: the set is complete
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         files = {member.name for member in tar.getmembers() if member.isfile()}
         assert files == tree

@@ -471,25 +471,25 @@ def isolated_sys_path(tmp_path, monkeypatch) -> Iterator[None]:
 
 
 def test_shipped_wheels_already_installed_at_their_version_are_not_installed(tmp_path):
-    wheels = tmp_path / "code" / "wheels"
+    wheels = tmp_path / "kedro-wheels"
     wheels.mkdir(parents=True)
     for distribution in ("pandas", "numpy", "python_dateutil"):
         version = importlib.metadata.version(distribution)
         # Never opened: the distribution is installed at exactly this version.
         (wheels / f"{distribution}-{version}-py3-none-any.whl").write_bytes(b"not a zip")
 
-    assert install_shipped_wheels(tmp_path / "code") is None
+    assert install_shipped_wheels(tmp_path / "kedro-wheels") is None
     assert install_shipped_wheels(tmp_path / "no-wheels-here") is None
 
 
 def test_a_missing_wheel_is_installed_into_a_fresh_directory_and_importable(
     tmp_path, isolated_sys_path
 ):
-    _tiny_wheel(tmp_path / "code" / "wheels", FAKE_DISTRIBUTION, "1.0")
+    _tiny_wheel(tmp_path / "kedro-wheels", FAKE_DISTRIBUTION, "1.0")
     with pytest.raises(ImportError):
         __import__(FAKE_DISTRIBUTION)
 
-    target = install_shipped_wheels(tmp_path / "code")
+    target = install_shipped_wheels(tmp_path / "kedro-wheels")
 
     assert target is not None
     assert target.parent == tmp_path
@@ -500,18 +500,18 @@ def test_a_missing_wheel_is_installed_into_a_fresh_directory_and_importable(
     assert Path(module.__file__).parent == target
     assert importlib.metadata.version(FAKE_DISTRIBUTION) == "1.0"
     # Now installed at that version: nothing more to do.
-    assert install_shipped_wheels(tmp_path / "code") is None
+    assert install_shipped_wheels(tmp_path / "kedro-wheels") is None
 
 
 def test_a_wheel_of_another_version_than_the_installed_one_is_installed(
     tmp_path, isolated_sys_path
 ):
-    wheels = tmp_path / "code" / "wheels"
+    wheels = tmp_path / "kedro-wheels"
     wheels.mkdir(parents=True)
     (wheels / "pandas-0.0.1-py3-none-any.whl").write_bytes(b"not a zip")
 
     with pytest.raises(JobError, match=r"^installing 1 shipped wheels failed: "):
-        install_shipped_wheels(tmp_path / "code")
+        install_shipped_wheels(tmp_path / "kedro-wheels")
 
 
 # ---- the local backend: environment, failure reasons, interpreter -------------------------------

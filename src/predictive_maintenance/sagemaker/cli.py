@@ -43,6 +43,7 @@ from predictive_maintenance.sagemaker.storage import (
     S3Store,
     upload_bytes,
 )
+from predictive_maintenance.sagemaker.wheels import upload_wheels
 from predictive_maintenance.sagemaker.workflow.compiler import (
     INLINE_DEFINITION_LIMIT,
     CodePackage,
@@ -157,9 +158,10 @@ def parse_parameters(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 def stage(export: Export, code: CodePackage, store: ObjectStore) -> None:
-    """Uploads the code (archive and tree) and the pipeline inputs' current data."""
+    """Uploads the shipped wheels, the code (archive and tree) and the pipeline inputs' data."""
     with tempfile.TemporaryDirectory() as directory:
         staging = Path(directory)
+        upload_wheels(store, code.wheels_uri, code.wheels)
         if not store.exists(code.archive_uri):
             # The archive goes last: its presence means the tree is complete.
             for relative, content in sorted(code.files.items()):
@@ -169,7 +171,9 @@ def stage(export: Export, code: CodePackage, store: ObjectStore) -> None:
         for dataset in export.plan.pipeline_inputs:
             value = export.context.catalog.load(dataset)
             name = data_name(dataset, set())
-            written = write_dataset(value, staging / "inputs" / name, dataset, name)
+            written = write_dataset(
+                value, staging / "inputs" / name, dataset, name, what=f"input {dataset}"
+            )
             prefix = input_uri(export.bridge, dataset)
             for file in (written["file"], VALUE_MANIFEST):
                 store.upload_file(staging / "inputs" / name / file, f"{prefix}{file}")

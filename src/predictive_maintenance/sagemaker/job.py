@@ -33,8 +33,8 @@ execution starts arrive as ``KEDRO_PARAM_<n>=<JSON key path>=<value>`` variables
 type of the Kedro parameter they override.
 
 Python 3.10 and the standard library (plus what the codecs and the nodes need): this runs inside
-the stock image, where the packages the image lacks are installed first from the wheels shipped
-with the code (:func:`install_shipped_wheels`), with no package index.
+the stock image, where the packages the image lacks are installed first from the wheels of the
+job's ``kedro-wheels`` input (:func:`install_shipped_wheels`), with no package index.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ VALUE_MANIFEST: Final = "kedro_value.json"
 #: Names the job in a training job's hyperparameters and on a processing job's command line.
 JOB_ARGUMENT: Final = "kedro_job"
 PARAMETER_VARIABLE_PREFIX: Final = "KEDRO_PARAM_"
-#: Wheels shipped with the code for what the image lacks, installed without an index.
-WHEELS_DIR: Final = "wheels"
+#: The input holding the wheels of what the image lacks, installed without an index.
+WHEELS_INPUT: Final = "kedro-wheels"
 #: SageMaker shows at most this many characters of a failure file as FailureReason.
 FAILURE_REASON_LIMIT: Final = 1024
 
@@ -146,10 +146,13 @@ def read_dataset(directory: Path, dataset: str) -> Any:
     if len(files) == 1 and files[0].name.endswith(".tar.gz"):
         with tempfile.TemporaryDirectory() as extracted:
             root = extract_tar_gz(files[0].read_bytes(), Path(extracted), what=files[0].name)
-            for manifest in sorted(root.glob(f"*/{VALUE_MANIFEST}")):
+            manifests = sorted(root.glob(f"*/{VALUE_MANIFEST}"))
+            for manifest in manifests:
                 if json.loads(manifest.read_text()).get("dataset") == dataset:
                     return _read_manifested(manifest.parent, dataset)
-            raise JobError(f"input {dataset}: {files[0].name} does not hold it")
+            if manifests:
+                raise JobError(f"input {dataset}: {files[0].name} does not hold it")
+        # A pipeline input that happens to be an archive: plain bytes like any other file.
     if len(files) == 1:
         return files[0].read_bytes()  # a plain pipeline input, e.g. the raw CSV
     listing = ", ".join(path.name for path in files) or "nothing"
@@ -336,14 +339,14 @@ def _wheel_distribution(path: Path) -> tuple[str, str]:
     return name, version
 
 
-def install_shipped_wheels(code_dir: Path) -> Path | None:
-    """Installs the wheels in ``code_dir/wheels`` that this Python lacks (at their version).
+def install_shipped_wheels(wheels_dir: Path) -> Path | None:
+    """Installs the wheels in ``wheels_dir`` that this Python lacks (at their version).
 
     Installed with pip, no index and no dependency resolution (the wheel set is closed), into a
     fresh directory put first on ``sys.path``: the image itself is not modified. Returns that
     directory, or None when nothing was missing (e.g. in the project's own environment).
     """
-    wheels = sorted((code_dir / WHEELS_DIR).glob("*.whl"))
+    wheels = sorted(wheels_dir.glob("*.whl"))
     missing = []
     for wheel in wheels:
         name, version = _wheel_distribution(wheel)
@@ -440,7 +443,7 @@ def main(argv: list[str], code_dir: Path) -> int:
             raise JobError(
                 f"asked to run job {arguments[JOB_ARGUMENT]!r}, but its spec is of {spec['job']!r}"
             )
-        install_shipped_wheels(code_dir)
+        install_shipped_wheels(input_dir(WHEELS_INPUT))
         inputs = {dataset: input_dir(name) for dataset, name in spec["inputs"].items()}
         write_outputs(spec, run_job(spec, inputs, os.environ), output_root)
     except Exception as error:  # every failure becomes the job's FailureReason

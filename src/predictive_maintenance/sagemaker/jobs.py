@@ -26,6 +26,7 @@ from predictive_maintenance.sagemaker.job import (
     JOB_FILE,
     JOB_INPUT,
     VALUE_MANIFEST,
+    WHEELS_INPUT,
     JobError,
     import_function,
     is_parameter,
@@ -40,7 +41,7 @@ MAX_CHANNELS: Final = 20
 MAX_JOB_NAME_CHARS: Final = 63
 _TAG_VALUE_UNSAFE: Final = re.compile(r"[^\w .:/=+\-@]")
 #: Input and output names the contract itself uses.
-RESERVED_NAMES: Final = frozenset({"code", JOB_INPUT})
+RESERVED_NAMES: Final = frozenset({"code", JOB_INPUT, WHEELS_INPUT})
 #: Every job's environment: no package index (the wheels are shipped), no Kedro telemetry.
 JOB_ENVIRONMENT: Final = {"PIP_NO_INDEX": "1", "KEDRO_DISABLE_TELEMETRY": "true"}
 
@@ -192,20 +193,24 @@ def prepare_job(
     image_uri: str,
     code_uri: str,
     store: ObjectStore,
+    wheels_uri: str | None = None,
     run_id: str | None = None,
 ) -> NodeJob:
-    """Uploads the node's spec and inputs and returns its CreateTrainingJob request."""
+    """Uploads the node's spec and inputs and returns its CreateTrainingJob request (with the
+    ``kedro-wheels`` channel if ``wheels_uri`` is given)."""
     call = node_call(node)  # before anything is uploaded: the function must be importable
     name = job_name(node.name)
     job_root = f"{settings.s3_root}/jobs/{name}"
     values = _call_values(node, args, kwargs)
     datasets = [(dataset, value) for dataset, value in values if not is_parameter(dataset)]
-    if len(datasets) + 1 > MAX_CHANNELS:
+    contract_channels = 1 if wheels_uri is None else 2
+    if len(datasets) + contract_channels > MAX_CHANNELS:
         raise RemoteNodeError(
             f"node {node.name} has {len(datasets)} dataset inputs; a training job takes at "
-            f"most {MAX_CHANNELS} channels, one of which holds the job spec"
+            f"most {MAX_CHANNELS} channels, and the job spec and the shipped wheels take "
+            f"{contract_channels}"
         )
-    taken = {JOB_INPUT.upper()}
+    taken = {JOB_INPUT.upper(), WHEELS_INPUT.upper()}
     inputs = {dataset: data_name(dataset, taken) for dataset, _ in datasets}
     output_taken: set[str] = set()
     outputs = {dataset: data_name(dataset, output_taken) for dataset in node.outputs}
@@ -243,6 +248,8 @@ def prepare_job(
         spec_path.write_bytes(spec_text)
         store.upload_file(spec_path, f"{job_root}/input/{JOB_INPUT}/{JOB_FILE}")
     channels.append(_channel(JOB_INPUT, f"{job_root}/input/{JOB_INPUT}/", "application/json"))
+    if wheels_uri is not None:
+        channels.append(_channel(WHEELS_INPUT, wheels_uri, "application/octet-stream"))
     request = training_request(
         name,
         settings=settings,

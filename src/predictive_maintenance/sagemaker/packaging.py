@@ -8,7 +8,6 @@ Layout::
     _kedro_job_build.py     the program; this in-tree build backend with no requirements makes
                             that install an offline no-op (a default setup.py would need
                             setuptools from an index under modern pip, and copy every file)
-    wheels/*.whl            what the image lacks (see :mod:`.wheels`), installed with no index
     kedro_jobs/<job>/job.json   the job specs of an exported pipeline
     <package>/...           every top-level package the nodes' functions live in, and the
                             bridge's own, copied from the importable sources
@@ -24,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Final
 
-from predictive_maintenance.sagemaker.job import JOB_FILE, WHEELS_DIR
+from predictive_maintenance.sagemaker.job import JOB_FILE
 
 #: The script SageMaker runs (``sagemaker_program``, or the processing entrypoint).
 ENTRY_SCRIPT: Final = "kedro_job_entry.py"
@@ -136,15 +135,12 @@ def package_sources(package: str) -> dict[str, bytes]:
 
 
 def code_files(
-    packages: Iterable[str],
-    wheels: Mapping[str, bytes] | None = None,
-    job_specs: Mapping[str, bytes] | None = None,
+    packages: Iterable[str], job_specs: Mapping[str, bytes] | None = None
 ) -> dict[str, bytes]:
     """The files of the code package by path (see the module docstring).
 
     Args:
         packages: Top-level packages of the nodes' functions (the bridge's own is added).
-        wheels: Wheel file name -> content (:func:`~.wheels.wheelhouse`).
         job_specs: Job name -> ``job.json`` content, for an exported pipeline.
     """
     files = {
@@ -154,8 +150,6 @@ def code_files(
     }
     for package in sorted({*packages, top_level_package(_BRIDGE_PACKAGE)}):
         files.update(package_sources(package))
-    for name, content in (wheels or {}).items():
-        files[f"{WHEELS_DIR}/{name}"] = content
     for job, content in (job_specs or {}).items():
         files[f"{JOBS_DIR}/{job}/{JOB_FILE}"] = content
     return files

@@ -34,7 +34,7 @@ from predictive_maintenance.sagemaker.jobs import (
 from predictive_maintenance.sagemaker.local import TERMINAL_STATUSES
 from predictive_maintenance.sagemaker.packaging import code_files, top_level_package
 from predictive_maintenance.sagemaker.storage import upload_bytes
-from predictive_maintenance.sagemaker.wheels import wheelhouse
+from predictive_maintenance.sagemaker.wheels import upload_wheels, wheelhouse, wheels_uri
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class SageMakerRunner(AbstractRunner):
         self._backend_name = backend
         self._backend: TrainingJobBackend | None = None
         self._code_uris: dict[str, str] = {}
+        self._wheels: tuple[str | None] | None = None
 
     def _get_executor(self, max_workers: int) -> None:
         return None
@@ -115,10 +116,19 @@ class SageMakerRunner(AbstractRunner):
             self._backend = create_backend(self._backend_name, settings, self._python)
         return self._backend
 
+    def _wheels_uri(self, backend: TrainingJobBackend, settings: BridgeSettings) -> str | None:
+        """The shipped wheels' location, uploaded on first use."""
+        if self._wheels is None:
+            wheels = wheelhouse(settings.job_environment)
+            uri = wheels_uri(settings.s3_root, wheels)
+            upload_wheels(backend.store, uri, wheels)
+            self._wheels = (uri,)
+        return self._wheels[0]
+
     def _code_uri(self, backend: TrainingJobBackend, settings: BridgeSettings, node: Any) -> str:
         key = top_level_package(node.func.__module__)
         if key not in self._code_uris:
-            archive = build_tar_gz(code_files([key], wheelhouse(settings.job_environment)))
+            archive = build_tar_gz(code_files([key]))
             uri = f"{settings.s3_root}/code/{sha256_hex(archive)}/sourcedir.tar.gz"
             if not backend.store.exists(uri):
                 upload_bytes(backend.store, archive, uri)
@@ -153,6 +163,7 @@ class SageMakerRunner(AbstractRunner):
             image_uri=image_uri,
             code_uri=code_uri,
             store=backend.store,
+            wheels_uri=self._wheels_uri(backend, settings),
             run_id=run_id,
         )
         prepared = time.perf_counter()

@@ -1,8 +1,10 @@
 """The wheels a job ships for what the stock image lacks: no package index at job start.
 
 A job in a VPC without internet access, or with network isolation, cannot ``pip install`` from
-PyPI. The code package therefore carries a closed set of wheels for the image's Python and
-platform, which the job installs with no index (:func:`~.job.install_shipped_wheels`).
+PyPI. Every job therefore gets a closed set of wheels for the image's Python and platform as its
+``kedro-wheels`` input, which it installs with no index (:func:`~.job.install_shipped_wheels`).
+The set is uploaded once under ``<prefix>/wheels/<key>/``, its key a hash of its content, so code
+changes do not upload it again.
 
 The set is the closure of ``job_environment.requirements`` over their dependencies, at the
 versions installed in this environment (so a job runs what ``kedro run`` ran here), minus the
@@ -30,11 +32,13 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
+from predictive_maintenance.integrity import sha256_hex
 from predictive_maintenance.sagemaker.config import (
     CONFIG_FILE,
     JobEnvironment,
     SageMakerConfigError,
 )
+from predictive_maintenance.sagemaker.storage import ObjectStore, upload_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +218,28 @@ def wheelhouse(environment: JobEnvironment) -> dict[str, bytes]:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return {path.name: path.read_bytes() for path in sorted(directory.glob("*.whl"))}
+
+
+def wheels_key(wheels: Mapping[str, bytes]) -> str:
+    """A short hash of a wheel set's names and contents: where it lives in S3."""
+    listing = "".join(f"{name}:{sha256_hex(content)}\n" for name, content in sorted(wheels.items()))
+    return sha256_hex(listing.encode())[:24]
+
+
+def wheels_uri(s3_root: str, wheels: Mapping[str, bytes]) -> str | None:
+    """``<s3 root>/wheels/<key>/`` for a non-empty wheel set."""
+    return f"{s3_root}/wheels/{wheels_key(wheels)}/" if wheels else None
+
+
+def upload_wheels(store: ObjectStore, uri: str | None, wheels: Mapping[str, bytes]) -> None:
+    """Uploads the wheel set to ``uri`` unless it is there; its listing goes last, so its presence
+    means the set is complete."""
+    if uri is None or store.exists(f"{uri}{_COMPLETE}"):
+        return
+    for name, content in sorted(wheels.items()):
+        upload_bytes(store, content, f"{uri}{name}")
+    upload_bytes(store, json.dumps(sorted(wheels), indent=2).encode(), f"{uri}{_COMPLETE}")
+    logger.info("Uploaded %d wheels for the job image to %s", len(wheels), uri)
 
 
 def shipped_distributions(wheel_names: Iterable[str]) -> Mapping[str, str]:

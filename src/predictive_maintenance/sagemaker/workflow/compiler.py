@@ -33,6 +33,7 @@ from predictive_maintenance.sagemaker.job import (
     JOB_ARGUMENT,
     JOB_INPUT,
     PARAMETER_VARIABLE_PREFIX,
+    WHEELS_INPUT,
 )
 from predictive_maintenance.sagemaker.jobs import (
     JOB_ENVIRONMENT,
@@ -46,7 +47,7 @@ from predictive_maintenance.sagemaker.packaging import (
     code_files,
     top_level_package,
 )
-from predictive_maintenance.sagemaker.wheels import wheelhouse
+from predictive_maintenance.sagemaker.wheels import wheelhouse, wheels_uri
 from predictive_maintenance.sagemaker.workflow.plan import (
     PROCESSING,
     ExportPlan,
@@ -77,6 +78,9 @@ class CodePackage:
     sha256: str
     archive_uri: str
     tree_uri: str
+    #: The wheels of what the image lacks (file name -> content) and where upsert puts them.
+    wheels: dict[str, bytes]
+    wheels_uri: str | None
 
 
 def camel(text: str) -> str:
@@ -148,15 +152,20 @@ def build_code_package(
     for node in (plan.gate_node, plan.register_node):
         if node is not None:
             packages.add(top_level_package(node.func.__module__))
-    files = code_files(
-        sorted(packages),
-        wheelhouse(bridge.job_environment),
-        job_specs(plan, settings, parameters, catalog),
-    )
+    files = code_files(sorted(packages), job_specs(plan, settings, parameters, catalog))
     archive = build_tar_gz(files)
     digest = sha256_hex(archive)
     root = f"{bridge.s3_root}/code/{digest}"
-    return CodePackage(files, archive, digest, f"{root}/sourcedir.tar.gz", f"{root}/tree/")
+    wheels = wheelhouse(bridge.job_environment)
+    return CodePackage(
+        files,
+        archive,
+        digest,
+        f"{root}/sourcedir.tar.gz",
+        f"{root}/tree/",
+        wheels,
+        wheels_uri(bridge.s3_root, wheels),
+    )
 
 
 def input_uri(bridge: BridgeSettings, dataset: str) -> str:
@@ -411,18 +420,29 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                 return step.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
             return step.properties.ModelArtifacts.S3ModelArtifacts
 
-        def spec_uri(step: str) -> str:
-            return f"{code.tree_uri}{JOBS_DIR}/{step}/"
+        def contract_inputs(step: str) -> dict[str, str]:
+            """The job spec and the shipped wheels: every job step's first inputs."""
+            inputs = {JOB_INPUT: f"{code.tree_uri}{JOBS_DIR}/{step}/"}
+            if code.wheels_uri is not None:
+                inputs[WHEELS_INPUT] = code.wheels_uri
+            return inputs
 
         network = bridge.network
-        network_config = None
-        networking = None
-        if network.enable_network_isolation or network.subnets:
-            network_config = NetworkConfig(
-                enable_network_isolation=network.enable_network_isolation,
+
+        def network_config(step: StepPlan) -> Any:
+            # A step that loads or saves a service (the registry, an endpoint) calls AWS APIs:
+            # it keeps the VPC, but network isolation would cut it off.
+            isolated = network.enable_network_isolation and not step.catalog_datasets
+            if not (isolated or network.subnets):
+                return None
+            return NetworkConfig(
+                enable_network_isolation=isolated,
                 security_group_ids=list(network.security_group_ids) or None,
                 subnets=list(network.subnets) or None,
             )
+
+        networking = None
+        if network.enable_network_isolation or network.subnets:
             networking = Networking(
                 enable_network_isolation=network.enable_network_isolation or None,
                 security_group_ids=list(network.security_group_ids) or None,
@@ -461,12 +481,12 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                         PROCESSING_MESSAGE_FILE,
                     ],
                     env={**JOB_ENVIRONMENT, **processing.environment, **environment},
-                    network_config=network_config,
+                    network_config=network_config(step_plan),
                     sagemaker_session=session,
                 )
                 sources = {
                     CODE_INPUT: code.tree_uri,
-                    JOB_INPUT: spec_uri(step_plan.name),
+                    **contract_inputs(step_plan.name),
                     **{name: source_of(dataset) for dataset, name in step_plan.inputs.items()},
                 }
                 inputs = []
@@ -542,7 +562,10 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                     ),
                 )
                 channels = [
-                    InputData(channel_name=JOB_INPUT, data_source=spec_uri(step_plan.name)),
+                    *(
+                        InputData(channel_name=name, data_source=uri)
+                        for name, uri in contract_inputs(step_plan.name).items()
+                    ),
                     *(
                         InputData(channel_name=name, data_source=source_of(dataset))
                         for dataset, name in step_plan.inputs.items()

@@ -5,16 +5,19 @@ run-local executes the JSON definition itself: the job steps prepare and evaluat
 and train (training) run as local jobs of the job contract (a subprocess each, in an
 /opt/ml-shaped tree, reading ``kedro_jobs/<step>/job.json`` from their ``kedro-job`` input), the
 quality gate's condition is evaluated from the definition, RegisterModel lands in the local
-registry and deploy (a catalog step: registry and endpoint) runs with the project's nodes.
+registry and deploy (a catalog step: registry and endpoint) runs with the project's nodes. The
+acceptance run executes the jobs on the stock XGBoost image's stand-in (``--python``).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -74,13 +77,21 @@ def compiled(tmp_path_factory) -> tuple[Path, dict, dict]:
     return project, metrics, spec
 
 
-def test_run_local_gives_the_metrics_of_kedro_run(compiled):
+def test_run_local_on_the_image_gives_the_metrics_of_kedro_run(compiled, image_python):
+    """Every job on the stock image's stand-in: Python 3.10 with the image's libraries, what the
+    image lacks installed from the shipped wheels with no index, the training step through the
+    image's own training toolkit in script mode."""
     project, metrics, spec = compiled
 
-    result = kedro(project, "sagemaker", "run-local", "pipeline.json")
+    result = kedro(
+        project, "sagemaker", "run-local", "pipeline.json", "--python", str(image_python)
+    )
 
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
+    assert "Invoking script with the following command" in log  # the image's training toolkit
+    assert f"{image_python} -m kedro_job_entry --kedro_job train" in log
+    assert re.search(r"kedro job: installed \d+ shipped wheels", log)
     assert "Succeeded" in result.stdout
     assert step_statuses(result.stdout) == {
         "prepare": ["Processing", "Succeeded"],
@@ -97,11 +108,19 @@ def test_run_local_gives_the_metrics_of_kedro_run(compiled):
     ran_spec = json.loads(
         execution_file(project, result.stdout, "evaluate/model_spec/model_spec.json").read_text()
     )
-    assert ran_spec["model_sha256"] == spec["model_sha256"]
-    versions = LocalModelRegistry(project / "data/10_model_registry").list_versions(GROUP)
+    assert ran_spec["model_sha256"] == spec["model_sha256"]  # the same booster, byte for byte
+    # The spec records where it was made: the image's Python and pandas, not this project's.
+    assert ran_spec["library_versions"]["python"].startswith("3.10.")
+    assert ran_spec["library_versions"]["pandas"] == "2.2.3"
+    assert ran_spec["library_versions"]["xgboost"] == spec["library_versions"]["xgboost"]
+    without_versions = {key: value for key, value in spec.items() if key != "library_versions"}
+    assert {k: v for k, v in ran_spec.items() if k != "library_versions"} == without_versions
+    registry = LocalModelRegistry(project / "data/10_model_registry")
+    versions = registry.list_versions(GROUP)
     assert [v.version for v in versions] == [1, 2]  # kedro run, then the exported pipeline
     assert versions[-1].approval_status == "PendingManualApproval"
-    assert versions[-1].archive_sha256 == versions[0].archive_sha256
+    with tarfile.open(fileobj=io.BytesIO(registry.read_archive(GROUP, 2))) as archive:
+        assert json.loads(archive.extractfile("model_spec.json").read()) == ran_spec
 
 
 def test_a_parameter_reaches_its_node_and_a_failed_gate_stops_registration(compiled):

@@ -76,7 +76,7 @@ def recorder(project, monkeypatch) -> Iterator[Recorder]:
     def no_code_package(*args: Any) -> CodePackage:
         recorded.calls.append("build_code_package")
         root = "s3://predictive-maintenance-artifacts/predictive-maintenance/runner/code/abc"
-        return CodePackage({}, b"", "abc", f"{root}/sourcedir.tar.gz", f"{root}/tree/")
+        return CodePackage({}, b"", "abc", f"{root}/sourcedir.tar.gz", f"{root}/tree/", {}, None)
 
     monkeypatch.setattr(cli, "build_code_package", no_code_package)
     monkeypatch.setattr(cli, "compile_definition", lambda *args: '{"Steps": []}\n')

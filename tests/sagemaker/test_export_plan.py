@@ -827,10 +827,20 @@ def test_read_dataset_finds_the_dataset_by_its_manifest_not_by_the_output_name(t
         read_dataset(channel, "prep-features")
 
 
-def test_read_dataset_from_an_archive_without_manifests_is_an_error(tmp_path: Path):
+def test_read_dataset_of_a_plain_archive_input_gives_its_bytes(tmp_path: Path):
+    # A pipeline input that is an archive (no job wrote it: no manifests) is a plain file.
     content = tmp_path / "content"
     content.mkdir()
     (content / "xgboost-model").write_bytes(b"model")
+    (tmp_path / "input").mkdir()
+    archive = _tar_gz(content)
+    (tmp_path / "input" / "model.tar.gz").write_bytes(archive)
+    assert read_dataset(tmp_path / "input", "model") == archive
+
+
+def test_read_dataset_from_a_job_archive_without_the_dataset_is_an_error(tmp_path: Path):
+    content = tmp_path / "content"
+    write_dataset({"a": 1}, content / "other", "other", "other")
     (tmp_path / "input").mkdir()
     (tmp_path / "input" / "model.tar.gz").write_bytes(_tar_gz(content))
     with pytest.raises(JobError, match=r"input model: model\.tar\.gz does not hold it"):

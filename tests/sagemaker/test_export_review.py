@@ -363,6 +363,8 @@ def test_an_interrupted_code_upload_is_completed_next_time(tmp_path: Path):
         sha256="abc",
         archive_uri=f"{root}/sourcedir.tar.gz",
         tree_uri=f"{root}/tree/",
+        wheels={},
+        wheels_uri=None,
     )
     export = SimpleNamespace(plan=SimpleNamespace(pipeline_inputs=()), bridge=BRIDGE)
     store = FlakyStore(tmp_path / "store", fail_on="tree/b.py")
@@ -382,7 +384,7 @@ def test_run_local_reports_an_unknown_parameter_as_a_cli_error(tmp_path: Path, m
         local_store_directory=tmp_path / "store",
     )
     root = f"{bridge.s3_root}/code/abc"
-    code = CodePackage({}, b"", "abc", f"{root}/sourcedir.tar.gz", f"{root}/tree/")
+    code = CodePackage({}, b"", "abc", f"{root}/sourcedir.tar.gz", f"{root}/tree/", {}, None)
     export = SimpleNamespace(
         bridge=bridge,
         settings=pipeline_settings(),

@@ -223,6 +223,12 @@ SDK_OFFLINE_MODULES = (
 SDK_OFFLINE_NAMES = {
     "sagemaker.core.image_uris",  # bundled tables
     "sagemaker.core.config.config_manager.SageMakerConfig",  # validates local config files
+    # Imported as modules by the compiler only to validate the SDK's config once and to skip a
+    # local-mode session per step while compiling (which is tested to open no connection).
+    "sagemaker.core.config.config",
+    "sagemaker.core.helper.session_helper",
+    "sagemaker.core.local.local_session",
+    "sagemaker.mlops.workflow.steps",
 }
 
 

@@ -30,6 +30,7 @@ import click
 from botocore.exceptions import ClientError
 from kedro.framework.cli.utils import CONTEXT_SETTINGS, env_option
 
+from predictive_maintenance.integrity import sha256_hex
 from predictive_maintenance.sagemaker.aws import client, client_with_retries, split_s3_uri
 from predictive_maintenance.sagemaker.config import (
     BridgeSettings,
@@ -236,9 +237,7 @@ def upsert(pipeline: str | None, env: str | None) -> None:
             "PipelineDescription": export.settings.description or export.settings.name,
         }
         if len(definition) > INLINE_DEFINITION_LIMIT:
-            import hashlib  # noqa: PLC0415
-
-            digest = hashlib.sha256(definition.encode()).hexdigest()
+            digest = sha256_hex(definition.encode())
             uri = f"{export.bridge.s3_root}/definitions/{digest}.json"
             upload_bytes(store, definition.encode(), uri)
             bucket, key = split_s3_uri(uri)

@@ -16,7 +16,6 @@ them. A pure-Python package published only as a source archive is built into a w
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -145,7 +144,7 @@ def _cache_key(environment: JobEnvironment, pins: list[str]) -> str:
         "python": environment.python_version,
         "platforms": list(environment.platforms),
     }
-    return hashlib.sha256(json.dumps(decided_by, sort_keys=True).encode()).hexdigest()[:24]
+    return sha256_hex(json.dumps(decided_by, sort_keys=True).encode())[:24]
 
 
 def _pip(arguments: list[str]) -> subprocess.CompletedProcess[str]:

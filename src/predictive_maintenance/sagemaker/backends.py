@@ -8,7 +8,12 @@ protocol, so its submit, poll, stop and download code is the same for both.
 
 from __future__ import annotations
 
+import logging
+import re
 import sys
+import time
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -16,8 +21,14 @@ from botocore.exceptions import ClientError
 
 from predictive_maintenance.sagemaker.aws import client
 from predictive_maintenance.sagemaker.config import BridgeSettings, SageMakerConfigError
-from predictive_maintenance.sagemaker.local import LocalTrainingJobs, check_interpreter
+from predictive_maintenance.sagemaker.local import (
+    TERMINAL_STATUSES,
+    LocalTrainingJobs,
+    check_interpreter,
+)
 from predictive_maintenance.sagemaker.storage import DirectoryStore, ObjectStore, S3Store
+
+logger = logging.getLogger(__name__)
 
 LOG_GROUP: Final = "/aws/sagemaker/TrainingJobs"
 BACKENDS: Final = ("local", "sagemaker")
@@ -96,6 +107,86 @@ class LocalBackend(LocalTrainingJobs):
     def __init__(self, store: ObjectStore, region: str | None, python: str) -> None:
         super().__init__(store, region, python=python)
         self.store = store
+
+
+#: Log lines of a failed job kept for its error.
+FAILURE_LOG_LINES: Final = 20
+#: How long to wait for a stopped job to reach a final status after Ctrl-C.
+STOP_WAIT_SECONDS: Final = 60.0
+#: How a job reports a failing node in its log (:class:`~.job.NodeFailedError`).
+_NODE_FAILED: Final = re.compile(r"^node \S+ failed: ")
+
+
+@dataclass(frozen=True)
+class FinishedJob:
+    """A job at its end: its description, its last log lines and its failing node's line."""
+
+    kind: str
+    described: dict[str, Any]
+    log_tail: list[str]
+    node_failure: str | None
+
+    @property
+    def status(self) -> str:
+        return self.described[f"{self.kind}JobStatus"]
+
+    @property
+    def reason(self) -> str:
+        """SageMaker's FailureReason, with the node's own line first where the image's training
+        toolkit replaced the job's failure file with its ``ExecuteUserScriptError``."""
+        reason = self.described.get("FailureReason") or self.described.get("SecondaryStatus")
+        reason = reason or self.status
+        if self.node_failure and self.node_failure not in reason:
+            return f"{self.node_failure} ({reason})"
+        return reason
+
+
+def follow_job(backend: Any, name: str, kind: str, poll_seconds: float) -> FinishedJob:
+    """Polls a ``Training`` or ``Processing`` job until it ends, logging its status changes and
+    log lines; Ctrl-C stops the job (and waits a while for it to stop) before re-raising."""
+    describe = getattr(backend, f"describe_{kind.lower()}_job")
+    started = time.monotonic()
+    recent: deque[str] = deque(maxlen=FAILURE_LOG_LINES)
+    node_failure = None
+    last_status = None
+
+    def read_log() -> None:
+        nonlocal node_failure
+        for line in backend.new_log_lines(name):
+            recent.append(line)
+            if _NODE_FAILED.match(line.strip()):
+                node_failure = line.strip()
+            logger.info("%s | %s", name, line)
+
+    try:
+        while True:
+            described = describe(name)
+            status = (described[f"{kind}JobStatus"], described.get("SecondaryStatus"))
+            if status != last_status:
+                logger.info(
+                    "%s job %s: %s (%.0f s)",
+                    kind,
+                    name,
+                    " - ".join(filter(None, status)),
+                    time.monotonic() - started,
+                )
+                last_status = status
+            read_log()
+            if status[0] in TERMINAL_STATUSES:
+                read_log()
+                return FinishedJob(kind, described, list(recent), node_failure)
+            time.sleep(poll_seconds)
+    except KeyboardInterrupt:
+        logger.warning("Interrupted: stopping %s job %s", kind.lower(), name)
+        getattr(backend, f"stop_{kind.lower()}_job")(name)
+        deadline = time.monotonic() + STOP_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            described = describe(name)
+            if described[f"{kind}JobStatus"] in TERMINAL_STATUSES:
+                logger.warning("%s job %s: %s", kind, name, described[f"{kind}JobStatus"])
+                break
+            time.sleep(min(poll_seconds, 1.0))
+        raise
 
 
 def create_backend(

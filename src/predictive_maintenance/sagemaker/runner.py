@@ -13,8 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections import deque
-from typing import Any, Final
+from typing import Any
 
 from kedro.pipeline import Pipeline
 from kedro.runner import AbstractRunner
@@ -22,7 +21,13 @@ from kedro.runner import AbstractRunner
 from predictive_maintenance.integrity import sha256_hex
 from predictive_maintenance.sagemaker.archives import build_tar_gz
 from predictive_maintenance.sagemaker.aws import resolve_image_uri
-from predictive_maintenance.sagemaker.backends import BACKENDS, TrainingJobBackend, create_backend
+from predictive_maintenance.sagemaker.backends import (
+    BACKENDS,
+    FinishedJob,
+    TrainingJobBackend,
+    create_backend,
+    follow_job,
+)
 from predictive_maintenance.sagemaker.config import BridgeSettings, SageMakerConfigError
 from predictive_maintenance.sagemaker.hooks import SageMakerHooks
 from predictive_maintenance.sagemaker.jobs import (
@@ -31,17 +36,11 @@ from predictive_maintenance.sagemaker.jobs import (
     prepare_job,
     read_outputs,
 )
-from predictive_maintenance.sagemaker.local import TERMINAL_STATUSES
 from predictive_maintenance.sagemaker.packaging import code_files, top_level_package
 from predictive_maintenance.sagemaker.storage import upload_bytes
 from predictive_maintenance.sagemaker.wheels import upload_wheels, wheelhouse, wheels_uri
 
 logger = logging.getLogger(__name__)
-
-#: Log lines of a failed job quoted in the error.
-FAILURE_LOG_LINES: Final = 20
-#: How long to wait for a stopped job to reach ``Stopped`` after Ctrl-C.
-STOP_WAIT_SECONDS: Final = 60.0
 
 
 class TrainingJobFailedError(RemoteNodeError):
@@ -180,12 +179,12 @@ class SageMakerRunner(AbstractRunner):
         poll = (
             settings.local_poll_seconds if self._backend_name == "local" else settings.poll_seconds
         )
-        described, log_tail, node_failure = _wait(backend, job, poll)
+        outcome = follow_job(backend, job.name, "Training", poll)
         finished = time.perf_counter()
-        status = described["TrainingJobStatus"]
-        if status != "Completed":
-            raise _failure(job, described, status, log_tail, node_failure)
-        result = read_outputs(job, described["ModelArtifacts"]["S3ModelArtifacts"], backend.store)
+        if outcome.status != "Completed":
+            raise _failure(job, outcome)
+        artifacts = outcome.described["ModelArtifacts"]["S3ModelArtifacts"]
+        result = read_outputs(job, artifacts, backend.store)
         logger.info(
             "Node %s: job %s completed; %.1f s in all (prepare %.1f s, job %.1f s, outputs %.1f s)",
             node.name,
@@ -208,73 +207,11 @@ def _settings_from(hook_manager: Any) -> BridgeSettings:
     )
 
 
-def _wait(
-    backend: TrainingJobBackend, job: NodeJob, poll_seconds: float
-) -> tuple[dict[str, Any], list[str], str | None]:
-    """Polls until the job ends, logging status changes and the job's log lines.
-
-    Returns the final description, the job's last log lines and the last line in which the job
-    reported its node failed (``node <name> failed: <reason>``), if any.
-    """
-    started = time.monotonic()
-    recent: deque[str] = deque(maxlen=FAILURE_LOG_LINES)
-    node_failed = f"node {job.node_name} failed: "
-    node_failure: str | None = None
-    last_status = None
-
-    def log(line: str) -> None:
-        nonlocal node_failure
-        recent.append(line)
-        if line.strip().startswith(node_failed):
-            node_failure = line.strip()
-        logger.info("%s | %s", job.name, line)
-
-    try:
-        while True:
-            described = backend.describe_training_job(job.name)
-            status = (described["TrainingJobStatus"], described.get("SecondaryStatus"))
-            if status != last_status:
-                logger.info(
-                    "Training job %s: %s - %s (%.0f s)",
-                    job.name,
-                    *status,
-                    time.monotonic() - started,
-                )
-                last_status = status
-            for line in backend.new_log_lines(job.name):
-                log(line)
-            if described["TrainingJobStatus"] in TERMINAL_STATUSES:
-                for line in backend.new_log_lines(job.name):
-                    log(line)
-                return described, list(recent), node_failure
-            time.sleep(poll_seconds)
-    except KeyboardInterrupt:
-        logger.warning("Interrupted: stopping training job %s", job.name)
-        backend.stop_training_job(job.name)
-        deadline = time.monotonic() + STOP_WAIT_SECONDS
-        while time.monotonic() < deadline:
-            described = backend.describe_training_job(job.name)
-            if described["TrainingJobStatus"] in TERMINAL_STATUSES:
-                logger.warning("Training job %s: %s", job.name, described["TrainingJobStatus"])
-                break
-            time.sleep(min(poll_seconds, 1.0))
-        raise
-
-
-def _failure(
-    job: NodeJob,
-    described: dict[str, Any],
-    status: str,
-    tail: list[str],
-    node_failure: str | None = None,
-) -> TrainingJobFailedError:
-    reason = described.get("FailureReason") or described.get("SecondaryStatus") or "no reason"
-    if node_failure and node_failure not in reason:
-        # The image's training toolkit replaces the job's failure file with its own
-        # ExecuteUserScriptError; the node's reason is then only in the job's log.
-        reason = f"{node_failure} ({reason})"
+def _failure(job: NodeJob, finished: FinishedJob) -> TrainingJobFailedError:
+    tail = finished.log_tail
     logs = "\n".join(f"  {line}" for line in tail) or "  (no log lines)"
     return TrainingJobFailedError(
-        f"Node {job.node_name}: training job {job.name} {status.lower()}: {reason}\n"
-        f"Last {len(tail)} log lines:\n{logs}\nNone of the node's outputs were saved."
+        f"Node {job.node_name}: training job {job.name} {finished.status.lower()}: "
+        f"{finished.reason}\nLast {len(tail)} log lines:\n{logs}\n"
+        "None of the node's outputs were saved."
     )

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from predictive_maintenance.integrity import sha256_hex
-from predictive_maintenance.sagemaker.local import TERMINAL_STATUSES, LocalTrainingJobs
+from predictive_maintenance.sagemaker.backends import follow_job
+from predictive_maintenance.sagemaker.local import LocalTrainingJobs
 from predictive_maintenance.sagemaker.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -350,15 +351,12 @@ class PipelineExecutor:
         step Failed if the job did not complete. Returns the request with the job's description."""
         request = self.resolve(step["Arguments"], step["Name"])
         request[f"{kind}JobName"] = result.job = self._job_name(step)
-        create = getattr(self.jobs, f"create_{kind.lower()}_job")
-        describe = getattr(self.jobs, f"describe_{kind.lower()}_job")
-        create(request)
-        described = self._wait(result.job, describe, f"{kind}JobStatus")
+        getattr(self.jobs, f"create_{kind.lower()}_job")(request)
+        finished = follow_job(self.jobs, result.job, kind, self.poll_seconds)
         result.properties[f"{kind}JobName"] = result.job
-        if described[f"{kind}JobStatus"] != "Completed":
-            result.status = "Failed"
-            result.reason = described.get("FailureReason", described[f"{kind}JobStatus"])
-        return {**request, **described}
+        if finished.status != "Completed":
+            result.status, result.reason = "Failed", finished.reason
+        return {**request, **finished.described}
 
     def _run_processing(self, step: dict[str, Any], result: StepResult) -> None:
         request = self._run_job(step, result, "Processing")
@@ -382,17 +380,6 @@ class PipelineExecutor:
         if result.status != "Failed":
             artifacts = described["ModelArtifacts"]["S3ModelArtifacts"]
             result.properties["ModelArtifacts.S3ModelArtifacts"] = artifacts
-
-    def _wait(self, name: str, describe: Any, status_key: str) -> dict[str, Any]:
-        while True:
-            for line in self.jobs.new_log_lines(name):
-                logger.info("%s | %s", name, line)
-            described = describe(name)
-            if described[status_key] in TERMINAL_STATUSES:
-                for line in self.jobs.new_log_lines(name):
-                    logger.info("%s | %s", name, line)
-                return described
-            time.sleep(self.poll_seconds)
 
     def _run_condition(self, step: dict[str, Any], result: StepResult) -> list[dict[str, Any]]:
         arguments = step["Arguments"]

@@ -101,14 +101,6 @@ class SageMakerTrainingJobs:
         return lines
 
 
-class LocalBackend(LocalTrainingJobs):
-    """The ``local`` backend with its store attached (the protocol's ``store``)."""
-
-    def __init__(self, store: ObjectStore, region: str | None, python: str) -> None:
-        super().__init__(store, region, python=python)
-        self.store = store
-
-
 #: Log lines of a failed job kept for its error.
 FAILURE_LOG_LINES: Final = 20
 #: How long to wait for a stopped job to reach a final status after Ctrl-C.
@@ -204,5 +196,5 @@ def create_backend(
             if python
             else sys.executable
         )
-        return LocalBackend(store, settings.region, interpreter)
+        return LocalTrainingJobs(store, settings.region, python=interpreter)
     raise SageMakerConfigError(f"unknown backend {name!r}: use one of {', '.join(BACKENDS)}")

@@ -144,7 +144,7 @@ class LocalTrainingJobs:
         log_sink: LogSink | None = None,
         keep_workdirs: bool = False,
     ) -> None:
-        self._store = store
+        self.store = store
         self._region = region or "local"
         self._python = str(python)
         self._toolkit = python != sys.executable and _has_training_toolkit(self._python)
@@ -237,7 +237,7 @@ class LocalTrainingJobs:
                 "AppSpecification.ContainerEntrypoint: the local backend runs a program, not an "
                 "image's default entrypoint"
             )
-        arn = self._start(name, request, "processing", self._execute_processing)
+        arn = self._start(name, request, "processing", self._execute)
         return {"ProcessingJobArn": arn}
 
     def describe_processing_job(self, name: str) -> dict[str, Any]:
@@ -264,42 +264,6 @@ class LocalTrainingJobs:
 
     stop_processing_job = stop_training_job
 
-    def _execute_processing(self, name: str, workdir: Path) -> None:
-        job = self._jobs[name]
-        request = job.request
-        root = workdir / "opt" / "ml"
-        deadline = time.monotonic() + max_runtime_seconds(request)
-        if not self._set(name, "Downloading", "Downloading inputs"):
-            return self._finish(name, "Stopped", None)
-        self._prepare_processing_tree(root, request)
-        if not self._set(name, "Processing", "Processing in progress"):
-            return self._finish(name, "Stopped", None)
-        with self._lock:
-            job.started = _now()
-        command = self._processing_command(root, request["AppSpecification"])
-        env = {
-            **_host_environment(),
-            **request.get("Environment", {}),
-            "SM_OUTPUT_DIR": str(root / "output"),
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
-        return_code = self._spawn(name, command, workdir, env, deadline)
-        if job.stop_requested:
-            reason = (
-                "Processing job exceeded MaxRuntimeInSeconds"
-                if job.stop_requested == "MaxRuntimeExceeded"
-                else None
-            )
-            return self._finish(name, "Stopped", reason, secondary=job.stop_requested)
-        if return_code != 0:
-            return self._finish(
-                name, "Failed", _failure_reason(root / "output" / "message", return_code)
-            )
-        self._set(name, "Uploading", "Uploading outputs")
-        self._upload_processing_outputs(root, request)
-        return self._finish(name, "Completed", None)
-
     def _prepare_processing_tree(self, root: Path, request: dict[str, Any]) -> None:
         for item in request.get("ProcessingInputs", []):
             source = item.get("S3Input")
@@ -307,7 +271,7 @@ class LocalTrainingJobs:
                 raise LocalJobError(f"ProcessingInputs.{item['InputName']}: only S3Input")
             try:
                 download_input(
-                    self._store, source["S3Uri"], _container_path(root, source["LocalPath"])
+                    self.store, source["S3Uri"], _container_path(root, source["LocalPath"])
                 )
             except FileNotFoundError as error:
                 raise LocalJobError(f"ProcessingInputs.{item['InputName']}: {error}") from None
@@ -320,7 +284,7 @@ class LocalTrainingJobs:
             directory = _container_path(root, item["S3Output"]["LocalPath"])
             prefix = item["S3Output"]["S3Uri"].rstrip("/")
             for relative in directory_files(directory):
-                self._store.upload_file(directory / relative, f"{prefix}/{relative}")
+                self.store.upload_file(directory / relative, f"{prefix}/{relative}")
 
     def _processing_command(self, root: Path, app: dict[str, Any]) -> list[str]:
         command = [
@@ -390,33 +354,52 @@ class LocalTrainingJobs:
             self._log_sink(name, line)
 
     def _execute(self, name: str, workdir: Path) -> None:
+        """Runs a training or processing job: inputs, program, outputs, final status."""
         job = self._jobs[name]
         request = job.request
+        training = "TrainingJobName" in request
+        kind = "Training" if training else "Processing"
         deadline = time.monotonic() + max_runtime_seconds(request)
         if not self._set(name, "Downloading", "Downloading input data and code"):
             return self._finish(name, "Stopped", None)
-        tree = _prepare_tree(workdir, request, self._store)
-        if not self._set(
-            name, "Training", "Training image download completed. Training in progress."
-        ):
+        if training:
+            tree = _prepare_tree(workdir, request, self.store)
+            failure = tree["output"] / "failure"
+        else:
+            root = workdir / "opt" / "ml"
+            self._prepare_processing_tree(root, request)
+            failure = root / "output" / "message"  # a processing job's FailureReason
+        if not self._set(name, kind, f"{kind} in progress"):
             return self._finish(name, "Stopped", None)
         with self._lock:
             job.started = _now()
-        return_code = self._run_program(name, tree, deadline)
+        if training:
+            return_code = self._run_program(name, tree, deadline)
+        else:
+            command = self._processing_command(root, request["AppSpecification"])
+            env = {
+                **_host_environment(),
+                **request.get("Environment", {}),
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }
+            return_code = self._spawn(name, command, workdir, env, deadline)
         if job.stop_requested:
-            self._upload_model(name, tree)
+            if training:
+                self._upload_model(name, tree)  # SageMaker keeps what a stopped job wrote
             reason = (
-                "Training job exceeded MaxRuntimeInSeconds"
+                f"{kind} job exceeded MaxRuntimeInSeconds"
                 if job.stop_requested == "MaxRuntimeExceeded"
                 else None
             )
             return self._finish(name, "Stopped", reason, secondary=job.stop_requested)
         if return_code != 0:
-            return self._finish(
-                name, "Failed", _failure_reason(tree["output"] / "failure", return_code)
-            )
-        self._set(name, "Uploading", "Uploading generated training model")
-        self._upload_model(name, tree)
+            return self._finish(name, "Failed", _failure_reason(failure, return_code))
+        self._set(name, "Uploading", "Uploading outputs")
+        if training:
+            self._upload_model(name, tree)
+        else:
+            self._upload_processing_outputs(root, request)
         return self._finish(name, "Completed", None)
 
     def _run_program(self, name: str, tree: dict[str, Path], deadline: float) -> int:
@@ -496,7 +479,7 @@ class LocalTrainingJobs:
         )
         staged = tree["root"] / "model.tar.gz"
         staged.write_bytes(archive)
-        self._store.upload_file(staged, uri)
+        self.store.upload_file(staged, uri)
         with self._lock:
             self._jobs[name].artifacts_uri = uri
 

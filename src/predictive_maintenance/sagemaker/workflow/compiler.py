@@ -20,7 +20,7 @@ import re
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -146,12 +146,9 @@ def build_code_package(
     catalog: Mapping[str, Any],
 ) -> CodePackage:
     """The code of every step: sources, shipped wheels and the job specs."""
-    packages = {
-        top_level_package(node.func.__module__) for step in plan.steps for node in step.nodes
-    }
-    for node in (plan.gate_node, plan.register_node):
-        if node is not None:
-            packages.add(top_level_package(node.func.__module__))
+    nodes = [node for step in plan.steps for node in step.nodes]
+    nodes += [node for node in (plan.gate_node, plan.register_node) if node is not None]
+    packages = {top_level_package(node.func.__module__) for node in nodes}
     files = code_files(sorted(packages), job_specs(plan, settings, parameters, catalog))
     archive = build_tar_gz(files)
     digest = sha256_hex(archive)
@@ -176,13 +173,14 @@ def input_uri(bridge: BridgeSettings, dataset: str) -> str:
 @contextmanager
 def offline_sdk(region: str) -> Iterator[None]:
     """Environment for an offline definition: no role validation, no telemetry, a region."""
-    saved = {key: os.environ.get(key) for key in _SDK_ENVIRONMENT}
-    with tempfile.TemporaryDirectory() as directory:
+    with tempfile.TemporaryDirectory() as directory, ExitStack() as restore:
         config = Path(directory) / "sagemaker-config.yaml"
         config.write_text(
             "SchemaVersion: '1.0'\n"
             "SageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
         )
+        for key in _SDK_ENVIRONMENT:
+            restore.callback(_restore_variable, key, os.environ.get(key))
         os.environ.update(
             {
                 "SAGEMAKER_VALIDATE_ROLE": "false",
@@ -200,6 +198,7 @@ def offline_sdk(region: str) -> Iterator[None]:
         import sagemaker.core.config.config as config_module  # noqa: PLC0415
         import sagemaker.core.helper.session_helper as session_module  # noqa: PLC0415
         import sagemaker.core.local.local_session as local_module  # noqa: PLC0415
+        import sagemaker.mlops.workflow.steps as steps_module  # noqa: PLC0415
         from sagemaker.core.config.config_manager import SageMakerConfig  # noqa: PLC0415
 
         original = SageMakerConfig.__dict__["validate_sagemaker_config"]
@@ -211,46 +210,38 @@ def offline_sdk(region: str) -> Iterator[None]:
                 original.__func__(sagemaker_config)
                 validated.add(key)
 
-        SageMakerConfig.validate_sagemaker_config = staticmethod(validate_once)
+        _swap(restore, SageMakerConfig, "validate_sagemaker_config", staticmethod(validate_once))
+        for module in (config_module, session_module, local_module):
+            _swap(restore, module, "validate_sagemaker_config", validate_once)
         # ProcessingStep makes a whole local-mode session (boto3 session, S3 clients, service
         # models: about half a second) per step only to read a method's name from its client.
-        import sagemaker.mlops.workflow.steps as steps_module  # noqa: PLC0415
-
-        local_client = steps_module.LocalSagemakerClient
-        steps_module.LocalSagemakerClient = _MethodNames
-        module_functions = [
-            (module, module.validate_sagemaker_config)
-            for module in (config_module, session_module, local_module)
-        ]
-        for module, _ in module_functions:
-            module.validate_sagemaker_config = validate_once
+        _swap(restore, steps_module, "LocalSagemakerClient", _MethodNames)
         # The SDK logs every default it applies (INFO, DEBUG) and warns for every job name it
         # leaves out of a definition, as it should: none of it is news to the user.
         # Some of its modules set their own logger's level, so each is quietened, not the parent.
-        sdk_loggers = [logging.getLogger("sagemaker")] + [
+        for logger in [logging.getLogger("sagemaker")] + [
             logger
             for name, logger in logging.root.manager.loggerDict.items()
             if name.startswith("sagemaker.") and isinstance(logger, logging.Logger)
-        ]
-        levels = [logger.level for logger in sdk_loggers]
-        for logger in sdk_loggers:
+        ]:
+            restore.callback(logger.setLevel, logger.level)
             logger.setLevel(logging.ERROR)
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Running within a PipelineSession")
-                yield
-        finally:
-            for logger, level in zip(sdk_loggers, levels, strict=True):
-                logger.setLevel(level)
-            SageMakerConfig.validate_sagemaker_config = original
-            steps_module.LocalSagemakerClient = local_client
-            for module, function in module_functions:
-                module.validate_sagemaker_config = function
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Running within a PipelineSession")
+            yield
+
+
+def _swap(restore: ExitStack, target: Any, name: str, value: Any) -> None:
+    """Sets ``target.name`` until ``restore`` closes."""
+    restore.callback(setattr, target, name, target.__dict__[name])
+    setattr(target, name, value)
+
+
+def _restore_variable(key: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = value
 
 
 def import_sdk(region: str) -> None:
@@ -344,17 +335,19 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
         session._default_bucket = bridge.bucket  # else the SDK checks the bucket in S3
 
         # ---- parameters ------------------------------------------------------------------------
+        kinds = {
+            bool: ParameterBoolean,
+            int: ParameterInteger,
+            float: ParameterFloat,
+            str: ParameterString,
+        }
         bindings = [*settings.parameters, *gate_bindings(settings, parameters)]
         pipeline_parameters: dict[str, Any] = {}
         for binding in bindings:
+            kind = ParameterString
             if binding.kedro_parameter is not None:
                 default = lookup(parameters, binding.kedro_parameter, f"parameter {binding.name}")
-                kind = {
-                    bool: ParameterBoolean,
-                    int: ParameterInteger,
-                    float: ParameterFloat,
-                    str: ParameterString,
-                }.get(type(default))
+                kind = kinds.get(type(default))
                 if kind is None:
                     raise CompileError(
                         f"pipeline parameter {binding.name}: Kedro parameter "
@@ -367,42 +360,36 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                         f"pipeline parameter {binding.name}: {binding.dataset} is not an input of "
                         "the exported pipeline"
                     )
-                kind, default = ParameterString, input_uri(bridge, binding.dataset)
+                default = input_uri(bridge, binding.dataset)
+            elif binding.setting == "training_instance_type":
+                default = bridge.training_job.instance_type
             else:
-                kind = ParameterString
-                default = (
-                    bridge.training_job.instance_type
-                    if binding.setting == "training_instance_type"
-                    else settings.processing.instance_type
-                )
+                default = settings.processing.instance_type
             pipeline_parameters[binding.name] = kind(name=binding.name, default_value=default)
 
-        def setting(name: str, value: Any) -> Any:
-            for binding in bindings:
-                if binding.setting == name:
-                    return pipeline_parameters[binding.name]
-            return value
+        def bound(attribute: str, target: str, unbound: Any) -> Any:
+            """The pipeline parameter bound to a setting or dataset, else ``unbound``."""
+            return next(
+                (pipeline_parameters[b.name] for b in bindings if getattr(b, attribute) == target),
+                unbound,
+            )
 
         def overrides(step: StepPlan) -> dict[str, Any]:
-            environment = {}
-            index = 0
-            for binding in bindings:
-                path = binding.kedro_parameter
-                if path is None or (
-                    "*" not in step.parameter_keys and path[0] not in step.parameter_keys
-                ):
-                    continue
-                environment[f"{PARAMETER_VARIABLE_PREFIX}{index}"] = Join(
-                    on="", values=[json.dumps(list(path)) + "=", pipeline_parameters[binding.name]]
+            """The step's Kedro parameters bound to pipeline parameters, as job variables."""
+            paths = [
+                (binding.name, binding.kedro_parameter)
+                for binding in bindings
+                if binding.kedro_parameter is not None
+                and (
+                    "*" in step.parameter_keys or binding.kedro_parameter[0] in step.parameter_keys
                 )
-                index += 1
-            return environment
-
-        def dataset_parameter(dataset: str) -> Any:
-            for binding in bindings:
-                if binding.dataset == dataset:
-                    return pipeline_parameters[binding.name]
-            return input_uri(bridge, dataset)
+            ]
+            return {
+                f"{PARAMETER_VARIABLE_PREFIX}{index}": Join(
+                    on="", values=[json.dumps(list(path)) + "=", pipeline_parameters[name]]
+                )
+                for index, (name, path) in enumerate(paths)
+            }
 
         execution_root = Join(
             on="/", values=[bridge.s3_root, "executions", ExecutionVariables.PIPELINE_EXECUTION_ID]
@@ -412,7 +399,7 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
         def source_of(dataset: str) -> Any:
             producer = plan.producers.get(dataset)
             if producer is None:
-                return dataset_parameter(dataset)
+                return bound("dataset", dataset, input_uri(bridge, dataset))
             step = built[producer]
             producer_plan = plan.step(producer)
             if producer_plan.kind == PROCESSING:
@@ -420,14 +407,18 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                 return step.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
             return step.properties.ModelArtifacts.S3ModelArtifacts
 
-        def contract_inputs(step: str) -> dict[str, str]:
-            """The job spec and the shipped wheels: every job step's first inputs."""
-            inputs = {JOB_INPUT: f"{code.tree_uri}{JOBS_DIR}/{step}/"}
+        def job_inputs(step: StepPlan) -> dict[str, Any]:
+            """Input name -> source: the job spec and the shipped wheels first, then the data."""
+            inputs = {JOB_INPUT: f"{code.tree_uri}{JOBS_DIR}/{step.name}/"}
             if code.wheels_uri is not None:
                 inputs[WHEELS_INPUT] = code.wheels_uri
-            return inputs
+            return inputs | {name: source_of(dataset) for dataset, name in step.inputs.items()}
 
         network = bridge.network
+        vpc = {
+            "security_group_ids": list(network.security_group_ids) or None,
+            "subnets": list(network.subnets) or None,
+        }
 
         def network_config(step: StepPlan) -> Any:
             # A step that loads or saves a service (the registry, an endpoint) calls AWS APIs:
@@ -435,37 +426,51 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
             isolated = network.enable_network_isolation and not step.catalog_datasets
             if not (isolated or network.subnets):
                 return None
-            return NetworkConfig(
-                enable_network_isolation=isolated,
-                security_group_ids=list(network.security_group_ids) or None,
-                subnets=list(network.subnets) or None,
-            )
+            return NetworkConfig(enable_network_isolation=isolated, **vpc)
 
         networking = None
         if network.enable_network_isolation or network.subnets:
             networking = Networking(
-                enable_network_isolation=network.enable_network_isolation or None,
-                security_group_ids=list(network.security_group_ids) or None,
-                subnets=list(network.subnets) or None,
+                enable_network_isolation=network.enable_network_isolation or None, **vpc
             )
 
+        def processing_input(name: str, uri: Any) -> Any:
+            return ProcessingInput(
+                input_name=name,
+                s3_input=ProcessingS3Input(
+                    s3_uri=uri,
+                    local_path=f"{PROCESSING_ROOT}/input/{name}",
+                    s3_data_type="S3Prefix",
+                    s3_input_mode="File",
+                ),
+            )
+
+        def processing_output(step: StepPlan, name: str) -> Any:
+            return ProcessingOutput(
+                output_name=name,
+                s3_output=ProcessingS3Output(
+                    s3_uri=Join(on="/", values=[execution_root, step.name, name]),
+                    local_path=f"{PROCESSING_ROOT}/output/{name}",
+                    s3_upload_mode="EndOfJob",
+                ),
+            )
+
+        processing = settings.processing
         processing_image = resolve_image_uri(
-            settings.processing.image_uri,
-            settings.processing.framework,
-            settings.processing.framework_version,
-            region,
+            processing.image_uri, processing.framework, processing.framework_version, region
         )
+        gate = settings.quality_gate
         metrics_file = None
-        deferred: list[tuple[StepPlan, Any]] = []  # steps that run after registration
         for step_plan in plan.steps:
             environment = overrides(step_plan)
             if step_plan.kind == PROCESSING:
-                processing = settings.processing
                 processor = Processor(
                     role=bridge.execution_role_arn,
                     image_uri=processing_image,
                     instance_count=processing.instance_count,
-                    instance_type=setting("processing_instance_type", processing.instance_type),
+                    instance_type=bound(
+                        "setting", "processing_instance_type", processing.instance_type
+                    ),
                     volume_size_in_gb=processing.volume_size_gb,
                     max_runtime_in_seconds=processing.max_runtime_seconds,
                     entrypoint=[
@@ -484,37 +489,8 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                     network_config=network_config(step_plan),
                     sagemaker_session=session,
                 )
-                sources = {
-                    CODE_INPUT: code.tree_uri,
-                    **contract_inputs(step_plan.name),
-                    **{name: source_of(dataset) for dataset, name in step_plan.inputs.items()},
-                }
-                inputs = []
-                for name, uri in sources.items():
-                    inputs.append(
-                        ProcessingInput(
-                            input_name=name,
-                            s3_input=ProcessingS3Input(
-                                s3_uri=uri,
-                                local_path=f"{PROCESSING_ROOT}/input/{name}",
-                                s3_data_type="S3Prefix",
-                                s3_input_mode="File",
-                            ),
-                        )
-                    )
-                outputs = [
-                    ProcessingOutput(
-                        output_name=name,
-                        s3_output=ProcessingS3Output(
-                            s3_uri=Join(on="/", values=[execution_root, step_plan.name, name]),
-                            local_path=f"{PROCESSING_ROOT}/output/{name}",
-                            s3_upload_mode="EndOfJob",
-                        ),
-                    )
-                    for name in step_plan.outputs.values()
-                ]
+                sources = {CODE_INPUT: code.tree_uri, **job_inputs(step_plan)}
                 property_files = []
-                gate = settings.quality_gate
                 if gate is not None and gate.metrics in step_plan.outputs:
                     metrics_name = step_plan.outputs[gate.metrics]
                     metrics_file = PropertyFile(
@@ -523,7 +499,13 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                     property_files.append(metrics_file)
                 step = ProcessingStep(
                     name=step_plan.name,
-                    step_args=processor.run(inputs=inputs, outputs=outputs),
+                    step_args=processor.run(
+                        inputs=[processing_input(name, uri) for name, uri in sources.items()],
+                        outputs=[
+                            processing_output(step_plan, name)
+                            for name in step_plan.outputs.values()
+                        ],
+                    ),
                     property_files=property_files or None,
                     description=_describe(step_plan),
                 )
@@ -542,7 +524,7 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                     sagemaker_session=session,
                     base_job_name=step_plan.name,
                     compute=Compute(
-                        instance_type=setting("training_instance_type", job.instance_type),
+                        instance_type=bound("setting", "training_instance_type", job.instance_type),
                         instance_count=job.instance_count,
                         volume_size_in_gb=job.volume_size_gb,
                     ),
@@ -562,14 +544,8 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                     ),
                 )
                 channels = [
-                    *(
-                        InputData(channel_name=name, data_source=uri)
-                        for name, uri in contract_inputs(step_plan.name).items()
-                    ),
-                    *(
-                        InputData(channel_name=name, data_source=source_of(dataset))
-                        for dataset, name in step_plan.inputs.items()
-                    ),
+                    InputData(channel_name=name, data_source=uri)
+                    for name, uri in job_inputs(step_plan).items()
                 ]
                 step = TrainingStep(
                     name=step_plan.name,
@@ -577,14 +553,15 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                     description=_describe(step_plan),
                 )
             built[step_plan.name] = step
-            after_registration = plan.register_step in step_plan.depends_on
             earlier = [built[name] for name in step_plan.depends_on if name in built]
             if earlier:
                 step.add_depends_on(earlier)
-            if after_registration:
-                deferred.append((step_plan, step))
 
         # ---- quality gate, registration ---------------------------------------------------------
+        # Steps that depend on the RegisterModel step (e.g. deployment) run in its branch.
+        after_registration = [
+            built[s.name] for s in plan.steps if plan.register_step in s.depends_on
+        ]
         top_level = [built[s.name] for s in plan.steps if plan.register_step not in s.depends_on]
         registration = settings.registration
         register_steps: list[Any] = []
@@ -598,7 +575,6 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                     f"pipeline.register.model_data {model_data} must be written by a "
                     "processing step"
                 )
-            model_url = Join(on="/", values=[source_of(model_data), MODEL_ARCHIVE_FILE])
             model_metrics = None
             if registration.model_metrics:
                 metrics_step = plan.step(plan.producers[registration.model_metrics])
@@ -612,16 +588,11 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                         ),
                     )
                 )
-            approval = (
-                pipeline_parameters[registration.approval_status_parameter]
-                if registration.approval_status_parameter
-                else None
-            )
             builder = ModelBuilder(
                 image_uri=resolve_image_uri(
                     None, "xgboost", bridge.training_job.framework_version, region
                 ),
-                s3_model_data_url=model_url,
+                s3_model_data_url=Join(on="/", values=[source_of(model_data), MODEL_ARCHIVE_FILE]),
                 role_arn=bridge.execution_role_arn,
                 env_vars=dict(registration.environment),
                 sagemaker_session=session,
@@ -632,19 +603,17 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                 response_types=list(registration.response_types),
                 inference_instances=list(registration.inference_instances),
                 transform_instances=list(registration.transform_instances),
-                approval_status=approval,
+                approval_status=pipeline_parameters.get(registration.approval_status_parameter),
                 model_metrics=model_metrics,
                 description=f"Registered by {settings.name} (kedro node {registration.node})",
             )
             register_step = ModelStep(name=plan.register_step, step_args=register_args)
-            register_steps.append(register_step)
-            for _, step in deferred:
+            for step in after_registration:
                 step.add_depends_on([register_step])
-                register_steps.append(step)
+            register_steps = [register_step, *after_registration]
         else:
-            top_level.extend(step for _, step in deferred)
+            top_level.extend(after_registration)
 
-        gate = settings.quality_gate
         if gate is not None:
             if metrics_file is None:
                 raise CompileError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Final
 
 from predictive_maintenance.sagemaker.config import (
@@ -79,6 +79,25 @@ def key_path(value: Any, where: str) -> tuple[str, ...]:
     )
 
 
+#: The register block's lists and the one value each defaults to.
+_REGISTER_LISTS: Final = {
+    "content_types": "text/csv",
+    "response_types": "text/csv",
+    "inference_instances": "ml.m5.large",
+    "transform_instances": "ml.m5.large",
+}
+
+
+def _block(value: Any, settings: type, where: str) -> Mapping[str, Any]:
+    """A mapping whose keys are the fields of the ``settings`` dataclass."""
+    _check_keys(_expect(value, Mapping, where), (f.name for f in fields(settings)), where)
+    return value
+
+
+def _field(block: Mapping[str, Any], key: str, kind: Any, where: str, default: Any = None) -> Any:
+    return _expect(block.get(key, default), kind, f"{where}.{key}")
+
+
 def _strings(value: Any, where: str) -> tuple[str, ...]:
     _expect(value, list, where)
     return tuple(_expect(item, str, f"{where}[]") for item in value)
@@ -104,12 +123,12 @@ def parse_pipeline_settings(config: Mapping[str, Any]) -> PipelineSettings:
         ),
         "pipeline",
     )
-    name = _expect(block.get("name"), str, "pipeline.name")
+    name = _field(block, "name", str, "pipeline")
     if not re.fullmatch(NAME_PATTERN, name):
         raise SageMakerConfigError(
             f"{CONFIG_FILE}: pipeline.name {name!r} must match {NAME_PATTERN}"
         )
-    group_by = _expect(block.get("group_by", "namespace"), str, "pipeline.group_by")
+    group_by = _field(block, "group_by", str, "pipeline", "namespace")
     if group_by not in GROUP_BY:
         raise SageMakerConfigError(
             f"{CONFIG_FILE}: pipeline.group_by must be one of {', '.join(GROUP_BY)}"
@@ -147,51 +166,25 @@ def parse_pipeline_settings(config: Mapping[str, Any]) -> PipelineSettings:
             )
     gate = None
     if block.get("quality_gate"):
-        gate_block = _expect(block["quality_gate"], Mapping, "pipeline.quality_gate")
-        _check_keys(gate_block, ("node", "metrics", "minimums"), "pipeline.quality_gate")
+        gate_block = _block(block["quality_gate"], QualityGate, "pipeline.quality_gate")
         gate = QualityGate(
-            node=_expect(gate_block.get("node"), str, "pipeline.quality_gate.node"),
-            metrics=_expect(gate_block.get("metrics"), str, "pipeline.quality_gate.metrics"),
+            node=_field(gate_block, "node", str, "pipeline.quality_gate"),
+            metrics=_field(gate_block, "metrics", str, "pipeline.quality_gate"),
             minimums=key_path(gate_block.get("minimums"), "pipeline.quality_gate.minimums"),
         )
     registration = None
     if block.get("register"):
-        reg = _expect(block["register"], Mapping, "pipeline.register")
-        keys = (
-            "node",
-            "model_data",
-            "model_metrics",
-            "model_package_group",
-            "approval_status_parameter",
-            "content_types",
-            "response_types",
-            "inference_instances",
-            "transform_instances",
-            "environment",
-        )
-        _check_keys(reg, keys, "pipeline.register")
+        reg = _block(block["register"], Registration, "pipeline.register")
         registration = Registration(
-            node=_expect(reg.get("node"), str, "pipeline.register.node"),
-            model_data=_expect(reg.get("model_data"), str, "pipeline.register.model_data"),
+            node=_field(reg, "node", str, "pipeline.register"),
+            model_data=_field(reg, "model_data", str, "pipeline.register"),
             model_metrics=reg.get("model_metrics"),
-            model_package_group=_expect(
-                reg.get("model_package_group"), str, "pipeline.register.model_package_group"
-            ),
+            model_package_group=_field(reg, "model_package_group", str, "pipeline.register"),
             approval_status_parameter=reg.get("approval_status_parameter"),
-            content_types=_strings(
-                reg.get("content_types", ["text/csv"]), "pipeline.register.content_types"
-            ),
-            response_types=_strings(
-                reg.get("response_types", ["text/csv"]), "pipeline.register.response_types"
-            ),
-            inference_instances=_strings(
-                reg.get("inference_instances", ["ml.m5.large"]),
-                "pipeline.register.inference_instances",
-            ),
-            transform_instances=_strings(
-                reg.get("transform_instances", ["ml.m5.large"]),
-                "pipeline.register.transform_instances",
-            ),
+            **{
+                key: _strings(reg.get(key, [default]), f"pipeline.register.{key}")
+                for key, default in _REGISTER_LISTS.items()
+            },
             environment=dict(
                 _expect(reg.get("environment") or {}, Mapping, "pipeline.register.environment")
             ),
@@ -205,10 +198,8 @@ def parse_pipeline_settings(config: Mapping[str, Any]) -> PipelineSettings:
         )
     return PipelineSettings(
         name=name,
-        description=_expect(block.get("description", ""), str, "pipeline.description"),
-        kedro_pipeline=_expect(
-            block.get("kedro_pipeline", "__default__"), str, "pipeline.kedro_pipeline"
-        ),
+        description=_field(block, "description", str, "pipeline", ""),
+        kedro_pipeline=_field(block, "kedro_pipeline", str, "pipeline", "__default__"),
         group_by=group_by,
         group_tags=_strings(block.get("group_tags") or [], "pipeline.group_tags"),
         processing=_merge(
@@ -220,7 +211,5 @@ def parse_pipeline_settings(config: Mapping[str, Any]) -> PipelineSettings:
         catalog_datasets=_strings(block.get("catalog_datasets") or [], "pipeline.catalog_datasets"),
         quality_gate=gate,
         registration=registration,
-        endpoint_name=_expect(
-            block.get("endpoint_name"), (str, type(None)), "pipeline.endpoint_name"
-        ),
+        endpoint_name=_field(block, "endpoint_name", (str, type(None)), "pipeline"),
     )

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +36,6 @@ from predictive_maintenance.sagemaker.config import (
     SageMakerConfigError,
     parse_settings,
 )
-from predictive_maintenance.sagemaker.job import VALUE_MANIFEST, write_dataset
 from predictive_maintenance.sagemaker.storage import (
     DirectoryStore,
     ObjectStore,
@@ -55,6 +53,7 @@ from predictive_maintenance.sagemaker.workflow.compiler import (
     input_uri,
 )
 from predictive_maintenance.sagemaker.workflow.executor import ExecutionError
+from predictive_maintenance.sagemaker.workflow.local_native import upload_dataset
 from predictive_maintenance.sagemaker.workflow.plan import (
     ExportPlan,
     PlanError,
@@ -160,25 +159,20 @@ def parse_parameters(pairs: tuple[str, ...]) -> dict[str, str]:
 
 def stage(export: Export, code: CodePackage, store: ObjectStore) -> None:
     """Uploads the shipped wheels, the code (archive and tree) and the pipeline inputs' data."""
-    with tempfile.TemporaryDirectory() as directory:
-        staging = Path(directory)
-        upload_wheels(store, code.wheels_uri, code.wheels)
-        if not store.exists(code.archive_uri):
-            # The archive goes last: its presence means the tree is complete.
-            for relative, content in sorted(code.files.items()):
-                upload_bytes(store, content, f"{code.tree_uri}{relative}")
-            upload_bytes(store, code.archive, code.archive_uri)
-            logger.info("Uploaded the code (%d files) to %s", len(code.files), code.tree_uri)
-        for dataset in export.plan.pipeline_inputs:
-            value = export.context.catalog.load(dataset)
-            name = data_name(dataset, set())
-            written = write_dataset(
-                value, staging / "inputs" / name, dataset, name, what=f"input {dataset}"
-            )
-            prefix = input_uri(export.bridge, dataset)
-            for file in (written["file"], VALUE_MANIFEST):
-                store.upload_file(staging / "inputs" / name / file, f"{prefix}{file}")
-            logger.info("Staged pipeline input %s at %s", dataset, prefix)
+    upload_wheels(store, code.wheels_uri, code.wheels)
+    if not store.exists(code.archive_uri):
+        # The archive goes last: its presence means the tree is complete.
+        for relative, content in sorted(code.files.items()):
+            upload_bytes(store, content, f"{code.tree_uri}{relative}")
+        upload_bytes(store, code.archive, code.archive_uri)
+        logger.info("Uploaded the code (%d files) to %s", len(code.files), code.tree_uri)
+    for dataset in export.plan.pipeline_inputs:
+        value = export.context.catalog.load(dataset)
+        prefix = input_uri(export.bridge, dataset)
+        upload_dataset(
+            store, value, dataset, data_name(dataset, set()), prefix, what=f"input {dataset}"
+        )
+        logger.info("Staged pipeline input %s at %s", dataset, prefix)
 
 
 @click.group(name="sagemaker", context_settings=CONTEXT_SETTINGS)

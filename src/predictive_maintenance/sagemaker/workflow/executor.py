@@ -124,6 +124,17 @@ def _parameter_value(kind: str, value: Any, name: str) -> Any:
     return str(value)
 
 
+def output_property(name: str) -> str:
+    """The property of a processing step that holds its output ``name``'s S3 URI."""
+    return f"ProcessingOutputConfig.Outputs['{name}'].S3Output.S3Uri"
+
+
+def processing_outputs(request: Mapping[str, Any]) -> dict[str, str]:
+    """Output name -> S3 URI in a CreateProcessingJob request."""
+    outputs = request.get("ProcessingOutputConfig", {}).get("Outputs", [])
+    return {item["OutputName"]: item["S3Output"]["S3Uri"] for item in outputs}
+
+
 def _text(value: Any) -> str:
     """How SageMaker renders a value inside Std:Join or a string argument."""
     if isinstance(value, bool):
@@ -362,12 +373,8 @@ class PipelineExecutor:
         request = self._run_job(step, result, "Processing")
         if result.status == "Failed":
             return
-        outputs = {
-            item["OutputName"]: item["S3Output"]["S3Uri"]
-            for item in request.get("ProcessingOutputConfig", {}).get("Outputs", [])
-        }
-        for name, uri in outputs.items():
-            result.properties[f"ProcessingOutputConfig.Outputs['{name}'].S3Output.S3Uri"] = uri
+        outputs = processing_outputs(request)
+        result.properties.update({output_property(name): uri for name, uri in outputs.items()})
         for item in step.get("PropertyFiles", []):
             uri = f"{outputs[item['OutputName']].rstrip('/')}/{item['FilePath']}"
             with tempfile.TemporaryDirectory() as directory:

@@ -19,11 +19,26 @@ from typing import Any
 
 from predictive_maintenance.sagemaker.job import VALUE_MANIFEST, read_dataset, write_dataset
 from predictive_maintenance.sagemaker.storage import ObjectStore, download_input, download_prefix
-from predictive_maintenance.sagemaker.workflow.executor import ExecutionError, PipelineExecutor
+from predictive_maintenance.sagemaker.workflow.executor import (
+    ExecutionError,
+    PipelineExecutor,
+    output_property,
+    processing_outputs,
+)
 from predictive_maintenance.sagemaker.workflow.plan import PROCESSING, is_parameter
 from predictive_maintenance.sagemaker.workflow.settings import ParameterBinding
 
 logger = logging.getLogger(__name__)
+
+
+def upload_dataset(
+    store: ObjectStore, value: Any, dataset: str, stem: str, uri: str, *, what: str | None = None
+) -> None:
+    """Writes ``value`` as a job would (value file and manifest) under the ``uri`` prefix."""
+    with tempfile.TemporaryDirectory() as directory:
+        written = write_dataset(value, Path(directory), dataset, stem, what=what)
+        for file in (written["file"], VALUE_MANIFEST):
+            store.upload_file(Path(directory) / file, f"{uri.rstrip('/')}/{file}")
 
 
 class KedroNativeSteps:
@@ -65,10 +80,7 @@ class KedroNativeSteps:
             for item in arguments.get("ProcessingInputs", [])
             if "S3Input" in item
         }
-        outputs = {
-            item["OutputName"]: item["S3Output"]["S3Uri"]
-            for item in arguments.get("ProcessingOutputConfig", {}).get("Outputs", [])
-        }
+        outputs = processing_outputs(arguments)
         step_inputs = {
             dataset: inputs[name] for dataset, name in plan.inputs.items() if name in inputs
         }
@@ -77,13 +89,8 @@ class KedroNativeSteps:
         for dataset, name in plan.outputs.items():
             if name not in outputs:  # the definition keeps it inside the step
                 continue
-            with tempfile.TemporaryDirectory() as directory:
-                written = write_dataset(values[dataset], Path(directory), dataset, name)
-                prefix = outputs[name].rstrip("/")
-                for file in (written["file"], VALUE_MANIFEST):
-                    self._store.upload_file(Path(directory) / file, f"{prefix}/{file}")
-            key = f"ProcessingOutputConfig.Outputs['{name}'].S3Output.S3Uri"
-            properties[key] = outputs[name]
+            upload_dataset(self._store, values[dataset], dataset, name, outputs[name])
+            properties[output_property(name)] = outputs[name]
         return properties
 
     # ---- helpers -------------------------------------------------------------------------------
@@ -129,8 +136,7 @@ class KedroNativeSteps:
             target = Path(directory)
             if producer_plan.kind == PROCESSING:
                 name = producer_plan.outputs[dataset]
-                uri = properties[f"ProcessingOutputConfig.Outputs['{name}'].S3Output.S3Uri"]
-                download_prefix(self._store, uri, target)
+                download_prefix(self._store, properties[output_property(name)], target)
             else:
                 uri = properties["ModelArtifacts.S3ModelArtifacts"]
                 self._store.download_file(uri, target / "model.tar.gz")

@@ -52,8 +52,7 @@ def group_nodes(
     tags = list(group_tags)
     groups: dict[str, list[Any]] = defaultdict(list)
     for node in nodes:
-        key = group_key(node, group_by, tags)
-        groups[key].append(node)
+        groups[group_key(node, group_by, tags)].append(node)
     producer = {
         dataset: key
         for key, members in groups.items()

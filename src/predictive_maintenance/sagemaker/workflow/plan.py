@@ -109,21 +109,14 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
             "a dataset is one file in one format"
         )
     by_name = {node.name: node for node in nodes}
-    gate = settings.quality_gate
-    registration = settings.registration
+    gate, registration = settings.quality_gate, settings.registration
     special = {}
     for role, config in (("quality_gate", gate), ("register", registration)):
-        if config is None:
-            continue
-        if config.node not in by_name:
+        if config is not None and config.node not in by_name:
             # A partial pipeline (e.g. --pipeline training) has no gate or registration.
             logger.warning("pipeline.%s.node %s is not in this Kedro pipeline", role, config.node)
-            continue
-        special[config.node] = role
-    if gate is not None and gate.node not in special:
-        gate = None
-    if registration is not None and registration.node not in special:
-        registration = None
+        elif config is not None:
+            special[config.node] = role
     gate_node = by_name.get(gate.node) if gate else None
     register_node = by_name.get(registration.node) if registration else None
 
@@ -136,25 +129,24 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
         )
     except ValueError as error:
         raise PlanError(f"pipeline.group_by {settings.group_by}: {error}") from None
+    # The gate and registration nodes are groups of their own, "<role>", in no job step.
     group_of = {node.name: key for key, members in groups.items() for node in members}
-    order = list(groups)
-    producer_group: dict[str, str] = {}
-    for node in nodes:
-        for dataset in node.outputs:
-            producer_group[dataset] = group_of.get(node.name, f"<{special.get(node.name)}>")
+    group_of |= {node: f"<{role}>" for node, role in special.items()}
+    producer_group = {dataset: group_of[node.name] for node in nodes for dataset in node.outputs}
     catalog_bound = set(settings.catalog_datasets)
     consumers: dict[str, set[str]] = defaultdict(set)
     for node in nodes:
         for dataset in node.inputs:
-            consumers[dataset].add(group_of.get(node.name, f"<{special.get(node.name)}>"))
-    names = {group: step_name(group) for group in order}
+            consumers[dataset].add(group_of[node.name])
+    names = {group: step_name(group) for group in groups}
     if len(set(names.values())) != len(names):
         raise PlanError(f"two steps would share a name: {sorted(names.values())}")
     register_step = _special_step_name(register_node, settings, names.values())
+    # The step that saves a catalog dataset: a job step, or the RegisterModel step.
+    writer_step = {**names, "<register>": register_step}
     steps = []
     producers: dict[str, str] = {}
-    for group in order:
-        members = groups[group]
+    for group, members in groups.items():
         made = {dataset for node in members for dataset in node.outputs}
         read = [dataset for node in members for dataset in node.inputs]
         taken: set[str] = set()
@@ -173,10 +165,8 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
         outputs = {}
         for node in members:
             for dataset in node.outputs:
-                if dataset in catalog_bound:
-                    continue
-                leaves = consumers.get(dataset, set()) - {group}
-                if leaves or not consumers.get(dataset):
+                # Read by another step, or a result nothing reads.
+                if dataset not in catalog_bound and consumers.get(dataset, set()) != {group}:
                     outputs[dataset] = data_name(dataset, taken)
                     producers[dataset] = names[group]
         remote = any(bridge.is_remote(node.name, node.tags) for node in members)
@@ -197,7 +187,7 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
                     for node in members
                     for dataset in node.inputs
                     if dataset in catalog_bound
-                    and (writer := _catalog_writer(dataset, producer_group, names, register_step))
+                    and (writer := writer_step.get(producer_group.get(dataset)))
                     and writer != names[group]
                 }
             )
@@ -277,18 +267,6 @@ def effective_settings(settings: PipelineSettings, plan: ExportPlan) -> Pipeline
         registration=registration,
         parameters=tuple(parameters),
     )
-
-
-def _catalog_writer(
-    dataset: str, producer_group: dict[str, str], names: dict[str, str], register_step: str | None
-) -> str | None:
-    """The step that saves a catalog dataset: a job step, or the RegisterModel step."""
-    source = producer_group.get(dataset)
-    if source is None:
-        return None
-    if source == "<register>":
-        return register_step
-    return names.get(source)
 
 
 def _check_special_inputs(

@@ -17,8 +17,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from predictive_maintenance.sagemaker.job import VALUE_MANIFEST, read_dataset, write_dataset
-from predictive_maintenance.sagemaker.storage import ObjectStore, download_input, download_prefix
+from predictive_maintenance.sagemaker.job import (
+    VALUE_MANIFEST,
+    parameter_value,
+    read_dataset,
+    write_dataset,
+)
+from predictive_maintenance.sagemaker.storage import ObjectStore, download_input
 from predictive_maintenance.sagemaker.workflow.executor import (
     ExecutionError,
     PipelineExecutor,
@@ -112,35 +117,27 @@ class KedroNativeSteps:
         executor: PipelineExecutor,
         step_inputs: Mapping[str, str],
     ) -> Any:
-        if dataset == "parameters":
-            return parameters
         if is_parameter(dataset):
-            value: Any = parameters
-            for key in dataset.removeprefix("params:").split("."):
-                value = value[key]
-            return value
+            return parameter_value(parameters, dataset)
         if dataset in self._memory:
             return self._memory[dataset]
         if dataset in self._export.settings.catalog_datasets:
             return self._export.context.catalog.load(dataset)
-        if dataset in step_inputs:  # what the definition hands the step (a pipeline input, say)
-            with tempfile.TemporaryDirectory() as directory:
-                download_input(self._store, step_inputs[dataset], Path(directory))
-                return read_dataset(Path(directory), dataset)
+        # What the definition hands the step (a pipeline input, say), else what a step wrote.
+        uri = step_inputs.get(dataset)
         producer = self._plan.producers.get(dataset)
-        if producer is None or producer not in executor.results:
-            raise ExecutionError(f"{dataset} was not written by any step of this execution")
-        properties = executor.results[producer].properties
-        producer_plan = self._plan.step(producer)
-        with tempfile.TemporaryDirectory() as directory:
-            target = Path(directory)
+        if uri is None:
+            if producer is None or producer not in executor.results:
+                raise ExecutionError(f"{dataset} was not written by any step of this execution")
+            properties = executor.results[producer].properties
+            producer_plan = self._plan.step(producer)
             if producer_plan.kind == PROCESSING:
-                name = producer_plan.outputs[dataset]
-                download_prefix(self._store, properties[output_property(name)], target)
+                uri = properties[output_property(producer_plan.outputs[dataset])]
             else:
                 uri = properties["ModelArtifacts.S3ModelArtifacts"]
-                self._store.download_file(uri, target / "model.tar.gz")
-            return read_dataset(target, dataset)
+        with tempfile.TemporaryDirectory() as directory:
+            download_input(self._store, uri, Path(directory))
+            return read_dataset(Path(directory), dataset)
 
     def _run_nodes(
         self,

@@ -87,12 +87,6 @@ class ExportPlan:
         raise KeyError(name)
 
 
-def _parameter_key(dataset: str) -> str | None:
-    if dataset == "parameters":
-        return None
-    return dataset.removeprefix("params:").split(".")[0]
-
-
 def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in one place
     pipeline: Any,
     bridge: BridgeSettings,
@@ -170,28 +164,9 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
                     outputs[dataset] = data_name(dataset, taken)
                     producers[dataset] = names[group]
         remote = any(bridge.is_remote(node.name, node.tags) for node in members)
-        keys = sorted(
-            {
-                key
-                for node in members
-                for dataset in node.inputs
-                if is_parameter(dataset) and (key := _parameter_key(dataset)) is not None
-            }
-        )
-        whole = any(dataset == "parameters" for node in members for dataset in node.inputs)
+        keys = {d.removeprefix("params:").split(".")[0] for d in read if d.startswith("params:")}
         # A catalog service written by one step and read by another orders them (no file does).
-        depends = tuple(
-            sorted(
-                {
-                    writer
-                    for node in members
-                    for dataset in node.inputs
-                    if dataset in catalog_bound
-                    and (writer := writer_step.get(producer_group.get(dataset)))
-                    and writer != names[group]
-                }
-            )
-        )
+        writers = {writer_step.get(producer_group.get(d)) for d in read if d in catalog_bound}
         steps.append(
             StepPlan(
                 name=names[group],
@@ -199,14 +174,9 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
                 nodes=tuple(members),
                 inputs=inputs,
                 outputs=outputs,
-                catalog_datasets=tuple(
-                    sorted(
-                        {d for node in members for d in (*node.inputs, *node.outputs)}
-                        & catalog_bound
-                    )
-                ),
-                parameter_keys=("*",) if whole else tuple(keys),
-                depends_on=depends,
+                catalog_datasets=tuple(sorted((set(read) | made) & catalog_bound)),
+                parameter_keys=("*",) if "parameters" in read else tuple(sorted(keys)),
+                depends_on=tuple(sorted(writers - {None, names[group]})),
             )
         )
     pipeline_inputs = tuple(
@@ -245,6 +215,10 @@ def _special_step_name(node: Any, settings: PipelineSettings, taken: Iterable[st
 def effective_settings(settings: PipelineSettings, plan: ExportPlan) -> PipelineSettings:
     """``settings`` without what this pipeline lacks: the gate and registration when their nodes
     are not in it, parameters bound to pipeline inputs it does not read."""
+    registration = settings.registration if plan.register_node is not None else None
+    # Without the registration, its approval parameter has nothing to set.
+    dropped = settings.registration if registration is None else None
+    unused = {dropped.approval_status_parameter} if dropped is not None else set()
     parameters = []
     for binding in settings.parameters:
         if binding.dataset is not None and binding.dataset not in plan.pipeline_inputs:
@@ -253,14 +227,8 @@ def effective_settings(settings: PipelineSettings, plan: ExportPlan) -> Pipeline
                 binding.name,
                 binding.dataset,
             )
-            continue
-        parameters.append(binding)
-    registration = settings.registration if plan.register_node is not None else None
-    if registration is None and settings.registration is not None:
-        # Its approval parameter has nothing to set without the registration.
-        parameters = [
-            b for b in parameters if b.name != settings.registration.approval_status_parameter
-        ]
+        elif binding.name not in unused:
+            parameters.append(binding)
     return replace(
         settings,
         quality_gate=settings.quality_gate if plan.gate_node is not None else None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -247,10 +248,8 @@ def upsert(pipeline: str | None, env: str | None) -> None:
             exists = True
         except ClientError:
             exists = False
-        if exists:
-            response = sagemaker_client.update_pipeline(**arguments)
-        else:
-            response = sagemaker_client.create_pipeline(**arguments)
+        operation = "update_pipeline" if exists else "create_pipeline"
+        response = getattr(sagemaker_client, operation)(**arguments)
     click.echo(f"{'Updated' if exists else 'Created'} pipeline {response['PipelineArn']}")
 
 
@@ -384,17 +383,6 @@ def _ensure_model_package_group(sagemaker_client: Any, group: str) -> None:
         click.echo(f"Created model package group {group}")
 
 
-def _strings(value: Any) -> list[str]:
-    """Every string in a JSON document."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [text for item in value.values() for text in _strings(item)]
-    if isinstance(value, list):
-        return [text for item in value for text in _strings(item)]
-    return []
-
-
 def _delete_endpoint(sagemaker_client: Any, endpoint: str) -> None:
     """The endpoint, and every endpoint config and model named ``<endpoint>-...`` (the
     deployment creates them so)."""
@@ -451,7 +439,8 @@ def run_local(
     from predictive_maintenance.sagemaker.workflow.local_native import KedroNativeSteps  # noqa: PLC0415
 
     with _errors():
-        definition = json.loads(Path(definition_file).read_text())
+        text = Path(definition_file).read_text()
+        definition = json.loads(text)
         export = load_export(env, pipeline)
         interpreter = (
             check_interpreter(python, export.bridge.job_environment.python_version)
@@ -459,13 +448,9 @@ def run_local(
             else sys.executable
         )
         code = export.code()
-        code_uris = {
-            text
-            for text in _strings(definition)
-            if text.startswith(f"{export.bridge.s3_root}/code/")
-        }
-        this_code = f"{export.bridge.s3_root}/code/{code.sha256}/"
-        if not code_uris or any(not uri.startswith(this_code) for uri in code_uris):
+        code_root = re.escape(f"{export.bridge.s3_root}/code/")
+        code_uris = set(re.findall(rf"{code_root}[^/\"]*/?", text))
+        if code_uris != {f"{export.bridge.s3_root}/code/{code.sha256}/"}:
             raise click.ClickException(
                 f"{definition_file} was not compiled from this project's current code and "
                 f"configuration (code {code.sha256[:12]}): run `kedro sagemaker compile` again"

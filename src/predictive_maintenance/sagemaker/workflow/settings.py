@@ -106,23 +106,9 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
 def parse_pipeline_settings(config: Mapping[str, Any]) -> PipelineSettings:
     """Checks the ``pipeline`` block; raises SageMakerConfigError naming the key."""
     block = _expect(config.get("pipeline") or {}, Mapping, "pipeline")
-    _check_keys(
-        block,
-        (
-            "name",
-            "description",
-            "kedro_pipeline",
-            "group_by",
-            "group_tags",
-            "processing",
-            "parameters",
-            "catalog_datasets",
-            "quality_gate",
-            "register",
-            "endpoint_name",
-        ),
-        "pipeline",
-    )
+    # The block's keys are PipelineSettings' fields; its ``register`` block is ``registration``.
+    keys = {field.name for field in fields(PipelineSettings)} - {"registration"} | {"register"}
+    _check_keys(block, keys, "pipeline")
     name = _field(block, "name", str, "pipeline")
     if not re.fullmatch(NAME_PATTERN, name):
         raise SageMakerConfigError(

@@ -81,15 +81,10 @@ def _references(value: Any) -> set[str]:
 
 def _json_path(path: str) -> list[str | int]:
     """``a.b[0]['c d']`` -> ["a", "b", 0, "c d"] (SageMaker's JsonGet path syntax)."""
-    keys: list[str | int] = []
-    for match in re.finditer(r"\[(\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]|([^.\[\]]+)", path):
-        index, single, double, name = match.groups()
-        keys.append(
-            int(index)
-            if index is not None
-            else next(k for k in (single, double, name) if k is not None)
-        )
-    return keys
+    parts = re.findall(r"\[(\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]|([^.\[\]]+)", path)
+    return [
+        int(index) if index else single or double or name for index, single, double, name in parts
+    ]
 
 
 def _step_names(steps: list[Mapping[str, Any]]) -> set[str]:
@@ -269,9 +264,8 @@ class PipelineExecutor:
                 # Steps after a branch that was not taken do not run, as on SageMaker.
                 pending = [step for step in pending if not self._blocked(step)]
                 if self.status == "Executing":
-                    for step in [step for step in pending if self._ready(step)]:
-                        if len(running) >= self.max_parallel:
-                            break
+                    ready = [step for step in pending if self._ready(step)]
+                    for step in ready[: self.max_parallel - len(running)]:
                         pending.remove(step)
                         self.results[step["Name"]] = StepResult(step["Name"], step["Type"])
                         running[pool.submit(self._run_step, step)] = step

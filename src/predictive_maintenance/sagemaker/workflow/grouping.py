@@ -78,26 +78,20 @@ def group_nodes(
 
 
 def _topological(groups: list[str], edges: dict[str, set[str]]) -> list[str]:
-    """Kahn's algorithm, taking ready groups in first-seen order (stable for a given pipeline)."""
-    position = {group: index for index, group in enumerate(groups)}
+    """Kahn's algorithm, taking the first-seen ready group each time (stable for a pipeline)."""
     indegree = dict.fromkeys(groups, 0)
     for targets in edges.values():
         for target in targets:
             indegree[target] += 1
-    ready = [group for group in groups if indegree[group] == 0]
-    order = []
-    while ready:
-        group = ready.pop(0)
-        order.append(group)
-        for target in sorted(edges.get(group, ()), key=position.__getitem__):
+    order, waiting = [], list(groups)
+    while ready := [group for group in waiting if indegree[group] == 0]:
+        order.append(ready[0])
+        waiting.remove(ready[0])
+        for target in edges.get(ready[0], ()):
             indegree[target] -= 1
-            if indegree[target] == 0:
-                ready.append(target)
-        ready.sort(key=position.__getitem__)
-    if len(order) != len(groups):
+    if waiting:
         # Kahn's algorithm leaves the groups on a cycle and those after one; name only the first.
-        stuck = [group for group in groups if group not in order]
-        cyclic = [group for group in stuck if group in _reachable(edges, edges.get(group, ()))]
+        cyclic = [group for group in waiting if group in _reachable(edges, edges.get(group, ()))]
         raise GroupingError(
             f"the grouping makes a cycle between groups {', '.join(cyclic)}: one reads what "
             "another makes and the other way round; group differently (e.g. group_by: node)"

@@ -179,18 +179,8 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
                 depends_on=tuple(sorted(writers - {None, names[group]})),
             )
         )
-    pipeline_inputs = tuple(
-        sorted(
-            {
-                dataset
-                for node in nodes
-                for dataset in node.inputs
-                if not is_parameter(dataset)
-                and dataset not in producer_group
-                and dataset not in catalog_bound
-            }
-        )
-    )
+    data_read = {dataset for node in nodes for dataset in node.inputs if not is_parameter(dataset)}
+    pipeline_inputs = tuple(sorted(data_read - producer_group.keys() - catalog_bound))
     _check_special_inputs(gate_node, register_node, producers, memory_only)
     return ExportPlan(
         steps=tuple(steps),

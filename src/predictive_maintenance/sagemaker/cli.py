@@ -45,7 +45,6 @@ from predictive_maintenance.sagemaker.storage import (
 )
 from predictive_maintenance.sagemaker.wheels import upload_wheels
 from predictive_maintenance.sagemaker.workflow.compiler import (
-    INLINE_DEFINITION_LIMIT,
     CodePackage,
     build_code_package,
     compile_definition,
@@ -71,6 +70,8 @@ logger = logging.getLogger(__name__)
 
 #: Execution statuses after which nothing changes.
 FINISHED = frozenset({"Succeeded", "Failed", "Stopped"})
+#: Definitions above this size go to S3 (PipelineDefinitionS3Location) on upsert.
+INLINE_DEFINITION_LIMIT = 100_000
 
 
 @dataclass

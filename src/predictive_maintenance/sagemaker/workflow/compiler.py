@@ -61,8 +61,6 @@ CODE_INPUT: Final = "code"
 PROCESSING_MESSAGE_FILE: Final = "/opt/ml/output/message"
 #: The file name SageMaker expects at a model package's ModelDataUrl.
 MODEL_ARCHIVE_FILE: Final = "model.tar.gz"
-#: Definitions above this size go to S3 (PipelineDefinitionS3Location) on upsert.
-INLINE_DEFINITION_LIMIT: Final = 100_000
 
 
 class CompileError(ValueError):
@@ -179,17 +177,17 @@ def offline_sdk(region: str) -> Iterator[None]:
             "SchemaVersion: '1.0'\n"
             "SageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
         )
-        for key in _SDK_ENVIRONMENT:
+        environment = {
+            "SAGEMAKER_VALIDATE_ROLE": "false",
+            "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config),
+            "AWS_DEFAULT_REGION": region,
+        }
+        for key in environment:
             restore.callback(_restore_variable, key, os.environ.get(key))
-        os.environ.update(
-            {
-                "SAGEMAKER_VALIDATE_ROLE": "false",
-                "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config),
-                "AWS_DEFAULT_REGION": region,
-                # Without credentials the SDK's own sessions would ask the EC2 metadata service.
-                "AWS_EC2_METADATA_DISABLED": "true",
-            }
-        )
+        os.environ.update(environment)
+        # Without credentials the SDK's own sessions would ask the EC2 metadata service.
+        # (Not restored afterwards.)
+        os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
         # The SDK re-validates its config file against a JSON schema on every config lookup
         # and every session it makes (about 0.2-0.4 s each, hundreds per definition);
         # validating each distinct config once keeps the check and takes a minute off
@@ -272,11 +270,6 @@ _SDK_MODULES: Final = (
     "sagemaker.mlops.workflow.model_step",
     "sagemaker.serve",
     "sagemaker.train",
-)
-_SDK_ENVIRONMENT: Final = (
-    "SAGEMAKER_VALIDATE_ROLE",
-    "SAGEMAKER_USER_CONFIG_OVERRIDE",
-    "AWS_DEFAULT_REGION",
 )
 
 

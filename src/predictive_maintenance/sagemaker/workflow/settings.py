@@ -98,6 +98,33 @@ def _field(block: Mapping[str, Any], key: str, kind: Any, where: str, default: A
     return _expect(block.get(key, default), kind, f"{where}.{key}")
 
 
+def _quality_gate(value: Any) -> QualityGate:
+    gate = _block(value, QualityGate, "pipeline.quality_gate")
+    return QualityGate(
+        node=_field(gate, "node", str, "pipeline.quality_gate"),
+        metrics=_field(gate, "metrics", str, "pipeline.quality_gate"),
+        minimums=key_path(gate.get("minimums"), "pipeline.quality_gate.minimums"),
+    )
+
+
+def _registration(value: Any) -> Registration:
+    block = _block(value, Registration, "pipeline.register")
+    return Registration(
+        node=_field(block, "node", str, "pipeline.register"),
+        model_data=_field(block, "model_data", str, "pipeline.register"),
+        model_metrics=block.get("model_metrics"),
+        model_package_group=_field(block, "model_package_group", str, "pipeline.register"),
+        approval_status_parameter=block.get("approval_status_parameter"),
+        **{
+            key: _strings(block.get(key, [default]), f"pipeline.register.{key}")
+            for key, default in _REGISTER_LISTS.items()
+        },
+        environment=dict(
+            _expect(block.get("environment") or {}, Mapping, "pipeline.register.environment")
+        ),
+    )
+
+
 def _strings(value: Any, where: str) -> tuple[str, ...]:
     _expect(value, list, where)
     return tuple(_expect(item, str, f"{where}[]") for item in value)
@@ -150,31 +177,8 @@ def parse_pipeline_settings(config: Mapping[str, Any]) -> PipelineSettings:
                 f"{CONFIG_FILE}: pipeline.parameters.{binding.name}.setting must be "
                 "training_instance_type or processing_instance_type"
             )
-    gate = None
-    if block.get("quality_gate"):
-        gate_block = _block(block["quality_gate"], QualityGate, "pipeline.quality_gate")
-        gate = QualityGate(
-            node=_field(gate_block, "node", str, "pipeline.quality_gate"),
-            metrics=_field(gate_block, "metrics", str, "pipeline.quality_gate"),
-            minimums=key_path(gate_block.get("minimums"), "pipeline.quality_gate.minimums"),
-        )
-    registration = None
-    if block.get("register"):
-        reg = _block(block["register"], Registration, "pipeline.register")
-        registration = Registration(
-            node=_field(reg, "node", str, "pipeline.register"),
-            model_data=_field(reg, "model_data", str, "pipeline.register"),
-            model_metrics=reg.get("model_metrics"),
-            model_package_group=_field(reg, "model_package_group", str, "pipeline.register"),
-            approval_status_parameter=reg.get("approval_status_parameter"),
-            **{
-                key: _strings(reg.get(key, [default]), f"pipeline.register.{key}")
-                for key, default in _REGISTER_LISTS.items()
-            },
-            environment=dict(
-                _expect(reg.get("environment") or {}, Mapping, "pipeline.register.environment")
-            ),
-        )
+    gate = _quality_gate(block["quality_gate"]) if block.get("quality_gate") else None
+    registration = _registration(block["register"]) if block.get("register") else None
     names = {binding.name for binding in bindings}
     approval = registration.approval_status_parameter if registration else None
     if approval is not None and approval not in names:

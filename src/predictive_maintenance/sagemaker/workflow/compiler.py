@@ -560,14 +560,7 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
         register_steps: list[Any] = []
         if registration is not None:
             model_data = registration.model_data
-            if (
-                model_data not in plan.producers
-                or plan.step(plan.producers[model_data]).kind != PROCESSING
-            ):
-                raise CompileError(
-                    f"pipeline.register.model_data {model_data} must be written by a "
-                    "processing step"
-                )
+            _check_processing_output(plan, "pipeline.register.model_data", model_data)
             model_metrics = None
             if registration.model_metrics:
                 metrics_step = plan.step(plan.producers[registration.model_metrics])
@@ -608,11 +601,7 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
             top_level.extend(after_registration)
 
         if gate is not None:
-            if metrics_file is None:
-                raise CompileError(
-                    f"pipeline.quality_gate.metrics {gate.metrics} must be written by a "
-                    "processing step"
-                )
+            _check_processing_output(plan, "pipeline.quality_gate.metrics", gate.metrics)
             metrics_step = plan.producers[gate.metrics]
             conditions: list[Any] = []
             message: list[Any] = ["The model fails the quality gate (metric value, minimum):"]
@@ -647,6 +636,13 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
         )
         definition = json.loads(pipeline.definition())
     return json.dumps(definition, indent=2, sort_keys=True) + "\n"
+
+
+def _check_processing_output(plan: ExportPlan, key: str, dataset: str) -> None:
+    """SageMaker reads a property file or a model package's data from a processing output."""
+    producer = plan.producers.get(dataset)
+    if producer is None or plan.step(producer).kind != PROCESSING:
+        raise CompileError(f"{key} {dataset} must be written by a processing step")
 
 
 def _describe(step: StepPlan) -> str:

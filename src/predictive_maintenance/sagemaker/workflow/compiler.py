@@ -181,13 +181,13 @@ def offline_sdk(region: str) -> Iterator[None]:
             "SAGEMAKER_VALIDATE_ROLE": "false",
             "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config),
             "AWS_DEFAULT_REGION": region,
+            # Without credentials the SDK's own sessions would ask the EC2 metadata service;
+            # restored afterwards, so that upsert finds an instance role's credentials.
+            "AWS_EC2_METADATA_DISABLED": "true",
         }
         for key in environment:
             restore.callback(_restore_variable, key, os.environ.get(key))
         os.environ.update(environment)
-        # Without credentials the SDK's own sessions would ask the EC2 metadata service.
-        # (Not restored afterwards.)
-        os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
         # The SDK re-validates its config file against a JSON schema on every config lookup
         # and every session it makes (about 0.2-0.4 s each, hundreds per definition);
         # validating each distinct config once keeps the check and takes a minute off

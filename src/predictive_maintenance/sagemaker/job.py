@@ -334,9 +334,23 @@ def write_outputs(spec: Mapping[str, Any], outputs: Mapping[str, Any], root: Pat
 
 
 # ---- the image's environment ---------------------------------------------------------------------
-def _wheel_distribution(path: Path) -> tuple[str, str]:
-    name, version = path.name.split("-")[:2]
-    return name, version
+#: No index, no resolution (the set is closed), no bytecode (jobs run once).
+_PIP_OFFLINE: Final = (
+    "--quiet",
+    "--disable-pip-version-check",
+    "--no-index",
+    "--no-deps",
+    "--no-compile",
+)
+
+
+def _installed(wheel: Path) -> bool:
+    """True if the wheel's distribution is installed at the wheel's version."""
+    name, version = wheel.name.split("-")[:2]
+    try:
+        return importlib.metadata.version(name) == version
+    except importlib.metadata.PackageNotFoundError:
+        return False
 
 
 def install_shipped_wheels(wheels_dir: Path) -> Path | None:
@@ -346,38 +360,14 @@ def install_shipped_wheels(wheels_dir: Path) -> Path | None:
     fresh directory put first on ``sys.path``: the image itself is not modified. Returns that
     directory, or None when nothing was missing (e.g. in the project's own environment).
     """
-    wheels = sorted(wheels_dir.glob("*.whl"))
-    missing = []
-    for wheel in wheels:
-        name, version = _wheel_distribution(wheel)
-        try:
-            installed = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            installed = None
-        if installed != version:
-            missing.append(wheel)
+    missing = [wheel for wheel in sorted(wheels_dir.glob("*.whl")) if not _installed(wheel)]
     if not missing:
         return None
     target = Path(tempfile.mkdtemp(prefix="kedro-job-packages-"))
     started = time.perf_counter()
+    command = [sys.executable, "-m", "pip", "install", *_PIP_OFFLINE, "--target", str(target)]
     installed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-index",
-            "--no-deps",
-            "--no-compile",
-            "--target",
-            str(target),
-            *map(str, missing),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+        [*command, *map(str, missing)], capture_output=True, text=True, check=False
     )
     if installed.returncode != 0:
         raise JobError(
@@ -448,11 +438,8 @@ def main(argv: list[str], code_dir: Path) -> int:
         write_outputs(spec, run_job(spec, inputs, os.environ), output_root)
     except Exception as error:  # every failure becomes the job's FailureReason
         traceback.print_exc()
-        reason = (
-            str(error)
-            if isinstance(error, NodeFailedError)
-            else (f"{type(error).__name__}: {error}")
-        )
+        named = isinstance(error, NodeFailedError)  # "node <name> failed: ..." already
+        reason = str(error) if named else f"{type(error).__name__}: {error}"
         print(reason, file=sys.stderr, flush=True)
         failure_file.parent.mkdir(parents=True, exist_ok=True)
         failure_file.write_text(reason[:FAILURE_REASON_LIMIT])

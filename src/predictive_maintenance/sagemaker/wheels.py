@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
@@ -239,11 +239,3 @@ def upload_wheels(store: ObjectStore, uri: str | None, wheels: Mapping[str, byte
         upload_bytes(store, content, f"{uri}{name}")
     upload_bytes(store, json.dumps(sorted(wheels), indent=2).encode(), f"{uri}{_COMPLETE}")
     logger.info("Uploaded %d wheels for the job image to %s", len(wheels), uri)
-
-
-def shipped_distributions(wheel_names: Iterable[str]) -> Mapping[str, str]:
-    """{distribution: version} of wheel file names (for messages and tests)."""
-    return {
-        str(parse_wheel_filename(name)[0]): str(parse_wheel_filename(name)[1])
-        for name in wheel_names
-    }

@@ -20,7 +20,6 @@ from predictive_maintenance.sagemaker.job import (
     parameter_overrides,
     read_dataset,
     run_job,
-    typed_like,
     write_dataset,
     write_outputs,
 )
@@ -671,44 +670,6 @@ def test_an_override_of_another_jobs_parameter_does_not_stop_the_others():
         ],
     )
     assert parameters == {"deploy_model": False, "xgboost": 3}
-
-
-@pytest.mark.parametrize(
-    ("current", "raw", "expected"),
-    [
-        (True, "False", False),  # how a Boolean pipeline parameter may be rendered
-        (True, "false", False),
-        (False, "TRUE", True),
-        (False, " true ", True),
-        (6, "8", 8),
-        (0.1, "0.3", 0.3),
-        (0.1, "1", 1.0),
-        ("v1", "2024", "2024"),  # a String parameter stays a string
-        ("n", "null", "null"),
-        (None, "x", "x"),
-        ({"a": 1}, '{"a": 2}', {"a": 2}),
-        ([1], "[1, 2]", [1, 2]),
-    ],
-)
-def test_typed_like_converts_to_the_type_of_the_kedro_value(current, raw, expected):
-    value = typed_like(current, raw, "here")
-    assert value == expected
-    assert type(value) is type(expected)
-
-
-@pytest.mark.parametrize(
-    ("current", "raw", "kind"),
-    [
-        (True, "maybe", "a boolean"),
-        (True, "1", "a boolean"),
-        (6, "8.5", "an integer"),
-        (0.1, "high", "a number"),
-        ({"a": 1}, "{a", "JSON"),
-    ],
-)
-def test_typed_like_refuses_a_value_of_the_wrong_type_naming_where(current, raw, kind):
-    with pytest.raises(JobError, match=rf"KEDRO_PARAM_3 \(parameter a\.b\): .* is not {kind}"):
-        typed_like(current, raw, "KEDRO_PARAM_3 (parameter a.b)")
 
 
 def test_a_bad_override_value_is_a_job_error_naming_the_variable_and_parameter():

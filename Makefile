@@ -2,7 +2,7 @@
 #   make run    set up .venv from the lockfile and run the whole pipeline (kedro run)
 #   make test   set up .venv from the lockfile and run lint + the whole test suite
 # Benchmarks: `make benchmarks` (cross-validation, kedro run timing, SageMakerRunner and API
-# overhead); `make benchmark-endpoint`
+# overhead, SageMaker export: compile and run-local on the image stand-in); `make benchmark-endpoint`
 # serves the trained model with the local endpoint and with MLflow 3's `mlflow models serve` and
 # compares them (MLflow is served from its own .venv-mlflow, pinned in benchmarks/mlflow).
 PYTHON ?= python3.11
@@ -68,6 +68,7 @@ benchmarks: install
 	$(VENV)/bin/python benchmarks/kedro_run_timing.py
 	$(VENV)/bin/python benchmarks/sagemaker_runner_overhead.py
 	$(VENV)/bin/python benchmarks/api_overhead.py
+	$(VENV)/bin/python benchmarks/sagemaker_export_timing.py
 
 # The benchmark's MLflow environment: pip from benchmarks/mlflow/requirements.txt, rebuilt when
 # that file changes. The pyfunc brings the project's code itself (code_paths).

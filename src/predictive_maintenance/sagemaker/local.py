@@ -172,28 +172,41 @@ class LocalTrainingJobs:
         return {"TrainingJobArn": self._start(name, request, "training", self._execute)}
 
     def describe_training_job(self, name: str) -> dict[str, Any]:
-        with self._lock:
-            job = self._job(name)
-            described: dict[str, Any] = {
-                "TrainingJobName": name,
-                "TrainingJobArn": job.arn,
-                "TrainingJobStatus": job.status,
+        return self._describe(
+            name,
+            "Training",
+            lambda job: {
                 "SecondaryStatus": job.secondary,
                 "SecondaryStatusTransitions": [dict(item) for item in job.transitions],
-                "CreationTime": job.created,
                 "HyperParameters": dict(job.request.get("HyperParameters", {})),
                 "AlgorithmSpecification": dict(job.request["AlgorithmSpecification"]),
                 "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_seconds(job.request)},
                 "ResourceConfig": dict(job.request["ResourceConfig"]),
+                **(
+                    {"ModelArtifacts": {"S3ModelArtifacts": job.artifacts_uri}}
+                    if job.artifacts_uri
+                    else {}
+                ),
+            },
+        )
+
+    def _describe(self, name: str, kind: str, fields: Callable[[_Job], dict[str, Any]]) -> dict:
+        """What ``Describe<kind>Job`` answers: the common fields and the kind's own."""
+        with self._lock:
+            job = self._job(name)
+            described = {
+                f"{kind}JobName": name,
+                f"{kind}JobArn": job.arn,
+                f"{kind}JobStatus": job.status,
+                "CreationTime": job.created,
+                **fields(job),
             }
             if job.failure_reason:
                 described["FailureReason"] = job.failure_reason
-            if job.artifacts_uri:
-                described["ModelArtifacts"] = {"S3ModelArtifacts": job.artifacts_uri}
             if job.started:
-                described["TrainingStartTime"] = job.started
+                described[f"{kind}StartTime"] = job.started
             if job.ended:
-                described["TrainingEndTime"] = job.ended
+                described[f"{kind}EndTime"] = job.ended
             return described
 
     def stop_training_job(self, name: str) -> None:
@@ -241,26 +254,17 @@ class LocalTrainingJobs:
         return {"ProcessingJobArn": arn}
 
     def describe_processing_job(self, name: str) -> dict[str, Any]:
-        with self._lock:
-            job = self._job(name)
-            described: dict[str, Any] = {
-                "ProcessingJobName": name,
-                "ProcessingJobArn": job.arn,
-                "ProcessingJobStatus": job.status,
-                "CreationTime": job.created,
+        return self._describe(
+            name,
+            "Processing",
+            lambda job: {
                 "AppSpecification": dict(job.request["AppSpecification"]),
                 "ProcessingResources": dict(job.request["ProcessingResources"]),
                 "ProcessingInputs": list(job.request.get("ProcessingInputs", [])),
                 "ProcessingOutputConfig": dict(job.request.get("ProcessingOutputConfig", {})),
-            }
-            if job.failure_reason:
-                described["FailureReason"] = job.failure_reason
-                described["ExitMessage"] = job.failure_reason
-            if job.started:
-                described["ProcessingStartTime"] = job.started
-            if job.ended:
-                described["ProcessingEndTime"] = job.ended
-            return described
+                **({"ExitMessage": job.failure_reason} if job.failure_reason else {}),
+            },
+        )
 
     stop_processing_job = stop_training_job
 

@@ -37,6 +37,7 @@ from predictive_maintenance.sagemaker.config import (
     SageMakerConfigError,
     parse_settings,
 )
+from predictive_maintenance.sagemaker.jobs import upload_dataset
 from predictive_maintenance.sagemaker.storage import (
     DirectoryStore,
     ObjectStore,
@@ -53,7 +54,6 @@ from predictive_maintenance.sagemaker.workflow.compiler import (
     input_uri,
 )
 from predictive_maintenance.sagemaker.workflow.executor import ExecutionError
-from predictive_maintenance.sagemaker.workflow.local_native import upload_dataset
 from predictive_maintenance.sagemaker.workflow.plan import (
     ExportPlan,
     PlanError,

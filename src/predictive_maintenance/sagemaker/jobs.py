@@ -34,7 +34,7 @@ from predictive_maintenance.sagemaker.job import (
     write_dataset,
 )
 from predictive_maintenance.sagemaker.packaging import ENTRY_SCRIPT
-from predictive_maintenance.sagemaker.storage import ObjectStore
+from predictive_maintenance.sagemaker.storage import ObjectStore, upload_bytes
 
 #: SageMaker's limits on a CreateTrainingJob request.
 MAX_CHANNELS: Final = 20
@@ -149,6 +149,18 @@ def nest_parameter(parameters: dict[str, Any], dataset: str, value: Any) -> None
     target[last] = value
 
 
+def upload_dataset(
+    store: ObjectStore, value: Any, dataset: str, stem: str, uri: str, *, what: str | None = None
+) -> dict[str, Any]:
+    """Uploads ``value`` as a job would write it (value file and manifest) under the ``uri``
+    prefix; returns the manifest."""
+    with tempfile.TemporaryDirectory() as directory:
+        written = write_dataset(value, Path(directory), dataset, stem, what=what)
+        for file in (written["file"], VALUE_MANIFEST):
+            store.upload_file(Path(directory) / file, f"{uri.rstrip('/')}/{file}")
+    return written
+
+
 # ---- the runner's jobs ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class NodeJob:
@@ -230,23 +242,15 @@ def prepare_job(
     except (TypeError, ValueError) as error:
         raise RemoteNodeError(f"node {node.name}: a parameter is not JSON data: {error}") from None
     channels = []
-    with tempfile.TemporaryDirectory(prefix=f"{name}-input-") as staging:
-        for dataset, value in datasets:
-            channel = inputs[dataset]
-            directory = Path(staging) / channel
-            try:
-                manifest = write_dataset(
-                    value, directory, dataset, channel, what=f"input {dataset}"
-                )
-            except CodecError as error:
-                raise RemoteNodeError(f"node {node.name}: {error}") from error
-            for file in (manifest["file"], VALUE_MANIFEST):
-                store.upload_file(directory / file, f"{job_root}/input/{channel}/{file}")
-            content_type = codec_named(manifest["codec"]).content_type
-            channels.append(_channel(channel, f"{job_root}/input/{channel}/", content_type))
-        spec_path = Path(staging) / JOB_FILE
-        spec_path.write_bytes(spec_text)
-        store.upload_file(spec_path, f"{job_root}/input/{JOB_INPUT}/{JOB_FILE}")
+    for dataset, value in datasets:
+        channel = inputs[dataset]
+        uri = f"{job_root}/input/{channel}/"
+        try:
+            manifest = upload_dataset(store, value, dataset, channel, uri, what=f"input {dataset}")
+        except CodecError as error:
+            raise RemoteNodeError(f"node {node.name}: {error}") from error
+        channels.append(_channel(channel, uri, codec_named(manifest["codec"]).content_type))
+    upload_bytes(store, spec_text, f"{job_root}/input/{JOB_INPUT}/{JOB_FILE}")
     channels.append(_channel(JOB_INPUT, f"{job_root}/input/{JOB_INPUT}/", "application/json"))
     if wheels_uri is not None:
         channels.append(_channel(WHEELS_INPUT, wheels_uri, "application/octet-stream"))

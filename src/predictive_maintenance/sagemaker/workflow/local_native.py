@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from predictive_maintenance.sagemaker.job import (
-    VALUE_MANIFEST,
     parameter_value,
     read_dataset,
-    write_dataset,
 )
+from predictive_maintenance.sagemaker.jobs import upload_dataset
 from predictive_maintenance.sagemaker.storage import ObjectStore, download_input
 from predictive_maintenance.sagemaker.workflow.executor import (
     ExecutionError,
@@ -34,16 +33,6 @@ from predictive_maintenance.sagemaker.workflow.plan import PROCESSING, is_parame
 from predictive_maintenance.sagemaker.workflow.settings import ParameterBinding
 
 logger = logging.getLogger(__name__)
-
-
-def upload_dataset(
-    store: ObjectStore, value: Any, dataset: str, stem: str, uri: str, *, what: str | None = None
-) -> None:
-    """Writes ``value`` as a job would (value file and manifest) under the ``uri`` prefix."""
-    with tempfile.TemporaryDirectory() as directory:
-        written = write_dataset(value, Path(directory), dataset, stem, what=what)
-        for file in (written["file"], VALUE_MANIFEST):
-            store.upload_file(Path(directory) / file, f"{uri.rstrip('/')}/{file}")
 
 
 class KedroNativeSteps:

@@ -403,7 +403,7 @@ def read_spec(directory: Path) -> dict[str, Any]:
 def main(argv: list[str], code_dir: Path) -> int:
     """The entry script's body; returns the exit code.
 
-    Processing jobs pass ``--kedro-job NAME --input-dir DIR --output-dir DIR --message-file
+    Processing jobs pass ``--kedro_job NAME --input-dir DIR --output-dir DIR --message-file
     PATH``; training jobs get ``--kedro_job NAME`` from their hyperparameters and the ``SM_*``
     variables of the training toolkit.
     """

@@ -6,7 +6,9 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
+from kedro.pipeline import Node, Pipeline
 
+from tests.sagemaker import runner_nodes
 from tests.support.aws import REGION, aws_environment, moto_server, reset
 
 BUCKET = "predictive-maintenance-artifacts"
@@ -28,3 +30,20 @@ def aws(moto_url, monkeypatch) -> str:
         Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
     )
     return moto_url
+
+
+def scale_and_total() -> Pipeline:
+    """``scale`` as a training job (tagged), then ``total`` in-process. Kept out of
+    runner_nodes.py, which jobs import on the image (no Kedro there unless shipped)."""
+    return Pipeline(
+        [
+            Node(
+                runner_nodes.scale,
+                ["readings", "params:factor"],
+                "scaled",
+                name="scale",
+                tags="training_job",
+            ),
+            Node(runner_nodes.total, "scaled", "total", name="total"),
+        ]
+    )

@@ -60,6 +60,7 @@ from predictive_maintenance.sagemaker.runner import TrainingJobFailedError
 from predictive_maintenance.sagemaker.storage import DirectoryStore
 from tests.catalogs import RecordingDataset
 from tests.sagemaker import bridge_nodes, runner_nodes
+from tests.sagemaker.conftest import scale_and_total
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-xgboost:3.0-5"
@@ -707,18 +708,7 @@ def _run(
 
 
 def _scale_and_total() -> tuple[Pipeline, DataCatalog]:
-    pipeline = Pipeline(
-        [
-            Node(
-                runner_nodes.scale,
-                ["readings", "params:factor"],
-                "scaled",
-                name="scale",
-                tags="training_job",
-            ),
-            Node(runner_nodes.total, "scaled", "total", name="total"),
-        ]
-    )
+    pipeline = scale_and_total()
     catalog = DataCatalog(
         {
             "readings": MemoryDataset(READINGS),

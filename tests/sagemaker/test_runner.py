@@ -31,7 +31,7 @@ from predictive_maintenance.sagemaker.config import SageMakerConfigError
 from predictive_maintenance.sagemaker.runner import TrainingJobFailedError
 from tests.catalogs import RecordingDataset
 from tests.sagemaker import runner_nodes
-from tests.sagemaker.conftest import BUCKET
+from tests.sagemaker.conftest import BUCKET, scale_and_total
 from tests.support.aws import REGION
 
 READINGS = pd.DataFrame({"torque_nm": [40.0, 55.5, 70.7], "tool_wear_min": [0.0, 108.0, 216.0]})
@@ -102,18 +102,7 @@ def test_remote_node_runs_as_a_job_and_the_pipeline_cannot_tell(aws, tmp_path, c
             "total": MemoryDataset(),
         }
     )
-    pipeline = Pipeline(
-        [
-            Node(
-                runner_nodes.scale,
-                ["readings", "params:factor"],
-                "scaled",
-                name="scale",
-                tags="training_job",
-            ),
-            Node(runner_nodes.total, "scaled", "total", name="total"),
-        ]
-    )
+    pipeline = scale_and_total()
 
     hooks = run(pipeline, catalog, tmp_path)
 

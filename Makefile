@@ -21,7 +21,7 @@ export UV_COMPILE_BYTECODE := 1
 # XGBoost/OpenMP threads spin while waiting; on a busy 2-core machine that costs 100x in training.
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: install image-env run test lint format viz serve benchmarks benchmark-endpoint lock clean
+.PHONY: install image-env run test lint format viz notebook serve benchmarks benchmark-endpoint lock clean
 
 # uv itself is bootstrapped from PyPI into a private venv, so nothing global is touched.
 $(UV):
@@ -56,12 +56,17 @@ format: install
 viz: install
 	$(VENV)/bin/kedro viz run --no-browser
 
-# The model endpoint (:8080) and the HTTP API with its web client (:3000) together; Ctrl-C stops
-# both. The endpoint serves what the deployment pipeline deployed (data/11_endpoints/).
+# Runs every notebook in notebooks/ headless against the project's catalog; the executed copies,
+# with their outputs, go to data/08_reporting/notebooks/ (the stored notebooks stay output-free).
+notebook: install
+	$(VENV)/bin/python notebooks/execute.py
+
+# The model endpoint (:8080) and the HTTP API with its web client (:3000) together (`kedro serve`):
+# prints "ready at http://127.0.0.1:3000 (endpoint http://127.0.0.1:8080)" once the endpoint's
+# /ping and the API's /health answer; Ctrl-C stops both; if either stops, so does the other (exit 1).
+# The endpoint serves what the deployment pipeline deployed (data/11_endpoints/).
 serve: install
-	$(VENV)/bin/kedro endpoint serve --port 8080 & endpoint=$$!; \
-	trap 'kill $$endpoint 2>/dev/null' EXIT; \
-	$(VENV)/bin/kedro api serve --port 3000 --endpoint-url http://127.0.0.1:8080
+	$(VENV)/bin/kedro serve --endpoint-port 8080 --api-port 3000
 
 benchmarks: install
 	$(VENV)/bin/python benchmarks/cross_validation.py

@@ -1,19 +1,28 @@
-"""Shared fixtures. Tests never reach the network beyond 127.0.0.1."""
+"""Shared fixtures. Tests never reach the network beyond 127.0.0.1. See tests/README.md."""
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
+
+# Also imported from here by older test modules; tests.support.project is their home.
+from tests.support.project import (
+    PROJECT_ROOT,
+    RAW_CSV,
+    FinishedRun,
+    copy_project,
+    finished_run_once,
+)
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 # Before XGBoost loads OpenMP: waiting threads sleep instead of spinning on a 2-core machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-RAW_CSV = PROJECT_ROOT / "data" / "01_raw" / "ai4i2020.csv"
+#: Fixtures that make a test ``slow`` wherever it is: the session's whole-project ``kedro run``
+#: (a test using it runs more commands on a trained project) and the SageMaker image's stand-in.
+SLOW_FIXTURES = frozenset({"finished_run", "image_python"})
 
 #: The workshop's example reading (``L,298.4,308.2,1582,70.7,216``), by field name.
 WORKSHOP_READING = {
@@ -24,6 +33,27 @@ WORKSHOP_READING = {
     "torque_nm": 70.7,
     "tool_wear_min": 216,
 }
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` (pyproject.toml) for one test file, or tests of one file: no workers, the
+    tests run in this process (starting workers would cost more than they save)."""
+    files = {str(arg).split("::")[0] for arg in config.args}
+    if len(files) == 1 and Path(files.pop()).is_file():
+        return 0
+    return None  # xdist's own answer: one worker per core
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks the tests of :data:`SLOW_FIXTURES` ``slow``, then puts the modules with a slow test
+    first, each module's tests still together and in file order. With xdist (``--dist loadfile
+    --no-loadscope-reorder``) the workers take the long modules first and share out the short
+    ones at the end, instead of one worker finishing a minute-long module alone."""
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_modules)  # stable: file order kept
 
 
 @pytest.fixture(scope="session")
@@ -37,30 +67,17 @@ def raw_csv_bytes() -> bytes:
     return RAW_CSV.read_bytes()
 
 
-def copy_project(destination: Path) -> Path:
-    """A runnable copy of the project (metadata, source, config, raw data) without any outputs."""
-    destination.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(PROJECT_ROOT / "pyproject.toml", destination / "pyproject.toml")
-    shutil.copytree(
-        PROJECT_ROOT / "src",
-        destination / "src",
-        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
-    )
-    shutil.copytree(
-        PROJECT_ROOT / "conf", destination / "conf", ignore=shutil.ignore_patterns("local")
-    )
-    (destination / "conf" / "local").mkdir()
-    for layer in sorted((PROJECT_ROOT / "data").iterdir()):
-        if layer.is_dir():
-            (destination / "data" / layer.name).mkdir(parents=True)
-    shutil.copy2(RAW_CSV, destination / "data" / "01_raw" / RAW_CSV.name)
-    return destination
-
-
 @pytest.fixture
 def project_copy(tmp_path: Path) -> Path:
     """A fresh copy of the project in a temporary directory, for whole-project runs."""
     return copy_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
+    """The session's one ``kedro run`` of a fresh project copy (read only: a test that runs or
+    writes anything works on ``finished_run.copy(tmp_path / "project")``)."""
+    return finished_run_once(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

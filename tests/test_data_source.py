@@ -7,10 +7,7 @@ nothing is mocked and nothing leaves this machine.
 from __future__ import annotations
 
 import io
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -21,8 +18,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
-from kedro.framework.cli.cli import KedroCLI
 
 from predictive_maintenance.data_source import (
     UCI_PAGE,
@@ -33,9 +28,9 @@ from predictive_maintenance.data_source import (
     fetch_verified,
 )
 from predictive_maintenance.integrity import sha256_hex
+from tests.support.cli import invoke, kedro
 
 RAW_RELATIVE = Path("data") / "01_raw" / "ai4i2020.csv"
-KEDRO = Path(sys.executable).with_name("kedro")
 
 
 @dataclass
@@ -250,10 +245,9 @@ def test_no_urls_is_an_error():
 @pytest.fixture
 def kedro_cli(project_copy: Path, monkeypatch: pytest.MonkeyPatch):
     """Runs ``kedro ARGS...`` in-process in the project copy, as the ``kedro`` executable does."""
-    monkeypatch.chdir(project_copy)
 
     def run(*args: str):
-        return CliRunner().invoke(KedroCLI(project_copy), list(args), catch_exceptions=False)
+        return invoke(project_copy, monkeypatch, *args)
 
     return run
 
@@ -335,15 +329,7 @@ def test_cli_offline_exits_1_and_keeps_the_file(
     corrupted = altered(raw_csv_bytes)
     raw_file.write_bytes(corrupted)
 
-    completed = subprocess.run(
-        [str(KEDRO), "data", "fetch", "--url", closed_url, "--timeout", "5"],
-        cwd=project_copy,
-        env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    completed = kedro(project_copy, "data", "fetch", "--url", closed_url, "--timeout", "5")
 
     assert completed.returncode == 1, completed.stdout + completed.stderr
     assert closed_url in completed.stderr

@@ -1,4 +1,5 @@
-"""Runs ``notebooks/01_explore_and_train.ipynb`` headless, top to bottom, on a copy of the project.
+"""Runs ``notebooks/01_explore_and_train.ipynb`` headless, top to bottom, on a copy of the project,
+with ``notebooks/execute.py`` (what ``make notebook`` runs).
 
 The notebook finds its project by walking up from its working directory, so the copied notebook,
 run from the copy's ``notebooks/``, reads the copy's catalog: the real ``data/`` is never touched,
@@ -7,36 +8,30 @@ and the run does not depend on a previous ``kedro run``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
 import shutil
 import sys
-import time
 from pathlib import Path
+from types import ModuleType
 
 import nbformat
 import pytest
-from ipykernel.kernelspec import get_kernel_dict
-from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-from jupyter_client.manager import KernelManager
-from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOK = NOTEBOOKS / "01_explore_and_train.ipynb"
-CELL_TIMEOUT_SECONDS = 120
 SUMMARY_KEY = "notebook_summary"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 
-class _ThisInterpreterKernelSpecs(KernelSpecManager):
-    """Resolves any kernel name to ipykernel run by this interpreter (the project's venv).
-
-    A ``python3`` spec found elsewhere on the machine (user or system Jupyter paths) could start
-    another Python without the project installed; this one cannot.
-    """
-
-    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
-        return KernelSpec(resource_dir="", **get_kernel_dict())
+def _load_script(path: Path) -> ModuleType:
+    """``notebooks/execute.py`` is a script, not a package module: load it from its file."""
+    spec = importlib.util.spec_from_file_location(f"notebook_script_{path.stem}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _files(root: Path) -> dict[str, tuple[int, int]]:
@@ -65,30 +60,22 @@ def test_notebook_is_stored_without_outputs():
 
 
 @pytest.mark.slow
-def test_notebook_runs_top_to_bottom(project_copy: Path, monkeypatch: pytest.MonkeyPatch):
+def test_notebook_runs_top_to_bottom(project_copy: Path, capsys: pytest.CaptureFixture[str]):
     notebooks = project_copy / "notebooks"
     shutil.copytree(NOTEBOOKS, notebooks, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
-    # A relative KEDRO_LOGGING_CONFIG (project root based) does not exist from the kernel's
-    # working directory, notebooks/.
-    configured = os.environ.get("KEDRO_LOGGING_CONFIG")
-    if configured and not Path(configured).is_absolute():
-        monkeypatch.setenv("KEDRO_LOGGING_CONFIG", str(project_copy / configured))
-    data_before = _files(project_copy / "data")
-
-    notebook = nbformat.read(notebooks / NOTEBOOK.name, as_version=4)
+    copied = notebooks / NOTEBOOK.name
+    notebook = nbformat.read(copied, as_version=4)
+    # Which interpreter the kernel runs: the project's, whatever Jupyter kernels the machine has.
     notebook.cells.append(nbformat.v4.new_code_cell("import sys\nprint(sys.executable)"))
-    client = NotebookClient(
-        notebook,
-        km=KernelManager(kernel_name="python3", kernel_spec_manager=_ThisInterpreterKernelSpecs()),
-        timeout=CELL_TIMEOUT_SECONDS,
-        resources={"metadata": {"path": str(notebooks)}},
-    )
-    started = time.perf_counter()
-    client.execute(cleanup_kc=True)  # we own the kernel manager, so shut the kernel down
-    elapsed = time.perf_counter() - started
-    print(f"notebook ran in {elapsed:.1f} s")
+    nbformat.write(notebook, copied)
+    data_before = _files(project_copy / "data")
+    executed = project_copy.parent / "executed"
 
+    script = _load_script(notebooks / "execute.py")
+    assert script.main([str(copied), "--output-dir", str(executed)]) == 0
+    print(capsys.readouterr().out)
+
+    notebook = nbformat.read(executed / NOTEBOOK.name, as_version=4)
     cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
     errors = [
         (index, output.get("ename"), output.get("evalue"))
@@ -120,3 +107,29 @@ def test_notebook_runs_top_to_bottom(project_copy: Path, monkeypatch: pytest.Mon
     assert summary["test_f1"] > 0.6
 
     assert _files(project_copy / "data") == data_before, "the notebook wrote into data/"
+
+
+@pytest.mark.slow
+def test_a_failing_cell_is_named_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("x / 0")]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(notebook, path)
+
+    script = _load_script(NOTEBOOKS / "execute.py")
+    assert script.main([str(path), "--output-dir", str(tmp_path / "out")]) == 1
+
+    error = capsys.readouterr().err
+    assert "broken.ipynb: code cell 2 failed: ZeroDivisionError: division by zero" in error
+    executed = nbformat.read(tmp_path / "out" / "broken.ipynb", as_version=4)
+    assert executed.cells[1].outputs[0]["ename"] == "ZeroDivisionError"
+    assert nbformat.read(path, as_version=4).cells[1].outputs == [], "the source was modified"
+
+
+def test_a_missing_notebook_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    script = _load_script(NOTEBOOKS / "execute.py")
+    with pytest.raises(SystemExit) as exit_info:
+        script.main([str(tmp_path / "nope.ipynb")])
+    assert exit_info.value.code == 2
+    assert "no such notebook" in capsys.readouterr().err

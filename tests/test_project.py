@@ -1,11 +1,14 @@
-"""The whole project as a user runs it: ``kedro run`` and ``kedro viz`` in a temporary copy."""
+"""The whole project as a user runs it: ``kedro run`` and ``kedro viz`` in a temporary copy.
+
+The session's one ``kedro run`` (the ``finished_run`` fixture) is checked here; the commands that
+follow it (viz, a second run, approve, deploy, serve) run in copies of it. A run stopped by bad raw
+data is the pipeline's behaviour, not the command line's: it runs in-process (``run_session``).
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -14,15 +17,15 @@ import pytest
 
 from predictive_maintenance.datasets import XGBoostModelDataset
 from predictive_maintenance.features import FEATURE_COLUMNS
-from predictive_maintenance.integrity import sha256_hex
+from predictive_maintenance.integrity import ChecksumMismatchError, sha256_hex
 from predictive_maintenance.registry import LocalModelRegistry
-from tests.conftest import copy_project
+from predictive_maintenance.validation import RawDataError
+from tests.support.cli import kedro, launch, run_session
 from tests.support.net import free_port, wait_for
+from tests.support.project import FinishedRun, written_outputs
 
 pytestmark = pytest.mark.slow
 
-KEDRO = str(Path(sys.executable).with_name("kedro"))
-ENV = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "NO_COLOR": "1", "COLUMNS": "200"}
 GROUP = "predictive-maintenance"
 PLOTS = (
     "roc_curve",
@@ -33,42 +36,18 @@ PLOTS = (
 )
 
 
-def kedro(project: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [KEDRO, *args],
-        cwd=project,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def written_outputs(project: Path) -> list[str]:
-    """Every file under data/ except the raw layer and .gitkeep placeholders."""
-    data = project / "data"
-    return sorted(
-        str(path.relative_to(data))
-        for path in data.rglob("*")
-        if path.is_file() and path.name != ".gitkeep" and path.parts[len(data.parts)] != "01_raw"
-    )
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    project = copy_project(tmp_path_factory.mktemp("run") / "project")
-    return project, kedro(project, "run")
+@pytest.fixture
+def project_after_run(finished_run: FinishedRun, tmp_path: Path) -> Path:
+    """A copy of the finished run, for a test that runs more commands in it."""
+    return finished_run.copy(tmp_path / "project")
 
 
 def test_kedro_run_succeeds(finished_run):
-    _, result = finished_run
-
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert finished_run.returncode == 0, finished_run.stdout[-3000:] + finished_run.stderr[-3000:]
 
 
 def test_kedro_run_writes_every_output(finished_run):
-    project, _ = finished_run
+    project = finished_run.project
     outputs = written_outputs(project)
 
     assert {path for path in outputs if not path.startswith("10_model_registry/")} == {
@@ -96,7 +75,7 @@ def test_kedro_run_writes_every_output(finished_run):
 
 
 def test_kedro_run_metrics_are_sane(finished_run):
-    project, _ = finished_run
+    project = finished_run.project
     metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
 
     assert metrics["rows"] == 1000
@@ -109,7 +88,7 @@ def test_kedro_run_metrics_are_sane(finished_run):
 
 
 def test_kedro_run_model_loads_and_matches_its_spec(finished_run):
-    project, _ = finished_run
+    project = finished_run.project
     spec = json.loads((project / "data/06_models/model_spec.json").read_text())
     threshold = json.loads((project / "data/06_models/decision_threshold.json").read_text())
 
@@ -127,7 +106,7 @@ def test_kedro_run_model_loads_and_matches_its_spec(finished_run):
 
 
 def test_kedro_run_records_node_timings(finished_run):
-    project, _ = finished_run
+    project = finished_run.project
     timings = json.loads((project / "data/09_tracking/run_timings.json").read_text())
 
     assert len(timings["nodes"]) == 19
@@ -137,8 +116,8 @@ def test_kedro_run_records_node_timings(finished_run):
     assert 0 < timings["nodes_total_seconds"] <= timings["pipeline_wall_seconds"]
 
 
-def test_kedro_viz_build_shows_every_pipeline_with_previews(finished_run):
-    project, _ = finished_run
+def test_kedro_viz_build_shows_every_pipeline_with_previews(project_after_run):
+    project = project_after_run
 
     result = kedro(project, "viz", "build", "--include-previews")
 
@@ -165,10 +144,10 @@ def test_kedro_viz_build_shows_every_pipeline_with_previews(finished_run):
     assert metrics["preview_type"] == "JSONPreview"
 
 
-def test_training_pipeline_reruns_from_the_saved_splits(finished_run):
-    project, _ = finished_run
+def test_training_pipeline_reruns_from_the_saved_splits(project_after_run):
+    project = project_after_run
 
-    result = kedro(project, "run", "--pipeline", "training")
+    result = kedro(project, "run", "--pipelines", "training")
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     timings = json.loads((project / "data/09_tracking/run_timings.json").read_text())
@@ -177,38 +156,33 @@ def test_training_pipeline_reruns_from_the_saved_splits(finished_run):
     assert "train.train_model" in timings["nodes"]
 
 
-def test_tampered_raw_file_stops_the_run_before_anything_is_written(tmp_path):
-    project = copy_project(tmp_path / "project")
-    raw = project / "data/01_raw/ai4i2020.csv"
+def test_tampered_raw_file_stops_the_run_before_anything_is_written(project_copy, monkeypatch):
+    raw = project_copy / "data/01_raw/ai4i2020.csv"
     raw.write_bytes(raw.read_bytes().replace(b"298.1", b"298.2", 1))
 
-    result = kedro(project, "run")
+    with pytest.raises(ChecksumMismatchError) as raised:
+        run_session(project_copy, monkeypatch)
 
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert "ChecksumMismatchError" in output
-    assert "dc6630cd9b1f0f853922fad78a1b6436570d3f1ec863f1dd5c4340ac56bc8a8e" in output
-    assert written_outputs(project) == []
+    assert "dc6630cd9b1f0f853922fad78a1b6436570d3f1ec863f1dd5c4340ac56bc8a8e" in str(raised.value)
+    assert written_outputs(project_copy) == []
 
 
-def test_invalid_raw_data_stops_the_run_before_anything_is_written(tmp_path):
-    project = copy_project(tmp_path / "project")
-    raw = project / "data/01_raw/ai4i2020.csv"
+def test_invalid_raw_data_stops_the_run_before_anything_is_written(project_copy, monkeypatch):
+    raw = project_copy / "data/01_raw/ai4i2020.csv"
     raw.write_bytes(raw.read_bytes().replace(b"\r\n3,L47182,L,", b"\r\n3,L47182,Q,", 1))
 
-    result = kedro(project, "run", "--params", "raw_data.sha256=null")
+    # As `kedro run --params raw_data.sha256=null`.
+    with pytest.raises(RawDataError) as raised:
+        run_session(project_copy, monkeypatch, runtime_params={"raw_data": {"sha256": None}})
 
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert "RawDataError" in output
-    assert "'Type' fails isin" in output
-    assert "line 4: 'Q'" in output
-    assert written_outputs(project) == []
+    assert "'Type' fails isin" in str(raised.value)
+    assert "line 4: 'Q'" in str(raised.value)
+    assert written_outputs(project_copy) == []
 
 
-def test_approve_deploy_serve_and_invoke_like_the_workshop(finished_run):
+def test_approve_deploy_serve_and_invoke_like_the_workshop(project_after_run):
     """Approve, deploy (`kedro run --nodes deploy.select_deployment`), serve, invoke with boto3."""
-    project, _ = finished_run
+    project = project_after_run
 
     approved = kedro(project, "model", "approve", "1", "--note", "checked the metrics")
     deployed = kedro(project, "run", "--nodes", "deploy.select_deployment")
@@ -219,10 +193,12 @@ def test_approve_deploy_serve_and_invoke_like_the_workshop(finished_run):
     assert (state["model_group"], state["model_version"]) == (GROUP, 1)
 
     port = free_port()
-    server = subprocess.Popen(
-        [KEDRO, "endpoint", "serve", "--port", str(port)],
-        cwd=project,
-        env=ENV,
+    server = launch(
+        project,
+        "endpoint",
+        "serve",
+        "--port",
+        str(port),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -443,6 +443,57 @@ def test_concurrent_registrations_from_processes(registry: LocalModelRegistry):
     _check_concurrent_registrations(registry, reported)
 
 
+# ---- unchanged archives --------------------------------------------------------------------------
+
+
+def test_an_archive_identical_to_the_newest_is_not_registered_again(registry: LocalModelRegistry):
+    first, registered = registry.register_if_changed(GROUP, payload(0), metrics=METRICS, lineage={})
+    again, registered_again = registry.register_if_changed(
+        GROUP, payload(0), metrics={}, lineage={}, approval_status="Approved"
+    )
+
+    assert (first.version, registered) == (1, True)
+    assert (again.version, registered_again) == (1, False)
+    assert again == registry.get(GROUP, 1)  # untouched: still pending, no second history entry
+    assert again.approval_status == "PendingManualApproval"
+    assert sorted(os.listdir(registry.root / GROUP / "versions")) == ["1"]
+
+
+def test_only_the_newest_version_counts_as_unchanged(registry: LocalModelRegistry):
+    numbers = [
+        registry.register_if_changed(GROUP, payload(index), metrics={}, lineage={})
+        for index in (0, 1, 0)  # a model, another, then the first one back: a new version
+    ]
+
+    assert [(version.version, registered) for version, registered in numbers] == [
+        (1, True),
+        (2, True),
+        (3, True),
+    ]
+    assert registry.read_archive(GROUP, 3) == payload(0)
+
+
+def test_concurrent_runs_of_one_model_register_it_once(registry: LocalModelRegistry):
+    barrier = threading.Barrier(WORKERS)
+    outcomes: list[tuple[int, bool]] = []
+
+    def write() -> None:
+        barrier.wait()
+        version, registered = registry.register_if_changed(
+            GROUP, payload(5), metrics={}, lineage={}
+        )
+        outcomes.append((version.version, registered))
+
+    threads = [threading.Thread(target=write) for _ in range(WORKERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == [(1, False)] * (WORKERS - 1) + [(1, True)]
+    assert [v.version for v in registry.list_versions(GROUP)] == [1]
+
+
 # ---- Kedro dataset -------------------------------------------------------------------------------
 
 
@@ -502,3 +553,32 @@ def test_dataset_refuses_bad_input(tmp_path: Path):
     with pytest.raises(DatasetError, match="invalid model package group name"):
         LocalModelRegistryDataset(root=str(tmp_path), group="bad_name")
     assert dataset.load()["versions"] == []
+
+
+def test_dataset_says_which_version_it_registered_or_that_nothing_changed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    dataset = LocalModelRegistryDataset(root=str(tmp_path), group=GROUP)
+    caplog.set_level("INFO", logger="predictive_maintenance.registry")
+
+    dataset.save({"archive": payload(0)})
+    dataset.save({"archive": payload(0), "approval_status": "Approved"})
+    dataset.save({"archive": payload(1), "approval_status": "Approved"})
+    dataset.save({"archive": payload(1), "register_duplicates": True})
+
+    assert [record.getMessage() for record in caplog.records] == [
+        f"registered model version 1 of {GROUP} (PendingManualApproval)",
+        f"model unchanged, version 1 of {GROUP} (PendingManualApproval): same archive sha256 "
+        f"{sha256_hex(payload(0))[:12]}, not registered again; approve it with "
+        "`kedro model approve 1`",
+        f"registered model version 2 of {GROUP} (Approved)",
+        f"registered model version 3 of {GROUP} (PendingManualApproval)",
+    ]
+    assert [v["approval_status"] for v in dataset.load()["versions"]] == [
+        "PendingManualApproval",
+        "Approved",
+        "PendingManualApproval",
+    ]
+    with pytest.raises(DatasetError, match="register_duplicates must be true or false, not 'yes'"):
+        dataset.save({"archive": payload(2), "register_duplicates": "yes"})
+    assert len(dataset.load()["versions"]) == 3

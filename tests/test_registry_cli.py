@@ -8,34 +8,26 @@ from __future__ import annotations
 
 import getpass
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
-import click
 import pytest
 import yaml
-from click.testing import CliRunner, Result
-from kedro.framework.cli.cli import KedroCLI
+from click.testing import Result
 
 from predictive_maintenance.integrity import sha256_hex
 from predictive_maintenance.registry import LocalModelRegistry
-from predictive_maintenance.registry.cli import model
-from tests.conftest import copy_project
+from predictive_maintenance.serving.endpoint import write_endpoint_state
+from tests.support.cli import invoke
+from tests.support.project import copy_project
 
 GROUP = "predictive-maintenance"
 REGISTRY_RELATIVE = Path("data") / "10_model_registry"
+ENDPOINT = "predictive-maintenance"
+#: The local endpoint's state file (the catalog's ``endpoint`` entry), relative to the project.
+STATE_RELATIVE = Path("data") / "11_endpoints" / f"{ENDPOINT}.json"
+STATE_WHERE = f"local, state file {STATE_RELATIVE}"
 METRICS = {"roc_auc": 0.98352, "at_chosen_threshold": {"f1": 0.9375, "threshold": 0.54}}
-
-
-class ProjectCLI(KedroCLI):
-    """``kedro`` in the project, with the ``model`` group even before cli.py attaches it."""
-
-    @property
-    def project_groups(self) -> Sequence[click.Group]:
-        groups = list(super().project_groups)
-        if not any("model" in getattr(group, "commands", {}) for group in groups):
-            groups.insert(0, click.Group(name="model-registry", commands={"model": model}))
-        return groups
 
 
 def write_parameters(project: Path, env: str, settings: dict | None) -> None:
@@ -75,10 +67,26 @@ def registry(project: Path) -> LocalModelRegistry:
     return registry
 
 
+def deploy(project: Path, registry: LocalModelRegistry, version: int, **changes) -> None:
+    """Writes the endpoint state the deployment pipeline writes for ``version``."""
+    write_endpoint_state(
+        project / STATE_RELATIVE,
+        {
+            "endpoint_name": ENDPOINT,
+            "model_group": GROUP,
+            "model_version": version,
+            "model_archive": str(registry.archive_path(GROUP, version)),
+            "model_archive_sha256": registry.get(GROUP, version).archive_sha256,
+            "deployed_at": "2026-01-02T03:04:05+00:00",
+            **changes,
+        },
+    )
+
+
 @pytest.fixture
-def kedro(project: Path) -> Callable[..., Result]:
+def kedro(project: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
     def run(*args: str) -> Result:
-        return CliRunner().invoke(ProjectCLI(project), list(args))
+        return invoke(project, monkeypatch, *args, catch_exceptions=True)
 
     return run
 
@@ -98,15 +106,19 @@ def test_list(kedro, registry: LocalModelRegistry):
         "ROC",
         "AUC",
         "SHA256",
+        "ARCHIVE",
+        "ENDPOINT",
     ]
-    rows = [line.split() for line in lines[header_at + 1 :]]
+    rows = [line.split() for line in lines[header_at + 1 : header_at + 4]]
     assert [row[:2] for row in rows] == [
         ["1", "Approved"],
         ["2", "Rejected"],
         ["3", "PendingManualApproval"],
     ]
-    assert rows[0][4:] == ["0.9375", "0.9835", sha256_hex(b"archive 0")[:12]]
-    assert rows[2][4:] == ["-", "-", sha256_hex(b"archive 2")[:12]]
+    assert rows[0][4:] == ["0.9375", "0.9835", sha256_hex(b"archive 0")[:12], "ok"]
+    assert rows[2][4:] == ["-", "-", sha256_hex(b"archive 2")[:12], "ok"]
+    assert lines[header_at + 4 :] == [f"Endpoint {ENDPOINT} ({STATE_WHERE}): nothing deployed yet."]
+    assert result.stderr == ""
 
 
 def test_list_other_and_empty_groups(kedro, registry: LocalModelRegistry):
@@ -116,7 +128,7 @@ def test_list_other_and_empty_groups(kedro, registry: LocalModelRegistry):
     empty = kedro("model", "list", "--group", "no-such-group")
 
     assert other.exit_code == 0, other.output
-    assert [line.split()[0] for line in other.stdout.splitlines()[-1:]] == ["1"]
+    assert [line.split()[0] for line in other.stdout.splitlines()[-2:]] == ["1", "Endpoint"]
     assert empty.exit_code == 0, empty.output
     assert "'no-such-group' has no versions yet" in empty.stdout
 
@@ -232,3 +244,145 @@ def test_missing_env_is_an_error(kedro, project: Path, registry: LocalModelRegis
     assert "cannot read the catalog" in result.stderr
     assert str(project / "conf" / "no-such-env") in result.stderr
     assert registry.get(GROUP, 3).approval_status == "PendingManualApproval"
+
+
+def _versions(result: Result) -> list[str]:
+    """The VERSION column of a listing."""
+    return [line.split()[0] for line in result.stdout.splitlines() if line[:7].strip().isdigit()]
+
+
+def test_list_shows_the_deployed_version_and_where(kedro, registry, project: Path):
+    deploy(project, registry, 1)
+
+    result = kedro("model", "list")
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    rows = [line.split() for line in lines[2:5]]
+    assert [(row[0], row[-2:]) for row in rows] == [
+        ("1", ["serving", f"({ENDPOINT})"]),
+        ("2", [sha256_hex(b"archive 1")[:12], "ok"]),
+        ("3", [sha256_hex(b"archive 2")[:12], "ok"]),
+    ]
+    assert lines[5:] == [
+        f"Endpoint {ENDPOINT} serves version 1 ({STATE_WHERE}, deployed 2026-01-02 03:04:05 UTC)."
+    ]
+
+
+def test_list_flags_changed_and_missing_archives_without_failing(kedro, registry, project: Path):
+    changed = registry.archive_path(GROUP, 1)
+    changed.chmod(0o644)
+    changed.write_bytes(b"archive X")
+    registry.archive_path(GROUP, 3).unlink()
+    deploy(project, registry, 3)
+
+    result = kedro("model", "list")
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert [line.split()[7:] for line in lines[2:5]] == [
+        ["CHANGED"],
+        ["ok"],
+        ["MISSING", "serving", f"({ENDPOINT})"],
+    ]
+    assert result.stderr.splitlines() == [
+        f"Warning: version 1's archive {REGISTRY_RELATIVE}/{GROUP}/versions/1/model.tar.gz no "
+        "longer has its registered sha256: do not approve or deploy it (`kedro model show 1` "
+        "for details)",
+        f"Warning: version 3's archive {REGISTRY_RELATIVE}/{GROUP}/versions/3/model.tar.gz is "
+        "missing",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("state", "says"),
+    [
+        ("{not json", f"cannot read {STATE_RELATIVE}: {{tmp}}/{STATE_RELATIVE} is not valid JSON"),
+        ('{"endpoint_name": "e"}', f"cannot read {STATE_RELATIVE}: endpoint state lacks"),
+    ],
+)
+def test_list_reports_an_unreadable_deployment_and_still_lists(
+    kedro, registry, project: Path, state: str, says: str
+):
+    (project / STATE_RELATIVE).parent.mkdir(parents=True, exist_ok=True)
+    (project / STATE_RELATIVE).write_text(state)
+
+    result = kedro("model", "list")
+
+    assert result.exit_code == 0, result.output
+    assert _versions(result) == ["1", "2", "3"]
+    assert (
+        result.stdout.strip()
+        .splitlines()[-1]
+        .startswith(f"Endpoint {ENDPOINT} ({STATE_WHERE}): {says.format(tmp=project)}")
+    )
+
+
+def test_list_warns_when_the_deployment_and_the_registry_disagree(kedro, registry, project: Path):
+    deploy(project, registry, 2, model_archive_sha256="0" * 64)
+
+    result = kedro("model", "list")
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        f"Warning: the deployment names archive sha256 {'0' * 64}, the registry records "
+        f"{sha256_hex(b'archive 1')} for version 2.\n"
+    )
+
+
+def test_list_warns_that_a_rejected_version_is_still_served(kedro, registry, project: Path):
+    deploy(project, registry, 2)  # version 2 is Rejected
+
+    result = kedro("model", "list")
+
+    assert result.exit_code == 0, result.output
+    assert (
+        result.stdout.strip()
+        .splitlines()[-1]
+        .startswith(f"Endpoint {ENDPOINT} serves version 2 ({STATE_WHERE}")
+    )
+    assert result.stderr == (
+        "Warning: version 2 is Rejected and served until the next deployment "
+        "(`kedro run --nodes deploy.select_deployment`).\n"
+    )
+
+
+def test_rejecting_the_deployed_version_warns_and_says_what_happens_next(
+    kedro, registry, project: Path
+):
+    deploy(project, registry, 1)
+
+    other = kedro("model", "reject", "3")
+    last_approved = kedro("model", "reject", "1")
+    kedro("model", "approve", "3")
+    deploy(project, registry, 3)
+    with_successor = kedro("model", "reject", "3")
+
+    assert other.exit_code == 0, other.output
+    assert other.stderr == ""  # version 3 is not deployed: nothing to warn about
+    assert last_approved.exit_code == 0, last_approved.output
+    assert "Approved -> Rejected" in last_approved.stdout
+    assert last_approved.stderr.strip() == (
+        f"Warning: version 1 is deployed to endpoint {ENDPOINT} ({STATE_WHERE}) and keeps "
+        "serving until the next deployment; no version is Approved, so the next deployment "
+        "leaves it as it is: approve another version, then "
+        "`kedro run --nodes deploy.select_deployment`."
+    )
+    assert with_successor.exit_code == 0, with_successor.output
+    assert registry.get(GROUP, 3).approval_status == "Rejected"
+    # Version 1 was rejected above; nothing else is Approved either.
+    assert "no version is Approved" in with_successor.stderr
+
+
+def test_rejecting_the_deployed_version_names_the_next_one(kedro, registry, project: Path):
+    registry.update_approval(GROUP, 3, "Approved")
+    deploy(project, registry, 3)
+
+    result = kedro("model", "reject", "3", "--note", "drifted")
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == (
+        f"Warning: version 3 is deployed to endpoint {ENDPOINT} ({STATE_WHERE}) and keeps "
+        "serving until the next deployment; `kedro run --nodes deploy.select_deployment` "
+        "deploys version 1, the newest Approved."
+    )

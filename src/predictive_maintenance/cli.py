@@ -1,24 +1,34 @@
 """Project commands for the ``kedro`` CLI.
 
 Kedro adds the commands of the click group :func:`cli` to ``kedro`` when run inside this project
-(see ``KedroCLI.project_groups``). Each area of work is its own group: ``kedro data ...``,
-``kedro model ...`` (:mod:`.registry.cli`), ``kedro endpoint ...`` (:mod:`.serving.cli`).
-Commands read configuration only through a :class:`~kedro.framework.session.KedroSession`, so
-``--env`` and ``conf/local`` overrides apply exactly as they do to ``kedro run``.
+(see ``KedroCLI.project_groups``); a command named like one of Kedro's replaces it. Each area of
+work is its own group: ``kedro data ...``, ``kedro model ...`` (:mod:`.registry.cli`),
+``kedro endpoint ...`` (:mod:`.serving.cli`), ``kedro sagemaker ...`` (:mod:`.sagemaker.cli`),
+``kedro api ...`` (:mod:`.api.cli`); ``kedro serve`` (:mod:`.serving.stack`) starts the endpoint
+and the API together. Commands read configuration only through a
+:class:`~kedro.framework.session.KedroSession`, so ``--env`` and ``conf/local`` overrides apply
+exactly as they do to ``kedro run``.
+
+Every ``kedro`` command imports this module, so it imports nothing heavy: the groups other than
+``data`` are loaded when they are used (Kedro's ``LazyGroup``), and ``run`` is Kedro's own command
+with a quieter console (:mod:`.console`).
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
 import click
-from kedro.framework.cli.utils import CONTEXT_SETTINGS, env_option
+from kedro.framework.cli.project import run as kedro_run
+from kedro.framework.cli.utils import CONTEXT_SETTINGS, LazyGroup, env_option
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import ProjectMetadata, bootstrap_project
 from kedro.io import DataCatalog, DatasetError
+from kedro.utils import load_obj
 
-from predictive_maintenance.api.cli import api
+from predictive_maintenance.console import LOG_FILE, UsageFailure, reporting_failures, show_detail
 from predictive_maintenance.data_source import (
     DEFAULT_TIMEOUT_SECONDS,
     FetchError,
@@ -26,10 +36,8 @@ from predictive_maintenance.data_source import (
     fetch_verified,
 )
 from predictive_maintenance.integrity import sha256_hex
+from predictive_maintenance.pipeline_registry import pipeline_names
 from predictive_maintenance.project_config import project_path
-from predictive_maintenance.registry.cli import model
-from predictive_maintenance.sagemaker.cli import sagemaker
-from predictive_maintenance.serving.cli import endpoint
 
 #: Catalog entry of the raw file, and its parameters.
 RAW_DATASET = "ai4i2020_raw"
@@ -37,15 +45,78 @@ RAW_PARAMS = "raw_data"
 _SHA256_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
 
 
-@click.group(context_settings=CONTEXT_SETTINGS, name="predictive-maintenance")
+@click.group(
+    context_settings=CONTEXT_SETTINGS,
+    name="predictive-maintenance",
+    cls=LazyGroup,
+    lazy_subcommands={
+        "model": "predictive_maintenance.registry.cli.model",
+        "endpoint": "predictive_maintenance.serving.cli.endpoint",
+        "serve": "predictive_maintenance.serving.stack.serve",
+        "sagemaker": "predictive_maintenance.sagemaker.cli.sagemaker",
+        "api": "predictive_maintenance.api.cli.api",
+    },
+)
 def cli() -> None:
     """Commands of the predictive-maintenance project."""
 
 
-cli.add_command(model)
-cli.add_command(endpoint)
-cli.add_command(sagemaker)
-cli.add_command(api)
+def _check_pipelines(names: list[str]) -> None:
+    known = pipeline_names()
+    unknown = [name for name in names if name not in known and name != "__default__"]
+    if unknown:
+        raise UsageFailure(
+            f"--pipelines: no pipeline named {', '.join(map(repr, unknown))}; the pipelines are "
+            f"{', '.join(known)} (__default__, the default, runs them all)."
+        )
+
+
+def _check_runner(runner: str | None) -> None:
+    if runner is None:
+        return
+    try:
+        load_obj(runner, "kedro.runner")
+    except (AttributeError, ImportError, ValueError) as error:
+        raise UsageFailure(
+            f"--runner {runner}: no such runner ({error}). Use SequentialRunner, ThreadRunner, "
+            "ParallelRunner or a class path, e.g. predictive_maintenance.sagemaker.SageMakerRunner."
+        ) from None
+
+
+def _hidden(option: click.Parameter) -> click.Parameter:
+    hidden = copy.copy(option)
+    hidden.hidden = True
+    return hidden
+
+
+@cli.command(
+    name="run",
+    context_settings=CONTEXT_SETTINGS,
+    params=[
+        # Kedro's options; its deprecated --pipeline still works, but is no longer shown.
+        *(_hidden(option) if option.name == "pipeline" else option for option in kedro_run.params),
+        click.Option(
+            ["-v", "--verbose"],
+            is_flag=True,
+            help=f"Show everything {LOG_FILE} gets (Kedro's dataset loads and saves...) and the "
+            "traceback of a failure.",
+        ),
+    ],
+)
+def run(verbose: bool, **options: Any) -> Any:
+    """Run the pipeline (Kedro's run, with a quieter console).
+
+    The console shows one line per node (name and seconds) and the results; the detail goes to
+    kedro.log. An expected failure (quality gate, AWS credentials, a misspelled pipeline or
+    runner setting) is reported in one or two lines with a non-zero exit code; -v shows it all.
+    """
+    if verbose:
+        show_detail()
+    _check_pipelines(options["pipelines"] or ([options["pipeline"]] if options["pipeline"] else []))
+    _check_runner(options["runner"])
+    details = f"Full traceback: {LOG_FILE} (or kedro run -v)."
+    with reporting_failures(verbose=verbose, details=details):
+        return kedro_run.callback(**options)
 
 
 @cli.group(name="data", context_settings=CONTEXT_SETTINGS)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -174,11 +175,19 @@ def test_the_role_may_invoke_only_the_one_endpoint_and_write_only_its_own_logs(t
     assert all(set(statement) <= keys for statement in statements)
     actions = {action for statement in statements for action in as_list(statement["Action"])}
     assert not any("*" in action for action in actions)
-    assert actions == {"sagemaker:InvokeEndpoint", "logs:CreateLogStream", "logs:PutLogEvents"}
+    assert actions == {
+        "sagemaker:InvokeEndpoint",
+        "sagemaker:DescribeEndpoint",  # GET /health: is the endpoint in service?
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
 
     sagemaker = [s for s in statements if any("sagemaker:" in a for a in as_list(s["Action"]))]
     assert len(sagemaker) == 1
-    assert as_list(sagemaker[0]["Action"]) == ["sagemaker:InvokeEndpoint"]
+    assert as_list(sagemaker[0]["Action"]) == [
+        "sagemaker:InvokeEndpoint",
+        "sagemaker:DescribeEndpoint",
+    ]
     assert as_list(sagemaker[0]["Resource"]) == [{"Fn::Sub": ENDPOINT_ARN}]
     arn = substitute(ENDPOINT_ARN, EndpointName=template["Parameters"]["EndpointName"]["Default"])
     assert arn == "arn:aws:sagemaker:eu-west-1:123456789012:endpoint/predictive-maintenance"
@@ -355,6 +364,9 @@ def test_the_package_answers_api_gateway_events_without_the_projects_dependencie
         "AWS_REGION": "eu-west-1",
         "AWS_DEFAULT_REGION": "eu-west-1",
         "CORS_ALLOW_ORIGINS": "https://dashboard.example.com",
+        "AWS_EC2_METADATA_DISABLED": "true",  # no credentials from this machine's metadata
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
     }
     result = subprocess.run(
         [sys.executable, "-I", "-c", LAMBDA_RUNNER, str(package), function["Handler"]],
@@ -370,8 +382,14 @@ def test_the_package_answers_api_gateway_events_without_the_projects_dependencie
     report = json.loads(result.stdout)
     health, bad_predict, openapi, page, script, preflight = report["responses"]
 
-    assert health["statusCode"] == 200
-    assert json.loads(health["body"]) == {"status": "ok", "endpoint": "predictive-maintenance"}
+    # On AWS /health asks DescribeEndpoint; here there are no credentials, and it says so.
+    assert health["statusCode"] == 503
+    assert json.loads(health["body"]) == {
+        "status": "unavailable",
+        "message": "cannot read the state of the model endpoint predictive-maintenance: Unable "
+        "to locate credentials",
+        "endpoint": {"name": "predictive-maintenance", "status": "unknown"},
+    }
 
     assert bad_predict["statusCode"] == 400
     error = json.loads(bad_predict["body"])
@@ -400,5 +418,13 @@ def test_the_package_answers_api_gateway_events_without_the_projects_dependencie
         assert Path(file).resolve().is_relative_to(package), (name, file)
     assert report["heavy"] == []
     # The handler tried (and does without) only the optional SageMaker toolkit; "org" is the
-    # standard library's copy module probing for Jython.
-    assert set(report["refused"]) <= {"sagemaker_inference", "org"}
+    # standard library's copy module probing for Jython; the rest are optional packages boto3's
+    # stack (botocore, urllib3) probes for when /health makes a client, and does without.
+    assert set(report["refused"]) <= {"sagemaker_inference", "org"} | {
+        "awscrt",
+        "certifi",
+        "OpenSSL",
+        "brotli",
+        "brotlicffi",
+        "backports",
+    }

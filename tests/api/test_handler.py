@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import importlib
 import json
+from datetime import datetime, timezone
 from typing import Any
 
+import boto3
 import numpy as np
 import pytest
+from botocore.stub import Stubber
 
 from predictive_maintenance.api import handler
+from predictive_maintenance.api.handler import Api, ApiSettings
 from predictive_maintenance.serving.inference import input_fn, predict_fn
+from predictive_maintenance.serving.server import EndpointServer
 from tests.api.conftest import ENDPOINT_NAME, MODEL_VERSION, make_api
 from tests.api.events import v1_event, v2_event
 from tests.conftest import WORKSHOP_READING
 from tests.support.net import free_port
+from tests.support.project import RAW_CSV
 
 WORKSHOP_LINE = "L,298.4,308.2,1582,70.7,216"
 POWER_FAILURE = {**WORKSHOP_READING, "rotational_speed_rpm": 1500, "torque_nm": 20.0}
@@ -65,6 +71,88 @@ def test_the_workshops_text_line_and_many_csv_rows(api, loaded_model):
         round(expected_score(loaded_model, line), 6)
         for line in (WORKSHOP_LINE, "M,298.4,308.2,1500,20.0,216")
     ]
+
+
+def test_the_official_data_set_file_gets_one_answer_per_reading_with_its_line_and_ids(
+    api, loaded_model
+):
+    """UCI's ai4i2020.csv as downloaded (BOM, CRLF, header, 14 columns), sent as it is."""
+    raw = RAW_CSV.read_bytes()
+    response = api(v2_event("POST", "/predict", raw, {"content-type": "text/csv"}))
+
+    assert response["statusCode"] == 200, response["body"][:300]
+    answers = json_body(response)
+    assert len(answers) == 10_000
+    assert [answer["line"] for answer in answers] == list(range(2, 10_002))
+    first = raw.decode("utf-8-sig").splitlines()[1].split(",")
+    assert (answers[0]["udi"], answers[0]["product_id"]) == (first[0], first[1]) == ("1", "M14860")
+    workshop_row = ",".join(first[2:8])
+    assert answers[0]["failure_probability"] == pytest.approx(
+        expected_score(loaded_model, workshop_row), abs=1e-7
+    )
+
+
+def test_a_header_in_any_column_order_and_blank_lines_are_taken(api, loaded_model):
+    rows = [WORKSHOP_LINE, "M,298.4,308.2,1500,20.0,216"]
+    header = "tool_wear_min,Type,Torque [Nm],rotational speed,process_temperature_k,Air temperature"
+
+    def reordered(row: str) -> str:
+        kind, air, process, speed, torque, wear = row.split(",")
+        return ",".join([wear, kind, torque, speed, process, air])
+
+    body = f"{header}\n\n{reordered(rows[0])}\n{reordered(rows[1])}\n"
+    response = api(v2_event("POST", "/predict", body, {"content-type": "text/csv"}))
+
+    assert response["statusCode"] == 200, response["body"]
+    answers = json_body(response)
+    assert [answer["line"] for answer in answers] == [3, 4]
+    assert [answer["failure_probability"] for answer in answers] == [
+        pytest.approx(expected_score(loaded_model, row), abs=1e-7) for row in rows
+    ]
+    assert "udi" not in answers[0]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message", "row"),
+    [
+        (
+            f"{WORKSHOP_LINE}\n\nL,298.4,308.2,1582,600,216\n",
+            "text/csv",
+            "line 3, field torque_nm: 600.0 is outside the plausible range [0.0, 500.0]",
+            3,
+        ),
+        (
+            json.dumps({**WORKSHOP_READING, "torque_nm": 600}),
+            "application/json",
+            "field torque_nm: 600.0 is outside the plausible range [0.0, 500.0]",
+            None,
+        ),
+        (
+            json.dumps([WORKSHOP_READING, {**WORKSHOP_READING, "torque_nm": 600}]),
+            "application/json",
+            "[1], field torque_nm: 600.0 is outside the plausible range [0.0, 500.0]",
+            1,
+        ),
+        (
+            json.dumps({"instances": [WORKSHOP_READING, {**WORKSHOP_READING, "torque_nm": 600}]}),
+            "application/json",
+            "instances[1], field torque_nm: 600.0 is outside the plausible range [0.0, 500.0]",
+            1,
+        ),
+    ],
+    ids=["csv-line", "json-object", "json-list", "json-instances"],
+)
+def test_errors_name_the_line_of_a_file_or_the_index_of_a_json_reading(
+    api, body, content_type, message, row
+):
+    response = api(v2_event("POST", "/predict", body, {"content-type": content_type}))
+    assert response["statusCode"] == 400
+    assert json_body(response) == {
+        "error": "invalid_input",
+        "message": message,
+        "row": row,
+        "field": "torque_nm",
+    }
 
 
 @pytest.mark.parametrize(
@@ -184,10 +272,150 @@ def test_odd_events_get_an_answer_not_an_exception(api, event):
 
 
 # ---- health, API key, CORS ----------------------------------------------------------------------
-def test_health(api):
+def test_health_reports_the_endpoint_that_serves(api, endpoint):
     response = api(v1_event("GET", "/health"))
     assert response["statusCode"] == 200
-    assert json_body(response) == {"status": "ok", "endpoint": ENDPOINT_NAME}
+    assert json_body(response) == {
+        "status": "ok",
+        "endpoint": {
+            "name": ENDPOINT_NAME,
+            "status": "ok",
+            "url": endpoint.url,
+            "model_version": MODEL_VERSION,
+        },
+    }
+
+
+def test_health_is_503_with_the_cause_when_the_endpoint_does_not_serve():
+    url = f"http://127.0.0.1:{free_port()}"
+    down = make_api(url)(v2_event("GET", "/health"))
+    with EndpointServer(("127.0.0.1", 0), model=None, endpoint_name=ENDPOINT_NAME) as running:
+        starting = make_api(running.start().url)(v2_event("GET", "/health"))
+        starting_url = running.url
+    unnamed = make_api(url, endpoint_name=None)(v2_event("GET", "/health"))
+
+    assert down["statusCode"] == starting["statusCode"] == unnamed["statusCode"] == 503
+    assert json_body(down) == {
+        "status": "unavailable",
+        "message": f"the model endpoint {ENDPOINT_NAME} cannot be reached at {url} ([Errno 111] "
+        "Connection refused); is `kedro endpoint serve` running?",
+        "endpoint": {"name": ENDPOINT_NAME, "status": "unreachable", "url": url},
+    }
+    assert json_body(starting) == {
+        "status": "unavailable",
+        "message": f"the model endpoint {ENDPOINT_NAME} at {starting_url} does not serve: HTTP "
+        "503, no model is loaded yet",
+        "endpoint": {"name": ENDPOINT_NAME, "status": "not_ready", "url": starting_url},
+    }
+    assert json_body(unnamed) == {
+        "status": "unavailable",
+        "message": "ENDPOINT_NAME is not set: the API has no model endpoint to call",
+        "endpoint": {"name": None, "status": "not_configured"},
+    }
+
+
+def _sagemaker_with(answer: dict | None = None, error: tuple[str, str] | None = None):
+    """A real boto3 SageMaker client whose DescribeEndpoint answers ``answer`` or ``error``."""
+    client = boto3.client("sagemaker", region_name="eu-west-1")
+    stubber = Stubber(client)
+    expected = {"EndpointName": ENDPOINT_NAME}
+    if error:
+        stubber.add_client_error(
+            "describe_endpoint", error[0], error[1], 400, expected_params=expected
+        )
+    else:
+        stubber.add_response("describe_endpoint", answer, expected)
+    stubber.activate()
+    return client
+
+
+def _description(status: str, **extra) -> dict:
+    return {
+        "EndpointName": ENDPOINT_NAME,
+        "EndpointArn": f"arn:aws:sagemaker:eu-west-1:123456789012:endpoint/{ENDPOINT_NAME}",
+        "EndpointConfigName": "config",
+        "EndpointStatus": status,
+        "CreationTime": datetime(2025, 1, 1, tzinfo=timezone.utc),
+        "LastModifiedTime": datetime(2025, 1, 1, tzinfo=timezone.utc),
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("client", "status", "body"),
+    [
+        (
+            lambda: _sagemaker_with(_description("InService")),
+            200,
+            {
+                "status": "ok",
+                "endpoint": {"name": ENDPOINT_NAME, "status": "ok", "endpoint_status": "InService"},
+            },
+        ),
+        (
+            lambda: _sagemaker_with(_description("Updating")),
+            200,
+            {
+                "status": "ok",
+                "endpoint": {"name": ENDPOINT_NAME, "status": "ok", "endpoint_status": "Updating"},
+            },
+        ),
+        (
+            lambda: _sagemaker_with(_description("Failed", FailureReason="image not found")),
+            503,
+            {
+                "status": "unavailable",
+                "message": f"the model endpoint {ENDPOINT_NAME} is Failed, not InService: image "
+                "not found",
+                "endpoint": {
+                    "name": ENDPOINT_NAME,
+                    "status": "not_in_service",
+                    "endpoint_status": "Failed",
+                },
+            },
+        ),
+        (
+            lambda: _sagemaker_with(
+                error=(
+                    "ValidationException",
+                    f'Could not find endpoint "arn:aws:sagemaker:eu-west-1:123456789012:endpoint/'
+                    f'{ENDPOINT_NAME}".',
+                )
+            ),
+            503,
+            {
+                "status": "unavailable",
+                "message": f"the model endpoint {ENDPOINT_NAME} does not exist (ValidationException"
+                ': Could not find endpoint "arn:aws:sagemaker:eu-west-1:123456789012:endpoint/'
+                f'{ENDPOINT_NAME}".)',
+                "endpoint": {"name": ENDPOINT_NAME, "status": "not_found"},
+            },
+        ),
+        (
+            lambda: _sagemaker_with(error=("AccessDeniedException", "not authorized")),
+            503,
+            {
+                "status": "unavailable",
+                "message": f"cannot read the state of the model endpoint {ENDPOINT_NAME}: "
+                "AccessDeniedException: not authorized",
+                "endpoint": {"name": ENDPOINT_NAME, "status": "unknown"},
+            },
+        ),
+    ],
+    ids=["in-service", "updating", "failed", "not-found", "access-denied"],
+)
+@pytest.mark.parametrize(
+    "runtime_url", [None, "https://runtime.sagemaker.eu-west-1.amazonaws.com"], ids=["aws", "url"]
+)
+def test_on_aws_health_asks_sagemaker_for_the_endpoints_state(client, status, body, runtime_url):
+    api = Api(
+        ApiSettings(
+            endpoint_name=ENDPOINT_NAME, runtime_endpoint_url=runtime_url, region="eu-west-1"
+        ),
+        sagemaker_client=client(),
+    )
+    response = api(v2_event("GET", "/health"))
+    assert (response["statusCode"], json_body(response)) == (status, body)
 
 
 def test_the_api_key_guards_predict_but_not_health(endpoint):
@@ -258,15 +486,12 @@ def test_an_endpoint_error_is_502_with_its_message(endpoint):
     assert "no-such-endpoint" in answer["message"]
 
 
-def test_without_an_endpoint_name_predict_is_502_and_health_still_answers(endpoint):
+def test_without_an_endpoint_name_predict_is_502_and_health_503(endpoint):
     api = make_api(endpoint.url, endpoint_name=None)
-    assert (
-        api(v2_event("POST", "/predict", WORKSHOP_LINE, {"content-type": "text/plain"}))[
-            "statusCode"
-        ]
-        == 502
-    )
-    assert api(v2_event("GET", "/health"))["statusCode"] == 200
+    predict = api(v2_event("POST", "/predict", WORKSHOP_LINE, {"content-type": "text/plain"}))
+    assert predict["statusCode"] == 502
+    assert json_body(predict)["error"] == "endpoint_not_configured"
+    assert api(v2_event("GET", "/health"))["statusCode"] == 503
 
 
 # ---- the Lambda entry point --------------------------------------------------------------------

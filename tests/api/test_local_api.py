@@ -7,12 +7,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -22,10 +20,10 @@ from schemathesis.checks import not_a_server_error
 from predictive_maintenance.api.openapi import openapi_document
 from predictive_maintenance.api.server import make_server
 from tests.api.conftest import ENDPOINT_NAME, MODEL_VERSION, make_api
-from tests.conftest import PROJECT_ROOT, WORKSHOP_READING
+from tests.conftest import WORKSHOP_READING
+from tests.support.cli import KEDRO
 from tests.support.net import free_port, wait_for
-
-KEDRO = str(Path(sys.executable).with_name("kedro"))
+from tests.support.project import PROJECT_ROOT
 
 
 @pytest.fixture(scope="module")

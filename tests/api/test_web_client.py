@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -21,8 +20,9 @@ import pytest
 from predictive_maintenance.integrity import sha256_hex
 from predictive_maintenance.serving.endpoint import write_endpoint_state
 from tests.api.conftest import ENDPOINT_NAME, MODEL_VERSION
-from tests.conftest import PROJECT_ROOT
+from tests.support.cli import KEDRO
 from tests.support.net import free_port, wait_for
+from tests.support.project import PROJECT_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -36,7 +36,6 @@ expect = sync_api.expect
 
 pytestmark = pytest.mark.slow
 
-KEDRO = str(Path(sys.executable).with_name("kedro"))
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -284,15 +283,24 @@ def test_a_reading_gets_a_probability_a_decision_and_the_model_version(page):
         ("overstrain", "Failure predicted", "overstrain"),
     ],
 )
-def test_presets_show_the_failure_modes(page, preset, decision, rule):
+def test_presets_fill_the_form_and_check_asks_the_model(page, preset, decision, rule):
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
     page.get_by_test_id(f"preset-{preset}").click()
 
-    expect(page.get_by_test_id("decision")).to_have_text(decision)
+    expect(page.get_by_test_id("preset-note")).to_be_visible()
     met = page.locator("#derived li.rule--met").evaluate_all(
         "items => items.map(i => i.dataset.rule)"
     )
     assert met == ([rule] if rule else [])
-    expect(page.get_by_test_id("preset-note")).to_be_visible()
+    assert requests == []  # filling the form asks nothing
+    assert page.locator("#result").is_hidden()
+    expect(page.get_by_test_id("history-item")).to_have_count(0)
+
+    with page.expect_response("**/predict"):
+        page.get_by_test_id("predict-button").click()
+    expect(page.get_by_test_id("decision")).to_have_text(decision)
+    expect(page.get_by_test_id("history-item")).to_have_count(1)
 
 
 def test_an_implausible_value_is_refused_by_the_api_naming_the_field(page):
@@ -310,6 +318,34 @@ def test_an_implausible_value_is_refused_by_the_api_naming_the_field(page):
     expect(message).to_have_class("message message--error")
     assert page.locator("#air_temperature_k").get_attribute("aria-invalid") == "true"
     assert page.locator("#result").is_hidden()
+    assert page.get_by_test_id("derived-panel").is_hidden()
+
+
+def test_an_invalid_input_shows_only_the_error(page):
+    """After an answer, an implausible reading hides that answer and the failure-mode rules
+    (which would be computed from nonsense); valid readings bring the rules back."""
+    page.get_by_test_id("preset-heat").click()
+    page.get_by_test_id("predict-button").click()
+    expect(page.get_by_test_id("decision")).to_have_text("Failure predicted")
+    expect(page.get_by_test_id("derived-panel")).to_be_visible()
+
+    page.fill("#process_temperature_k", "4000")
+    expect(page.get_by_test_id("derived-panel")).to_be_hidden()  # while typing already
+    page.get_by_test_id("predict-button").click()
+
+    expect(page.get_by_test_id("message")).to_have_text(
+        "Process temperature [K]: 4000 is outside the plausible range 250–400 K."
+    )
+    expect(page.get_by_test_id("result")).to_be_hidden()
+    expect(page.get_by_test_id("derived-panel")).to_be_hidden()
+    expect(page.get_by_test_id("preset-note")).to_be_hidden()
+    assert page.locator("#derived li").count() == 0
+
+    page.fill("#process_temperature_k", "310.5")
+    expect(page.get_by_test_id("derived-panel")).to_be_visible()
+    assert page.locator("#derived li.rule--met").evaluate_all(
+        "items => items.map(i => i.dataset.rule)"
+    ) == ["heat"]
 
 
 def test_the_page_checks_the_ranges_before_asking(page):
@@ -346,8 +382,10 @@ def test_the_api_key_is_sent_and_kept_for_the_tab(page):
 # ---- history ---------------------------------------------------------------------------------
 def test_the_history_keeps_the_last_ten_checks(page):
     page.get_by_test_id("preset-normal").click()
+    page.get_by_test_id("predict-button").click()
     expect(page.get_by_test_id("history-item")).to_have_count(1)
     page.get_by_test_id("preset-overstrain").click()
+    page.get_by_test_id("predict-button").click()
     expect(page.get_by_test_id("history-item")).to_have_count(2)
     items = page.get_by_test_id("history-item")
     assert items.nth(0).inner_text().startswith("Failure")  # newest first
@@ -371,12 +409,12 @@ def test_the_history_keeps_the_last_ten_checks(page):
 # ---- many readings ---------------------------------------------------------------------------
 DATA_SET_HEADER = (
     "UDI,Product ID,Type,Air temperature [K],Process temperature [K],Rotational speed [rpm],"
-    "Torque [Nm],Tool wear [min],Machine failure"
+    "Torque [Nm],Tool wear [min],Machine failure,TWF,HDF,PWF,OSF,RNF"
 )
 
 
 def _data_set_row(number: int, row: str) -> str:
-    return f"{number},X{number},{row},0"
+    return f"{number},X{number},{row},0,0,0,0,0,0"
 
 
 def _reordered(row: str) -> str:
@@ -384,20 +422,20 @@ def _reordered(row: str) -> str:
     return ",".join([wear, kind, torque, speed, process, air])
 
 
+DATA_SET_FILE = "\r\n".join(
+    [DATA_SET_HEADER]
+    + [_data_set_row(i, r) for i, r in enumerate([NORMAL, HEAT_DISSIPATION, OVERSTRAIN], 1)]
+)
+
+
 @pytest.mark.parametrize(
-    ("csv", "lines"),
+    ("csv", "lines", "ids"),
     [
-        pytest.param(f"{NORMAL}\n{HEAT_DISSIPATION}\n{OVERSTRAIN}\n", ["1", "2", "3"], id="bare"),
         pytest.param(
-            "\n".join(
-                [DATA_SET_HEADER]
-                + [
-                    _data_set_row(i, r)
-                    for i, r in enumerate([NORMAL, HEAT_DISSIPATION, OVERSTRAIN])
-                ]
-            ),
-            ["2", "3", "4"],
-            id="data-set-header",
+            f"{NORMAL}\n{HEAT_DISSIPATION}\n{OVERSTRAIN}\n", ["1", "2", "3"], [], id="bare"
+        ),
+        pytest.param(
+            DATA_SET_FILE, ["2", "3", "4"], [["1", "X1"], ["2", "X2"], ["3", "X3"]], id="data-set"
         ),
         pytest.param(
             "tool_wear_min,type,torque_nm,rotational_speed_rpm,process_temperature_k,"
@@ -407,82 +445,171 @@ def _reordered(row: str) -> str:
             + _reordered(OVERSTRAIN)
             + "\r\n",
             ["2", "3", "5"],
+            [],
             id="field-name-header",
         ),
     ],
 )
-def test_a_csv_upload_shows_a_table_and_a_chart(page, csv, lines):
+def test_a_csv_file_goes_to_the_api_as_it_is_and_shows_a_table_and_a_chart(page, csv, lines, ids):
     with page.expect_request("**/predict") as request:
         upload(page, "readings.csv", csv)
 
     assert request.value.headers["content-type"] == "text/csv"
-    assert request.value.post_data == f"{NORMAL}\n{HEAT_DISSIPATION}\n{OVERSTRAIN}\n"
+    assert request.value.post_data_buffer == csv.encode()  # the file's bytes, as they are
     rows = page.get_by_test_id("batch-row")
     expect(rows).to_have_count(3)
     assert rows.locator("th").all_inner_texts() == lines
     decisions = rows.locator("td.decision-cell").all_inner_texts()
     assert decisions == ["No failure", "Failure predicted", "Failure predicted"]
-    assert rows.nth(1).locator("td").nth(1).inner_text() == "302.5"
+    file_lines = csv.replace("\r\n", "\n").split("\n")
+    assert rows.locator("td.line-text").all_inner_texts() == [
+        file_lines[int(line) - 1] for line in lines
+    ]
+    head = page.locator("#batch-head th").all_inner_texts()
+    if ids:
+        assert head[:3] == ["Line", "UDI", "Product ID"]
+        assert [rows.nth(i).locator("td").all_inner_texts()[:2] for i in range(3)] == ids
+    else:
+        assert "UDI" not in head
     expect(page.get_by_test_id("batch-bar")).to_have_count(3)
     expect(page.get_by_test_id("batch-threshold")).to_have_count(1)
     expect(page.get_by_test_id("batch-summary")).to_contain_text("2 with a failure predicted")
     expect(page.get_by_test_id("batch-download")).to_be_visible()
 
 
-def test_the_results_download_as_csv(page):
-    upload(page, "readings.csv", f"{NORMAL}\n{OVERSTRAIN}\n")
-    expect(page.get_by_test_id("batch-row")).to_have_count(2)
+def test_the_results_download_as_the_file_with_four_columns_added(page):
+    upload(page, "readings.csv", DATA_SET_FILE)
+    expect(page.get_by_test_id("batch-row")).to_have_count(3)
     with page.expect_download() as download:
         page.get_by_test_id("batch-download").click()
 
     lines = Path(download.value.path()).read_text().splitlines()
-    assert lines[0] == ",".join(
-        ["line", *FIELDS, "failure_probability", "failure_predicted", "threshold", "model_version"]
+    assert lines[0] == (
+        f"{DATA_SET_HEADER},failure_probability,failure_predicted,threshold,model_version"
     )
-    assert lines[2].startswith(f"2,{OVERSTRAIN},")
-    assert lines[2].split(",")[-3] == "true"
-    assert lines[2].endswith(f",{MODEL_VERSION}")
+    assert len(lines) == 4
+    assert lines[3].startswith(f"{_data_set_row(3, OVERSTRAIN)},")
+    assert lines[3].split(",")[-3] == "true"
+    assert lines[3].endswith(f",{MODEL_VERSION}")
 
 
-def test_a_bad_field_in_a_csv_names_its_line_and_field(page):
-    csv = f"{DATA_SET_HEADER}\n" + "\n".join(
-        _data_set_row(i, row) for i, row in enumerate([NORMAL, "M,298.1,308.6,1551,abc,0"])
-    )
+@pytest.mark.parametrize(
+    "csv",
+    [
+        pytest.param(
+            f"{DATA_SET_HEADER}\n"
+            + "\n".join(_data_set_row(i, row) for i, row in enumerate([NORMAL, "M,1,2,3,abc,0"])),
+            id="bad-field",
+        ),
+        pytest.param("Type,Air temperature [K],Torque [Nm]\nL,298.4,70.7\n", id="header-column"),
+        pytest.param("L;298,4;308,2;1582;70,7;216\n", id="semicolons"),
+        pytest.param(f"{NORMAL}\n\n{NORMAL},1\n", id="extra-field"),
+        pytest.param("\n \n", id="blank-lines"),
+    ],
+)
+def test_a_file_the_api_refuses_gets_the_apis_message(page, csv):
     with page.expect_response("**/predict") as response:
         upload(page, "readings.csv", csv)
 
     assert response.value.status == 400
+    api_message = response.value.json()["message"]
     message = page.get_by_test_id("batch-message")
-    expect(message).to_have_text("Line 3 (reading 2), Torque [Nm]: 'abc' is not a number")
+    expect(message).to_have_text(api_message[0].upper() + api_message[1:])
     expect(message).to_have_class("message message--error")
     assert page.get_by_test_id("batch-result").is_hidden()
 
 
-@pytest.mark.parametrize(
-    ("csv", "explanation"),
-    [
-        (
-            "Type,Air temperature [K],Torque [Nm]\nL,298.4,70.7\n",
-            "The header (line 1) has no column Process temperature [K] (process_temperature_k)",
-        ),
-        ("L;298.4;308.2;1582;70.7;216\n", "Line 1 separates its values with semicolons"),
-        ("\n \n", "Choose a CSV file or paste readings first."),
-    ],
-)
-def test_a_csv_the_api_cannot_take_is_explained_before_asking(page, csv, explanation):
+def test_the_message_names_the_line_as_a_spreadsheet_does(page):
+    csv = f"{DATA_SET_HEADER}\n\n" + _data_set_row(1, "M,298.1,308.6,1551,abc,0")
+    upload(page, "readings.csv", csv)
+
+    expect(page.get_by_test_id("batch-message")).to_have_text(
+        "Line 3, field torque_nm: 'abc' is not a number"
+    )
+
+
+def test_a_failed_batch_clears_the_previous_results(page):
+    upload(page, "good.csv", f"{NORMAL}\n{OVERSTRAIN}\n")
+    expect(page.get_by_test_id("batch-row")).to_have_count(2)
+
+    page.fill("#csv-text", f"{NORMAL}\nL,298.4,308.2,1582,600,216\n")
+    with page.expect_response("**/predict"):
+        page.get_by_test_id("batch-button").click()
+
+    expect(page.get_by_test_id("batch-message")).to_have_text(
+        "Line 2, field torque_nm: 600.0 is outside the plausible range [0.0, 500.0]"
+    )
+    expect(page.get_by_test_id("batch-result")).to_be_hidden()
+    expect(page.get_by_test_id("batch-download")).to_be_hidden()
+    expect(page.get_by_test_id("batch-row")).to_have_count(0)
+
+
+def test_the_pasted_text_is_sent_once_edited_and_nothing_without_text(page):
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
-    page.fill("#csv-text", csv)
+    page.fill("#csv-text", "")
     page.get_by_test_id("batch-button").click()
-
-    expect(page.get_by_test_id("batch-message")).to_contain_text(explanation)
+    expect(page.get_by_test_id("batch-message")).to_have_text(
+        "Choose a CSV file or paste readings first."
+    )
     assert requests == []
+
+    page.fill("#csv-text", f"{NORMAL}\n")
+    with page.expect_request("**/predict") as request:
+        page.get_by_test_id("batch-button").click()
+    assert request.value.post_data == f"{NORMAL}\n"
+
+
+CHART_TEXT_BOXES = """chart => Array.from(chart.querySelectorAll('text'), text => {
+    const box = text.getBoundingClientRect();
+    return {text: text.textContent, left: box.left, right: box.right, top: box.top,
+            bottom: box.bottom};
+})"""
+
+
+@pytest.mark.parametrize(
+    ("width", "readings", "first_line"),
+    [(1280, 3, 1), (1280, 16, 9_991), (375, 16, 9_991), (375, 12, 1), (375, 400, 2)],
+)
+def test_the_charts_labels_do_not_overlap(open_page, width, readings, first_line):
+    """Measured in Chromium: every label of the chart (line numbers, scale, threshold) has its
+    own box, inside the chart."""
+    page = open_page(width=width, height=900)
+    rows = [(NORMAL, OVERSTRAIN, HEAT_DISSIPATION)[i % 3] for i in range(readings)]
+    csv = "\n" * (first_line - 1) + "\n".join(rows) + "\n"  # blank lines: large line numbers
+    upload(page, "readings.csv", csv)
+    expect(page.get_by_test_id("batch-bar")).to_have_count(readings)
+
+    chart = page.get_by_test_id("batch-chart")
+    boxes = chart.evaluate(CHART_TEXT_BOXES)
+    frame = chart.bounding_box()
+    labels = [box["text"] for box in boxes if box["text"].isdigit()]
+    assert labels[0] == str(first_line)
+    assert len(labels) >= min(readings, 3)
+    assert len(boxes) == len(labels) + 4  # 0 %, 50 %, 100 %, threshold
+    for box in boxes:
+        assert box["right"] > box["left"]
+        inside = (
+            frame["x"] <= box["left"] <= box["right"] <= frame["x"] + frame["width"],
+            frame["y"] <= box["top"] <= box["bottom"] <= frame["y"] + frame["height"],
+        )
+        assert inside == (True, True), (box, frame)
+    for index, one in enumerate(boxes):
+        for other in boxes[index + 1 :]:
+            apart = (
+                one["right"] <= other["left"]
+                or other["right"] <= one["left"]
+                or one["bottom"] <= other["top"]
+                or other["bottom"] <= one["top"]
+            )
+            assert apart, (one, other)
 
 
 # ---- a phone ---------------------------------------------------------------------------------
 def test_nothing_scrolls_sideways_at_phone_width(open_page):
     page = open_page(width=375, height=800)
     page.get_by_test_id("preset-heat").click()
+    page.get_by_test_id("predict-button").click()
     expect(page.get_by_test_id("decision")).to_have_text("Failure predicted")
     upload(page, "readings.csv", f"{DATA_SET_HEADER}\n" + _data_set_row(1, OVERSTRAIN))
     expect(page.get_by_test_id("batch-row")).to_have_count(1)

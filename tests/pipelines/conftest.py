@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from kedro.config import OmegaConfigLoader
 
-from tests.conftest import PROJECT_ROOT
+from tests.support.project import PROJECT_ROOT
 
 
 @pytest.fixture(scope="session")

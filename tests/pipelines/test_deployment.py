@@ -122,6 +122,29 @@ def test_registration_rejects_an_unknown_status(trained):
         )
 
 
+def test_registration_passes_on_whether_duplicates_are_registered(trained, parameters):
+    default = register_model(
+        b"a", trained["model_spec"], METRICS, {"checks": []}, parameters["registration"]
+    )
+    forced = register_model(
+        b"a",
+        trained["model_spec"],
+        METRICS,
+        {"checks": []},
+        {**parameters["registration"], "register_duplicates": True},
+    )
+
+    assert (default["register_duplicates"], forced["register_duplicates"]) == (False, True)
+    with pytest.raises(ValueError, match="register_duplicates must be true or false, not 'no'"):
+        register_model(
+            b"a",
+            trained["model_spec"],
+            METRICS,
+            {"checks": []},
+            {"approval_status": "Approved", "register_duplicates": "no"},
+        )
+
+
 def _state(*statuses: str) -> dict:
     return {
         "group": "g",
@@ -151,7 +174,12 @@ def test_deployment_picks_the_newest_approved_version():
     ("state", "deploy", "reason"),
     [
         (_state("Approved"), False, "deploy_model is false"),
-        (_state("PendingManualApproval", "Rejected"), True, "no Approved version"),
+        (
+            _state("PendingManualApproval", "PendingManualApproval", "Rejected"),
+            True,
+            "no Approved version in the registry: approve version 2 with `kedro model approve 2`",
+        ),
+        (_state("Rejected"), True, "approve one with `kedro model approve VERSION`"),
         (_state(), True, "no Approved version"),
     ],
 )
@@ -187,22 +215,34 @@ def test_pipeline_registers_pending_and_deploys_nothing_by_default(trained, para
     assert not (tmp_path / "endpoint.json").exists()
 
 
-def test_pipeline_auto_approves_and_deploys_each_new_version(trained, parameters, tmp_path):
-    approved = {"registration": {**parameters["registration"], "approval_status": "Approved"}}
+def test_pipeline_auto_approves_and_deploys_each_new_version(trained, parameters, tmp_path, caplog):
+    approved = {**parameters["registration"], "approval_status": "Approved"}
+    caplog.set_level("INFO", logger="predictive_maintenance")
 
-    for _ in range(2):
+    # The same model twice (unchanged: no second version), then once more on request.
+    for registration in (approved, approved, {**approved, "register_duplicates": True}):
         SequentialRunner().run(
-            create_pipeline(), _catalog(trained, parameters, tmp_path, **approved)
+            create_pipeline(),
+            _catalog(trained, parameters, tmp_path, registration=registration),
         )
 
     state = json.loads((tmp_path / "endpoint.json").read_text())
     registry = LocalModelRegistry(tmp_path / "registry")
+    assert [v.version for v in registry.list_versions("pm")] == [1, 2]
     assert state["model_version"] == 2
     assert state["model_archive_sha256"] == registry.get("pm", 2).archive_sha256
     assert (
         registry.read_archive("pm", 2)
         == (tmp_path / "registry").joinpath(state["model_archive"]).read_bytes()
     )
+    messages = [record.getMessage() for record in caplog.records]
+    assert [m for m in messages if m.startswith(("registered model", "model unchanged"))] == [
+        "registered model version 1 of pm (Approved)",
+        "model unchanged, version 1 of pm (Approved): same archive sha256 "
+        f"{registry.get('pm', 1).archive_sha256[:12]}, not registered again",
+        "registered model version 2 of pm (Approved)",
+    ]
+    assert "endpoint predictive-maintenance already serves version 1" in messages
 
 
 def test_pipeline_failing_the_gate_registers_nothing(trained, parameters, tmp_path):

@@ -41,8 +41,8 @@ from predictive_maintenance.sagemaker.local import (
 )
 from predictive_maintenance.sagemaker.packaging import ENTRY_SCRIPT, code_files
 from predictive_maintenance.sagemaker.storage import DirectoryStore
-from tests.conftest import PROJECT_ROOT
 from tests.sagemaker import bridge_nodes
+from tests.support.project import PROJECT_ROOT
 
 BUCKET = "bridge-tests"
 ROLE = "arn:aws:iam::000000000000:role/SageMakerExecution"

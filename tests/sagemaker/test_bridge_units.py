@@ -44,8 +44,8 @@ from predictive_maintenance.sagemaker.packaging import (
     code_files,
 )
 from predictive_maintenance.sagemaker.storage import DirectoryStore
-from tests.conftest import PROJECT_ROOT
 from tests.sagemaker import bridge_nodes
+from tests.support.project import PROJECT_ROOT
 
 #: SageMaker's rule for a training job name (CreateTrainingJob's TrainingJobName).
 JOB_NAME_RULE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")

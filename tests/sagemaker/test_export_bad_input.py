@@ -22,8 +22,8 @@ from kedro.pipeline import Pipeline, node
 from predictive_maintenance import pipeline_registry
 from predictive_maintenance.sagemaker import cli
 from predictive_maintenance.sagemaker.workflow.compiler import CodePackage
-from tests.conftest import copy_project
 from tests.sagemaker.export_nodes import passthrough
+from tests.support.project import copy_project
 
 CONFIG = Path("conf/base/sagemaker.yml")
 
@@ -173,7 +173,7 @@ def test_a_grouping_cycle_is_refused_naming_the_groups(project, recorder, monkey
         project, "group_by: namespace\n  group_tags: []", "group_by: tag\n  group_tags: [g]"
     )
 
-    error = refused(sagemaker("upsert", "--pipeline", "cyclic"))
+    error = refused(sagemaker("upsert", "--pipelines", "cyclic"))
 
     assert "pipeline.group_by tag: the grouping makes a cycle between groups g, second:" in error
     assert recorder.calls == []

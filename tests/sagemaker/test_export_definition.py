@@ -62,8 +62,9 @@ from predictive_maintenance.sagemaker.workflow.plan import (
     is_parameter,
 )
 from predictive_maintenance.sagemaker.workflow.settings import parse_pipeline_settings
-from tests.conftest import PROJECT_ROOT
 from tests.sagemaker.export_nodes import combine, passthrough, with_options
+from tests.support.cli import KEDRO
+from tests.support.project import PROJECT_ROOT
 
 SCHEMA_FILE = Path(__file__).with_name("reference") / "sagemaker-pipeline-definition.schema.json"
 #: SageMaker's rule for pipeline, step and parameter names.
@@ -195,7 +196,7 @@ def offline_compile(tmp_path_factory) -> Iterator[OfflineRun]:
     environment, attempts = offline_environment(directory)
     output = directory / "out" / "pipeline.json"
     process = subprocess.Popen(
-        [sys.executable, "-m", "kedro", "sagemaker", "compile", "--output", str(output)],
+        [KEDRO, "sagemaker", "compile", "--output", str(output)],
         cwd=PROJECT_ROOT,
         env=environment,
         stdout=subprocess.PIPE,

@@ -1,10 +1,12 @@
 """``kedro sagemaker upsert|start|status|cleanup`` against moto, in one project copy.
 
 The module shares one moto state and runs its tests in file order, the way the commands are
-used: compile + upsert, start, status, a second upsert, cleanup, cleanup --data. The commands
-run as ``kedro`` in a subprocess, except two that need this process: ``status`` (without the
-retry backoff, see its test) and the second upsert (with the inline-definition limit lowered, so
-that the definition goes through S3 as one over 100 KB does).
+used: compile + upsert, start, status, a second upsert, cleanup, cleanup --data. ``compile``,
+``upsert`` and ``start`` run as ``kedro`` in a subprocess, two at a time, as a user runs them; the
+other commands run the same click group in this process: ``status`` (without the retry backoff,
+see its test), the second upsert (with the inline-definition limit lowered, so that the
+definition goes through S3 as one over 100 KB does) and the cleanups (one process start less
+each).
 """
 
 from __future__ import annotations
@@ -13,10 +15,8 @@ import ast
 import hashlib
 import io
 import json
-import os
 import re
 import subprocess
-import sys
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,13 +28,13 @@ import pytest
 from click.testing import CliRunner
 
 import predictive_maintenance.sagemaker.cli as sagemaker_cli
-from tests.conftest import RAW_CSV, copy_project
 from tests.sagemaker.conftest import BUCKET
 from tests.support.aws import REGION, aws_environment, reset
+from tests.support.cli import launch
+from tests.support.project import RAW_CSV, copy_project
 
 pytestmark = pytest.mark.slow
 
-KEDRO = str(Path(sys.executable).with_name("kedro"))
 PIPELINE = "predictive-maintenance"
 ENDPOINT = "predictive-maintenance"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
@@ -60,24 +60,14 @@ class Run:
         return self.stdout + self.stderr
 
 
-def launch(project: Path, env: dict[str, str], *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [KEDRO, "sagemaker", *args],
-        cwd=project,
-        env={**os.environ, **env},
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+def kedro_sagemaker(project: Path, env: dict[str, str], *args: str) -> subprocess.Popen:
+    """``kedro sagemaker ARGS`` started in ``project``."""
+    return launch(project, "sagemaker", *args, env=env)
 
 
 def finish(process: subprocess.Popen, timeout: float = 180) -> Run:
     stdout, stderr = process.communicate(timeout=timeout)
     return Run(process.returncode, stdout or "", stderr or "")
-
-
-def kedro_sagemaker(project: Path, env: dict[str, str], *args: str) -> Run:
-    return finish(launch(project, env, *args))
 
 
 def succeeded(run: Run) -> str:
@@ -146,6 +136,14 @@ def invoke_in_process(project: Path, monkeypatch, *args: str):
     return CliRunner().invoke(sagemaker_cli.sagemaker, list(args), catch_exceptions=False)
 
 
+def succeeded_in_process(project: Path, monkeypatch, *args: str) -> str:
+    """``kedro sagemaker ARGS`` in this process, which must succeed; its output."""
+    result = invoke_in_process(project, monkeypatch, *args)
+    assert result.exit_code == 0, result.output[-4000:]
+    assert "Traceback" not in result.output, result.output[-4000:]
+    return result.output
+
+
 @pytest.fixture(scope="module")
 def aws_env(moto_url) -> Iterator[dict[str, str]]:
     """A clean moto with the artifact bucket, for the whole module (this process and the CLI)."""
@@ -174,8 +172,8 @@ def project(tmp_path_factory) -> Path:
 def created(project, aws_env, tmp_path_factory) -> tuple[str, Run]:
     """``compile --output F`` and the first ``upsert``, side by side: (F's text, upsert's run)."""
     compiled = tmp_path_factory.mktemp("compiled") / "pipeline.json"
-    compiling = launch(project, aws_env, "compile", "--output", str(compiled))
-    upserting = launch(project, aws_env, "upsert")
+    compiling = kedro_sagemaker(project, aws_env, "compile", "--output", str(compiled))
+    upserting = kedro_sagemaker(project, aws_env, "upsert")
     succeeded(finish(compiling))
     return compiled.read_text(), finish(upserting)
 
@@ -190,7 +188,7 @@ def code_sha(created) -> str:
 @pytest.fixture(scope="module")
 def started(project, aws_env, created) -> tuple[Run, Run]:
     """A started execution (``--wait``) and, side by side, a start with an unknown parameter."""
-    good = launch(
+    good = kedro_sagemaker(
         project,
         aws_env,
         "start",
@@ -200,7 +198,7 @@ def started(project, aws_env, created) -> tuple[Run, Run]:
         "DeployModel=false",
         "--wait",
     )
-    unknown = launch(project, aws_env, "start", "--parameters", "Nope=1")
+    unknown = kedro_sagemaker(project, aws_env, "start", "--parameters", "Nope=1")
     return finish(good), finish(unknown)
 
 
@@ -374,7 +372,7 @@ def test_second_upsert_updates_with_a_definition_in_s3(project, aws_env, created
 
 
 def test_cleanup_deletes_the_pipeline_and_the_endpoint_but_keeps_the_data(
-    project, aws_env, created
+    project, aws_env, created, monkeypatch
 ):
     sagemaker = boto3.client("sagemaker")
     deployed = f"{ENDPOINT}-v1-abcdef12"
@@ -386,7 +384,7 @@ def test_cleanup_deletes_the_pipeline_and_the_endpoint_but_keeps_the_data(
         boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b"keep")
     objects = all_keys()
 
-    output = succeeded(kedro_sagemaker(project, aws_env, "cleanup"))
+    output = succeeded_in_process(project, monkeypatch, "cleanup")
 
     assert f"Deleted pipeline {PIPELINE}" in output
     assert f"Deleted endpoint {ENDPOINT}" in output
@@ -400,11 +398,11 @@ def test_cleanup_deletes_the_pipeline_and_the_endpoint_but_keeps_the_data(
     assert all_keys() == objects
 
 
-def test_cleanup_data_deletes_only_the_runner_prefix(project, aws_env):
+def test_cleanup_data_deletes_only_the_runner_prefix(project, aws_env, monkeypatch):
     runner_objects = all_keys(RUNNER_PREFIX)
     assert runner_objects  # code, inputs and the S3 definition of the tests above
 
-    output = succeeded(kedro_sagemaker(project, aws_env, "cleanup", "--data"))
+    output = succeeded_in_process(project, monkeypatch, "cleanup", "--data")
 
     assert (
         f"Deleted {len(runner_objects)} objects under s3://{BUCKET}/predictive-maintenance/runner/"

@@ -13,38 +13,22 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
 from predictive_maintenance.registry import LocalModelRegistry
-from tests.conftest import copy_project
+from tests.support.cli import kedro
 
 pytestmark = pytest.mark.slow
 
-KEDRO = str(Path(sys.executable).with_name("kedro"))
 GROUP = "predictive-maintenance"
 #: run-local's summary line of a step: name, type, status.
 STEP_LINE = re.compile(
     r"^  (\S+) +(Processing|Training|Condition|RegisterModel|Fail) +(\S+) ", re.MULTILINE
 )
-
-
-def kedro(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [KEDRO, *args],
-        cwd=project,
-        env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "NO_COLOR": "1", "COLUMNS": "250"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 def step_statuses(output: str) -> dict[str, list[str]]:
@@ -64,11 +48,11 @@ def execution_file(project: Path, log: str, relative: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory) -> tuple[Path, dict, dict]:
-    """A project copy after `kedro run`, with its metrics and model spec, and pipeline.json."""
-    project = copy_project(tmp_path_factory.mktemp("export") / "project")
-    result = kedro(project, "run")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+def compiled(finished_run, tmp_path_factory) -> tuple[Path, dict, dict]:
+    """A copy of the project after `kedro run`, with its metrics and model spec, and
+    pipeline.json."""
+    assert finished_run.returncode == 0, finished_run.stdout[-3000:] + finished_run.stderr[-3000:]
+    project = finished_run.copy(tmp_path_factory.mktemp("export") / "project")
     metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
     spec = json.loads((project / "data/06_models/model_spec.json").read_text())
     result = kedro(project, "sagemaker", "compile", "--output", "pipeline.json")
@@ -84,7 +68,13 @@ def test_run_local_on_the_image_gives_the_metrics_of_kedro_run(compiled, image_p
     project, metrics, spec = compiled
 
     result = kedro(
-        project, "sagemaker", "run-local", "pipeline.json", "--python", str(image_python)
+        project,
+        "sagemaker",
+        "run-local",
+        "pipeline.json",
+        "--python",
+        str(image_python),
+        timeout=600,
     )
 
     log = result.stdout + result.stderr
@@ -136,6 +126,7 @@ def test_a_parameter_reaches_its_node_and_a_failed_gate_stops_registration(compi
         "MaxDepth=2",
         "--parameters",
         "MinRocAuc=0.9999",
+        timeout=600,
     )
 
     assert result.returncode == 1, result.stdout[-3000:]

@@ -6,12 +6,11 @@ import json
 
 import boto3
 import pytest
-from click.testing import CliRunner
-from kedro.framework.cli.cli import KedroCLI
 
 from predictive_maintenance.registry.sagemaker_datasets import SageMakerModelRegistryDataset
-from tests.conftest import copy_project
 from tests.sagemaker.conftest import BUCKET
+from tests.support.cli import invoke
+from tests.support.project import copy_project
 
 GROUP = "predictive-maintenance"
 METRICS = {"roc_auc": 0.98, "at_chosen_threshold": {"f1": 0.91}}
@@ -39,11 +38,13 @@ def project(aws, tmp_path, monkeypatch):
     return project
 
 
-def kedro(project, *args: str):
-    return CliRunner().invoke(KedroCLI(project), list(args), catch_exceptions=False)
+@pytest.fixture
+def kedro(monkeypatch):
+    """``kedro ARGS`` in-process in a project (:func:`tests.support.cli.invoke`)."""
+    return lambda project, *args: invoke(project, monkeypatch, *args)
 
 
-def test_list_shows_the_sagemaker_versions(project):
+def test_list_shows_the_sagemaker_versions(project, kedro):
     result = kedro(project, "model", "list", "--env", "sagemaker")
 
     assert result.exit_code == 0, result.output
@@ -56,7 +57,7 @@ def test_list_shows_the_sagemaker_versions(project):
     assert all("0.9100" in row for row in rows)
 
 
-def test_approve_updates_the_model_package_and_show_verifies_the_archive(project):
+def test_approve_updates_the_model_package_and_show_verifies_the_archive(project, kedro):
     approved = kedro(project, "model", "approve", "2", "--note", "reviewed", "--env", "sagemaker")
     shown = kedro(project, "model", "show", "2", "--json", "--env", "sagemaker")
 
@@ -72,7 +73,7 @@ def test_approve_updates_the_model_package_and_show_verifies_the_archive(project
     assert json.loads(shown.output[shown.output.index("{") :])["metrics"] == METRICS
 
 
-def test_unknown_version_and_other_group_are_errors(project):
+def test_unknown_version_and_other_group_are_errors(project, kedro):
     missing = kedro(project, "model", "approve", "9", "--env", "sagemaker")
     other = kedro(project, "model", "list", "--group", "other", "--env", "sagemaker")
 

@@ -233,5 +233,8 @@ def test_without_the_hooks_the_runner_says_what_to_register(tmp_path):
 
 
 def test_an_unknown_backend_is_refused():
-    with pytest.raises(SageMakerConfigError, match="backend=local or backend=sagemaker"):
+    with pytest.raises(
+        SageMakerConfigError,
+        match=r"unknown backend 'docker'; use backend=local .* or backend=sagemaker",
+    ):
         SageMakerRunner(backend="docker")

@@ -1,47 +1,33 @@
 """``kedro run --runner predictive_maintenance.sagemaker.SageMakerRunner`` on the real project.
 
-The training pipeline runs once in-process and then with ``train.train_model`` as a training job, on
-the ``local`` backend (no Docker, a directory standing in for S3) and on the ``sagemaker`` backend
-(moto in server mode executing the recorded job): the metrics and the model must be the same.
+The session's ``kedro run`` (``finished_run``: every node in-process) gives the expected metrics and
+model; copies of it then run the training pipeline with ``train.train_model`` as a training job,
+on the ``local`` backend (no Docker, a directory standing in for S3) and on the ``sagemaker``
+backend (moto in server mode executing the recorded job): the metrics and the model must be the
+same.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import boto3
 import pytest
 
-from tests.conftest import copy_project
 from tests.sagemaker.conftest import BUCKET
+from tests.support.aws import aws_environment
+from tests.support.cli import kedro
 
 pytestmark = pytest.mark.slow
 
-KEDRO = str(Path(sys.executable).with_name("kedro"))
 RUNNER = "predictive_maintenance.sagemaker.SageMakerRunner"
 TRAINING_OUTPUTS = ("06_models/model_spec.json", "08_reporting/metrics.json")
 
 
-def kedro(project: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        [KEDRO, *args],
-        cwd=project,
-        env={
-            **os.environ,
-            **(env or {}),
-            "KEDRO_DISABLE_TELEMETRY": "true",
-            "NO_COLOR": "1",
-            "COLUMNS": "250",
-        },
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+def succeeded(project: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """``kedro ARGS`` in ``project``, which must succeed; its output."""
+    result = kedro(project, *args, env=env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result.stdout + result.stderr
 
@@ -50,14 +36,15 @@ def outputs(project: Path) -> dict[str, dict]:
     return {name: json.loads((project / "data" / name).read_text()) for name in TRAINING_OUTPUTS}
 
 
-@pytest.fixture(scope="module")
-def trained_in_process(tmp_path_factory) -> tuple[Path, dict[str, dict]]:
-    """A project copy with features and splits, and the in-process training run's outputs."""
-    project = copy_project(tmp_path_factory.mktemp("runner") / "project")
-    kedro(project, "run", "--pipeline", "data_engineering")
-    kedro(project, "run", "--pipeline", "training")
+@pytest.fixture
+def trained_in_process(finished_run, tmp_path) -> tuple[Path, dict[str, dict]]:
+    """A copy of the project after ``kedro run`` (features and splits saved), without the
+    training outputs and node timings the runner under test must write again; and those
+    outputs."""
+    assert finished_run.returncode == 0, finished_run.stdout[-3000:] + finished_run.stderr[-3000:]
+    project = finished_run.copy(tmp_path / "project")
     expected = outputs(project)
-    for name in TRAINING_OUTPUTS:
+    for name in (*TRAINING_OUTPUTS, "09_tracking/run_timings.json"):
         (project / "data" / name).unlink()
     return project, expected
 
@@ -65,10 +52,10 @@ def trained_in_process(tmp_path_factory) -> tuple[Path, dict[str, dict]]:
 def test_local_backend_trains_the_same_model(trained_in_process):
     project, expected = trained_in_process
 
-    log = kedro(
+    log = succeeded(
         project,
         "run",
-        "--pipeline",
+        "--pipelines",
         "training",
         "--runner",
         RUNNER,
@@ -92,20 +79,20 @@ def test_local_backend_trains_the_same_model(trained_in_process):
     assert "train.train_model" in timings["nodes"]  # project hooks fired for the remote node too
 
 
-def test_sagemaker_backend_against_moto_trains_the_same_model(trained_in_process, aws, monkeypatch):
+def test_sagemaker_backend_against_moto_trains_the_same_model(trained_in_process, aws):
     project, expected = trained_in_process
     (project / "conf/local/sagemaker.yml").write_text("poll_seconds: 0.2\n")
-    monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
 
-    log = kedro(
+    log = succeeded(
         project,
         "run",
-        "--pipeline",
+        "--pipelines",
         "training",
         "--runner",
         RUNNER,
         "--runner-params",
         "backend=sagemaker",
+        env=aws_environment(aws),
     )
 
     assert outputs(project) == expected

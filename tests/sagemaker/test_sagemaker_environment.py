@@ -2,44 +2,34 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import boto3
 import pytest
 
-from tests.conftest import copy_project
 from tests.sagemaker.conftest import BUCKET
 from tests.support.aws import aws_environment
+from tests.support.cli import kedro
+from tests.support.project import copy_project
 
 pytestmark = pytest.mark.slow
 
-KEDRO = str(Path(sys.executable).with_name("kedro"))
-
 
 def kedro_run(project: Path, moto_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **aws_environment(moto_url), "KEDRO_DISABLE_TELEMETRY": "true"}
-    return subprocess.run(
-        [KEDRO, "run", "--env", "sagemaker", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return kedro(project, "run", "--env", "sagemaker", *args, env=aws_environment(moto_url))
 
 
 def test_kedro_run_registers_in_sagemaker_and_updates_the_endpoint(aws, tmp_path):
     project = copy_project(tmp_path / "project")
-    approve = ("--params", "registration.approval_status=Approved")
+    approve = "registration.approval_status=Approved"
+    # Each run packages the same archive: it is registered again only when asked to.
+    again = "registration.register_duplicates=true"
 
-    first = kedro_run(project, aws, *approve)
-    second = kedro_run(project, aws, "--pipeline", "deployment", *approve)
+    first = kedro_run(project, aws, "--params", approve)
+    second = kedro_run(project, aws, "--pipelines", "deployment", "--params", f"{approve},{again}")
     # A pending version: the newest Approved one (2) is deployed again, which changes nothing.
-    third = kedro_run(project, aws, "--pipeline", "deployment")
+    third = kedro_run(project, aws, "--pipelines", "deployment", "--params", again)
 
     for result in (first, second, third):
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -61,10 +51,11 @@ def test_kedro_run_registers_in_sagemaker_and_updates_the_endpoint(aws, tmp_path
     assert not (project / "data/11_endpoints/predictive-maintenance.json").exists()
 
 
-def test_pending_models_are_registered_but_not_deployed(aws, tmp_path):
-    project = copy_project(tmp_path / "project")
+def test_pending_models_are_registered_but_not_deployed(aws, finished_run, tmp_path):
+    """The model trained by the session's `kedro run`, through the deployment pipeline."""
+    project = finished_run.copy(tmp_path / "project")
 
-    result = kedro_run(project, aws)
+    result = kedro_run(project, aws, "--pipelines", "deployment")
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     sagemaker = boto3.client("sagemaker")

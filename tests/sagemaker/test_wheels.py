@@ -18,7 +18,7 @@ from packaging.utils import parse_wheel_filename
 
 from predictive_maintenance.sagemaker import wheels
 from predictive_maintenance.sagemaker.config import JobEnvironment, parse_settings
-from tests.conftest import PROJECT_ROOT
+from tests.support.project import PROJECT_ROOT
 
 
 def project_environment() -> JobEnvironment:

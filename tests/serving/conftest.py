@@ -29,7 +29,7 @@ from predictive_maintenance.schema import READING_COLUMNS
 from predictive_maintenance.serving.inference import LoadedModel, model_fn
 from predictive_maintenance.serving.package import build_model_archive, extract_model_archive
 from predictive_maintenance.serving.server import EndpointServer
-from tests.conftest import PROJECT_ROOT
+from tests.support.project import PROJECT_ROOT
 
 ENDPOINT_NAME = "predictive-maintenance"
 #: A row of the data set in the workshop's CSV order.

@@ -171,12 +171,13 @@ BAD_CASES = {
     "json-unknown-type": Case(
         _json({"instances": [{**WORKSHOP_READING, "type": "X"}]}), JSON, 400, 0, "type"
     ),
-    "csv-short-row": Case(f"{CSV_ROW}\n{SHORT_ROW}\n".encode(), CSV, 400, 1, "tool_wear_min"),
-    "csv-long-row": Case(f"{CSV_ROW},1\n".encode(), CSV, 400, 0, None),
+    # CSV errors name the line in the body (first line = 1); JSON ones instances[i] (0-based).
+    "csv-short-row": Case(f"{CSV_ROW}\n{SHORT_ROW}\n".encode(), CSV, 400, 2, "tool_wear_min"),
+    "csv-long-row": Case(f"{CSV_ROW},1\n".encode(), CSV, 400, 1, None),
     "csv-non-numeric-field": Case(
-        b"L,298.4,308.2,fast,70.7,216", CSV, 400, 0, "rotational_speed_rpm"
+        b"L,298.4,308.2,fast,70.7,216", CSV, 400, 1, "rotational_speed_rpm"
     ),
-    "csv-out-of-range": Case(b"L,298.4,308.2,1582,70.7,-5", CSV, 400, 0, "tool_wear_min"),
+    "csv-out-of-range": Case(b"L,298.4,308.2,1582,70.7,-5", CSV, 400, 1, "tool_wear_min"),
     "csv-empty-body": Case(b"", CSV, 400),
     "json-empty-body": Case(b"", JSON, 400),
     "csv-not-utf8-with-charset": Case(
@@ -184,7 +185,7 @@ BAD_CASES = {
     ),
     # The toolkit decodes a text/csv body itself, replacing bytes that are not UTF-8.
     "csv-not-utf8": Case(
-        b"L,298.4,308.2,1582,70.7,21\xff6", CSV, 400, 0, "tool_wear_min", same_message=False
+        b"L,298.4,308.2,1582,70.7,21\xff6", CSV, 400, 1, "tool_wear_min", same_message=False
     ),
     "above-6-mb": Case(
         (CSV_ROW + "\n").encode() * (MAX_PAYLOAD_BYTES // len(CSV_ROW) + 1), CSV, 413

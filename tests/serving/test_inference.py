@@ -249,7 +249,7 @@ def test_handlers_run_as_the_sagemaker_container_runs_them(training_run, tmp_pat
     assert len(json.loads(json_rows["body"])["predictions"]) == 2
     assert json.loads(json_rows["body"])["predictions"][0]["score"] == float(one["body"])
     assert short_row["status"] == 400
-    assert short_row["detail"]["row"] == 0
+    assert short_row["detail"]["row"] == 1  # the line in the body
     assert short_row["detail"]["field"] == "tool_wear_min"
     assert plain["status"] == 415
 
@@ -362,28 +362,36 @@ def _json(*instances):
     return json.dumps({"instances": list(instances)})
 
 
+#: The endpoint's CSV (the container contract): errors name the line in the body, first = 1.
 BAD_CSV = [
-    ("L,298.4,308.2,1582,70.7", 0, "tool_wear_min", "missing"),
-    (f"{CSV_ROW}\n{CSV_ROW}\nL,298.4,308.2", 2, "rotational_speed_rpm", "missing"),
-    (f"{CSV_ROW},5", 0, None, "7 fields"),
-    (f"{CSV_ROW}\n\n{CSV_ROW}", 1, "type", "empty"),
-    ("L,298.4,308.2,1582,abc,216", 0, "torque_nm", "not a number"),
-    ("L,298.4,308.2,1582,,216", 0, "torque_nm", "not a number"),
-    (f"{CSV_ROW}\nL,298.4,308.2,1582,600,216", 1, "torque_nm", "range"),
-    ("L,25.4,308.2,1582,70.7,216", 0, "air_temperature_k", "range"),
-    ("L,298.4,nan,1582,70.7,216", 0, "process_temperature_k", "not a number"),
-    ("L,298.4,308.2,inf,70.7,216", 0, "rotational_speed_rpm", "not a number"),
-    ("L,29_8.4,308.2,1582,70.7,216", 0, "air_temperature_k", "not a number"),
-    ("L,298.4,308.2,1582,70.7,-1", 0, "tool_wear_min", "range"),
-    ("X,298.4,308.2,1582,70.7,216", 0, "type", "product type"),
-    ("l,298.4,308.2,1582,70.7,216", 0, "type", "product type"),
+    ("L,298.4,308.2,1582,70.7", 1, "tool_wear_min", "missing"),
+    (f"{CSV_ROW}\n{CSV_ROW}\nL,298.4,308.2", 3, "rotational_speed_rpm", "missing"),
+    (f"{CSV_ROW},5", 1, None, "7 fields"),
+    (f"{CSV_ROW}\n\n{CSV_ROW}", 2, "type", "empty"),
+    (f"\n{CSV_ROW}", 1, "type", "empty"),
+    ("L,298.4,308.2,1582,abc,216", 1, "torque_nm", "not a number"),
+    ("L,298.4,308.2,1582,,216", 1, "torque_nm", "not a number"),
+    (f"{CSV_ROW}\nL,298.4,308.2,1582,600,216", 2, "torque_nm", "range"),
+    (f"{CSV_ROW}\r\nL,298.4,308.2,1582,600,216", 2, "torque_nm", "range"),
+    (f"{CSV_ROW}\rL,298.4,308.2,1582,600,216", 2, "torque_nm", "range"),
+    ("L,25.4,308.2,1582,70.7,216", 1, "air_temperature_k", "range"),
+    ("L,298.4,nan,1582,70.7,216", 1, "process_temperature_k", "not a number"),
+    ("L,298.4,308.2,inf,70.7,216", 1, "rotational_speed_rpm", "not a number"),
+    ("L,29_8.4,308.2,1582,70.7,216", 1, "air_temperature_k", "not a number"),
+    ("L,298.4,308.2,1582,70.7,-1", 1, "tool_wear_min", "range"),
+    ("X,298.4,308.2,1582,70.7,216", 1, "type", "product type"),
+    ("l,298.4,308.2,1582,70.7,216", 1, "type", "product type"),
+    ('L,"298.4\x00",308.2,1582,70.7,216', 1, "air_temperature_k", "not a number"),
+    # What the HTTP API also takes is refused here, naming why.
     (
         "Type,Air temperature [K],Process temperature [K],Rotational speed [rpm],Torque [Nm],"
-        "Tool wear [min]",
-        0,
-        "type",
-        "product type",
+        f"Tool wear [min]\n{CSV_ROW}",
+        1,
+        None,
+        "header line; the endpoint takes rows without one",
     ),
+    ("1,M14860,M,298.1,308.6,1551,42.8,0,0,0,0,0,0,0", 1, None, "14 fields, expected 6"),
+    ("L;298,4;308,2;1582;70,7;216", 1, None, "separates its values with semicolons"),
 ]
 BAD_JSON = [
     (_json(_row(), _row(), _without("torque_nm")), 2, "torque_nm", "missing"),
@@ -426,8 +434,10 @@ def test_bad_csv_is_rejected_naming_row_and_field(body, row, field, words):
         "row": row,
         "field": field,
     }
-    if row is not None and field is not None:
-        assert raised.value.message.startswith(f"row {row}, field {field}: ")
+    if row is not None:
+        assert raised.value.message.startswith(
+            f"line {row}, field {field}: " if field else f"line {row}"
+        )
     json.dumps(raised.value.detail)
 
 
@@ -437,6 +447,8 @@ def test_bad_json_is_rejected_naming_row_and_field(body, row, field, words):
         input_fn(body, "application/json")
 
     assert (raised.value.status_code, raised.value.row, raised.value.field) == (400, row, field)
+    if row is not None:  # as JSON tools show the reading: instances[i], 0-based
+        assert raised.value.message.startswith(f"instances[{row}]")
 
 
 @pytest.mark.parametrize(

@@ -27,10 +27,12 @@ from predictive_maintenance.serving.contract import MAX_PAYLOAD_BYTES
 from predictive_maintenance.serving.endpoint import LocalEndpointDataset, write_endpoint_state
 from predictive_maintenance.serving.inference import invoke, model_fn
 from predictive_maintenance.serving.package import build_model_archive, extract_model_archive
-from predictive_maintenance.serving.server import EndpointServer
-from tests.conftest import WORKSHOP_READING, copy_project
+from predictive_maintenance.serving.ports import ListenError, listen
+from predictive_maintenance.serving.server import EndpointServer, serve
+from tests.conftest import WORKSHOP_READING
 from tests.serving.conftest import CSV_ROW, ENDPOINT_NAME, readings_as_csv
 from tests.support.net import free_port, wait_for
+from tests.support.project import copy_project
 
 JSON_BODY = json.dumps({"instances": [WORKSHOP_READING]})
 
@@ -164,7 +166,8 @@ def test_invalid_input_is_400_naming_row_and_field(server):
     assert answer.status == 400
     assert answer.headers["x-model-version"] == "7"
     detail = answer.json()
-    assert (detail["error"], detail["row"], detail["field"]) == ("invalid_input", 1, "torque_nm")
+    # Rows are numbered as the file's lines (a spreadsheet's row numbers): the second line is 2.
+    assert (detail["error"], detail["row"], detail["field"]) == ("invalid_input", 2, "torque_nm")
     assert "600" in detail["message"]
 
 
@@ -327,7 +330,7 @@ def test_boto3_sees_invalid_input_as_a_model_error(server):
     response = raised.value.response
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert response["OriginalStatusCode"] == 400
-    assert "row 0" in response["Error"]["Message"]
+    assert "line 1, field rotational_speed_rpm" in response["Error"]["Message"]
 
 
 def test_boto3_sees_an_unknown_endpoint_as_a_validation_error(server):
@@ -686,3 +689,55 @@ def test_serve_command_serves_a_model_directory(model_dir, expected_score):
     assert answer.body == expected_score
     assert "x-model-version" not in answer.headers  # a bare model directory knows no version
     assert process.returncode == 0, output
+
+
+def test_serve_command_checks_its_port_before_loading_anything(tmp_path):
+    """A taken port fails at once, naming it and the fix: the empty --model-dir (which would fail
+    to load) and the project configuration are never reached."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = CliRunner().invoke(
+            endpoint, ["serve", "--port", str(port), "--model-dir", str(tmp_path)]
+        )
+
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: cannot listen on 127.0.0.1:{port}: address already in use; stop what listens "
+        "there or choose another port with --port\n"
+    )
+
+
+def test_serve_binds_before_loading_the_model(tmp_path):
+    """serve() itself, without a listener: the taken port, not the empty model directory."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        with pytest.raises(ListenError, match=f"cannot listen on 127.0.0.1:{port}: address"):
+            serve("127.0.0.1", port, model_dir=tmp_path)
+
+
+def test_a_server_on_a_listening_socket_serves_and_closes_it(loaded_model, expected_score):
+    listener = listen("127.0.0.1", 0)
+
+    with EndpointServer(("127.0.0.1", 0), model=loaded_model, listener=listener) as server:
+        server.start()
+        assert server.port == listener.getsockname()[1]
+        answer = post_csv(server)
+
+    assert answer.body == expected_score
+    assert listener.fileno() == -1  # closed with the server
+
+
+def test_invoke_command_numbers_rows_as_the_endpoint_numbers_lines():
+    result = CliRunner().invoke(
+        endpoint,
+        ["invoke", "--content-type", "application/json", CSV_ROW, "L,298.4,308.2"],
+    )
+
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: line 2 has 3 fields, expected 6: Type,")

@@ -58,6 +58,7 @@ def serve_command(
     """
     from predictive_maintenance.api.handler import Api, ApiSettings  # noqa: PLC0415
     from predictive_maintenance.api.server import make_server  # noqa: PLC0415
+    from predictive_maintenance.serving.ports import listen_error  # noqa: PLC0415
 
     if endpoint_name is None:
         parameters = project_parameters(metadata, env).get(ENDPOINT_PARAMS) or {}
@@ -76,7 +77,7 @@ def serve_command(
     try:
         server = make_server(host, port, Api(settings))
     except OSError as error:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {error}") from None
+        raise click.ClickException(listen_error(host, port, error)) from None
     bound_host, bound_port = server.server_address[:2]
     click.echo(
         f"API on http://{bound_host}:{bound_port}/ (web client at /, docs at /openapi.json), "

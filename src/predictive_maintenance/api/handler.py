@@ -1,14 +1,17 @@
 """The Lambda handler: routes, CORS, API key, validation, and the call to the model endpoint.
 
-Routes: ``POST /predict`` (JSON or a CSV line, one or many rows), ``GET /health``,
-``GET /openapi.json``, the web client (``GET /`` and ``GET /static/...``) and ``OPTIONS`` preflight
-for any of them. Every answer is JSON (or the page's files); bad input is a 4xx naming the field,
-a failing endpoint a 502, and nothing escapes as an unhandled error.
+Routes: ``POST /predict`` (JSON readings, or CSV: the workshop's rows or a file with a header
+line, see :func:`~predictive_maintenance.serving.requests.parse_readings`), ``GET /health`` (200
+when the model endpoint serves, 503 with the cause when it does not), ``GET /openapi.json``, the
+web client (``GET /`` and ``GET /static/...``) and ``OPTIONS`` preflight for any of them. Every
+answer is JSON (or the page's files); bad input is a 4xx naming the line (CSV) or reading (JSON)
+and the field, a failing endpoint a 502, and nothing escapes as an unhandled error.
 
 Configuration (environment variables, read once per container):
 
 - ``ENDPOINT_NAME``: the SageMaker endpoint (required for ``/predict``);
-- ``SAGEMAKER_RUNTIME_ENDPOINT_URL``: another SageMaker Runtime, e.g. ``kedro endpoint serve``;
+- ``SAGEMAKER_RUNTIME_ENDPOINT_URL``: another SageMaker Runtime, e.g. ``kedro endpoint serve``
+  (whose ``GET /ping`` then tells ``/health`` the endpoint's state; on AWS, ``DescribeEndpoint``);
 - ``API_KEY``: if set, ``/predict`` needs it in ``x-api-key``;
 - ``CORS_ALLOW_ORIGINS``: comma-separated origins allowed to call the API from a browser (``*``:
   any); none by default.
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from predictive_maintenance.schema import READING_COLUMNS
 from predictive_maintenance.serving.contract import (
@@ -36,6 +40,7 @@ from predictive_maintenance.serving.contract import (
     JSON_CONTENT_TYPE,
     JSON_INSTANCES_KEY,
     MAX_PAYLOAD_BYTES,
+    PING_PATH,
 )
 from predictive_maintenance.serving.requests import (
     Readings,
@@ -53,6 +58,11 @@ PREFLIGHT_MAX_AGE: Final = "600"
 MAX_ROWS: Final = 50_000
 #: Seconds to wait for the endpoint: below the Lambda's (and API Gateway's) 30 s.
 ENDPOINT_READ_TIMEOUT: Final = 25
+#: Seconds ``GET /health`` waits for the endpoint's state: a health check answers quickly.
+HEALTH_TIMEOUT: Final = 2
+#: SageMaker endpoint states in which it answers InvokeEndpoint (an update keeps the old
+#: variant serving until the new one is in service).
+SERVING_STATES: Final = ("InService", "Updating", "SystemUpdating", "RollingBack")
 ALLOWED_HEADERS: Final = "content-type, x-api-key"
 STATIC_FILES: Final = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -162,9 +172,12 @@ def _response(status: int, body: Any, headers: Mapping[str, str] | None = None) 
 class Api:
     """The handler's logic with its settings and SageMaker Runtime client made explicit."""
 
-    def __init__(self, settings: ApiSettings, runtime_client: Any = None) -> None:
+    def __init__(
+        self, settings: ApiSettings, runtime_client: Any = None, sagemaker_client: Any = None
+    ) -> None:
         self.settings = settings
         self._runtime = runtime_client
+        self._sagemaker = sagemaker_client
 
     # ---- entry -----------------------------------------------------------------------------------
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
@@ -205,7 +218,7 @@ class Api:
             error.headers["allow"] = ", ".join((*methods, "OPTIONS"))
             raise error
         if request.path == "/health":
-            return 200, {"status": "ok", "endpoint": self.settings.endpoint_name}, {}
+            return self._health()
         if request.path == "/openapi.json":
             from predictive_maintenance.api.openapi import openapi_document  # noqa: PLC0415
 
@@ -260,6 +273,68 @@ class Api:
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise ApiError(403, "forbidden", "the x-api-key header holds a wrong API key")
 
+    # ---- GET /health: the model endpoint's state -------------------------------------------
+    def _health(self) -> tuple[int, Any, dict[str, str]]:
+        """200 when the model endpoint serves, else 503 with the cause.
+
+        A SageMaker Runtime of our own (``kedro endpoint serve``) is asked ``GET /ping``; on AWS
+        (no ``SAGEMAKER_RUNTIME_ENDPOINT_URL``, or an ``amazonaws.com`` one) SageMaker's
+        ``DescribeEndpoint`` tells whether the endpoint is in service.
+        """
+        name = self.settings.endpoint_name
+        url = self.settings.runtime_endpoint_url
+        if not name:
+            state, detail = "not_configured", {}
+            cause = "ENDPOINT_NAME is not set: the API has no model endpoint to call"
+        elif url and not _on_aws(url):
+            state, detail, cause = _ping(name, url)
+        else:
+            state, detail, cause = self._describe_endpoint(name)
+        endpoint = {"name": name, "status": state, **detail}
+        if state == "ok":
+            return 200, {"status": "ok", "endpoint": endpoint}, {}
+        return 503, {"status": "unavailable", "message": cause, "endpoint": endpoint}, {}
+
+    def _describe_endpoint(self, name: str) -> tuple[str, dict[str, Any], str]:
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+        try:
+            description = self._sagemaker_client().describe_endpoint(EndpointName=name)
+        except ClientError as error:
+            detail = error.response.get("Error", {})
+            message = f"{detail.get('Code', 'error')}: {detail.get('Message', error)}"
+            if "could not find endpoint" in str(detail.get("Message", "")).lower():
+                return "not_found", {}, f"the model endpoint {name} does not exist ({message})"
+            return "unknown", {}, f"cannot read the state of the model endpoint {name}: {message}"
+        except BotoCoreError as error:
+            return "unknown", {}, f"cannot read the state of the model endpoint {name}: {error}"
+        status = str(description.get("EndpointStatus"))
+        if status in SERVING_STATES:
+            return "ok", {"endpoint_status": status}, ""
+        reason = description.get("FailureReason")
+        return (
+            "not_in_service",
+            {"endpoint_status": status},
+            f"the model endpoint {name} is {status}, not InService"
+            + (f": {reason}" if reason else ""),
+        )
+
+    def _sagemaker_client(self) -> Any:
+        if self._sagemaker is None:
+            import boto3  # noqa: PLC0415 -- only /health on AWS needs it
+            from botocore.config import Config  # noqa: PLC0415
+
+            self._sagemaker = boto3.client(
+                "sagemaker",
+                region_name=self.settings.region,
+                config=Config(
+                    connect_timeout=HEALTH_TIMEOUT,
+                    read_timeout=HEALTH_TIMEOUT,
+                    retries={"mode": "standard", "total_max_attempts": 1},
+                ),
+            )
+        return self._sagemaker
+
     # ---- POST /predict ---------------------------------------------------------------------
     def _predict(self, request: HttpRequest) -> tuple[int, Any, dict[str, str]]:
         self._check_api_key(request)
@@ -281,13 +356,19 @@ class Api:
             )
         answer = self._invoke(readings)
         results = _results(answer, len(readings))
+        # A CSV file's readings: where each came from (its line) and the ids it carried.
+        for index, line in enumerate(readings.lines):
+            results[index]["line"] = line
+        for column, values in readings.ids.items():
+            for result, value in zip(results, values, strict=True):
+                result[column] = value
         return 200, (results if many else results[0]), {}
 
     def _readings(self, request: HttpRequest) -> tuple[Readings, bool]:
         content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         try:
             if content_type in TEXT_TYPES:
-                readings = parse_readings(request.body, CSV_CONTENT_TYPE)
+                readings = parse_readings(request.body, CSV_CONTENT_TYPE, files=True)
                 return readings, len(readings) > 1
             if content_type in ("", JSON_CONTENT_TYPE):
                 return self._json_readings(request.body)
@@ -307,15 +388,16 @@ class Api:
             payload = json.loads(body.decode("utf-8-sig"))
         except (UnicodeDecodeError, ValueError, RecursionError) as error:
             raise ApiError(400, "invalid_input", f"the body is not valid JSON: {error}") from None
+        # Errors name a reading as JSON tools show it: instances[2], [2] in a bare list (0-based).
         if isinstance(payload, dict) and JSON_INSTANCES_KEY in payload:
-            instances, many = payload[JSON_INSTANCES_KEY], True
+            instances, key = payload[JSON_INSTANCES_KEY], JSON_INSTANCES_KEY
             if set(payload) != {JSON_INSTANCES_KEY}:
                 extra = sorted(set(payload) - {JSON_INSTANCES_KEY})[0]
                 raise ApiError(400, "invalid_input", f"unexpected key {extra!r}", field=extra)
         elif isinstance(payload, dict):
-            instances, many = [payload], False
+            instances, key = [payload], None
         elif isinstance(payload, list):
-            instances, many = payload, True
+            instances, key = payload, ""
         else:
             raise ApiError(
                 400,
@@ -323,7 +405,8 @@ class Api:
                 f"send an object with {list(READING_COLUMNS)}, a list of them, or "
                 f'{{"{JSON_INSTANCES_KEY}": [...]}}',
             )
-        return readings_from_instances(instances), many  # ServingError: see _readings
+        # ServingError: see _readings
+        return readings_from_instances(instances, key), key is not None
 
     def _runtime_client(self) -> Any:
         if self._runtime is None:
@@ -407,6 +490,48 @@ def _results(answer: Any, rows: int) -> list[dict[str, Any]]:
             f"the model endpoint's answer is not {rows} predictions with a decision threshold",
         )
     return results
+
+
+def _on_aws(url: str) -> bool:
+    """Whether ``url`` is SageMaker Runtime on AWS (which has no ``/ping``)."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+
+
+def _ping(name: str, url: str) -> tuple[str, dict[str, Any], str]:
+    """The state of a local endpoint (``kedro endpoint serve`` at ``url``) from its ``/ping``."""
+    import urllib.error  # noqa: PLC0415 -- only /health of a local endpoint needs it
+    import urllib.request  # noqa: PLC0415
+
+    target = url.rstrip("/") + PING_PATH
+    try:
+        with urllib.request.urlopen(target, timeout=HEALTH_TIMEOUT) as response:
+            answer = _json_object(response.read(4096))
+    except urllib.error.HTTPError as error:
+        answer = _json_object(error.read(4096))
+        reason = answer.get("message") or error.reason
+        return (
+            "not_ready",
+            {"url": url},
+            f"the model endpoint {name} at {url} does not serve: HTTP {error.code}, {reason}",
+        )
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        return (
+            "unreachable",
+            {"url": url},
+            f"the model endpoint {name} cannot be reached at {url} ({reason}); is "
+            "`kedro endpoint serve` running?",
+        )
+    return "ok", {"url": url, "model_version": answer.get("model_version")}, ""
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
 
 
 def _finite(value: Any) -> bool:

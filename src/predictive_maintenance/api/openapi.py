@@ -19,6 +19,18 @@ READING_DESCRIPTIONS = {
 }
 
 
+#: What ``POST /predict`` takes as CSV (``text/csv`` or ``text/plain``).
+CSV_DESCRIPTION = (
+    "One reading per line. Without a header line: the six fields in the workshop's order "
+    "(Type, Air temperature [K], Process temperature [K], Rotational speed [rpm], Torque [Nm], "
+    "Tool wear [min]) or the data set's 14 columns (UDI, Product ID, Type, the five readings, "
+    "Machine failure, TWF, HDF, PWF, OSF, RNF; the labels are ignored). With a header line: "
+    "columns named as in the data set or as the JSON fields, in any order; other columns are "
+    "ignored. Blank lines are skipped. Each answer carries its line (first line = 1) and the "
+    "file's UDI and Product ID if it has them; errors name the line."
+)
+
+
 def _error(description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -70,6 +82,50 @@ def openapi_document() -> dict[str, Any]:
                 "nullable": True,
                 "description": "Registry version of the model that answered",
             },
+            "line": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "CSV bodies: the reading's line in the file (first line = 1)",
+            },
+            "udi": {"type": "string", "description": "The file's UDI column, if it has one"},
+            "product_id": {
+                "type": "string",
+                "description": "The file's Product ID column, if it has one",
+            },
+        },
+    }
+    csv_body = {
+        "type": "string",
+        "description": CSV_DESCRIPTION,
+        "example": "L,298.4,308.2,1582,70.7,216",
+    }
+    endpoint_state = {
+        "type": "object",
+        "required": ["name", "status"],
+        "properties": {
+            "name": {"type": "string", "nullable": True, "description": "ENDPOINT_NAME"},
+            "status": {
+                "type": "string",
+                "enum": [
+                    "ok",
+                    "not_configured",
+                    "unreachable",
+                    "not_ready",
+                    "not_found",
+                    "not_in_service",
+                    "unknown",
+                ],
+            },
+            "url": {"type": "string", "description": "A local endpoint's URL"},
+            "model_version": {
+                "type": "integer",
+                "nullable": True,
+                "description": "A local endpoint: the registry version it serves",
+            },
+            "endpoint_status": {
+                "type": "string",
+                "description": "A SageMaker endpoint: its EndpointStatus",
+            },
         },
     }
     return {
@@ -115,18 +171,8 @@ def openapi_document() -> dict[str, Any]:
                                     ]
                                 }
                             },
-                            "text/csv": {
-                                "schema": {
-                                    "type": "string",
-                                    "example": "L,298.4,308.2,1582,70.7,216",
-                                }
-                            },
-                            "text/plain": {
-                                "schema": {
-                                    "type": "string",
-                                    "example": "L,298.4,308.2,1582,70.7,216",
-                                }
-                            },
+                            "text/csv": {"schema": csv_body},
+                            "text/plain": {"schema": csv_body},
                         },
                     },
                     "responses": {
@@ -148,7 +194,10 @@ def openapi_document() -> dict[str, Any]:
                                 }
                             },
                         },
-                        "400": _error("A reading is missing, not a number or implausible"),
+                        "400": _error(
+                            "A reading is missing, not a number or implausible; the body is not "
+                            "JSON or CSV as described"
+                        ),
                         "403": _error("The API key is missing or wrong"),
                         "413": _error(
                             "The body is larger than 6 MB, or holds over 50,000 readings"
@@ -161,23 +210,41 @@ def openapi_document() -> dict[str, Any]:
             "/health": {
                 "get": {
                     "operationId": "health",
-                    "summary": "The API answers",
+                    "summary": "Whether the API and its model endpoint serve",
+                    "description": "Asks the model endpoint, briefly: a local one its GET "
+                    "/ping, SageMaker its DescribeEndpoint.",
                     "responses": {
                         "200": {
-                            "description": "Alive",
+                            "description": "The API and the model endpoint serve",
                             "content": {
                                 "application/json": {
                                     "schema": {
                                         "type": "object",
-                                        "required": ["status"],
+                                        "required": ["status", "endpoint"],
                                         "properties": {
                                             "status": {"type": "string", "enum": ["ok"]},
-                                            "endpoint": {"type": "string", "nullable": True},
+                                            "endpoint": endpoint_state,
                                         },
                                     }
                                 }
                             },
-                        }
+                        },
+                        "503": {
+                            "description": "The model endpoint does not serve: the cause",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["status", "message", "endpoint"],
+                                        "properties": {
+                                            "status": {"type": "string", "enum": ["unavailable"]},
+                                            "message": {"type": "string"},
+                                            "endpoint": endpoint_state,
+                                        },
+                                    }
+                                }
+                            },
+                        },
                     },
                 }
             },
@@ -192,7 +259,14 @@ def openapi_document() -> dict[str, Any]:
                     "properties": {
                         "error": {"type": "string"},
                         "message": {"type": "string"},
-                        "row": {"type": "integer", "nullable": True},
+                        "row": {
+                            "type": "integer",
+                            "nullable": True,
+                            "description": "Where the bad reading is. CSV: its line in the file "
+                            "(first line = 1, as a spreadsheet numbers rows; a header is line 1). "
+                            "JSON: its index in the list (0-based, as instances[i] in the "
+                            "message); null for a single reading",
+                        },
                         "field": {"type": "string", "nullable": True},
                     },
                 },

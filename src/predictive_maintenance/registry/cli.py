@@ -5,6 +5,10 @@ The registry's directory and the model package group come from the parameters
 :class:`~kedro.framework.session.KedroSession`'s config loader (as ``kedro data fetch`` does) so
 that ``--env`` and ``conf/local`` apply exactly as they do to ``kedro run``. A relative root is
 resolved against the project directory.
+
+Where a version is deployed comes from the catalog's ``endpoint`` entry: the local endpoint's
+state file, or (``--env sagemaker``) the SageMaker endpoint named by the parameter
+``endpoint.name``.
 """
 
 from __future__ import annotations
@@ -13,14 +17,16 @@ import getpass
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 from kedro.framework.cli.utils import CONTEXT_SETTINGS, env_option
 from kedro.framework.startup import ProjectMetadata
 
+from predictive_maintenance.console import ReportingGroup
 from predictive_maintenance.integrity import ChecksumMismatchError
-from predictive_maintenance.project_config import project_config, resolve
+from predictive_maintenance.project_config import project_config, project_path, resolve
 from predictive_maintenance.registry.local import (
     APPROVED,
     REJECTED,
@@ -32,6 +38,9 @@ from predictive_maintenance.registry.local import (
 
 #: Parameters holding the registry settings: ``{root: ..., group: ...}``.
 REGISTRY_PARAMS = "model_registry"
+#: Parameters naming the endpoint (``{name: ...}``), and the deployment switch.
+ENDPOINT_PARAMS = "endpoint"
+DEPLOY_PARAM = "deploy_model"
 _SHA256_PREFIX = 12
 _EXAMPLE = (
     f"e.g. in conf/base/parameters_deployment.yml:\n  {REGISTRY_PARAMS}:\n"
@@ -54,17 +63,37 @@ note_option = click.option(
 if TYPE_CHECKING:
     from predictive_maintenance.registry.sagemaker import SageMakerRegistry
 
-#: The catalog entry the deployment pipeline registers through.
+#: The catalog entries the deployment pipeline registers and deploys through.
 REGISTRY_DATASET = "model_registry"
+ENDPOINT_DATASET = "endpoint"
 
 
 @dataclass(frozen=True)
 class _Target:
     registry: LocalModelRegistry | SageMakerRegistry  # same operations
     group: str
+    #: The project's catalog and parameters for the environment.
+    configuration: dict[str, dict[str, Any]]
+    metadata: ProjectMetadata | None
+    env: str | None
 
 
-def _sagemaker_target(entry: dict[str, Any], group: str | None) -> _Target:
+@dataclass(frozen=True)
+class _Deployment:
+    """What an endpoint serves, as far as the project's configuration can tell."""
+
+    endpoint: str
+    where: str  # e.g. "local, state file data/11_endpoints/x.json"
+    group: str | None = None
+    version: int | None = None
+    archive: str | None = None
+    archive_sha256: str | None = None
+    since: str | None = None
+    #: Why nothing (or nothing readable) is deployed.
+    problem: str | None = None
+
+
+def _sagemaker_target(entry: dict[str, Any], group: str | None) -> SageMakerRegistry:
     """The SageMaker model package group the catalog's ``model_registry`` entry names."""
     from kedro.io import DataCatalog  # noqa: PLC0415 - on demand, like boto3 below
 
@@ -76,7 +105,7 @@ def _sagemaker_target(entry: dict[str, Any], group: str | None) -> _Target:
         raise click.ClickException(
             f"the catalog's SageMaker registry holds group {registry.group!r}, not {group!r}"
         )
-    return _Target(registry, registry.group)
+    return registry
 
 
 def _registry_target(
@@ -89,7 +118,8 @@ def _registry_target(
     configuration = project_config(metadata, env, "catalog", "parameters")
     entry = configuration["catalog"].get(REGISTRY_DATASET) or {}
     if str(entry.get("type", "")).endswith("SageMakerModelRegistryDataset"):
-        return _sagemaker_target(entry, group)
+        registry = _sagemaker_target(entry, group)
+        return _Target(registry, registry.group, configuration, metadata, env)
     settings = configuration["parameters"].get(REGISTRY_PARAMS) or {}
     if not isinstance(settings, dict):
         raise click.ClickException(
@@ -107,15 +137,156 @@ def _registry_target(
         validate_group_name(group)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
-    return _Target(LocalModelRegistry(resolve(metadata, str(root))), group)
+    return _Target(
+        LocalModelRegistry(resolve(metadata, str(root))), group, configuration, metadata, env
+    )
 
 
-def _archive_problem(target: _Target, version: int) -> str | None:
-    """Why the version's archive cannot be trusted (changed or missing bytes), or None."""
+def _archive_check(target: _Target, model: ModelVersion) -> tuple[str, str | None]:
+    """The version's archive check: ``ok``, ``CHANGED``, ``MISSING``, ``UNREADABLE`` or
+    ``UNVERIFIED`` (nothing records its sha256), and why it cannot be trusted (None if ok)."""
     try:
-        target.registry.read_archive(target.group, version)
-    except (ChecksumMismatchError, FileNotFoundError) as error:
-        return str(error)
+        target.registry.read_archive(target.group, model.version)
+    except ChecksumMismatchError as error:
+        return ("CHANGED" if model.archive_sha256 else "UNVERIFIED"), str(error)
+    except FileNotFoundError as error:
+        return "MISSING", str(error) or f"the archive of version {model.version} is missing"
+    except OSError as error:
+        return "UNREADABLE", str(error)
+    return "ok", None
+
+
+def _archive_problem(target: _Target, model: ModelVersion) -> str | None:
+    """Why the version's archive cannot be trusted (changed or missing bytes), or None."""
+    return _archive_check(target, model)[1]
+
+
+def _shown_path(target: _Target, path: Path) -> str:
+    """``path`` relative to the project directory when it is inside it."""
+    root = project_path(target.metadata)
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _local_deployment(target: _Target, name: str, filepath: str) -> _Deployment:
+    # The endpoint module imports nothing heavy, but only this command needs it.
+    from predictive_maintenance.serving.endpoint import read_endpoint_state  # noqa: PLC0415
+
+    path = resolve(target.metadata, filepath)
+    shown = _shown_path(target, path)
+    where = f"local, state file {shown}"
+    try:
+        state = read_endpoint_state(path)
+    except FileNotFoundError:
+        return _Deployment(name, where, problem="nothing deployed yet")
+    except (OSError, ValueError) as error:
+        return _Deployment(name, where, problem=f"cannot read {shown}: {error}")
+    return _Deployment(
+        state["endpoint_name"],
+        where,
+        group=state["model_group"],
+        version=state["model_version"],
+        archive=state["model_archive"],
+        archive_sha256=state["model_archive_sha256"],
+        since=state["deployed_at"],
+    )
+
+
+def _sagemaker_deployment(
+    target: _Target, name: str, entry: dict[str, Any], versions: list[ModelVersion]
+) -> _Deployment:
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    from predictive_maintenance.registry.sagemaker import deployed_model  # noqa: PLC0415
+
+    region = entry.get("region")
+    where = f"SageMaker endpoint in {region}" if region else "SageMaker endpoint"
+    try:
+        deployed = deployed_model(name, region)
+    except (BotoCoreError, ClientError) as error:
+        return _Deployment(name, where, problem=f"cannot describe the endpoint: {error}")
+    if deployed is None:
+        return _Deployment(name, where, problem="nothing deployed yet (no such endpoint)")
+    by_archive = {
+        target.registry.archive_path(target.group, model.version): model.version
+        for model in versions
+    }
+    version = by_archive.get(deployed["model_archive"])
+    return _Deployment(
+        name,
+        f"{where}, {deployed['status']}, config {deployed['endpoint_config']}",
+        group=target.group if version is not None else None,
+        version=version if version is not None else deployed["model_version"],
+        archive=deployed["model_archive"],
+    )
+
+
+def _deployment(target: _Target, versions: list[ModelVersion]) -> _Deployment | None:
+    """Where the catalog's ``endpoint`` entry deploys, and what it serves (None: no endpoint).
+
+    ``versions`` are the group's (a SageMaker endpoint's model is matched by its archive).
+    """
+    entry = target.configuration["catalog"].get(ENDPOINT_DATASET) or {}
+    kind = str(entry.get("type", ""))
+    parameters = target.configuration["parameters"].get(ENDPOINT_PARAMS) or {}
+    name = parameters.get("name") if isinstance(parameters, dict) else None
+    if kind.endswith("LocalEndpointDataset") and entry.get("filepath"):
+        return _local_deployment(target, name or "?", str(entry["filepath"]))
+    if kind.endswith("SageMakerEndpointDataset") and name:
+        return _sagemaker_deployment(target, name, entry, versions)
+    return None
+
+
+def _deployed_version(target: _Target, deployment: _Deployment | None) -> int | None:
+    """The version of this group the endpoint serves, if it serves one."""
+    if deployment is None or deployment.group != target.group:
+        return None
+    return deployment.version
+
+
+def _deploy_command(target: _Target) -> str:
+    return "kedro run --nodes deploy.select_deployment" + (
+        f" --env {target.env}" if target.env else ""
+    )
+
+
+def _deployment_line(
+    target: _Target, deployment: _Deployment, versions: dict[int, ModelVersion]
+) -> tuple[str, str | None]:
+    """The listing's account of the deployment: a line, and a warning if something looks wrong."""
+    if deployment.problem is not None:
+        return f"Endpoint {deployment.endpoint} ({deployment.where}): {deployment.problem}.", None
+    of_group = "" if deployment.group == target.group else f" of {deployment.group or '?'}"
+    since = f", deployed {_format_time(deployment.since)} UTC" if deployment.since else ""
+    line = (
+        f"Endpoint {deployment.endpoint} serves version {deployment.version}{of_group} "
+        f"({deployment.where}{since})."
+    )
+    return line, _deployment_warning(target, deployment, versions)
+
+
+def _deployment_warning(
+    target: _Target, deployment: _Deployment, versions: dict[int, ModelVersion]
+) -> str | None:
+    if deployment.group != target.group:
+        if deployment.group is None:
+            return f"it serves {deployment.archive}, which is no version of {target.group}"
+        return None
+    registered = versions.get(deployment.version or 0)
+    if registered is None:
+        return f"version {deployment.version} is not in this registry"
+    if deployment.archive_sha256 and deployment.archive_sha256 != registered.archive_sha256:
+        return (
+            f"the deployment names archive sha256 {deployment.archive_sha256}, the registry "
+            f"records {registered.archive_sha256} for version {registered.version}"
+        )
+    if registered.approval_status == REJECTED:
+        return (
+            f"version {registered.version} is Rejected and served until the next deployment "
+            f"(`{_deploy_command(target)}`)"
+        )
     return None
 
 
@@ -183,7 +354,7 @@ def _indent(text: str) -> str:
     return "\n".join(f"  {line}" for line in text.splitlines())
 
 
-@click.group(name="model", context_settings=CONTEXT_SETTINGS)
+@click.group(name="model", cls=ReportingGroup, context_settings=CONTEXT_SETTINGS)
 def model() -> None:
     """List, inspect, approve and reject versions in the model registry."""
 
@@ -199,13 +370,20 @@ def list_versions(metadata: ProjectMetadata | None, group: str | None, env: str 
         versions = target.registry.list_versions(target.group)
     except ModelNotFoundError:
         versions = []
+    deployment = _deployment(target, versions)
     if not versions:
         click.echo(
             f"Model package group {target.group!r} has no versions yet "
             f"(registry {target.registry.root})."
         )
+        if deployment is not None:
+            _echo_deployment(target, deployment, {})
         return
-    rows = [["VERSION", "STATUS", "CREATED (UTC)", "F1", "ROC AUC", "SHA256"]]
+    deployed = _deployed_version(target, deployment)
+    checks = {version.version: _archive_check(target, version) for version in versions}
+    rows = [
+        ["VERSION", "STATUS", "CREATED (UTC)", "F1", "ROC AUC", "SHA256", "ARCHIVE", "ENDPOINT"]
+    ]
     rows += [
         [
             str(version.version),
@@ -213,12 +391,44 @@ def list_versions(metadata: ProjectMetadata | None, group: str | None, env: str 
             _format_time(version.created_at),
             _metric(version.metrics, "at_chosen_threshold", "f1"),
             _metric(version.metrics, "roc_auc"),
-            version.archive_sha256[:_SHA256_PREFIX],
+            version.archive_sha256[:_SHA256_PREFIX] or "-",
+            checks[version.version][0],
+            f"serving ({deployment.endpoint})"
+            if deployment is not None and version.version == deployed
+            else "",
         ]
         for version in versions
     ]
     click.echo(f"Model package group {target.group} (registry {target.registry.root})")
     click.echo(_table(rows, right_aligned={0, 3, 4}))
+    if deployment is not None:
+        _echo_deployment(target, deployment, {version.version: version for version in versions})
+    for number, (label, problem) in checks.items():
+        if problem is not None:
+            click.echo(f"Warning: {_check_summary(target, number, label, problem)}", err=True)
+
+
+def _echo_deployment(
+    target: _Target, deployment: _Deployment, versions: dict[int, ModelVersion]
+) -> None:
+    line, warning = _deployment_line(target, deployment, versions)
+    click.echo(line)
+    if warning is not None:
+        click.echo(f"Warning: {warning}.", err=True)
+
+
+def _check_summary(target: _Target, version: int, label: str, problem: str) -> str:
+    """One line on a version whose archive cannot be trusted, for the listing."""
+    path = target.registry.archive_path(target.group, version)
+    shown = _shown_path(target, path) if isinstance(path, Path) else path
+    if label == "CHANGED":
+        return (
+            f"version {version}'s archive {shown} no longer has its registered sha256: do not "
+            f"approve or deploy it (`kedro model show {version}` for details)"
+        )
+    if label == "MISSING":
+        return f"version {version}'s archive {shown} is missing"
+    return f"version {version}: {problem}"
 
 
 @model.command(name="show")
@@ -240,7 +450,7 @@ def show(
         found = target.registry.get(target.group, version)
     except ModelNotFoundError as error:
         raise click.ClickException(str(error)) from None
-    problem = _archive_problem(target, version)
+    problem = _archive_problem(target, found)
     if as_json:
         click.echo(json.dumps(found.to_dict(), indent=2))
     else:
@@ -264,7 +474,7 @@ def _set_status(
     target = _registry_target(metadata, env, group)
     try:
         before = target.registry.get(target.group, version)
-        problem = _archive_problem(target, version) if status == APPROVED else None
+        problem = _archive_problem(target, before) if status == APPROVED else None
         if problem:
             raise click.ClickException(
                 f"refusing to approve version {version} of {target.group}: {problem}"
@@ -277,6 +487,33 @@ def _set_status(
     click.echo(
         f"Version {after.version} of {target.group}: {before.approval_status} -> "
         f"{after.approval_status} (by {after.approval_history[-1]['by'] or _user_name()})."
+    )
+    if status == REJECTED:
+        _warn_if_deployed(target, version)
+
+
+def _warn_if_deployed(target: _Target, version: int) -> None:
+    """Rejecting does not undeploy: say what serves, until when, and what the next deployment
+    does."""
+    versions = target.registry.list_versions(target.group)
+    deployment = _deployment(target, versions)
+    if deployment is None or _deployed_version(target, deployment) != version:
+        return
+    command = _deploy_command(target)
+    approved = max((v.version for v in versions if v.approval_status == APPROVED), default=None)
+    if target.configuration["parameters"].get(DEPLOY_PARAM) is False:
+        after = f"{DEPLOY_PARAM} is false, so deployments leave it as it is"
+    elif approved is None:
+        after = (
+            "no version is Approved, so the next deployment leaves it as it is: approve another "
+            f"version, then `{command}`"
+        )
+    else:
+        after = f"`{command}` deploys version {approved}, the newest Approved"
+    click.echo(
+        f"Warning: version {version} is deployed to endpoint {deployment.endpoint} "
+        f"({deployment.where}) and keeps serving until the next deployment; {after}.",
+        err=True,
     )
 
 

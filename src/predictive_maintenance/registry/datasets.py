@@ -10,20 +10,48 @@ Example catalog entry::
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from kedro.io.core import AbstractDataset, DatasetError
 
 from predictive_maintenance.registry.local import (
+    APPROVED,
     PENDING,
     LocalModelRegistry,
     ModelNotFoundError,
     validate_group_name,
 )
 
+logger = logging.getLogger(__name__)
+
 #: Keys of the dictionary that :meth:`LocalModelRegistryDataset.save` takes.
-REGISTRATION_KEYS = frozenset({"archive", "metrics", "lineage", "approval_status", "description"})
+REGISTRATION_KEYS = frozenset(
+    {"archive", "metrics", "lineage", "approval_status", "description", "register_duplicates"}
+)
+#: How many hex digits of a sha256 the log messages show.
+SHORT_SHA256 = 12
+
+
+def log_registered(group: str, version: int, status: str) -> None:
+    """The line a registration logs (the local and the SageMaker registry alike)."""
+    logger.info("registered model version %d of %s (%s)", version, group, status)
+
+
+def log_unchanged(group: str, version: int, status: str, sha256: str, requested: str) -> None:
+    """The line a registration logs when the newest version already holds the same archive."""
+    hint = ""
+    if requested == APPROVED and status != APPROVED:
+        hint = f"; approve it with `kedro model approve {version}`"
+    logger.info(
+        "model unchanged, version %d of %s (%s): same archive sha256 %s, not registered again%s",
+        version,
+        group,
+        status,
+        sha256[:SHORT_SHA256],
+        hint,
+    )
 
 
 class LocalModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
@@ -31,7 +59,10 @@ class LocalModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, Any]])
 
     ``save`` registers a new version from
     ``{"archive": bytes, "metrics": dict, "lineage": dict, "approval_status": str,
-    "description": str}`` (only ``archive`` is required). ``load`` returns the group as
+    "description": str, "register_duplicates": bool}`` (only ``archive`` is required), and logs
+    its number. An archive byte-identical to the newest version's (same sha256) is not registered
+    again ("model unchanged, version N") unless ``register_duplicates`` is true. ``load`` returns
+    the group as
     ``{"group": name, "versions": [ModelVersion.to_dict(), ...]}``, oldest version first, with an
     empty list while the group has no version.
     """
@@ -98,17 +129,36 @@ class LocalModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, Any]])
             )
         if "archive" not in data:
             raise DatasetError("a registration needs 'archive': the model.tar.gz bytes")
+        duplicates = data.get("register_duplicates", False)
+        if not isinstance(duplicates, bool):
+            raise DatasetError(f"register_duplicates must be true or false, not {duplicates!r}")
+        status = data.get("approval_status") or PENDING
+        arguments = {
+            "metrics": data.get("metrics") or {},
+            "lineage": data.get("lineage") or {},
+            "approval_status": status,
+            "description": data.get("description") or "",
+        }
         try:
-            self._registry.register(
-                self._group,
-                data["archive"],
-                metrics=data.get("metrics") or {},
-                lineage=data.get("lineage") or {},
-                approval_status=data.get("approval_status") or PENDING,
-                description=data.get("description") or "",
-            )
+            if duplicates:
+                version = self._registry.register(self._group, data["archive"], **arguments)
+                registered = True
+            else:
+                version, registered = self._registry.register_if_changed(
+                    self._group, data["archive"], **arguments
+                )
         except (TypeError, ValueError) as error:
             raise DatasetError(f"cannot register into {self._group!r}: {error}") from error
+        if registered:
+            log_registered(self._group, version.version, version.approval_status)
+        else:
+            log_unchanged(
+                self._group,
+                version.version,
+                version.approval_status,
+                version.archive_sha256,
+                status,
+            )
 
     def _exists(self) -> bool:
         try:

@@ -8,7 +8,8 @@ Layout under the registry root (everything a human can read: indented JSON, the 
 
     <root>/
       <group>/
-        .approval.lock              # flock'ed while an approval is updated
+        .approval.lock              # flock'ed while an approval is updated, and while
+                                    # register_if_changed compares and registers
         versions/
           1/
             model.tar.gz            # the archive, byte for byte (read-only)
@@ -24,6 +25,8 @@ case the registration tries ``n + 1``. Readers therefore see a version completel
 and concurrent registrations, from threads or processes, each get their own number. Approval
 updates take an exclusive ``fcntl.flock`` on the group's lock file and replace ``approval.json``
 atomically (write a temporary file, then ``os.replace``), so no history entry is lost.
+:meth:`LocalModelRegistry.register_if_changed` holds the same lock while it compares the archive
+with the newest version's and registers, so concurrent runs of one model register it once.
 """
 
 from __future__ import annotations
@@ -419,6 +422,43 @@ class LocalModelRegistry:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return self._read_version(group, versions_dir / str(number))
+
+    def register_if_changed(
+        self,
+        group: str,
+        archive: bytes,
+        *,
+        metrics: Mapping[str, Any],
+        lineage: Mapping[str, Any],
+        approval_status: str = PENDING,
+        description: str = "",
+    ) -> tuple[ModelVersion, bool]:
+        """Registers ``archive`` unless the newest version of ``group`` has the same sha256.
+
+        Takes the arguments of :meth:`register`. Returns the new version and True, or the newest
+        version (whose archive is byte-identical) and False; nothing is written then.
+        """
+        validate_group_name(group)
+        validate_approval_status(approval_status)
+        if not isinstance(archive, bytes | bytearray | memoryview):
+            raise TypeError(f"archive must be bytes, not {type(archive).__name__}")
+        self._group_dir(group).mkdir(parents=True, exist_ok=True)
+        with self._approval_lock(group):
+            try:
+                newest = self.latest(group)
+            except ModelNotFoundError:
+                newest = None
+            if newest is not None and newest.archive_sha256 == sha256_hex(bytes(archive)):
+                return newest, False
+            registered = self.register(
+                group,
+                archive,
+                metrics=metrics,
+                lineage=lineage,
+                approval_status=approval_status,
+                description=description,
+            )
+            return registered, True
 
     def _publish(self, staging: Path, versions_dir: Path, record: dict[str, Any]) -> int:
         """Renames the complete ``staging`` directory to the next free ``versions/<n>``."""

@@ -4,7 +4,8 @@
 (``list_versions``, ``get``, ``update_approval``, ``read_archive``, ``archive_path``), backed by
 the catalog's :class:`~.sagemaker_datasets.SageMakerModelRegistryDataset`
 and the artifacts it stored in S3. SageMaker keeps the current approval status and its last
-description, not a history, so the history shown is that one entry.
+description, not a history, so the history shown is that one entry. :func:`deployed_model` says
+which model a SageMaker endpoint serves.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
+from botocore.exceptions import ClientError
 
 from predictive_maintenance.integrity import ChecksumMismatchError, verify_sha256
 from predictive_maintenance.registry.local import (
@@ -21,7 +23,14 @@ from predictive_maintenance.registry.local import (
     ModelVersion,
     validate_approval_status,
 )
-from predictive_maintenance.registry.sagemaker_datasets import SageMakerModelRegistryDataset
+from predictive_maintenance.registry.sagemaker_datasets import (
+    SageMakerModelRegistryDataset,
+    _is_not_found,
+)
+from predictive_maintenance.sagemaker.aws import client
+from predictive_maintenance.serving.contract import MODEL_VERSION_ENV
+
+_MISSING = {"NoSuchKey", "404", "NotFound"}
 
 
 def _s3_location(uri: str) -> dict[str, str]:
@@ -29,8 +38,61 @@ def _s3_location(uri: str) -> dict[str, str]:
     return {"Bucket": parts.netloc, "Key": parts.path.lstrip("/")}
 
 
+def _s3_error(uri: str, error: ClientError) -> OSError:
+    """An S3 failure as the OSError the CLI reports (FileNotFoundError for a missing object)."""
+    if error.response.get("Error", {}).get("Code") in _MISSING:
+        return FileNotFoundError(f"{uri} does not exist")
+    return OSError(f"cannot read {uri}: {error}")
+
+
 def _s3_object(uri: str) -> bytes:
-    return boto3.client("s3").get_object(**_s3_location(uri))["Body"].read()
+    try:
+        return boto3.client("s3").get_object(**_s3_location(uri))["Body"].read()
+    except ClientError as error:
+        raise _s3_error(uri, error) from None
+
+
+def _s3_size(uri: str) -> int:
+    """The object's size in bytes, or 0 if it cannot be read (the listing flags it)."""
+    try:
+        return boto3.client("s3").head_object(**_s3_location(uri))["ContentLength"]
+    except ClientError:
+        return 0
+
+
+def _metrics(uri: str) -> dict[str, Any]:
+    """The version's metrics, or none if they cannot be read (the listing shows "-")."""
+    try:
+        metrics = json.loads(_s3_object(uri))
+    except (OSError, ValueError):
+        return {}
+    return metrics if isinstance(metrics, dict) else {}
+
+
+def deployed_model(endpoint_name: str, region: str | None = None) -> dict[str, Any] | None:
+    """What the SageMaker endpoint serves: ``status``, ``model_version`` (the model's
+    ``MODEL_VERSION``, None if it has none), ``model_archive`` and ``endpoint_config``; None if
+    there is no such endpoint.
+    """
+    sagemaker = client("sagemaker", region)
+    try:
+        endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_name)
+        config = sagemaker.describe_endpoint_config(
+            EndpointConfigName=endpoint["EndpointConfigName"]
+        )
+        model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    except ClientError as error:
+        if _is_not_found(error):
+            return None
+        raise
+    container = model.get("PrimaryContainer") or {}
+    version = str((container.get("Environment") or {}).get(MODEL_VERSION_ENV, ""))
+    return {
+        "status": endpoint["EndpointStatus"],
+        "endpoint_config": endpoint["EndpointConfigName"],
+        "model_version": int(version) if version.isdigit() else None,
+        "model_archive": container.get("ModelDataUrl"),
+    }
 
 
 class SageMakerRegistry:
@@ -54,16 +116,13 @@ class SageMakerRegistry:
     def _version(self, entry: dict[str, Any]) -> ModelVersion:
         # The package's ModelMetrics; this project's registration also puts them beside the archive.
         folder = entry["archive_uri"].rsplit("/", 1)[0]
-        metrics = json.loads(_s3_object(entry.get("metrics_uri") or f"{folder}/metrics.json"))
         return ModelVersion(
             group=self.group,
             version=entry["version"],
             created_at=entry["created_at"],
             archive_sha256=entry["archive_sha256"] or "",
-            archive_size=boto3.client("s3").head_object(**_s3_location(entry["archive_uri"]))[
-                "ContentLength"
-            ],
-            metrics=metrics,
+            archive_size=_s3_size(entry["archive_uri"]),
+            metrics=_metrics(entry.get("metrics_uri") or f"{folder}/metrics.json"),
             lineage=dict(entry["lineage"]),
             description=entry["description"],
             approval_status=entry["approval_status"],

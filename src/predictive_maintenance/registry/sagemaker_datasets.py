@@ -4,7 +4,10 @@
 environment, for the local ``model_registry`` dataset: the same payloads go in and come out.
 ``save`` uploads ``model.tar.gz`` and its metrics to S3 (content-addressed by sha256, so a
 registered artifact is never overwritten) and creates a model package version in a model package
-group; ``load`` lists the group's versions.
+group, unless the group's newest version records the same archive sha256 ("model unchanged,
+version N"; ``register_duplicates`` in the registration forces a new version); ``load`` lists the
+group's versions. (Two runs registering the same archive at the same moment may both register it:
+SageMaker has no lock to compare and create under.)
 
 A version's archive sha256 is what a record of the package states (``load`` says which):
 the ``archive_sha256`` customer metadata this project's registration sets, the content-addressed
@@ -24,6 +27,7 @@ from botocore.exceptions import ClientError
 from kedro.io import AbstractDataset, DatasetError
 
 from predictive_maintenance.integrity import sha256_hex
+from predictive_maintenance.registry.datasets import log_registered, log_unchanged
 from predictive_maintenance.sagemaker.aws import client, resolve_image_uri, split_s3_uri
 from predictive_maintenance.sagemaker.job import VALUE_MANIFEST
 
@@ -184,9 +188,48 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
         )
         return f"s3://{self._bucket}/{key}"
 
+    def _newest(self, sagemaker: Any) -> dict[str, Any] | None:
+        """The newest version's number, approval status and recorded archive sha256, or None."""
+        try:
+            pages = sagemaker.get_paginator("list_model_packages").paginate(
+                ModelPackageGroupName=self._group, ModelPackageType="Versioned"
+            )
+            summaries = [summary for page in pages for summary in page["ModelPackageSummaryList"]]
+        except ClientError as error:
+            if _is_not_found(error):
+                return None
+            raise
+        if not summaries:
+            return None
+        newest = max(summaries, key=lambda summary: summary["ModelPackageVersion"])
+        package = sagemaker.describe_model_package(ModelPackageName=newest["ModelPackageArn"])
+        archive_sha256, _ = _recorded_sha256(
+            client("s3", self._region),
+            package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"],
+            package.get("CustomerMetadataProperties", {}),
+            package["ModelPackageVersion"],
+        )
+        return {
+            "version": package["ModelPackageVersion"],
+            "approval_status": package["ModelApprovalStatus"],
+            "archive_sha256": archive_sha256,
+        }
+
     def save(self, data: dict[str, Any]) -> None:
         archive: bytes = data["archive"]
         archive_sha256 = sha256_hex(archive)
+        sagemaker = client("sagemaker", self._region)
+        if not data.get("register_duplicates", False):
+            newest = self._newest(sagemaker)
+            if newest is not None and newest["archive_sha256"] == archive_sha256:
+                log_unchanged(
+                    self._group,
+                    newest["version"],
+                    newest["approval_status"],
+                    archive_sha256,
+                    data["approval_status"],
+                )
+                return
         folder = f"{self._prefix}/{self._group}/{archive_sha256}"
         archive_uri = self._upload(f"{folder}/model.tar.gz", archive, "application/gzip")
         metrics_uri = self._upload(
@@ -194,7 +237,6 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
             json.dumps(data["metrics"], indent=2).encode(),
             "application/json",
         )
-        sagemaker = client("sagemaker", self._region)
         self._ensure_group(sagemaker)
         lineage = {
             key: value
@@ -229,7 +271,11 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
                 **{key: str(value)[:256] for key, value in lineage.items()},
             },
         )
-        logger.info("Registered %s", response["ModelPackageArn"])
+        registered = sagemaker.describe_model_package(ModelPackageName=response["ModelPackageArn"])
+        log_registered(
+            self._group, registered["ModelPackageVersion"], registered["ModelApprovalStatus"]
+        )
+        logger.debug("Registered %s", response["ModelPackageArn"])
 
     def load(self) -> dict[str, Any]:
         sagemaker = client("sagemaker", self._region)

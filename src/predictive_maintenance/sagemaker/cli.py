@@ -1,7 +1,7 @@
 """``kedro sagemaker``: export the Kedro pipeline to SageMaker Pipelines and manage it.
 
-    kedro sagemaker compile   [--pipeline NAME] [--env ENV] [--output pipeline.json]
-    kedro sagemaker upsert    [--pipeline NAME] [--env ENV]
+    kedro sagemaker compile   [--pipelines NAME[,NAME]] [--env ENV] [--output pipeline.json]
+    kedro sagemaker upsert    [--pipelines NAME[,NAME]] [--env ENV]
     kedro sagemaker start     [--parameters Name=value ...] [--wait]
     kedro sagemaker status
     kedro sagemaker cleanup   [--data]
@@ -9,7 +9,8 @@
 
 Settings come from the ``sagemaker`` configuration (``conf/<env>/sagemaker.yml``) through the
 project's config loader, as for ``SageMakerRunner``. AWS calls go through boto3 (so
-``AWS_ENDPOINT_URL`` works); ``compile`` and ``run-local`` make none.
+``AWS_ENDPOINT_URL`` works); ``compile`` and ``run-local`` make none. Expected failures (no AWS
+credentials, a refused request, a bad setting) are one or two lines (:mod:`..console`).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from typing import Any
 
 import click
 from botocore.exceptions import ClientError
-from kedro.framework.cli.utils import CONTEXT_SETTINGS, env_option
+from kedro.framework.cli.utils import CONTEXT_SETTINGS, env_option, split_string
 
+from predictive_maintenance.console import ReportingGroup, expected_failure
 from predictive_maintenance.integrity import sha256_hex
 from predictive_maintenance.sagemaker.aws import client, client_with_retries, split_s3_uri
 from predictive_maintenance.sagemaker.config import (
@@ -106,17 +108,18 @@ class Export:
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Configuration and AWS errors as one-line CLI errors (exit code 1 or 2)."""
+    """Configuration errors as one-line CLI errors; AWS refusals as one or two lines. (No
+    credentials and the like are reported by the group, :class:`ReportingGroup`.)"""
     try:
         yield
     except (SageMakerConfigError, ValueError, ExecutionError) as error:
         raise click.ClickException(str(error)) from error
     except ClientError as error:
-        raise click.ClickException(f"AWS: {error}") from error
+        raise expected_failure(error) or click.ClickException(f"AWS: {error}") from error
 
 
-def load_export(env: str | None, pipeline: str | None) -> Export:
-    from kedro.framework.project import pipelines  # noqa: PLC0415
+def load_export(env: str | None, pipelines: list[str] | None) -> Export:
+    from kedro.framework.project import pipelines as kedro_pipelines  # noqa: PLC0415
     from kedro.framework.session import KedroSession  # noqa: PLC0415
     from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
     from kedro.utils import find_kedro_project  # noqa: PLC0415
@@ -130,17 +133,20 @@ def load_export(env: str | None, pipeline: str | None) -> Export:
         settings = parse_pipeline_settings(config)
         catalog = context.config_loader["catalog"]
         parameters = context.params
-    name = pipeline or settings.kedro_pipeline
-    if name not in pipelines:
+    names = list(pipelines or [settings.kedro_pipeline])
+    unknown = [name for name in names if name not in kedro_pipelines]
+    if unknown:
         raise click.ClickException(
-            f"no Kedro pipeline {name!r} (have: {', '.join(sorted(pipelines))})"
+            f"no Kedro pipeline {', '.join(map(repr, unknown))} "
+            f"(have: {', '.join(sorted(kedro_pipelines))})"
         )
     memory_only = {
         dataset
         for dataset, entry in catalog.items()
         if isinstance(entry, dict) and str(entry.get("type", "")).split(".")[-1] == "MemoryDataset"
     }
-    plan = build_plan(pipelines[name], bridge, settings, memory_only)
+    pipeline = sum((kedro_pipelines[name] for name in names[1:]), kedro_pipelines[names[0]])
+    plan = build_plan(pipeline, bridge, settings, memory_only)
     settings = effective_settings(settings, plan)
     missing = [dataset for dataset in settings.catalog_datasets if dataset not in catalog]
     if missing:
@@ -167,26 +173,32 @@ def stage(export: Export, code: CodePackage, store: ObjectStore) -> None:
         for relative, content in sorted(code.files.items()):
             upload_bytes(store, content, f"{code.tree_uri}{relative}")
         upload_bytes(store, code.archive, code.archive_uri)
-        logger.info("Uploaded the code (%d files) to %s", len(code.files), code.tree_uri)
+        logger.info(
+            "Uploaded the code (%d files) to %s", len(code.files), store.location(code.tree_uri)
+        )
     for dataset in export.plan.pipeline_inputs:
         value = export.context.catalog.load(dataset)
         prefix = input_uri(export.bridge, dataset)
         upload_dataset(
             store, value, dataset, data_name(dataset, set()), prefix, what=f"input {dataset}"
         )
-        logger.info("Staged pipeline input %s at %s", dataset, prefix)
+        logger.info("Staged pipeline input %s at %s", dataset, store.location(prefix))
 
 
-@click.group(name="sagemaker", context_settings=CONTEXT_SETTINGS)
+@click.group(name="sagemaker", context_settings=CONTEXT_SETTINGS, cls=ReportingGroup)
 def sagemaker() -> None:
     """Export the pipeline to SageMaker Pipelines, run it there or here."""
 
 
-pipeline_option = click.option(
-    "--pipeline",
+pipelines_option = click.option(
+    "--pipelines",
     "-p",
-    default=None,
-    help="Kedro pipeline to export (default: pipeline.kedro_pipeline).",
+    "pipelines",
+    default="",
+    callback=split_string,
+    metavar="NAME[,NAME]",
+    help="Kedro pipelines to export, comma-separated, as for kedro run "
+    "(default: pipeline.kedro_pipeline).",
 )
 parameters_option = click.option(
     "--parameters",
@@ -197,13 +209,13 @@ parameters_option = click.option(
 
 
 @sagemaker.command(name="compile")
-@pipeline_option
+@pipelines_option
 @env_option
 @click.option("--output", "-o", default="pipeline.json", show_default=True, type=click.Path())
-def compile_command(pipeline: str | None, env: str | None, output: str) -> None:
+def compile_command(pipelines: list[str], env: str | None, output: str) -> None:
     """Write the SageMaker Pipeline definition (offline: no credentials, no network)."""
     with _errors():
-        export = load_export(env, pipeline)
+        export = load_export(env, pipelines)
         code, definition = export.code_and_definition()
     target = Path(output)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -218,12 +230,12 @@ def compile_command(pipeline: str | None, env: str | None, output: str) -> None:
 
 
 @sagemaker.command(name="upsert")
-@pipeline_option
+@pipelines_option
 @env_option
-def upsert(pipeline: str | None, env: str | None) -> None:
+def upsert(pipelines: list[str], env: str | None) -> None:
     """Upload code and inputs, then create or update the pipeline on SageMaker."""
     with _errors():
-        export = load_export(env, pipeline)
+        export = load_export(env, pipelines)
         code, definition = export.code_and_definition()
         store = S3Store(export.bridge.region)
         stage(export, code, store)
@@ -407,7 +419,7 @@ def _delete_endpoint(sagemaker_client: Any, endpoint: str) -> None:
 @sagemaker.command(name="run-local")
 @click.argument("definition_file", type=click.Path(exists=True, dir_okay=False))
 @parameters_option
-@pipeline_option
+@pipelines_option
 @env_option
 @click.option(
     "--python",
@@ -420,7 +432,7 @@ def _delete_endpoint(sagemaker_client: Any, endpoint: str) -> None:
 def run_local(
     definition_file: str,
     parameters: tuple[str, ...],
-    pipeline: str | None,
+    pipelines: list[str],
     env: str | None,
     python: str | None,
 ) -> None:
@@ -442,7 +454,7 @@ def run_local(
     with _errors():
         text = Path(definition_file).read_text()
         definition = json.loads(text)
-        export = load_export(env, pipeline)
+        export = load_export(env, pipelines)
         interpreter = (
             check_interpreter(python, export.bridge.job_environment.python_version)
             if python
@@ -481,6 +493,7 @@ def run_local(
             f"  {result.name:<32} {result.type:<14} {result.status:<10} "
             f"{result.seconds:6.1f} s{reason}"
         )
-    click.echo(f"Data: {export.bridge.s3_root}/executions/{executor.execution_id}/")
+    data = f"{export.bridge.s3_root}/executions/{executor.execution_id}/"
+    click.echo(f"Data: {store.location(data)}")
     if status != "Succeeded":
         raise click.ClickException(executor.failure_reason)

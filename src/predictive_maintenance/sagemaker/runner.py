@@ -47,6 +47,10 @@ class TrainingJobFailedError(RemoteNodeError):
     """A node's training job ended Failed or Stopped; none of its outputs were saved."""
 
 
+class RunnerParamsError(SageMakerConfigError):
+    """``--runner-params`` asks for something the runner does not have (e.g. an unknown backend)."""
+
+
 class SageMakerRunner(AbstractRunner):
     """Runs nodes selected in ``conf/<env>/sagemaker.yml`` as SageMaker training jobs.
 
@@ -63,17 +67,25 @@ class SageMakerRunner(AbstractRunner):
     ) -> None:
         super().__init__(is_async=is_async)
         if backend not in BACKENDS:
-            raise SageMakerConfigError(
-                f"unknown backend {backend!r}: use --runner-params backend=local or "
-                "backend=sagemaker"
+            raise RunnerParamsError(
+                f"--runner-params: unknown backend {backend!r}; use backend=local (this machine) "
+                "or backend=sagemaker (Amazon SageMaker)"
             )
         if python is not None and backend != "local":
-            raise SageMakerConfigError("--runner-params python=... needs backend=local")
+            raise RunnerParamsError("--runner-params: python=... needs backend=local")
         self._python = python
         self._backend_name = backend
         self._backend: TrainingJobBackend | None = None
         self._code_uris: dict[str, str] = {}
         self._wheels: tuple[str | None] | None = None
+
+    @property
+    def _logger(self) -> logging.Logger:
+        # Kedro's runners log their progress ("Completed node ...", "Completed 3 out of 19 tasks")
+        # on the runner module's logger; this runner's module is the project's, whose messages
+        # reach the console. Kedro's progress goes where Kedro's own runners' goes (the kedro
+        # logger: the log file; `kedro run -v`); this module's `logger` keeps the job messages.
+        return logging.getLogger("kedro.runner.sagemaker_runner")
 
     def _get_executor(self, max_workers: int) -> None:
         return None
@@ -131,7 +143,11 @@ class SageMakerRunner(AbstractRunner):
             uri = f"{settings.s3_root}/code/{sha256_hex(archive)}/sourcedir.tar.gz"
             if not backend.store.exists(uri):
                 upload_bytes(backend.store, archive, uri)
-                logger.info("Uploaded the project code (%s bytes) to %s", f"{len(archive):,}", uri)
+                logger.info(
+                    "Uploaded the project code (%s bytes) to %s",
+                    f"{len(archive):,}",
+                    backend.store.location(uri),
+                )
             self._code_uris[key] = uri
         return self._code_uris[key]
 

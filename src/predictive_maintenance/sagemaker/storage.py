@@ -33,6 +33,10 @@ class ObjectStore(Protocol):
         """URIs of every object under the prefix ``uri``, sorted."""
         ...
 
+    def location(self, uri: str) -> str:
+        """Where ``uri`` is, as a person finds it: the URI, or the local path behind it."""
+        ...
+
 
 class S3Store:
     """Amazon S3 (or any ``AWS_ENDPOINT_URL``) through boto3."""
@@ -69,6 +73,9 @@ class S3Store:
         ]
         return [f"s3://{bucket}/{key}" for key in sorted(keys)]
 
+    def location(self, uri: str) -> str:
+        return uri
+
 
 class DirectoryStore:
     """A local directory standing in for S3: ``s3://bucket/key`` is ``root/bucket/key``."""
@@ -82,6 +89,9 @@ class DirectoryStore:
         if self.root not in path.parents:
             raise ValueError(f"{uri!r} points outside the store at {self.root}")
         return path
+
+    def location(self, uri: str) -> str:
+        return f"{self.path_of(uri)}{'/' if uri.endswith('/') else ''}"
 
     def upload_file(self, path: Path, uri: str) -> None:
         target = self.path_of(uri)

@@ -238,4 +238,4 @@ def upload_wheels(store: ObjectStore, uri: str | None, wheels: Mapping[str, byte
     for name, content in sorted(wheels.items()):
         upload_bytes(store, content, f"{uri}{name}")
     upload_bytes(store, json.dumps(sorted(wheels), indent=2).encode(), f"{uri}{_COMPLETE}")
-    logger.info("Uploaded %d wheels for the job image to %s", len(wheels), uri)
+    logger.info("Uploaded %d wheels for the job image to %s", len(wheels), store.location(uri))

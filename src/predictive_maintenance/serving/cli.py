@@ -30,6 +30,7 @@ from predictive_maintenance.serving.contract import (
     SUPPORTED_CONTENT_TYPES,
 )
 from predictive_maintenance.serving.endpoint import DEFAULT_POLL_INTERVAL_SECONDS
+from predictive_maintenance.serving.ports import ListenError, listen
 
 #: Parameters (``parameters_deployment.yml``) the commands read.
 ENDPOINT_PARAMS = "endpoint"
@@ -100,24 +101,22 @@ def serve_command(
     """
     if model_dir is not None and state_file is not None:
         raise click.UsageError("pass either --model-dir or --state, not both")
-    base_dir = Path.cwd()
-    if model_dir is None and state_file is None:
-        parameters = project_parameters(metadata, env).get(ENDPOINT_PARAMS) or {}
-        if not isinstance(parameters, dict):
-            raise click.ClickException(f"parameter {ENDPOINT_PARAMS} must be a mapping")
-        configured = parameters.get("state_file")
-        if not configured:
-            raise click.ClickException(
-                f"no endpoint state file: set the parameter {ENDPOINT_PARAMS}.state_file "
-                "(conf/base/parameters_deployment.yml) or pass --state or --model-dir"
-            )
-        state_file = resolve(metadata, configured)
-        base_dir = project_path(metadata)
-        endpoint_name = endpoint_name or parameters.get("name")
-    _configure_logging()
-    # pandas and xgboost load here, not when `kedro` starts (the group is part of every kedro call)
-    from predictive_maintenance.serving.server import serve  # noqa: PLC0415
-
+    # The port first: a taken port fails in milliseconds, not after the model has loaded.
+    try:
+        listener = listen(host, port)
+    except ListenError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        base_dir = Path.cwd()
+        if model_dir is None and state_file is None:
+            state_file, endpoint_name = _configured_state(metadata, env, endpoint_name)
+            base_dir = project_path(metadata)
+        _configure_logging()
+        # pandas and xgboost load here, not when `kedro` starts (the group is in every kedro call)
+        from predictive_maintenance.serving.server import serve  # noqa: PLC0415
+    except BaseException:
+        listener.close()
+        raise
     try:
         serve(
             host,
@@ -127,18 +126,36 @@ def serve_command(
             endpoint_name=endpoint_name,
             base_dir=base_dir,
             poll_interval=poll_interval,
+            listener=listener,
         )
     except (OSError, ValueError) as error:
         raise click.ClickException(str(error)) from None
 
 
+def _configured_state(
+    metadata: ProjectMetadata | None, env: str | None, endpoint_name: str | None
+) -> tuple[Path, str | None]:
+    """The endpoint state file and endpoint name from the parameters (``--endpoint-name`` wins)."""
+    parameters = project_parameters(metadata, env).get(ENDPOINT_PARAMS) or {}
+    if not isinstance(parameters, dict):
+        raise click.ClickException(f"parameter {ENDPOINT_PARAMS} must be a mapping")
+    configured = parameters.get("state_file")
+    if not configured:
+        raise click.ClickException(
+            f"no endpoint state file: set the parameter {ENDPOINT_PARAMS}.state_file "
+            "(conf/base/parameters_deployment.yml) or pass --state or --model-dir"
+        )
+    return resolve(metadata, configured), endpoint_name or parameters.get("name")
+
+
 def _rows_as_json(lines: list[str]) -> bytes:
     instances = []
-    for row, line in enumerate(lines):
+    for number, line in enumerate(lines, start=1):
         fields = [field.strip() for field in line.split(",")]
         if len(fields) != len(READING_COLUMNS):
+            # Numbered as the endpoint numbers CSV lines: the first row is line 1.
             raise click.ClickException(
-                f"row {row} has {len(fields)} fields, expected {len(READING_COLUMNS)}: "
+                f"line {number} has {len(fields)} fields, expected {len(READING_COLUMNS)}: "
                 + ",".join(CSV_FIELDS)
             )
         instance: dict[str, Any] = {"type": fields[0]}

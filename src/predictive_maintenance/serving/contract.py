@@ -1,12 +1,15 @@
 """The SageMaker inference contract in constants: the one place for them.
 
-Kept free of heavy imports: the handlers (:mod:`.inference`, inside the SageMaker container), the
-local server and the command line all read them from here.
+Kept free of heavy imports (the standard library and :mod:`predictive_maintenance.schema` only):
+the handlers (:mod:`.inference`, inside the SageMaker container), the local server, the HTTP API
+and the command line all read them from here.
 """
 
 from __future__ import annotations
 
 from typing import Final
+
+from predictive_maintenance.schema import RAW_TO_COLUMN, READING_COLUMNS
 
 CSV_CONTENT_TYPE: Final = "text/csv"
 JSON_CONTENT_TYPE: Final = "application/json"
@@ -28,14 +31,10 @@ MODEL_VERSION_HEADER: Final = "X-Model-Version"
 #: Environment variable through which a deployment tells the container its registry version
 #: (SageMaker's Model Environment; the local server reads the version from the endpoint state).
 MODEL_VERSION_ENV: Final = "MODEL_VERSION"
-#: CSV column headers of a request row, in order (the workshop's order; no header line is sent).
-CSV_FIELDS: Final = (
-    "Type",
-    "Air temperature [K]",
-    "Process temperature [K]",
-    "Rotational speed [rpm]",
-    "Torque [Nm]",
-    "Tool wear [min]",
+#: The data set's names of the fields of a request row, in the workshop's order (the endpoint's
+#: CSV has no header line; the API also takes files with one, see :mod:`.requests`).
+CSV_FIELDS: Final = tuple(
+    next(raw for raw, name in RAW_TO_COLUMN.items() if name == column) for column in READING_COLUMNS
 )
 #: Key of the list of readings in a JSON request.
 JSON_INSTANCES_KEY: Final = "instances"

@@ -226,7 +226,8 @@ def input_fn(
     Raises:
         UnsupportedMediaType: for any other content type (415).
         PayloadTooLarge: above :data:`MAX_PAYLOAD_BYTES` (413).
-        InvalidInput: naming the first bad row (0-based) and field (400).
+        InvalidInput: naming the first bad line (CSV, first line = 1) or ``instances[i]`` (JSON,
+            0-based) and the field (400).
     """
     return readings_frame(parse_readings(request_body, request_content_type))
 

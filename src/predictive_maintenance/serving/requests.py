@@ -14,7 +14,14 @@ import json
 import re
 from typing import Any, Final
 
-from predictive_maintenance.schema import PRODUCT_TYPES, READING_COLUMNS, READING_RANGES
+from predictive_maintenance.schema import (
+    ID_COLUMNS,
+    PRODUCT_TYPES,
+    RAW_COLUMNS,
+    RAW_TO_COLUMN,
+    READING_COLUMNS,
+    READING_RANGES,
+)
 from predictive_maintenance.serving.contract import (
     CSV_CONTENT_TYPE,
     CSV_FIELDS,
@@ -62,7 +69,10 @@ class ServingError(_ToolkitError):
 
     @property
     def detail(self) -> dict[str, Any]:
-        """The JSON error body: ``error``, ``message``, ``row`` (0-based) and ``field``."""
+        """The JSON error body: ``error``, ``message``, ``row`` and ``field``.
+
+        ``row``: a CSV body's line (first line = 1), a JSON list's index (0-based), or None.
+        """
         return {"error": self.error, "message": self.message, "row": self.row, "field": self.field}
 
 
@@ -94,8 +104,9 @@ class PayloadTooLarge(ServingError):
     error = "payload_too_large"
 
 
-def _row_error(row: int, field: str, problem: str) -> InvalidInput:
-    return InvalidInput(f"row {row}, field {field}: {problem}", row=row, field=field)
+def _row_error(row: int | None, where: str | None, field: str, problem: str) -> InvalidInput:
+    prefix = f"{where}, field {field}" if where else f"field {field}"
+    return InvalidInput(f"{prefix}: {problem}", row=row, field=field)
 
 
 def media_type(header: str | None) -> str:
@@ -178,17 +189,12 @@ def _decode(body: bytes | bytearray | memoryview | str) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
-def _number(row: int, column: str, value: Any, bounds: tuple[float, float]) -> float:
-    low, high = bounds
-    if not low <= value <= high:  # also false for NaN
-        raise _row_error(row, column, f"{value!r} is outside the plausible range [{low}, {high}]")
-    return value
+def _range_problem(value: float, bounds: tuple[float, float]) -> str:
+    return f"{value!r} is outside the plausible range [{bounds[0]}, {bounds[1]}]"
 
 
-def _product_type(row: int, value: Any) -> str:
-    if not isinstance(value, str) or value not in _PRODUCT_TYPES:
-        raise _row_error(row, "type", f"{value!r} is not a product type {list(PRODUCT_TYPES)}")
-    return value
+def _type_problem(value: Any) -> str:
+    return f"{value!r} is not a product type {list(PRODUCT_TYPES)}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,49 +204,227 @@ class Readings:
     types: list[str]
     #: One list per numeric reading, in ``READING_COLUMNS[1:]`` order.
     columns: tuple[list[float], ...]
+    #: CSV bodies: the line of each reading in the body (first line = 1, as a spreadsheet
+    #: numbers its rows; a header is line 1). Empty for JSON bodies.
+    lines: list[int] = dataclasses.field(default_factory=list)
+    #: Identifiers a CSV file carried (the data set's ``udi`` and ``product_id`` columns), as
+    #: written, by column.
+    ids: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.types)
 
 
-def _parse_csv(text: str) -> Readings:
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # LF, CRLF or CR rows
+# ---- CSV ---------------------------------------------------------------------------------------
+# One parser for every CSV body. The endpoint takes the SageMaker container's contract (rows of
+# the six readings in the workshop's order, no header line: ``files=False``); the HTTP API also
+# takes files as people save them (``files=True``): a header line naming the columns in any
+# order, the data set's own 14-column layout, blank lines. Either way an error names the line
+# as a spreadsheet or an editor numbers it.
+
+
+def _normalised(name: str) -> str:
+    """``"Air temperature [K]"``, ``"air_temperature_k"`` -> ``"airtemperaturek"``."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+#: Column names a header may use (normalised: case, spaces, brackets and underscores do not
+#: matter) -> column: the data set's names (with or without the unit) and the project's.
+_HEADER_NAMES: Final = {
+    _normalised(name): column
+    for raw, column in RAW_TO_COLUMN.items()
+    for name in (raw, re.sub(r"\[[^\]]*\]", "", raw), column)  # "Torque [Nm]", "Torque", ...
+}
+_DATA_SET_POSITIONS: Final = {column: index for index, column in enumerate(RAW_TO_COLUMN.values())}
+_DATA_SET_NAMES: Final = {column: raw for raw, column in RAW_TO_COLUMN.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """Where the readings (and ids) are among a line's fields."""
+
+    width: int
+    #: Position of ``type``, then of each numeric reading (``READING_COLUMNS`` order).
+    positions: tuple[int, ...]
+    ids: tuple[tuple[str, int], ...] = ()
+    #: What a line of this layout holds, for the message about a line that does not.
+    expected: str = ""
+
+    def missing(self, count: int) -> str | None:
+        """The first reading a line of ``count`` fields lacks."""
+        lacking = [
+            (position, column)
+            for position, column in zip(self.positions, READING_COLUMNS, strict=True)
+            if position >= count
+        ]
+        return min(lacking)[1] if lacking else None
+
+
+_ROWS: Final = _Layout(
+    width=_FIELD_COUNT,
+    positions=tuple(range(_FIELD_COUNT)),
+    expected=f"{_FIELD_COUNT} fields: " + ",".join(CSV_FIELDS),
+)
+_FILE_ROWS: Final = dataclasses.replace(
+    _ROWS,
+    expected=_ROWS.expected
+    + f" (or the data set's {len(RAW_COLUMNS)} columns, or a header line naming the columns)",
+)
+_DATA_SET_ROWS: Final = _Layout(
+    width=len(RAW_COLUMNS),
+    positions=tuple(_DATA_SET_POSITIONS[column] for column in READING_COLUMNS),
+    ids=tuple((column, _DATA_SET_POSITIONS[column]) for column in ID_COLUMNS),
+    expected=f"{len(RAW_COLUMNS)} fields as in the data set's file: " + ",".join(RAW_COLUMNS),
+)
+
+
+def _fields(number: int, line: str) -> list[str]:
+    if '"' not in line:  # the common case, ten times faster than the csv module
+        return line.split(",")
+    try:
+        return next(csv.reader([line], skipinitialspace=True))
+    except csv.Error as error:
+        raise InvalidInput(f"line {number} is not valid CSV: {error}", row=number) from None
+
+
+def _is_header(fields: list[str]) -> bool:
+    """No number and no product type: names, not readings."""
+    return fields[0].strip() not in _PRODUCT_TYPES and not any(
+        _DECIMAL.fullmatch(field) for field in fields
+    )
+
+
+def _check_separator(number: int, line: str) -> None:
+    """Semicolons or tabs (often with decimal commas, ``L;298,4;...``) as European exports
+    write: say so, rather than that a field is missing."""
+    by_semicolon, by_tab = line.count(";") + 1, line.count("\t") + 1
+    if (
+        ("," not in line and (by_semicolon > 1 or by_tab > 1))
+        or by_semicolon >= _FIELD_COUNT
+        or by_tab >= _FIELD_COUNT
+    ):
+        separator = "semicolons" if by_semicolon >= by_tab else "tabs"
+        raise InvalidInput(
+            f"line {number} separates its values with {separator}; save the file as "
+            "comma-separated CSV (with decimal points)",
+            row=number,
+        )
+
+
+def _header_layout(number: int, fields: list[str]) -> _Layout:
+    positions: dict[str, int] = {}
+    for position, name in enumerate(fields):
+        column = _HEADER_NAMES.get(_normalised(name))
+        if column is None:
+            continue  # another column (labels, notes...): ignored
+        if column in positions:
+            raise InvalidInput(
+                f"line {number} (the header): columns {positions[column] + 1} and "
+                f"{position + 1} both name {column}",
+                row=number,
+                field=column,
+            )
+        positions[column] = position
+    for column in READING_COLUMNS:
+        if column not in positions:
+            raise InvalidInput(
+                f"line {number} (the header) has no column {_DATA_SET_NAMES[column]} ({column}); "
+                "name the columns as the data set (" + ",".join(CSV_FIELDS) + ") or the API "
+                "(" + ",".join(READING_COLUMNS) + ") does, or leave out the header line",
+                row=number,
+                field=column,
+            )
+    return _Layout(
+        width=len(fields),
+        positions=tuple(positions[column] for column in READING_COLUMNS),
+        ids=tuple((column, positions[column]) for column in ID_COLUMNS if column in positions),
+        expected=f"{len(fields)} fields as the header (line {number})",
+    )
+
+
+def _count_error(number: int, layout: _Layout, count: int, empty: bool) -> InvalidInput:
+    missing = layout.missing(0 if empty else count)
+    if count < layout.width and missing is not None:
+        problem = "missing (the line is empty)" if empty else "missing"
+        return _row_error(
+            number,
+            f"line {number}",
+            missing,
+            f"{problem}: the line has {0 if empty else count} fields, expected {layout.expected}",
+        )
+    return InvalidInput(f"line {number}: {count} fields, expected {layout.expected}", row=number)
+
+
+def _layout(lines: list[str], first: int, *, files: bool) -> tuple[_Layout, int]:
+    """The layout of the lines, from the first one; and the index of the first reading."""
+    number = first + 1
+    if not lines[first].strip():  # an empty first row: the endpoint's loop says it is missing
+        return _ROWS, first
+    _check_separator(number, lines[first])
+    fields = _fields(number, lines[first])
+    if not _is_header(fields):
+        if files and len(fields) == _DATA_SET_ROWS.width:
+            return _DATA_SET_ROWS, first
+        return (_FILE_ROWS if files else _ROWS), first
+    if not files:
+        raise InvalidInput(
+            f"line {number} is a header line; the endpoint takes rows without one, "
+            f"{_ROWS.expected} (the HTTP API, POST /predict, takes files with a header)",
+            row=number,
+        )
+    layout = _header_layout(number, fields)
+    if not any(line.strip(" \t,") for line in lines[first + 1 :]):
+        raise InvalidInput(f"the body holds a header (line {number}) but no readings", row=number)
+    return layout, first + 1
+
+
+def _parse_csv(text: str, *, files: bool) -> Readings:
+    """The readings of a CSV body. ``files``: also what the API takes (a header line, the data
+    set's layout, blank lines), besides the endpoint's rows."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # LF, CRLF or CR
     while lines and not lines[-1].strip():  # the final line break (and trailing blank lines)
         lines.pop()
-    if not lines:
+    # A file may hold blank lines (or a spreadsheet's ",,,,," rows); the endpoint's rows may not.
+    first = next((i for i, line in enumerate(lines) if line.strip(" \t,")), None) if files else 0
+    if not lines or first is None:
         raise InvalidInput(
             "the body holds no rows; send one CSV row per line: " + ",".join(CSV_FIELDS)
         )
+    layout, start = _layout(lines, first, files=files)
     types: list[str] = []
-    columns: list[list[float]] = [[] for _ in _NUMERIC_COLUMNS]
-    for row, raw_line in enumerate(lines):
-        line = raw_line[:-1] if raw_line.endswith("\r") else raw_line
-        fields = next(csv.reader([line], skipinitialspace=True)) if '"' in line else line.split(",")
-        if len(fields) != _FIELD_COUNT:
-            if len(fields) < _FIELD_COUNT:
-                problem = "missing" if line.strip() else "missing (the row is empty)"
-                raise _row_error(
-                    row,
-                    READING_COLUMNS[len(fields)] if line.strip() else READING_COLUMNS[0],
-                    f"{problem}: the row has {len(fields) if line.strip() else 0} fields, "
-                    f"expected {_FIELD_COUNT}: " + ",".join(CSV_FIELDS),
-                )
-            raise InvalidInput(
-                f"row {row}: {len(fields)} fields, expected {_FIELD_COUNT}: "
-                + ",".join(CSV_FIELDS),
-                row=row,
-            )
-        types.append(_product_type(row, fields[0].strip()))
-        for index, (column, bounds) in enumerate(zip(_NUMERIC_COLUMNS, _RANGES, strict=True)):
-            raw = fields[index + 1]
+    columns: tuple[list[float], ...] = tuple([] for _ in _NUMERIC_COLUMNS)
+    numbers: list[int] = []
+    ids: dict[str, list[str]] = {column: [] for column, _ in layout.ids}
+    type_position, *positions = layout.positions
+    checks = tuple(zip(_NUMERIC_COLUMNS, _RANGES, positions, columns, strict=True))
+    for index in range(start, len(lines)):
+        line = lines[index]
+        if files and not line.strip(" \t,"):
+            continue
+        number = index + 1
+        fields = _fields(number, line)
+        if len(fields) != layout.width:
+            raise _count_error(number, layout, len(fields), not line.strip())
+        kind = fields[type_position].strip()
+        if kind not in _PRODUCT_TYPES:
+            raise _row_error(number, f"line {number}", "type", _type_problem(kind))
+        for column, bounds, position, values in checks:
+            raw = fields[position]
             # float() alone would also take "29_8.4", "nan" or non-ASCII digits.
             if not _DECIMAL.fullmatch(raw):
-                raise _row_error(row, column, f"{raw!r} is not a number")
+                raise _row_error(number, f"line {number}", column, f"{raw!r} is not a number")
             value = float(raw)
-            columns[index].append(_number(row, column, value, bounds))
-    return Readings(types, tuple(columns))
+            if not bounds[0] <= value <= bounds[1]:
+                raise _row_error(number, f"line {number}", column, _range_problem(value, bounds))
+            values.append(value)
+        types.append(kind)
+        numbers.append(number)
+        for column, position in layout.ids:
+            ids[column].append(fields[position].strip())
+    return Readings(types, columns, numbers, ids)
 
 
+# ---- JSON --------------------------------------------------------------------------------------
 def _parse_json(text: str) -> Readings:
     try:
         payload = json.loads(text)
@@ -260,49 +444,76 @@ def _parse_json(text: str) -> Readings:
     return readings_from_instances(payload[JSON_INSTANCES_KEY])
 
 
-def readings_from_instances(instances: Any) -> Readings:
-    """Validates a list of reading objects (the ``instances`` of a JSON request)."""
+def readings_from_instances(instances: Any, key: str | None = JSON_INSTANCES_KEY) -> Readings:
+    """Validates a list of reading objects: the ``instances`` of a JSON request.
+
+    An error names the reading as JSON tools show it, ``instances[2]`` (0-based; ``row`` is that
+    index), or ``[2]`` with ``key=""`` (a bare list); ``key=None``: ``instances`` holds one
+    reading that was sent alone, and errors name only the field (``row`` is None).
+    """
     if not isinstance(instances, list) or not instances:
-        raise InvalidInput(
-            f"{JSON_INSTANCES_KEY!r} must be a non-empty list of readings",
-            field=JSON_INSTANCES_KEY,
-        )
+        if key:
+            raise InvalidInput(f"{key!r} must be a non-empty list of readings", field=key)
+        raise InvalidInput("the body must hold at least one reading")
     types: list[str] = []
     columns: list[list[float]] = [[] for _ in _NUMERIC_COLUMNS]
-    for row, instance in enumerate(instances):
+    for index, instance in enumerate(instances):
+        row, where = (None, None) if key is None else (index, f"{key}[{index}]")
         if not isinstance(instance, dict):
             raise InvalidInput(
-                f"row {row}: an instance must be an object with {list(READING_COLUMNS)}", row=row
+                f"{where or 'the body'}: a reading must be an object with {list(READING_COLUMNS)}",
+                row=row,
             )
         if instance.keys() != _READING_KEYS:
             missing = [column for column in READING_COLUMNS if column not in instance]
             if missing:
-                raise _row_error(row, missing[0], "missing")
-            unexpected = sorted(str(key) for key in instance if key not in _READING_KEYS)
+                raise _row_error(row, where, missing[0], "missing")
+            unexpected = sorted(str(name) for name in instance if name not in _READING_KEYS)
             raise _row_error(
-                row, unexpected[0], f"unexpected field; expected only {list(READING_COLUMNS)}"
+                row,
+                where,
+                unexpected[0],
+                f"unexpected field; expected only {list(READING_COLUMNS)}",
             )
-        types.append(_product_type(row, instance["type"]))
-        for index, (column, bounds) in enumerate(zip(_NUMERIC_COLUMNS, _RANGES, strict=True)):
+        kind = instance["type"]
+        if not isinstance(kind, str) or kind not in _PRODUCT_TYPES:
+            raise _row_error(row, where, "type", _type_problem(kind))
+        types.append(kind)
+        for column, bounds, values in zip(_NUMERIC_COLUMNS, _RANGES, columns, strict=True):
             value = instance[column]
             if type(value) not in (int, float):  # bool is an int; "298.4" is not a number
-                raise _row_error(row, column, f"{value!r} is not a number")
+                raise _row_error(row, where, column, f"{value!r} is not a number")
             try:
                 number = float(value)
             except OverflowError:
                 number = float("inf")
-            columns[index].append(_number(row, column, number, bounds))
+            if not bounds[0] <= number <= bounds[1]:  # also false for NaN
+                raise _row_error(row, where, column, _range_problem(number, bounds))
+            values.append(number)
     return Readings(types, tuple(columns))
 
 
 def parse_readings(
-    request_body: bytes | bytearray | memoryview | str, request_content_type: str | None
+    request_body: bytes | bytearray | memoryview | str,
+    request_content_type: str | None,
+    *,
+    files: bool = False,
 ) -> Readings:
-    """Parses and validates a request body; :func:`input_fn` without the frame."""
+    """Parses and validates a request body; :func:`input_fn` without the frame.
+
+    ``text/csv``: rows of the six readings in the workshop's order (:data:`CSV_FIELDS`), no
+    header line, as the SageMaker XGBoost container takes them. ``files=True`` (the HTTP API)
+    also takes CSV files as people save them: a header line naming the columns (the data set's
+    names or the JSON fields, any order, other columns ignored), the data set's 14 columns
+    without a header, blank lines. Errors name the line in the file (first line = 1).
+    ``application/json``: ``{"instances": [...]}``; errors name ``instances[i]`` (0-based).
+    """
     content_type = check_content_type(request_content_type)
     if len(request_body) > MAX_PAYLOAD_BYTES:
         raise PayloadTooLarge(
             f"the body has {len(request_body):,} bytes; the limit is {MAX_PAYLOAD_BYTES:,}"
         )
     text = _decode(request_body)
-    return _parse_csv(text) if content_type == CSV_CONTENT_TYPE else _parse_json(text)
+    if content_type == CSV_CONTENT_TYPE:
+        return _parse_csv(text, files=files)
+    return _parse_json(text)

@@ -64,6 +64,7 @@ from predictive_maintenance.serving.inference import (
     readings_frame,
 )
 from predictive_maintenance.serving.package import extract_model_archive
+from predictive_maintenance.serving.ports import listen
 from predictive_maintenance.serving.requests import (
     Readings,
     ServingError,
@@ -104,8 +105,18 @@ class EndpointServer(ThreadingHTTPServer):
         *,
         model: LoadedModel | None = None,
         endpoint_name: str | None = None,
+        listener: socket.socket | None = None,
     ) -> None:
-        super().__init__(address, _Handler)
+        """Binds ``address`` now, or serves on ``listener``, a socket already listening (see
+        :func:`~.ports.listen`; the server owns and closes it)."""
+        if listener is None:
+            super().__init__(address, _Handler)
+        else:
+            super().__init__(address, _Handler, bind_and_activate=False)
+            self.socket.close()
+            self.socket = listener
+            self.server_address = listener.getsockname()
+            self.server_name, self.server_port = str(self.server_address[0]), self.port
         #: The model every request uses; replaced as a whole by :meth:`swap`.
         self.model: LoadedModel | None = model
         #: The name ``/endpoints/{name}/invocations`` must use (any name if None); without one,
@@ -715,12 +726,22 @@ def serve(
     base_dir: str | os.PathLike[str] | None = None,
     poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
     ready: threading.Event | None = None,
+    listener: socket.socket | None = None,
 ) -> None:
-    """Serves until interrupted: a fixed model directory, or whatever the state file names."""
+    """Serves until interrupted: a fixed model directory, or whatever the state file names.
+
+    The port is bound first (or ``listener``, already listening, is used), so a taken port fails
+    at once, with :class:`~.ports.ListenError`, before any model is loaded.
+    """
     if (model_dir is None) == (state_file is None):
+        if listener is not None:
+            listener.close()
         raise ValueError("serve needs exactly one of model_dir and state_file")
-    model = load_model_dir(model_dir) if model_dir is not None else None
-    with EndpointServer((host, port), model=model, endpoint_name=endpoint_name) as server:
+    if listener is None:
+        listener = listen(host, port)
+    with EndpointServer((host, port), endpoint_name=endpoint_name, listener=listener) as server:
+        if model_dir is not None:
+            server.swap(load_model_dir(model_dir))
         if state_file is not None:
             server.watch_state(state_file, base_dir=base_dir, poll_interval=poll_interval)
             if server.model is None:

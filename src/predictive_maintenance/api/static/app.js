@@ -253,9 +253,9 @@
     };
   }
 
-  // "row 2, field torque_nm: -1.0 is outside ..." -> "-1.0 is outside ..."
+  // "field torque_nm: -1.0 is outside ..." -> "-1.0 is outside ..." (the form names the field)
   function withoutLocation(text) {
-    return text.replace(/^row \d+(, field [^:]+)?: /, "");
+    return text.replace(/^(?:[^:]*?, )?field [^:]+: /, "");
   }
 
   function capitalised(text) {
@@ -361,13 +361,15 @@
     return modes;
   }
 
+  // The failure-mode rules only for readings the page takes: for anything else they are nonsense.
   function updateDerived() {
     const list = $("derived");
     const reading = readForm();
-    if (numericFields.some((name) => $(name).value === "" || !Number.isFinite(reading[name]))) {
-      const item = document.createElement("li");
-      item.textContent = "Enter all readings to see the rules.";
-      list.replaceChildren(item);
+    const invalid = formProblem() !== null ||
+      numericFields.some((name) => $(name).value === "" || !Number.isFinite(reading[name]));
+    $("derived-panel").hidden = invalid;
+    if (invalid) {
+      list.replaceChildren();
       return;
     }
     list.replaceChildren(
@@ -415,6 +417,14 @@
     box.classList.remove("result--stale");
   }
 
+  // Readings that cannot be checked: the error, and neither an earlier answer nor the rules.
+  function showOnlyError(text) {
+    show(message, text, "error");
+    $("result").hidden = true;
+    $("derived-panel").hidden = true;
+    $("preset-note").hidden = true;
+  }
+
   let latestCheck = 0; // only the answer to the latest request is shown
 
   async function predictOne(event) {
@@ -426,7 +436,7 @@
     if (problem) {
       button.disabled = false;
       form.removeAttribute("aria-busy");
-      show(message, problem.text, "error");
+      showOnlyError(problem.text);
       markInvalid(problem.field);
       return;
     }
@@ -456,7 +466,11 @@
       const text = field
         ? `${fieldLabel(field)}: ${capitalised(withoutLocation(error.message))}`
         : problemText(error);
-      show(message, text, "error");
+      if (error instanceof ApiProblem && error.status === 400) {
+        showOnlyError(text); // the API refused these readings: the page's rules would mislead
+      } else {
+        show(message, text, "error"); // the readings are fine, the answer did not come
+      }
       if (field) markInvalid(field);
     } finally {
       if (check === latestCheck) {
@@ -553,100 +567,17 @@
   }
 
   // ---- many readings -----------------------------------------------------------------------------
-  function splitCsvLine(line) {
-    if (!line.includes('"')) return line.split(",");
-    const fields = [];
-    let field = "";
-    let quoted = false;
-    for (let i = 0; i < line.length; i += 1) {
-      const char = line[i];
-      if (quoted) {
-        if (char === '"' && line[i + 1] === '"') {
-          field += '"';
-          i += 1;
-        } else if (char === '"') quoted = false;
-        else field += char;
-      } else if (char === '"') quoted = true;
-      else if (char === ",") {
-        fields.push(field);
-        field = "";
-      } else field += char;
-    }
-    fields.push(field);
-    return fields;
-  }
+  // The file goes to the API as it is: the API reads it (header line, column order, the data
+  // set's layout) and says what is wrong with it, so the page and the API take the same files
+  // and give the same message. Each answer names its line in the file (first line = 1).
+  const RESULT_COLUMNS = ["failure_probability", "failure_predicted", "threshold", "model_version"];
+  const ID_COLUMNS = { udi: "UDI", product_id: "Product ID" };
+  const LINE_BREAK = /\r\n|\n|\r/; // as the API splits lines
+  const blankLine = (line) => /^[ \t,]*$/.test(line); // as the API skips them
 
-  const normalised = (text) => String(text).toLowerCase().replace(/[^a-z0-9]/g, "");
-  const looksNumeric = (text) => /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/.test(text);
-
-  function columnAliases(name) {
-    const aliases = new Set([normalised(name), normalised(fieldLabel(name)), normalised(schema.labels[name])]);
-    if (name === "type") aliases.add("producttype");
-    return aliases;
-  }
-
-  class CsvProblem extends Error {}
-
-  // The CSV as the API takes it (workshop column order, no header) plus where each row came from.
-  function parseCsv(text) {
-    const lines = text.replace(/^\ufeff/, "").split(/\r\n|\n|\r/);
-    const rows = lines
-      .map((line, index) => ({ line: index + 1, text: line }))
-      .filter((row) => row.text.trim() !== "");
-    if (!rows.length) throw new CsvProblem("The CSV holds no rows.");
-    // Semicolons or tabs, even with decimal commas ("L;298,4;..."), as European exports write.
-    const bySemicolon = rows[0].text.split(";").length;
-    const byTab = rows[0].text.split("\t").length;
-    const wanted = fieldNames.length;
-    if (
-      (!rows[0].text.includes(",") && /[;\t]/.test(rows[0].text)) ||
-      bySemicolon >= wanted ||
-      byTab >= wanted
-    ) {
-      const separator = bySemicolon >= byTab ? "semicolons" : "tabs";
-      throw new CsvProblem(
-        `Line ${rows[0].line} separates its values with ${separator}; save the file as ` +
-          "comma-separated CSV.",
-      );
-    }
-    const first = splitCsvLine(rows[0].text).map((field) => field.trim());
-    const isHeader = !schema.types.includes(first[0]) && !first.some(looksNumeric);
-    if (!isHeader) {
-      return rows.map((row) => ({ ...row, fields: splitCsvLine(row.text).map((f) => f.trim()), body: row.text }));
-    }
-    const headerLine = rows.shift().line;
-    if (!rows.length) throw new CsvProblem("The CSV holds a header line but no readings.");
-    const header = first.map(normalised);
-    let columns = fieldNames.map((name) => {
-      const aliases = columnAliases(name);
-      return header.findIndex((column) => aliases.has(column));
-    });
-    if (columns.includes(-1)) {
-      if (header.length !== fieldNames.length) {
-        const missing = fieldNames[columns.indexOf(-1)];
-        throw new CsvProblem(
-          `The header (line ${headerLine}) has no column ${fieldLabel(missing)} (${missing}). ` +
-            "Name the columns as in the data set or drop the header line.",
-        );
-      }
-      columns = fieldNames.map((_, index) => index); // unknown names: the usual order
-    }
-    return rows.map((row) => {
-      const all = splitCsvLine(row.text).map((field) => field.trim());
-      const fields = columns.map((column) => all[column]);
-      const missing = fields.indexOf(undefined);
-      if (missing >= 0) {
-        throw new CsvProblem(
-          `Line ${row.line}, ${fieldLabel(fieldNames[missing])}: missing (the line has ` +
-            `${all.length} fields, the header ${first.length}).`,
-        );
-      }
-      const body = fields.map((field) => (/[",]/.test(field) ? `"${field.replace(/"/g, '""')}"` : field)).join(",");
-      return { ...row, fields, body };
-    });
-  }
-
+  let batchFile = null; // the chosen file, until the text is edited
   let batchResults = [];
+  let batchLines = [];
 
   function cell(tag, text, className) {
     const element = document.createElement(tag);
@@ -662,15 +593,66 @@
     return element;
   }
 
+  function checkedBatchAnswer(answer) {
+    const answers = Array.isArray(answer) ? answer : [answer];
+    return answers.map((item) => {
+      const prediction = checkedPrediction(item);
+      if (!Number.isInteger(item.line)) {
+        throw new ApiProblem("The API answered a prediction without its line in the file.", {
+          error: "invalid_answer",
+        });
+      }
+      const ids = {};
+      for (const name of Object.keys(ID_COLUMNS)) {
+        if (typeof item[name] === "string") ids[name] = item[name];
+      }
+      return { ...prediction, line: item.line, ids };
+    });
+  }
+
+  // The chart's x labels (line numbers) where they fit: never two on top of each other, however
+  // many bars and however narrow the screen. Measured once the chart is on screen.
+  function lineLabels(chart, results, start, slot, bounds) {
+    const [left, right, y] = bounds;
+    const widest = String(Math.max(...results.map((result) => result.line)));
+    const probe = svg("text", { class: "chart__label", x: 0, y }, widest);
+    chart.append(probe);
+    let width = 0;
+    try {
+      width = probe.getBBox().width;
+    } catch {
+      width = 0; // not rendered (hidden): estimate below
+    }
+    probe.remove();
+    if (!width) width = widest.length * 6;
+    const gap = 4;
+    const labels = [];
+    let end = -Infinity;
+    results.forEach((result, index) => {
+      const centre = Math.min(
+        Math.max(start + (index + 0.5) * slot, left + width / 2),
+        right - width / 2,
+      );
+      if (centre - width / 2 < end + gap) return;
+      end = centre + width / 2;
+      labels.push(svg("text", {
+        class: "chart__label", x: centre.toFixed(2), y, "text-anchor": "middle",
+        "data-testid": "batch-line-label",
+      }, String(result.line)));
+    });
+    return labels;
+  }
+
   function renderChart(results, threshold) {
     const chart = $("batch-chart");
-    const [width, height, left, right, top, bottom] = [320, 150, 34, 6, 8, 22];
+    const [width, height, left, right, top, bottom] = [320, 150, 34, 6, 10, 22];
     const plotWidth = width - left - right;
     const plotHeight = height - top - bottom;
     const y = (probability) => top + plotHeight * (1 - Math.min(Math.max(probability, 0), 1));
     const slot = Math.min(plotWidth / results.length, 32);
     const start = left + (plotWidth - slot * results.length) / 2;
-    const children = [svg("title", { id: "batch-chart-title" }, $("batch-chart-title").textContent)];
+    chart.replaceChildren(svg("title", { id: "batch-chart-title" }, $("batch-chart-title").textContent));
+    const children = [];
     for (const tick of [0, 0.5, 1]) {
       children.push(svg("line", { class: "chart__grid", x1: left, x2: width - right, y1: y(tick), y2: y(tick) }));
       children.push(svg("text", { class: "chart__label", x: left - 4, y: y(tick) + 3, "text-anchor": "end" },
@@ -689,28 +671,37 @@
       bar.append(svg("title", {}, `Line ${result.line}: ${formatPercent(result.probability)}, ` +
         `${result.predicted ? "failure predicted" : "no failure predicted"}`));
       children.push(bar);
-      if (results.length <= 16) {
-        children.push(svg("text", {
-          class: "chart__label", x: start + (index + 0.5) * slot, y: height - 8, "text-anchor": "middle",
-        }, String(result.line)));
-      }
     });
+    children.push(...lineLabels(chart, results, start, slot, [left, width - right, height - 6]));
     if (threshold !== null) {
       children.push(svg("line", {
         class: "chart__threshold", x1: left, x2: width - right, y1: y(threshold), y2: y(threshold),
         "data-testid": "batch-threshold",
       }));
+      // Above the line, or below it when the line is at the very top.
+      const above = y(threshold) - 3;
       children.push(svg("text", {
-        class: "chart__threshold-label", x: width - right, y: y(threshold) - 3, "text-anchor": "end",
+        class: "chart__threshold-label", x: width - right, y: above - 7 < 0 ? y(threshold) + 9 : above,
+        "text-anchor": "end",
       }, `threshold ${formatPercent(threshold)}`));
     }
-    chart.replaceChildren(...children);
+    chart.append(...children);
+  }
+
+  function clearBatch() {
+    batchResults = [];
+    batchLines = [];
+    $("batch-result").hidden = true;
+    $("batch-download").hidden = true;
+    $("batch-rows").replaceChildren();
+    $("batch-chart").replaceChildren(svg("title", { id: "batch-chart-title" }, "Failure probability per line"));
   }
 
   function renderBatch(results) {
     const failures = results.filter((result) => result.predicted);
     const threshold = results[0].threshold;
     const versions = [...new Set(results.map((result) => result.modelVersion))];
+    const ids = Object.keys(ID_COLUMNS).filter((name) => results.some((result) => name in result.ids));
     $("batch-summary").textContent =
       `${formatNumber(results.length)} ${results.length === 1 ? "reading" : "readings"} checked: ` +
       `${formatNumber(failures.length)} with a failure predicted` +
@@ -718,11 +709,13 @@
         ? ` (line${failures.length === 1 ? "" : "s"} ${failures.map((r) => r.line).join(", ")})`
         : "") +
       `. Threshold ${formatPercent(threshold)}, model version ${versions.map((v) => v ?? "unknown").join(", ")}.`;
+    $("batch-result").hidden = false; // before the chart: its labels are measured on screen
     renderChart(results, threshold);
     const head = $("batch-head");
     head.replaceChildren(
       cell("th", "Line"),
-      ...fieldNames.map((name) => cell("th", fieldLabel(name))),
+      ...ids.map((name) => cell("th", ID_COLUMNS[name])),
+      cell("th", "As in the file"),
       cell("th", "Failure probability"),
       cell("th", "Decision"),
     );
@@ -737,7 +730,8 @@
         line.scope = "row";
         row.append(
           line,
-          ...result.fields.map((field, index) => cell("td", field, index ? "number" : "")),
+          ...ids.map((name) => cell("td", result.ids[name] ?? "")),
+          cell("td", result.text, "line-text"),
           cell("td", formatPercent(result.probability), "number"),
           cell("td", result.predicted ? "Failure predicted" : "No failure", "decision-cell"),
         );
@@ -748,20 +742,7 @@
     truncated.hidden = results.length <= TABLE_ROW_LIMIT;
     truncated.textContent = `The table shows the first ${formatNumber(TABLE_ROW_LIMIT)} of ` +
       `${formatNumber(results.length)} readings; download the results for all of them.`;
-    $("batch-result").hidden = false;
     $("batch-download").hidden = false;
-  }
-
-  function batchProblemText(error, rows) {
-    if (!(error instanceof ApiProblem) || error.row === null || !rows[error.row]) {
-      return problemText(error);
-    }
-    const row = rows[error.row];
-    const where = row.line === error.row + 1
-      ? `Line ${row.line}`
-      : `Line ${row.line} (reading ${error.row + 1})`;
-    const field = error.field ? `, ${fieldLabel(error.field)}` : "";
-    return `${where}${field}: ${capitalised(withoutLocation(error.message))}`;
   }
 
   let latestBatch = 0;
@@ -769,60 +750,61 @@
   async function predictMany(event) {
     event.preventDefault();
     const batch = ++latestBatch;
-    const text = $("csv-text").value;
+    const file = batchFile;
     const button = $("batch-button");
     button.disabled = false;
-    if (!text.trim()) {
+    let text = $("csv-text").value;
+    if (!file && !text.trim()) {
+      clearBatch();
       show(batchMessage, "Choose a CSV file or paste readings first.", "error");
       return;
     }
-    let rows;
-    try {
-      rows = parseCsv(text);
-    } catch (error) {
-      if (!(error instanceof CsvProblem)) throw error;
-      show(batchMessage, error.message, "error");
-      return;
-    }
     button.disabled = true;
-    show(batchMessage, `Checking ${formatNumber(rows.length)} readings…`, "busy");
+    show(batchMessage, `Checking ${file ? file.name : "the readings"}…`, "busy");
     try {
+      const bytes = file ? await file.arrayBuffer() : null; // the file's bytes, as they are
+      if (file) text = new TextDecoder().decode(bytes); // to show its lines
       const answer = await callApi("predict", {
         method: "POST",
-        body: `${rows.map((row) => row.body).join("\n")}\n`,
+        body: bytes || text,
         contentType: "text/csv",
       });
-      const predictions = (Array.isArray(answer) ? answer : [answer]).map(checkedPrediction);
-      if (predictions.length !== rows.length) {
-        throw new ApiProblem(
-          `The API answered ${predictions.length} predictions for ${rows.length} readings.`,
-          { error: "invalid_answer" },
-        );
-      }
+      const predictions = checkedBatchAnswer(answer);
       if (batch !== latestBatch) return;
-      batchResults = rows.map((row, index) => ({ line: row.line, fields: row.fields, ...predictions[index] }));
+      batchLines = text.replace(/^\ufeff/, "").split(LINE_BREAK);
+      batchResults = predictions.map((prediction) => ({
+        ...prediction,
+        text: batchLines[prediction.line - 1] ?? "",
+      }));
       renderBatch(batchResults);
       const failures = batchResults.filter((result) => result.predicted).length;
-      show(batchMessage, `Checked ${formatNumber(rows.length)} readings: ${formatNumber(failures)} ` +
+      show(batchMessage, `Checked ${formatNumber(batchResults.length)} readings: ${formatNumber(failures)} ` +
         "with a failure predicted.", failures ? "failure" : "ok");
     } catch (error) {
       if (batch !== latestBatch) return;
-      show(batchMessage, batchProblemText(error, rows), "error");
+      clearBatch(); // no earlier results under a message about this file
+      show(batchMessage, problemText(error), "error");
     } finally {
       if (batch === latestBatch) button.disabled = false;
     }
   }
 
+  // The file back with four columns added: its header line (if it has one) names them.
   function downloadResults() {
     if (!batchResults.length) return;
-    const quote = (value) => (/[",\n]/.test(String(value)) ? `"${String(value).replace(/"/g, '""')}"` : String(value));
-    const lines = [
-      ["line", ...fieldNames, "failure_probability", "failure_predicted", "threshold", "model_version"].join(","),
-      ...batchResults.map((result) =>
-        [result.line, ...result.fields, result.probability, result.predicted, result.threshold,
-          result.modelVersion ?? ""].map(quote).join(","),
-      ),
-    ];
+    const byLine = new Map(batchResults.map((result) => [result.line, result]));
+    const firstReading = batchResults[0].line;
+    const headerIndex = batchLines.findIndex((line) => !blankLine(line));
+    const lines = [];
+    batchLines.forEach((line, index) => {
+      const result = byLine.get(index + 1);
+      if (result) {
+        lines.push([line, result.probability, result.predicted, result.threshold,
+          result.modelVersion ?? ""].join(","));
+      } else if (index === headerIndex && index + 1 < firstReading) {
+        lines.push([line, ...RESULT_COLUMNS].join(","));
+      }
+    });
     const url = URL.createObjectURL(new Blob([`${lines.join("\n")}\n`], { type: "text/csv" }));
     const link = document.createElement("a");
     link.href = url;
@@ -837,11 +819,13 @@
     const file = $("csv-file").files[0];
     if (!file) return;
     try {
-      $("csv-text").value = await file.text();
+      $("csv-text").value = await file.text(); // to see; the file itself is sent
     } catch (error) {
+      clearBatch();
       show(batchMessage, `Could not read ${file.name}: ${error.message}`, "error");
       return;
     }
+    batchFile = file;
     $("batch-form").requestSubmit();
   }
 
@@ -851,16 +835,18 @@
     if (!box.hidden) box.classList.add("result--stale");
   }
 
-  function runPreset(name) {
+  // A preset fills the form; Check asks the model (so each check is in the history once).
+  function loadPreset(name) {
     const preset = PRESETS[name];
     fillForm(preset.reading);
+    markStale();
     const met = failureModes(preset.reading).filter((mode) => mode.met);
     const note = $("preset-note");
     note.textContent = met.length
       ? `${preset.title} example: ${met.map((mode) => mode.detail).join("; ")}.`
       : `${preset.title} example: no failure-mode rule of the data set is met.`;
     note.hidden = false;
-    form.requestSubmit();
+    show(message, `Loaded the ${preset.title.toLowerCase()} example: select Check to ask the model.`);
   }
 
   form.addEventListener("submit", predictOne);
@@ -870,7 +856,7 @@
     $("preset-note").hidden = true;
   });
   for (const button of document.querySelectorAll("[data-preset]")) {
-    button.addEventListener("click", () => runPreset(button.dataset.preset));
+    button.addEventListener("click", () => loadPreset(button.dataset.preset));
   }
   $("clear-history").addEventListener("click", () => {
     history = [];
@@ -880,6 +866,9 @@
   });
   $("batch-form").addEventListener("submit", predictMany);
   $("csv-file").addEventListener("change", chooseFile);
+  $("csv-text").addEventListener("input", () => {
+    batchFile = null; // edited: the text is what gets sent
+  });
   $("batch-download").addEventListener("click", downloadResults);
   $("settings-form").addEventListener("submit", (event) => event.preventDefault());
 

@@ -1,16 +1,19 @@
-"""Nodes of the ``data_engineering`` pipeline."""
+"""Nodes of the ``data_engineering`` pipeline.
+
+scikit-learn (over a second to import) and pandera (with its schema, a third of a second) are
+imported by the nodes that use them: every ``kedro run`` imports every pipeline's nodes before
+running any.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from predictive_maintenance.features import build_features
 from predictive_maintenance.integrity import sha256_hex, verify_sha256
 from predictive_maintenance.schema import ID_COLUMNS, LABEL_COLUMNS, TARGET_COLUMN
-from predictive_maintenance.validation import parse_raw_csv, validate_readings
 
 
 def ingest_raw_data(raw_csv: bytes, expected_sha256: str | None) -> tuple[pd.DataFrame, dict]:
@@ -24,6 +27,8 @@ def ingest_raw_data(raw_csv: bytes, expected_sha256: str | None) -> tuple[pd.Dat
     Returns:
         The parsed (still untyped) readings and the raw file's digest and size.
     """
+    from predictive_maintenance.validation import parse_raw_csv  # noqa: PLC0415 -- pandera
+
     if expected_sha256:
         digest = verify_sha256(raw_csv, expected_sha256, "raw data file (catalog: ai4i2020_raw)")
     else:
@@ -40,6 +45,8 @@ def validate_raw_readings(
         The validated readings and the provenance of the validated data (raw file digest, size,
         rows), written only once the data is known to be good.
     """
+    from predictive_maintenance.validation import validate_readings  # noqa: PLC0415 -- pandera
+
     readings = validate_readings(raw_readings)
     return readings, {**raw_file, "rows": len(readings)}
 
@@ -60,6 +67,8 @@ def stratified_holdout(
     Returns:
         The remaining rows and the held-out rows, each in ``frame``'s order.
     """
+    from sklearn.model_selection import train_test_split  # noqa: PLC0415
+
     kept, held_out = train_test_split(
         frame, test_size=holdout_rows, stratify=frame[TARGET_COLUMN], random_state=seed
     )

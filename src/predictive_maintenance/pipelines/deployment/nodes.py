@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import xgboost as xgb
-
-from predictive_maintenance.registry import APPROVAL_STATUSES
+from predictive_maintenance.lazy_types import Booster
+from predictive_maintenance.registry import APPROVAL_STATUSES, PENDING
 from predictive_maintenance.serving.package import build_model_archive
 
 logger = logging.getLogger(__name__)
@@ -65,7 +64,7 @@ def check_quality_gate(metrics: dict[str, Any], quality_gate: dict[str, Any]) ->
     return {"passed": True, "checks": checks}
 
 
-def package_model(model: xgb.Booster, model_spec: dict[str, Any]) -> bytes:
+def package_model(model: Booster, model_spec: dict[str, Any]) -> bytes:
     """The ``model.tar.gz`` a SageMaker XGBoost container serves: model, spec, inference code."""
     return build_model_archive(bytes(model.save_raw(raw_format="ubj")), model_spec)
 
@@ -85,12 +84,19 @@ def register_model(
         metrics: Test metrics, stored with the version.
         quality_gate_report: The passed gate, stored in the lineage.
         registration: ``approval_status`` (``PendingManualApproval`` by default; ``Approved``
-            auto-approves, for local development) and ``description``.
+            auto-approves a new version, for local development), ``description`` and
+            ``register_duplicates`` (default false: an archive byte-identical to the newest
+            version's is not registered again; the registry logs "model unchanged, version N").
     """
     status = registration["approval_status"]
     if status not in APPROVAL_STATUSES:
         raise ValueError(
             f"registration.approval_status must be one of {APPROVAL_STATUSES}, not {status!r}"
+        )
+    duplicates = registration.get("register_duplicates", False)
+    if not isinstance(duplicates, bool):
+        raise ValueError(
+            f"registration.register_duplicates must be true or false, not {duplicates!r}"
         )
     return {
         "archive": model_archive,
@@ -105,6 +111,7 @@ def register_model(
         },
         "approval_status": status,
         "description": registration.get("description", ""),
+        "register_duplicates": duplicates,
     }
 
 
@@ -130,11 +137,16 @@ def select_deployment(
         return {**request, "model_version": None, "reason": "deploy_model is false"}
     approved = [v for v in model_registry["versions"] if v["approval_status"] == "Approved"]
     if not approved:
+        pending = [
+            v["version"] for v in model_registry["versions"] if v["approval_status"] == PENDING
+        ]
+        version = str(max(pending)) if pending else "VERSION"
         return {
             **request,
             "model_version": None,
-            "reason": "no Approved version in the registry: approve one with "
-            "`kedro model approve VERSION`, then `kedro run --nodes deploy.select_deployment`",
+            "reason": f"no Approved version in the registry: approve "
+            f"{'one' if version == 'VERSION' else 'version ' + version} with "
+            f"`kedro model approve {version}`, then `kedro run --nodes deploy.select_deployment`",
         }
     newest = max(approved, key=lambda version: version["version"])
     return {

@@ -1,33 +1,30 @@
-"""Nodes of the ``training`` pipeline."""
+"""Nodes of the ``training`` pipeline.
+
+XGBoost and scikit-learn (seconds to import) are imported by the nodes that use them, not with the
+module: every ``kedro run`` imports every pipeline's nodes before running any.
+"""
 
 from __future__ import annotations
 
+import logging
 import platform
 from importlib.metadata import version
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
-from sklearn.metrics import (
-    accuracy_score,
-    average_precision_score,
-    confusion_matrix,
-    f1_score,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
 
 from predictive_maintenance.features import FEATURE_COLUMNS, TYPE_CODES
 from predictive_maintenance.integrity import sha256_hex
-from predictive_maintenance.modeling import predict_scores, to_dmatrix
+from predictive_maintenance.lazy_types import Booster
 from predictive_maintenance.schema import (
     FAILURE_MODE_COLUMNS,
     ID_COLUMNS,
     READING_COLUMNS,
     TARGET_COLUMN,
 )
+
+logger = logging.getLogger(__name__)
 
 THRESHOLD_RULE = (
     "among the cuts whose validation F1 is within f1_tolerance of the best, the one nearest "
@@ -36,9 +33,7 @@ THRESHOLD_RULE = (
 WORKSHOP_THRESHOLD = 0.5
 
 
-def train_model(
-    train: pd.DataFrame, validation: pd.DataFrame, xgboost: dict[str, Any]
-) -> xgb.Booster:
+def train_model(train: pd.DataFrame, validation: pd.DataFrame, xgboost: dict[str, Any]) -> Booster:
     """Trains the XGBoost failure model with early stopping on the validation set.
 
     Args:
@@ -50,6 +45,10 @@ def train_model(
     Returns:
         The booster cut to its best iteration, so every consumer scores with the same trees.
     """
+    import xgboost as xgb  # noqa: PLC0415
+
+    from predictive_maintenance.modeling import to_dmatrix  # noqa: PLC0415 -- imports xgboost
+
     booster_params = dict(xgboost["booster_params"])
     if booster_params.get("objective") != "binary:logistic":
         raise ValueError(
@@ -91,7 +90,7 @@ def f1_optimal_threshold(
 
 
 def select_threshold(
-    model: xgb.Booster, validation: pd.DataFrame, decision_threshold: dict[str, float]
+    model: Booster, validation: pd.DataFrame, decision_threshold: dict[str, float]
 ) -> dict[str, Any]:
     """Chooses the decision threshold on the validation set (never on test).
 
@@ -104,6 +103,8 @@ def select_threshold(
     Returns:
         ``threshold``, the ``rule`` that chose it with its settings, and validation metrics there.
     """
+    from predictive_maintenance.modeling import predict_scores  # noqa: PLC0415 -- imports xgboost
+
     labels = validation[TARGET_COLUMN].to_numpy()
     scores = predict_scores(model, validation)
     threshold = f1_optimal_threshold(labels, scores, **decision_threshold)
@@ -116,6 +117,14 @@ def select_threshold(
 
 
 def _classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+    from sklearn.metrics import (  # noqa: PLC0415
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_score,
+        recall_score,
+    )
+
     predicted = (scores >= threshold).astype(int)
     tn, fp, fn, tp = confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
     return {
@@ -128,8 +137,10 @@ def _classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: f
     }
 
 
-def score_test_set(model: xgb.Booster, test: pd.DataFrame) -> pd.DataFrame:
+def score_test_set(model: Booster, test: pd.DataFrame) -> pd.DataFrame:
     """Scores the held-out test rows; keeps ids and labels next to the score for evaluation."""
+    from predictive_maintenance.modeling import predict_scores  # noqa: PLC0415 -- imports xgboost
+
     predictions = test[[*ID_COLUMNS, TARGET_COLUMN, *FAILURE_MODE_COLUMNS]].copy()
     predictions["score"] = predict_scores(model, test)
     return predictions
@@ -141,6 +152,8 @@ def evaluate_model(test_predictions: pd.DataFrame, decision_threshold: dict) -> 
     Recall per failure mode counts the failed machines (``machine_failure == 1``) carrying that
     mode's flag; a machine can carry several.
     """
+    from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: PLC0415
+
     labels = test_predictions[TARGET_COLUMN].to_numpy()
     scores = test_predictions["score"].to_numpy()
     threshold = decision_threshold["threshold"]
@@ -154,7 +167,7 @@ def evaluate_model(test_predictions: pd.DataFrame, decision_threshold: dict) -> 
             "detected": int((predicted & rows).sum()),
             "recall": float(predicted[rows].mean()) if rows.any() else None,
         }
-    return {
+    metrics = {
         "rows": len(labels),
         "failures": int(labels.sum()),
         "roc_auc": float(roc_auc_score(labels, scores)),
@@ -163,9 +176,25 @@ def evaluate_model(test_predictions: pd.DataFrame, decision_threshold: dict) -> 
         "at_0_5": _classification_metrics(labels, scores, WORKSHOP_THRESHOLD),
         "recall_by_failure_mode": recall_by_mode,
     }
+    chosen = metrics["at_chosen_threshold"]
+    logger.info(
+        "Test set: ROC AUC %.4f, PR AUC %.4f; at threshold %.3f F1 %.4f, precision %.4f, "
+        "recall %.4f (%d of %d failures)",
+        metrics["roc_auc"],
+        metrics["pr_auc"],
+        threshold,
+        chosen["f1"],
+        chosen["precision"],
+        chosen["recall"],
+        chosen["confusion_matrix"]["tp"],
+        metrics["failures"],
+    )
+    return metrics
 
 
 def _library_versions() -> dict[str, str]:
+    import xgboost as xgb  # noqa: PLC0415 -- the module's own version (the wheel may be xgboost-cpu)
+
     packages = ("pandas", "numpy", "scikit-learn", "kedro")
     return {
         "python": platform.python_version(),
@@ -175,7 +204,7 @@ def _library_versions() -> dict[str, str]:
 
 
 def create_model_spec(
-    model: xgb.Booster,
+    model: Booster,
     decision_threshold: dict,
     dataset_manifest: dict,
     xgboost: dict[str, Any],

@@ -1,22 +1,25 @@
-"""Plot nodes of the ``training`` pipeline: plotly figures saved as kedro-datasets plotly JSON."""
+"""Plot nodes of the ``training`` pipeline: plotly figures saved as kedro-datasets plotly JSON.
+
+plotly and scikit-learn are imported by the nodes that use them (see ``lazy_types``).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
-import xgboost as xgb
-from sklearn.metrics import precision_recall_curve, roc_curve
 
 from predictive_maintenance.features import FEATURE_COLUMNS
+from predictive_maintenance.lazy_types import Booster, Figure
 from predictive_maintenance.schema import TARGET_COLUMN
 
 _CLASS_NAMES = {0: "no failure", 1: "failure"}
 
 
-def plot_roc_curve(test_predictions: pd.DataFrame, metrics: dict) -> go.Figure:
+def plot_roc_curve(test_predictions: pd.DataFrame, metrics: dict) -> Figure:
     """ROC curve on the test set, with the chance diagonal."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+    from sklearn.metrics import roc_curve  # noqa: PLC0415
+
     fpr, tpr, _ = roc_curve(test_predictions[TARGET_COLUMN], test_predictions["score"])
     figure = go.Figure(
         [
@@ -31,8 +34,11 @@ def plot_roc_curve(test_predictions: pd.DataFrame, metrics: dict) -> go.Figure:
     )
 
 
-def plot_precision_recall_curve(test_predictions: pd.DataFrame, metrics: dict) -> go.Figure:
+def plot_precision_recall_curve(test_predictions: pd.DataFrame, metrics: dict) -> Figure:
     """Precision-recall curve on the test set, with the chosen operating point."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+    from sklearn.metrics import precision_recall_curve  # noqa: PLC0415
+
     precision, recall, _ = precision_recall_curve(
         test_predictions[TARGET_COLUMN], test_predictions["score"]
     )
@@ -64,8 +70,10 @@ def plot_precision_recall_curve(test_predictions: pd.DataFrame, metrics: dict) -
     )
 
 
-def plot_confusion_matrix(metrics: dict) -> go.Figure:
+def plot_confusion_matrix(metrics: dict) -> Figure:
     """Confusion matrix on the test set at the chosen threshold."""
+    import plotly.express as px  # noqa: PLC0415
+
     chosen = metrics["at_chosen_threshold"]
     counts = chosen["confusion_matrix"]
     matrix = np.array([[counts["tn"], counts["fp"]], [counts["fn"], counts["tp"]]])
@@ -83,8 +91,10 @@ def plot_confusion_matrix(metrics: dict) -> go.Figure:
     )
 
 
-def plot_feature_importance(model: xgb.Booster) -> go.Figure:
+def plot_feature_importance(model: Booster) -> Figure:
     """Total gain each feature brings to the model's splits."""
+    import plotly.express as px  # noqa: PLC0415
+
     gain = model.get_score(importance_type="total_gain")
     importance = (
         pd.Series(
@@ -98,8 +108,10 @@ def plot_feature_importance(model: xgb.Booster) -> go.Figure:
     return figure.update_layout(title="Feature importance (total gain)")
 
 
-def plot_score_distribution(test_predictions: pd.DataFrame, decision_threshold: dict) -> go.Figure:
+def plot_score_distribution(test_predictions: pd.DataFrame, decision_threshold: dict) -> Figure:
     """Histogram of test scores per actual class, with the decision threshold."""
+    import plotly.express as px  # noqa: PLC0415
+
     frame = test_predictions.assign(actual=test_predictions[TARGET_COLUMN].map(_CLASS_NAMES))
     figure = px.histogram(
         frame,

@@ -1,0 +1,122 @@
+"""Copies of the project for tests that run it whole, and the one ``kedro run`` they share.
+
+A whole-project ``kedro run`` costs seconds, so a test session makes one (:func:`finished_run_once`,
+behind the ``finished_run`` fixture) and every test that needs a trained project starts from a
+copy of it (:meth:`FinishedRun.copy`). With pytest-xdist the workers share it too: the first one
+to ask makes it, under a file lock, in the session's common temporary directory.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.cli import kedro
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+RAW_CSV = PROJECT_ROOT / "data" / "01_raw" / "ai4i2020.csv"
+
+
+def copy_project(destination: Path) -> Path:
+    """A runnable copy of the project (metadata, source, config, raw data) without any outputs."""
+    destination.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(PROJECT_ROOT / "pyproject.toml", destination / "pyproject.toml")
+    shutil.copytree(
+        PROJECT_ROOT / "src",
+        destination / "src",
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+    )
+    shutil.copytree(
+        PROJECT_ROOT / "conf", destination / "conf", ignore=shutil.ignore_patterns("local")
+    )
+    (destination / "conf" / "local").mkdir()
+    for layer in sorted((PROJECT_ROOT / "data").iterdir()):
+        if layer.is_dir():
+            (destination / "data" / layer.name).mkdir(parents=True)
+    shutil.copy2(RAW_CSV, destination / "data" / "01_raw" / RAW_CSV.name)
+    return destination
+
+
+def written_outputs(project: Path) -> list[str]:
+    """Every file a run wrote under ``data/`` (not the raw layer, not .gitkeep placeholders)."""
+    data = project / "data"
+    return sorted(
+        str(path.relative_to(data))
+        for path in data.rglob("*")
+        if path.is_file() and path.name != ".gitkeep" and path.parts[len(data.parts)] != "01_raw"
+    )
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A project copy after ``kedro run``, with what the command returned and printed.
+
+    ``project`` is shared by every test of the session: read it, never run anything in it; a test
+    that runs a command or writes a file works on :meth:`copy`.
+    """
+
+    project: Path
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def copy(self, destination: Path) -> Path:
+        """An independent copy of the finished project at ``destination`` (trained model,
+        registry with version 1, reports), as if ``kedro run`` had run there."""
+        shutil.copytree(self.project, destination, symlinks=True)
+        return destination
+
+
+def shared_path(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """``name`` in a directory that every pytest-xdist worker of this session sees (the
+    session's own temporary directory without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # pytest-of-USER/pytest-N, the parent of each worker's popen-gwN
+    return base / name
+
+
+@contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    with lock_file.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def once_per_session(
+    tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], dict[str, Any]]
+) -> tuple[Path, dict[str, Any]]:
+    """``make(directory)`` once per test session, even across xdist workers: the directory it
+    filled and the JSON-able record it returned, read back by every later caller."""
+    directory = shared_path(tmp_path_factory, name)
+    record = directory.with_name(f"{name}.json")
+    with _exclusive(directory.with_name(f"{name}.lock")):
+        if not record.exists():
+            if directory.exists():  # a previous attempt failed half-way
+                shutil.rmtree(directory)
+            record.write_text(json.dumps(make(directory)))
+    return directory, json.loads(record.read_text())
+
+
+def finished_run_once(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
+    """The session's one ``kedro run`` of a fresh project copy, as a user runs it on a fresh
+    machine (no AWS settings, the project's own logging configuration)."""
+
+    def run(directory: Path) -> dict[str, Any]:
+        result = kedro(copy_project(directory), "run", fresh=True)
+        return {"returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr}
+
+    project, record = once_per_session(tmp_path_factory, "finished-run", run)
+    return FinishedRun(project=project, **record)

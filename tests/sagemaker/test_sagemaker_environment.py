@@ -11,7 +11,6 @@ import pytest
 from tests.sagemaker.conftest import BUCKET
 from tests.support.aws import aws_environment
 from tests.support.cli import kedro
-from tests.support.project import copy_project
 
 pytestmark = pytest.mark.slow
 
@@ -20,13 +19,15 @@ def kedro_run(project: Path, moto_url: str, *args: str) -> subprocess.CompletedP
     return kedro(project, "run", "--env", "sagemaker", *args, env=aws_environment(moto_url))
 
 
-def test_kedro_run_registers_in_sagemaker_and_updates_the_endpoint(aws, tmp_path):
-    project = copy_project(tmp_path / "project")
+def test_kedro_run_registers_in_sagemaker_and_updates_the_endpoint(aws, finished_run, tmp_path):
+    # The sagemaker environment changes only the registry and the endpoint (conf/sagemaker): the
+    # deployment pipeline on a trained project is what differs from a local `kedro run`.
+    project = finished_run.copy(tmp_path / "project")
     approve = "registration.approval_status=Approved"
     # Each run packages the same archive: it is registered again only when asked to.
     again = "registration.register_duplicates=true"
 
-    first = kedro_run(project, aws, "--params", approve)
+    first = kedro_run(project, aws, "--pipelines", "deployment", "--params", approve)
     second = kedro_run(project, aws, "--pipelines", "deployment", "--params", f"{approve},{again}")
     # A pending version: the newest Approved one (2) is deployed again, which changes nothing.
     third = kedro_run(project, aws, "--pipelines", "deployment", "--params", again)

@@ -188,17 +188,21 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
         )
         return f"s3://{self._bucket}/{key}"
 
-    def _newest(self, sagemaker: Any) -> dict[str, Any] | None:
-        """The newest version's number, approval status and recorded archive sha256, or None."""
+    def _summaries(self, sagemaker: Any) -> list[dict[str, Any]]:
+        """Every version's summary; none while the group does not exist."""
         try:
             pages = sagemaker.get_paginator("list_model_packages").paginate(
                 ModelPackageGroupName=self._group, ModelPackageType="Versioned"
             )
-            summaries = [summary for page in pages for summary in page["ModelPackageSummaryList"]]
+            return [summary for page in pages for summary in page["ModelPackageSummaryList"]]
         except ClientError as error:
             if _is_not_found(error):
-                return None
+                return []
             raise
+
+    def _newest(self, sagemaker: Any) -> dict[str, Any] | None:
+        """The newest version's number, approval status and recorded archive sha256, or None."""
+        summaries = self._summaries(sagemaker)
         if not summaries:
             return None
         newest = max(summaries, key=lambda summary: summary["ModelPackageVersion"])
@@ -280,17 +284,8 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
     def load(self) -> dict[str, Any]:
         sagemaker = client("sagemaker", self._region)
         versions = []
-        try:
-            pages = sagemaker.get_paginator("list_model_packages").paginate(
-                ModelPackageGroupName=self._group, ModelPackageType="Versioned"
-            )
-            summaries = [summary for page in pages for summary in page["ModelPackageSummaryList"]]
-        except ClientError as error:
-            if _is_not_found(error):
-                return {"group": self._group, "versions": []}
-            raise
         s3 = client("s3", self._region)
-        for summary in summaries:
+        for summary in self._summaries(sagemaker):
             package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
             container = package["InferenceSpecification"]["Containers"][0]
             properties = package.get("CustomerMetadataProperties", {})

@@ -6,11 +6,18 @@ test_inference.py; the API's answers to these files in tests/api/.
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
 from predictive_maintenance.schema import RAW_COLUMNS, READING_COLUMNS
-from predictive_maintenance.serving.requests import InvalidInput, Readings, parse_readings
+from predictive_maintenance.serving.requests import (
+    InvalidInput,
+    Readings,
+    load_json,
+    parse_readings,
+)
 from tests.support.project import RAW_CSV
 
 NORMAL = "M,298.1,308.6,1551,42.8,0"
@@ -209,3 +216,42 @@ def test_a_header_names_every_reading_column_once():
         ],
     ):
         assert values(parse(",".join(names) + f"\n{NORMAL}\n{OVERSTRAIN}")) == EXPECTED
+
+
+# ---- JSON: the endpoint and the HTTP API read it with load_json ----------------------------
+READING = '{"type": "L", "air_temperature_k": 298.4, "process_temperature_k": 308.2, '
+READING += '"rotational_speed_rpm": 1582, "torque_nm": 70.7, "tool_wear_min": 216}'
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        (f'{{"instances": [{READING}], "instances": []}}', "instances"),
+        (f'{{"instances": [{READING[:-1]}, "torque_nm": 5}}]}}', "torque_nm"),
+        ('{"a": {"b": 1, "b": 2}}', "b"),
+    ],
+    ids=["top-level", "in-a-reading", "nested"],
+)
+def test_a_json_key_given_twice_is_refused_naming_it(body, key):
+    """json keeps the last of two equal keys: a client could flip a reading without noticing."""
+    with pytest.raises(InvalidInput) as raised:
+        parse_readings(body, "application/json")
+    with pytest.raises(InvalidInput) as loaded:
+        load_json(body.encode())
+
+    for error in (raised.value, loaded.value):
+        assert error.detail == {
+            "error": "invalid_input",
+            "message": f"the key {key!r} appears twice in a JSON object; send each key once",
+            "row": None,
+            "field": key,
+        }
+
+
+def test_load_json_reads_utf8_with_a_bom_and_refuses_what_is_not_json():
+    assert load_json(b"\xef\xbb\xbf" + f'{{"instances": [{READING}]}}'.encode()) == {
+        "instances": [json.loads(READING)]
+    }
+    for body, message in ((b"\xff{}", "not UTF-8 text"), (b"{not json", "not valid JSON")):
+        with pytest.raises(InvalidInput, match=message):
+            load_json(body)

@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from predictive_maintenance.serving.contract import (
 from predictive_maintenance.serving.requests import (
     Readings,
     ServingError,
+    load_json,
     parse_readings,
     readings_from_instances,
 )
@@ -64,6 +66,7 @@ HEALTH_TIMEOUT: Final = 2
 #: variant serving until the new one is in service).
 SERVING_STATES: Final = ("InService", "Updating", "SystemUpdating", "RollingBack")
 ALLOWED_HEADERS: Final = "content-type, x-api-key"
+_DIGITS: Final = re.compile(r"[0-9]+")
 STATIC_FILES: Final = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -123,12 +126,13 @@ class HttpRequest:
     query: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_event(cls, event: Mapping[str, Any]) -> HttpRequest:
-        headers = {
-            str(k).lower(): str(v[-1] if isinstance(v, list) and v else v)
-            for k, v in (event.get("multiValueHeaders") or {}).items()
-        }
-        headers.update({str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()})
+    def from_event(cls, event: Any) -> HttpRequest:
+        """The request in ``event``; a 400 ``invalid_event`` naming the field when the event is
+        not shaped as API Gateway sends it (a misconfigured integration, a hand-made test event).
+        """
+        _check_event(event)
+        headers = {k.lower(): v[-1] for k, v in (event.get("multiValueHeaders") or {}).items() if v}
+        headers.update({k.lower(): v for k, v in (event.get("headers") or {}).items()})
         raw = event.get("body") or ""
         if event.get("isBase64Encoded"):
             try:
@@ -138,10 +142,10 @@ class HttpRequest:
                     400, "invalid_body", f"the body is not valid base64: {error}"
                 ) from None
         else:
-            body = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+            body = raw.encode("utf-8", "surrogatepass")
         if event.get("version") == "2.0":
             context = event.get("requestContext") or {}
-            method = (context.get("http") or {}).get("method", "GET")
+            method = (context.get("http") or {}).get("method") or "GET"
             path = event.get("rawPath") or "/"
             stage = context.get("stage")
             if stage and stage != "$default" and path.startswith(f"/{stage}/"):
@@ -152,6 +156,67 @@ class HttpRequest:
         path = event.get("path") or "/"
         query = dict(event.get("queryStringParameters") or {})
         return cls("1.0", method.upper(), path, headers, body, query)
+
+
+def _invalid_event(where: str, expected: str) -> ApiError:
+    return ApiError(
+        400,
+        "invalid_event",
+        f"the Lambda event's {where} must be {expected}, as API Gateway sends it (payload format "
+        "1.0 or 2.0); is the integration a Lambda proxy integration?",
+        field=where,
+    )
+
+
+def _check_mapping(event: Mapping[str, Any], key: str, values: str = "string") -> None:
+    """``event[key]``: absent, null, or an object of string keys and ``values``."""
+    value = event.get(key)
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        raise _invalid_event(key, f"an object of {values}s, or null")
+    for name, item in value.items():
+        if values == "string" and isinstance(name, str) and isinstance(item, str):
+            continue
+        if (
+            values == "list of string"
+            and isinstance(name, str)
+            and isinstance(item, list)
+            and all(isinstance(text, str) for text in item)
+        ):
+            continue
+        raise _invalid_event(f"{key}[{name!r}]", f"a {values}")
+
+
+def _check_event(event: Any) -> None:
+    """Checks once, at the entry, every field of the event the handler reads."""
+    if not isinstance(event, Mapping):
+        raise _invalid_event("event", "a JSON object")
+    version = event.get("version")
+    if version not in (None, "1.0", "2.0"):
+        raise _invalid_event("version", '"1.0", "2.0" or absent')
+    _check_mapping(event, "headers")
+    _check_mapping(event, "multiValueHeaders", "list of string")
+    _check_mapping(event, "queryStringParameters")
+    if version == "2.0":
+        context = event.get("requestContext")
+        if not isinstance(context, Mapping):
+            raise _invalid_event("requestContext", "an object")
+        http = context.get("http")
+        if not isinstance(http, Mapping | None):
+            raise _invalid_event("requestContext.http", "an object")
+        strings = {
+            "requestContext.http.method": (http or {}).get("method"),
+            "requestContext.stage": context.get("stage"),
+            "rawPath": event.get("rawPath"),
+        }
+    else:
+        strings = {key: event.get(key) for key in ("httpMethod", "path")}
+    for where, value in {"body": event.get("body"), **strings}.items():
+        if not isinstance(value, str | None):
+            raise _invalid_event(where, "a string or null")
+    if not isinstance(event.get("isBase64Encoded"), bool | None):
+        raise _invalid_event("isBase64Encoded", "true or false")
 
 
 def _response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -270,7 +335,10 @@ class Api:
         given = request.headers.get("x-api-key")
         if given is None:
             raise ApiError(403, "forbidden", "this API needs an API key in the x-api-key header")
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+        # Any text compares (an API key with a lone surrogate is a wrong key, not an error).
+        if not hmac.compare_digest(
+            given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+        ):
             raise ApiError(403, "forbidden", "the x-api-key header holds a wrong API key")
 
     # ---- GET /health: the model endpoint's state -------------------------------------------
@@ -339,7 +407,8 @@ class Api:
     def _predict(self, request: HttpRequest) -> tuple[int, Any, dict[str, str]]:
         self._check_api_key(request)
         declared = request.headers.get("content-length", "")
-        size = max(len(request.body), int(declared) if declared.isdigit() else 0)
+        # ASCII digits only: str.isdigit() is also true of '²', which int() refuses.
+        size = max(len(request.body), int(declared) if _DIGITS.fullmatch(declared) else 0)
         if size > MAX_PAYLOAD_BYTES:
             raise ApiError(
                 413,
@@ -384,10 +453,7 @@ class Api:
         )
 
     def _json_readings(self, body: bytes) -> tuple[Readings, bool]:
-        try:
-            payload = json.loads(body.decode("utf-8-sig"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as error:
-            raise ApiError(400, "invalid_input", f"the body is not valid JSON: {error}") from None
+        payload = load_json(body)  # ServingError (duplicate keys too): see _readings
         # Errors name a reading as JSON tools show it: instances[2], [2] in a bare list (0-based).
         if isinstance(payload, dict) and JSON_INSTANCES_KEY in payload:
             instances, key = payload[JSON_INSTANCES_KEY], JSON_INSTANCES_KEY

@@ -425,11 +425,33 @@ def _parse_csv(text: str, *, files: bool) -> Readings:
 
 
 # ---- JSON --------------------------------------------------------------------------------------
-def _parse_json(text: str) -> Readings:
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (``json`` would keep the last one silently)."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise InvalidInput(
+                f"the key {key!r} appears twice in a JSON object; send each key once", field=key
+            )
+        obj[key] = value
+    return obj
+
+
+def load_json(body: bytes | bytearray | memoryview | str) -> Any:
+    """A request body as JSON (UTF-8, an optional BOM); :class:`InvalidInput` if it is not valid
+    JSON or an object repeats a key (naming it). The endpoint and the HTTP API both read with it.
+    """
+    text = _decode(body)
     try:
-        payload = json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except InvalidInput:
+        raise
     except (ValueError, RecursionError) as error:
         raise InvalidInput(f"the body is not valid JSON: {error}") from None
+
+
+def _parse_json(text: str) -> Readings:
+    payload = load_json(text)
     if not isinstance(payload, dict) or JSON_INSTANCES_KEY not in payload:
         raise InvalidInput(
             f'the body must be a JSON object {{"{JSON_INSTANCES_KEY}": [...]}}',

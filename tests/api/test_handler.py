@@ -3,6 +3,7 @@ local endpoint through boto3's sagemaker-runtime client."""
 
 from __future__ import annotations
 
+import http.client
 import importlib
 import json
 from datetime import datetime, timezone
@@ -523,3 +524,62 @@ def test_openapi_document_is_served(api):
     assert set(document["paths"]) == {"/predict", "/health"}
     reading = document["components"]["schemas"]["Reading"]
     assert set(reading["required"]) == set(WORKSHOP_READING)
+
+
+# ---- the Content-Type header: the endpoint and the API share its parser ---------------------
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("text/csv; charset=UTF-8", 200),
+        ('application/json; charset="utf8"', 200),
+        (" \ttext/csv \t", 200),
+        ("Application/JSON;charset=utf-8;x=y", 200),
+        ("text/csv; charset=latin-1", 415),
+        ("text/csv; charset=iso-8859-1", 415),
+        ("application/json; charset=utf-16", 415),
+        ('application/json; charset="UTF-16LE"', 415),
+        ("text/csv; charset=us-ascii", 200),
+        ("\u00a0application/json", 415),
+        ("text/csv\u00a0", 415),
+        ("text/csv;\u00a0charset=utf-8", 415),
+        ("\u00e9text/csv", 415),
+        ("text/csv; charset=", 415),
+        ("text/csv, application/json", 415),
+    ],
+)
+def test_the_endpoint_and_the_api_answer_each_content_type_alike(
+    api, endpoint, content_type, status
+):
+    """Odd headers: the same status, and for a refusal the same message, on both."""
+    is_json = "json" in content_type.lower()
+    body = json.dumps({"instances": [WORKSHOP_READING]}) if is_json else WORKSHOP_LINE
+    # http.client sends the header as Latin-1, so the endpoint reads the same characters.
+    connection = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=30)
+    try:
+        connection.request("POST", "/invocations", body.encode(), {"Content-Type": content_type})
+        answer = connection.getresponse()
+        endpoint_body = json.loads(answer.read())
+        endpoint_status = answer.status
+    finally:
+        connection.close()
+
+    response = api(v2_event("POST", "/predict", body, {"content-type": content_type}))
+
+    assert (endpoint_status, response["statusCode"]) == (status, status), response["body"]
+    if status != 200:
+        refused = json_body(response)
+        assert refused["error"] == endpoint_body["error"] == "unsupported_media_type"
+        assert refused["message"] == endpoint_body["message"]
+        assert repr(content_type) in refused["message"]  # each refusal names the header
+
+
+def test_the_api_alone_takes_text_plain_and_a_missing_content_type_as_before(api):
+    plain = api(v2_event("POST", "/predict", WORKSHOP_LINE, {"content-type": "text/plain"}))
+    missing = api(v2_event("POST", "/predict", json.dumps(WORKSHOP_READING)))
+    xml = api(v2_event("POST", "/predict", "<reading/>", {"content-type": "application/xml"}))
+
+    assert (plain["statusCode"], missing["statusCode"], xml["statusCode"]) == (200, 200, 415)
+    assert json_body(xml)["message"] == (
+        "content type 'application/xml' is not supported; send one of "
+        "['application/json', 'text/csv', 'text/plain']"
+    )

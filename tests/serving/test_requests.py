@@ -15,6 +15,8 @@ from predictive_maintenance.schema import RAW_COLUMNS, READING_COLUMNS
 from predictive_maintenance.serving.requests import (
     InvalidInput,
     Readings,
+    UnsupportedMediaType,
+    check_content_type,
     load_json,
     parse_readings,
 )
@@ -255,3 +257,104 @@ def test_load_json_reads_utf8_with_a_bom_and_refuses_what_is_not_json():
     for body, message in ((b"\xff{}", "not UTF-8 text"), (b"{not json", "not valid JSON")):
         with pytest.raises(InvalidInput, match=message):
             load_json(body)
+
+
+# ---- the Content-Type header: one parser for the endpoint, the handlers and the API -----------
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("text/csv", "text/csv"),
+        ("application/json", "application/json"),
+        ("TEXT/CSV", "text/csv"),
+        ("text/csv; charset=utf-8", "text/csv"),
+        ("text/csv;charset=UTF-8", "text/csv"),
+        ("application/json; charset=utf8", "application/json"),
+        ('application/json; charset="UTF-8"', "application/json"),
+        ("application/json; CHARSET=Utf-8", "application/json"),
+        (" \ttext/csv \t", "text/csv"),
+        ("text/csv ; charset=utf-8 ; header=absent", "text/csv"),
+        ("text/csv;", "text/csv"),
+        # ASCII is a subset of UTF-8: such a body decodes the same.
+        ("text/csv; charset=us-ascii", "text/csv"),
+        ("application/json; charset=ASCII", "application/json"),
+    ],
+)
+def test_utf8_content_types_are_accepted(header, expected):
+    assert check_content_type(header) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "charset"),
+    [
+        ("text/csv; charset=latin-1", "latin-1"),
+        ("application/json; charset=utf-16", "utf-16"),
+        ("application/json; charset=UTF-16LE", "UTF-16LE"),
+        ('text/csv; charset="iso-8859-1"', "iso-8859-1"),
+        ("text/csv; charset=utf-8; charset=latin-1", "latin-1"),
+    ],
+)
+def test_any_other_charset_is_415_naming_it(header, charset):
+    with pytest.raises(UnsupportedMediaType) as refused:
+        check_content_type(header)
+    assert refused.value.status_code == 415
+    assert refused.value.message == f"charset {charset!r} is not supported; send UTF-8 ({header!r})"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "\u00a0application/json",
+        "application/json\u00a0",
+        "text/csv;\u00a0charset=utf-8",
+        "\u3000text/csv",
+        "text/csv\r\n",
+        "text/csv\x00",
+        "t\u00e9xt/csv",
+        "text/csv\ud800",
+    ],
+)
+def test_whitespace_other_than_space_and_tab_or_non_ascii_is_415_naming_the_header(header):
+    with pytest.raises(UnsupportedMediaType) as refused:
+        check_content_type(header)
+    assert refused.value.message.startswith(f"the Content-Type header {header!r} holds ")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "text/csv; charset=",
+        'text/csv; charset="utf-8',
+        "text/csv; utf-8",
+        "text/csv, text/plain",
+        "text/csv/x",
+    ],
+)
+def test_a_malformed_content_type_is_415_naming_the_header(header):
+    with pytest.raises(UnsupportedMediaType) as refused:
+        check_content_type(header)
+    assert refused.value.message.startswith(f"the Content-Type header {header!r} is malformed")
+
+
+@pytest.mark.parametrize(
+    "header", [None, "", " ", "text/plain", "application/xml", "text /csv", "csv"]
+)
+def test_other_or_no_media_types_are_415_on_the_endpoint(header):
+    with pytest.raises(UnsupportedMediaType) as refused:
+        check_content_type(header)
+    assert refused.value.message == (
+        f"content type {header!r} is not supported; send one of ['text/csv', 'application/json']"
+    )
+
+
+def test_the_api_passes_its_own_media_types_and_default_through_the_same_parser():
+    accepted = ("application/json", "text/csv", "text/plain")
+    assert check_content_type(None, accepted, default="application/json") == "application/json"
+    assert check_content_type(" ", accepted, default="application/json") == "application/json"
+    assert check_content_type("Text/Plain; charset=utf-8", accepted) == "text/plain"
+    with pytest.raises(UnsupportedMediaType, match="charset 'latin-1'"):
+        check_content_type("text/plain; charset=latin-1", accepted, default="application/json")
+
+
+def test_the_body_of_an_accepted_content_type_is_parsed():
+    readings = parse_readings(NORMAL.encode(), 'text/csv ; charset="utf8"')
+    assert values(readings) == [("M", 298.1, 308.6, 1551.0, 42.8, 0.0)]

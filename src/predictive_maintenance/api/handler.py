@@ -46,6 +46,7 @@ from predictive_maintenance.serving.contract import (
 from predictive_maintenance.serving.requests import (
     Readings,
     ServingError,
+    check_content_type,
     load_json,
     parse_readings,
     readings_from_instances,
@@ -53,8 +54,9 @@ from predictive_maintenance.serving.requests import (
 
 logger = logging.getLogger(__name__)
 
-#: Content types ``POST /predict`` takes, and how each is parsed.
-TEXT_TYPES: Final = ("text/csv", "text/plain")
+#: Content types ``POST /predict`` takes (JSON without the header), and how each is parsed.
+TEXT_TYPES: Final = (CSV_CONTENT_TYPE, "text/plain")
+API_CONTENT_TYPES: Final = (JSON_CONTENT_TYPE, *TEXT_TYPES)
 PREFLIGHT_MAX_AGE: Final = "600"
 #: Readings per request: the answer (about 110 bytes each) must fit Lambda's 6 MB response.
 MAX_ROWS: Final = 50_000
@@ -434,23 +436,19 @@ class Api:
         return 200, (results if many else results[0]), {}
 
     def _readings(self, request: HttpRequest) -> tuple[Readings, bool]:
-        content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         try:
+            # The endpoint's parser of the header, so both take the same values and charsets.
+            content_type = check_content_type(
+                request.headers.get("content-type"), API_CONTENT_TYPES, default=JSON_CONTENT_TYPE
+            )
             if content_type in TEXT_TYPES:
                 readings = parse_readings(request.body, CSV_CONTENT_TYPE, files=True)
                 return readings, len(readings) > 1
-            if content_type in ("", JSON_CONTENT_TYPE):
-                return self._json_readings(request.body)
+            return self._json_readings(request.body)
         except ServingError as error:
             raise ApiError(
                 error.status_code, error.error, error.message, row=error.row, field=error.field
             ) from None
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            f"content type {content_type!r} is not supported; send application/json, "
-            "text/csv or text/plain",
-        )
 
     def _json_readings(self, body: bytes) -> tuple[Readings, bool]:
         payload = load_json(body)  # ServingError (duplicate keys too): see _readings

@@ -109,35 +109,70 @@ def _row_error(row: int | None, where: str | None, field: str, problem: str) -> 
     return InvalidInput(f"{prefix}: {problem}", row=row, field=field)
 
 
-def media_type(header: str | None) -> str:
-    """``text/csv; charset=utf-8`` -> ``text/csv`` (lower case, parameters dropped)."""
-    if not header:
-        return ""
-    return header.partition(";")[0].strip().lower()
+#: RFC 9110 optional whitespace: SP and HTAB only (``str.strip()`` would also drop a no-break
+#: space, and ``str.lower()`` would fold non-ASCII letters into ASCII ones).
+_OWS: Final = " \t"
+_TOKEN: Final = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_QUOTED: Final = r'"(?:[^"\\]|\\.)*"'
+_MEDIA: Final = re.compile(rf"({_TOKEN}/{_TOKEN})[ \t]*", re.ASCII)
+_PARAMETER: Final = re.compile(rf";[ \t]*(?:({_TOKEN})=({_TOKEN}|{_QUOTED}))?[ \t]*", re.ASCII)
+#: Visible ASCII, space and tab: all a header value may hold here (obs-text is refused).
+_HEADER_TEXT: Final = re.compile(r"[\t\x20-\x7e]*")
 
 
-def check_content_type(header: str | None) -> str:
-    """The supported media type a ``Content-Type`` header names, or :class:`UnsupportedMediaType`.
+def check_content_type(
+    header: str | None,
+    accepted: tuple[str, ...] = SUPPORTED_CONTENT_TYPES,
+    *,
+    default: str | None = None,
+) -> str:
+    """The media type a ``Content-Type`` header names, or :class:`UnsupportedMediaType` (415).
 
-    Parameters are accepted as long as a ``charset`` is UTF-8 (or ASCII).
+    The one parser of the header for the endpoint, the SageMaker handlers and the HTTP API, so
+    all three accept and refuse the same values with the same message. ``accepted``: the media
+    types the caller takes (the API also takes ``text/plain``); ``default``: the type of a
+    request without the header (the endpoint has none: 415). The header is RFC 9110's
+    ``type/subtype *(OWS ";" OWS parameter)`` with OWS only spaces and tabs; a character other
+    than visible ASCII, space or tab (a no-break space, say) is refused naming the header. A
+    ``charset`` parameter must be UTF-8 (``utf-8`` or ``utf8``, any case, quoted or not);
+    other parameters are ignored.
     """
-    if header in SUPPORTED_CONTENT_TYPES:  # the common case, without parsing
+    if header in accepted:  # the common case, without parsing
         return header  # type: ignore[return-value]
-    media, _, parameters = (header or "").partition(";")
-    media = media.strip().lower()
-    if media not in SUPPORTED_CONTENT_TYPES:
+    if header is None or not header.strip(_OWS):
+        if default is not None:
+            return default
         raise UnsupportedMediaType(
-            f"content type {header!r} is not supported; send one of {list(SUPPORTED_CONTENT_TYPES)}"
+            f"content type {header!r} is not supported; send one of {list(accepted)}"
         )
-    for parameter in parameters.split(";"):
-        name, _, value = parameter.partition("=")
-        if name.strip().lower() == "charset":
-            charset = value.strip().strip('"').lower()
-            if charset not in SUPPORTED_CHARSETS:
+    if not _HEADER_TEXT.fullmatch(header):
+        bad = next(char for char in header if not _HEADER_TEXT.fullmatch(char))
+        raise UnsupportedMediaType(
+            f"the Content-Type header {header!r} holds {bad!r}; only visible ASCII, spaces and "
+            "tabs are allowed"
+        )
+    value = header.strip(_OWS)
+    media = _MEDIA.match(value)
+    if media is None or media.group(1).lower() not in accepted:
+        raise UnsupportedMediaType(
+            f"content type {header!r} is not supported; send one of {list(accepted)}"
+        )
+    position = media.end()
+    while position < len(value):
+        parameter = _PARAMETER.match(value, position)
+        if parameter is None or parameter.end() == position:
+            raise UnsupportedMediaType(
+                f"the Content-Type header {header!r} is malformed at {value[position:]!r}"
+            )
+        name, raw = parameter.group(1, 2)
+        if name is not None and name.lower() == "charset":
+            charset = raw[1:-1].replace("\\", "") if raw.startswith('"') else raw
+            if charset.lower() not in SUPPORTED_CHARSETS:
                 raise UnsupportedMediaType(
                     f"charset {charset!r} is not supported; send UTF-8 ({header!r})"
                 )
-    return media
+        position = parameter.end()
+    return media.group(1).lower()
 
 
 def negotiate_accept(accept: str | None, content_type: str | None = None) -> str:
@@ -148,8 +183,9 @@ def negotiate_accept(accept: str | None, content_type: str | None = None) -> str
     (``application/json;q=0.9, text/csv``) are honoured; ``text/*`` means CSV, ``application/*``
     JSON.
     """
-    natural = media_type(content_type)
-    if natural not in SUPPORTED_CONTENT_TYPES:
+    try:
+        natural = check_content_type(content_type)
+    except UnsupportedMediaType:
         natural = DEFAULT_ACCEPT
     if not accept or accept == "*/*":
         return natural

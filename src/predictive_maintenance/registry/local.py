@@ -424,22 +424,16 @@ class LocalModelRegistry:
         return self._read_version(group, versions_dir / str(number))
 
     def register_if_changed(
-        self,
-        group: str,
-        archive: bytes,
-        *,
-        metrics: Mapping[str, Any],
-        lineage: Mapping[str, Any],
-        approval_status: str = PENDING,
-        description: str = "",
+        self, group: str, archive: bytes, **registration: Any
     ) -> tuple[ModelVersion, bool]:
         """Registers ``archive`` unless the newest version of ``group`` has the same sha256.
 
-        Takes the arguments of :meth:`register`. Returns the new version and True, or the newest
-        version (whose archive is byte-identical) and False; nothing is written then.
+        ``registration``: the keyword arguments of :meth:`register`. Returns the new version and
+        True, or the newest version (whose archive is byte-identical) and False; nothing is
+        written then.
         """
         validate_group_name(group)
-        validate_approval_status(approval_status)
+        validate_approval_status(registration.get("approval_status", PENDING))
         if not isinstance(archive, bytes | bytearray | memoryview):
             raise TypeError(f"archive must be bytes, not {type(archive).__name__}")
         self._group_dir(group).mkdir(parents=True, exist_ok=True)
@@ -450,15 +444,7 @@ class LocalModelRegistry:
                 newest = None
             if newest is not None and newest.archive_sha256 == sha256_hex(bytes(archive)):
                 return newest, False
-            registered = self.register(
-                group,
-                archive,
-                metrics=metrics,
-                lineage=lineage,
-                approval_status=approval_status,
-                description=description,
-            )
-            return registered, True
+            return self.register(group, archive, **registration), True
 
     def _publish(self, staging: Path, versions_dir: Path, record: dict[str, Any]) -> int:
         """Renames the complete ``staging`` directory to the next free ``versions/<n>``."""

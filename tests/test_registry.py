@@ -371,6 +371,12 @@ def _check_concurrent_registrations(registry: LocalModelRegistry, reported: list
         assert version.archive_sha256 == sha256_hex(payload(worker))
     assert workers == set(range(WORKERS))
     assert staging_leftovers(registry) == []
+    # One ledger line per version, in order, each chained to the one before.
+    integrity = registry.integrity(GROUP)
+    assert (integrity.problems, integrity.unverified, integrity.metadata) == ([], {}, {})
+    assert [entry.line for _, entry in sorted(integrity.entries.items())] == list(
+        range(1, WORKERS + 1)
+    )
 
 
 def test_concurrent_registrations_from_threads(registry: LocalModelRegistry):
@@ -492,6 +498,7 @@ def test_concurrent_runs_of_one_model_register_it_once(registry: LocalModelRegis
 
     assert sorted(outcomes) == [(1, False)] * (WORKERS - 1) + [(1, True)]
     assert [v.version for v in registry.list_versions(GROUP)] == [1]
+    assert len((registry.root / GROUP / "ledger.jsonl").read_bytes().splitlines()) == 1
 
 
 # ---- Kedro dataset -------------------------------------------------------------------------------

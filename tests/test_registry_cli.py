@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,13 @@ from predictive_maintenance.registry import LocalModelRegistry
 from predictive_maintenance.serving.endpoint import write_endpoint_state
 from tests.support.cli import invoke
 from tests.support.project import copy_project
+from tests.test_registry_integrity import (
+    ledger_lines,
+    make_legacy,
+    overwrite,
+    rebless,
+    write_ledger_lines,
+)
 
 GROUP = "predictive-maintenance"
 REGISTRY_RELATIVE = Path("data") / "10_model_registry"
@@ -386,3 +394,130 @@ def test_rejecting_the_deployed_version_names_the_next_one(kedro, registry, proj
         "serving until the next deployment; `kedro run --nodes deploy.select_deployment` "
         "deploys version 1, the newest Approved."
     )
+
+
+# ---- the ledger: what `model list` says when the registry's files were changed ------------------
+
+ARCHIVE_COLUMN = 7
+LEDGER_SHOWN = REGISTRY_RELATIVE / GROUP / "ledger.jsonl"
+
+
+def _archive_labels(result: Result) -> list[str]:
+    """The ARCHIVE column of a listing."""
+    return [
+        line.split()[ARCHIVE_COLUMN]
+        for line in result.stdout.splitlines()
+        if line[:7].strip().isdigit()
+    ]
+
+
+def test_list_flags_a_reblessed_archive_and_show_and_approve_refuse_it(
+    kedro, registry: LocalModelRegistry
+):
+    # Archive rewritten, and version.json with it (chmod, new sha256 and size): re-blessed.
+    rebless(registry, 3, b"archive X")
+
+    listed = kedro("model", "list")
+    shown = kedro("model", "show", "3")
+    approved = kedro("model", "approve", "3")
+
+    assert listed.exit_code == 0, listed.output
+    assert _archive_labels(listed) == ["ok", "ok", "CHANGED"]
+    assert listed.stderr.splitlines() == [
+        f"Warning: version 3's archive {REGISTRY_RELATIVE}/{GROUP}/versions/3/model.tar.gz no "
+        "longer has its registered sha256: do not approve or deploy it (`kedro model show 3` "
+        "for details)",
+        f"Warning: version 3: its version.json records archive sha256 {sha256_hex(b'archive X')}, "
+        f"but ledger.jsonl line 3 records {sha256_hex(b'archive 2')}: version.json was rewritten "
+        "after registration; do not approve or deploy it (`kedro model show 3` for details)",
+    ]
+    assert shown.exit_code == 1
+    assert f"Archive sha256:      {sha256_hex(b'archive 2')}" in shown.stdout
+    assert f"Ledger:              {LEDGER_SHOWN} line 3 (recorded at registration" in shown.stdout
+    assert "Archive check:       FAILED" in shown.stdout
+    assert "Metadata check:      FAILED" in shown.stdout
+    assert "ledger.jsonl line 3 records for version 3" in shown.stderr
+    assert approved.exit_code == 1
+    assert f"refusing to approve version 3 of {GROUP}" in approved.stderr
+    assert registry.get(GROUP, 3).approval_status == "PendingManualApproval"
+
+
+def test_restoring_the_archive_makes_the_version_ok_again(kedro, registry: LocalModelRegistry):
+    path = registry.archive_path(GROUP, 1)
+    overwrite(path, b"archive X")
+    changed = kedro("model", "list")
+    overwrite(path, b"archive 0")  # the original bytes; nothing else is touched
+
+    restored = kedro("model", "list")
+    shown = kedro("model", "show", "1")
+
+    assert _archive_labels(changed) == ["CHANGED", "ok", "ok"]
+    assert restored.exit_code == 0, restored.output
+    assert _archive_labels(restored) == ["ok", "ok", "ok"]
+    assert restored.stderr == ""
+    assert shown.exit_code == 0, shown.output
+    assert "Archive check:       sha256 verified" in shown.stdout
+    assert "Metadata check:      matches the ledger" in shown.stdout
+
+
+def test_list_reports_a_broken_ledger_chain_naming_the_line(kedro, registry: LocalModelRegistry):
+    lines = ledger_lines(registry, GROUP)
+    edited = json.loads(lines[1])
+    edited["archive_sha256"] = "0" * 64
+    write_ledger_lines(registry, [lines[0], json.dumps(edited).encode(), lines[2]], GROUP)
+
+    result = kedro("model", "list")
+
+    assert result.exit_code == 0, result.output
+    assert _archive_labels(result) == ["ok", "UNVERIFIED", "UNVERIFIED"]
+    rows = [line.split() for line in result.stdout.splitlines() if line[:7].strip().isdigit()]
+    assert [row[6] for row in rows[1:]] == ["-", "-"]  # no sha256 the registry trusts
+    warnings = result.stderr.splitlines()
+    assert warnings[0] == (
+        f"Warning: {LEDGER_SHOWN} line 3: prev is not the sha256 of line 2: one of the two lines "
+        "was edited, or lines were removed, inserted or reordered."
+    )
+    assert warnings[1].startswith(
+        f"Warning: version 2's archive {REGISTRY_RELATIVE}/{GROUP}/versions/2/model.tar.gz "
+        "cannot be verified, its ledger.jsonl line 2 is untrusted (line 3: "
+    )
+    assert warnings[2].startswith("Warning: version 3's archive ")
+    assert len(warnings) == 3
+
+
+def test_list_flags_a_version_missing_from_the_ledger(kedro, registry, project: Path):
+    versions = project / REGISTRY_RELATIVE / GROUP / "versions"
+    shutil.copytree(versions / "3", versions / "4")  # a version directory no registration wrote
+
+    listed = kedro("model", "list")
+    approved = kedro("model", "approve", "4")
+
+    assert listed.exit_code == 0, listed.output
+    assert _archive_labels(listed) == ["ok", "ok", "ok", "UNVERIFIED"]
+    assert listed.stderr == (
+        f"Warning: version 4's archive {REGISTRY_RELATIVE}/{GROUP}/versions/4/model.tar.gz "
+        "cannot be verified, it is not in the group's ledger.jsonl (an interrupted registration, "
+        "a version directory added by hand, or one registered by code older than the ledger): "
+        "do not approve or deploy it\n"
+    )
+    assert approved.exit_code == 1
+    assert "nothing trustworthy records the sha256 of version 4's archive" in approved.stderr
+
+
+def test_list_loads_a_registry_without_a_ledger(kedro, registry: LocalModelRegistry):
+    make_legacy(registry, GROUP)
+    overwrite(registry.archive_path(GROUP, 2), b"archive X")  # changed before the upgrade
+
+    listed = kedro("model", "list")
+    shown = kedro("model", "show", "1")
+
+    assert listed.exit_code == 0, listed.output
+    assert _archive_labels(listed) == ["ok", "CHANGED", "ok"]
+    assert [json.loads(line)["source"] for line in ledger_lines(registry, GROUP)] == [
+        "version.json"
+    ] * 3
+    assert shown.exit_code == 0, shown.output
+    assert (
+        f"Ledger:              {LEDGER_SHOWN} line 1 (taken from version.json when the ledger "
+        "was created, "
+    ) in shown.stdout

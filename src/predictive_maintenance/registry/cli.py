@@ -30,9 +30,12 @@ from predictive_maintenance.project_config import project_config, project_path, 
 from predictive_maintenance.registry.local import (
     APPROVED,
     REJECTED,
+    SOURCE_VERSION_JSON,
+    GroupIntegrity,
     LocalModelRegistry,
     ModelNotFoundError,
     ModelVersion,
+    UnverifiedArchiveError,
     validate_group_name,
 )
 
@@ -144,9 +147,15 @@ def _registry_target(
 
 def _archive_check(target: _Target, model: ModelVersion) -> tuple[str, str | None]:
     """The version's archive check: ``ok``, ``CHANGED``, ``MISSING``, ``UNREADABLE`` or
-    ``UNVERIFIED`` (nothing records its sha256), and why it cannot be trusted (None if ok)."""
+    ``UNVERIFIED`` (nothing records its sha256), and why it cannot be trusted (None if ok).
+
+    The local registry checks the archive against its ledger, so an archive re-blessed in its
+    version.json is CHANGED too.
+    """
     try:
         target.registry.read_archive(target.group, model.version)
+    except UnverifiedArchiveError as error:
+        return "UNVERIFIED", str(error)
     except ChecksumMismatchError as error:
         return ("CHANGED" if model.archive_sha256 else "UNVERIFIED"), str(error)
     except FileNotFoundError as error:
@@ -156,9 +165,26 @@ def _archive_check(target: _Target, model: ModelVersion) -> tuple[str, str | Non
     return "ok", None
 
 
+def _integrity(target: _Target) -> GroupIntegrity | None:
+    """The local registry's ledger report on the group (None for SageMaker or an unknown
+    group)."""
+    if not isinstance(target.registry, LocalModelRegistry):
+        return None
+    try:
+        return target.registry.integrity(target.group)
+    except ModelNotFoundError:
+        return None
+
+
 def _archive_problem(target: _Target, model: ModelVersion) -> str | None:
-    """Why the version's archive cannot be trusted (changed or missing bytes), or None."""
-    return _archive_check(target, model)[1]
+    """Why the version cannot be trusted (changed, missing or unverified bytes, or metadata
+    that disagrees with the ledger), or None."""
+    problem = _archive_check(target, model)[1]
+    if problem is None and (integrity := _integrity(target)) is not None:
+        problem = integrity.metadata.get(model.version)
+        if problem is not None:
+            problem = f"version {model.version}: {problem}"
+    return problem
 
 
 def _shown_path(target: _Target, path: Path) -> str:
@@ -277,7 +303,11 @@ def _deployment_warning(
     registered = versions.get(deployment.version or 0)
     if registered is None:
         return f"version {deployment.version} is not in this registry"
-    if deployment.archive_sha256 and deployment.archive_sha256 != registered.archive_sha256:
+    if (
+        deployment.archive_sha256
+        and registered.archive_sha256  # else the listing says why the version is unverified
+        and deployment.archive_sha256 != registered.archive_sha256
+    ):
         return (
             f"the deployment names archive sha256 {deployment.archive_sha256}, the registry "
             f"records {registered.archive_sha256} for version {registered.version}"
@@ -336,7 +366,7 @@ def _describe(target: _Target, model: ModelVersion) -> str:
         f"Created (UTC):       {model.created_at}",
         f"Archive:             {archive}",
         f"Archive size:        {model.archive_size:,} bytes",
-        f"Archive sha256:      {model.archive_sha256}",
+        f"Archive sha256:      {model.archive_sha256 or '-'}",
         f"Description:         {model.description or '-'}",
         "Metrics:",
         _indent(json.dumps(model.metrics, indent=2)),
@@ -348,6 +378,21 @@ def _describe(target: _Target, model: ModelVersion) -> str:
         note = f": {entry['note']}" if entry.get("note") else ""
         lines.append(f"  {entry['at']}  {entry['status']} by {entry.get('by') or '?'}{note}")
     return "\n".join(lines)
+
+
+def _ledger_line(target: _Target, integrity: GroupIntegrity, version: int) -> str:
+    """Where the local registry's ledger records the version, or why it does not."""
+    ledger = _shown_path(target, integrity.ledger)
+    entry = integrity.entries.get(version)
+    if entry is None:
+        why = integrity.unverified.get(version, "it is not in the ledger")
+        return f"Ledger:              {ledger}: no trusted line, {why}"
+    how = (
+        f"taken from version.json when the ledger was created, {entry.recorded_at}"
+        if entry.source == SOURCE_VERSION_JSON
+        else f"recorded at registration, {entry.recorded_at}"
+    )
+    return f"Ledger:              {ledger} line {entry.line} ({how})"
 
 
 def _indent(text: str) -> str:
@@ -381,6 +426,7 @@ def list_versions(metadata: ProjectMetadata | None, group: str | None, env: str 
         return
     deployed = _deployed_version(target, deployment)
     checks = {version.version: _archive_check(target, version) for version in versions}
+    integrity = _integrity(target)
     rows = [
         ["VERSION", "STATUS", "CREATED (UTC)", "F1", "ROC AUC", "SHA256", "ARCHIVE", "ENDPOINT"]
     ]
@@ -403,9 +449,20 @@ def list_versions(metadata: ProjectMetadata | None, group: str | None, env: str 
     click.echo(_table(rows, right_aligned={0, 3, 4}))
     if deployment is not None:
         _echo_deployment(target, deployment, {version.version: version for version in versions})
+    if integrity is not None:
+        ledger = _shown_path(target, integrity.ledger)
+        for broken in integrity.problems:
+            click.echo(f"Warning: {ledger} line {broken.line}: {broken.message}.", err=True)
     for number, (label, problem) in checks.items():
         if problem is not None:
-            click.echo(f"Warning: {_check_summary(target, number, label, problem)}", err=True)
+            summary = _check_summary(target, number, label, problem, integrity)
+            click.echo(f"Warning: {summary}", err=True)
+        if integrity is not None and number in integrity.metadata:
+            click.echo(
+                f"Warning: version {number}: {integrity.metadata[number]}; do not approve or "
+                f"deploy it (`kedro model show {number}` for details)",
+                err=True,
+            )
 
 
 def _echo_deployment(
@@ -417,7 +474,13 @@ def _echo_deployment(
         click.echo(f"Warning: {warning}.", err=True)
 
 
-def _check_summary(target: _Target, version: int, label: str, problem: str) -> str:
+def _check_summary(
+    target: _Target,
+    version: int,
+    label: str,
+    problem: str,
+    integrity: GroupIntegrity | None = None,
+) -> str:
     """One line on a version whose archive cannot be trusted, for the listing."""
     path = target.registry.archive_path(target.group, version)
     shown = _shown_path(target, path) if isinstance(path, Path) else path
@@ -428,6 +491,11 @@ def _check_summary(target: _Target, version: int, label: str, problem: str) -> s
         )
     if label == "MISSING":
         return f"version {version}'s archive {shown} is missing"
+    if label == "UNVERIFIED" and integrity is not None and version in integrity.unverified:
+        return (
+            f"version {version}'s archive {shown} cannot be verified, "
+            f"{integrity.unverified[version]}: do not approve or deploy it"
+        )
     return f"version {version}: {problem}"
 
 
@@ -450,12 +518,25 @@ def show(
         found = target.registry.get(target.group, version)
     except ModelNotFoundError as error:
         raise click.ClickException(str(error)) from None
+    archive_problem = _archive_check(target, found)[1]
     problem = _archive_problem(target, found)
     if as_json:
         click.echo(json.dumps(found.to_dict(), indent=2))
     else:
         click.echo(_describe(target, found))
-        click.echo(f"Archive check:       {'FAILED' if problem else 'sha256 verified'}")
+        integrity = _integrity(target)
+        if integrity is not None:
+            click.echo(_ledger_line(target, integrity, version))
+        click.echo(f"Archive check:       {'FAILED' if archive_problem else 'sha256 verified'}")
+        if integrity is not None:
+            metadata = (
+                "FAILED"
+                if version in integrity.metadata
+                else "matches the ledger"
+                if version in integrity.entries
+                else "not checked (no trusted ledger line)"
+            )
+            click.echo(f"Metadata check:      {metadata}")
     if problem:
         raise click.ClickException(
             f"version {version} of {target.group} fails its integrity check: {problem}"

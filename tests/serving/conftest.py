@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,3 +118,63 @@ def server(loaded_model: LoadedModel) -> Iterator[EndpointServer]:
 
 def spec_of(archive_dir: Path) -> dict[str, Any]:
     return json.loads((archive_dir / "model_spec.json").read_text())
+
+
+# ---- raw HTTP/1.1, for what http.client cannot send (bad framing, slow or partial requests) -----
+def read_until_closed(connection: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a reset after its answer, when
+    it closed with our bytes unread, counts as closed)."""
+    received = []
+    while True:
+        try:
+            data = connection.recv(65536)
+        except ConnectionResetError:
+            break
+        if not data:
+            break
+        received.append(data)
+    return b"".join(received)
+
+
+def exchange(port: int, *parts: bytes, pause: float = 0.0, timeout: float = 10.0) -> bytes:
+    """Sends ``parts`` on a new connection to 127.0.0.1:``port`` (``pause`` seconds apart) and
+    returns what the server answers until it closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        for number, part in enumerate(parts):
+            if number and pause:
+                time.sleep(pause)
+            connection.sendall(part)
+        return read_until_closed(connection)
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    """One HTTP response as bytes on the wire: status, headers (names lower-cased, in order)."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    rest: bytes  # whatever followed the response on the connection
+
+    def header(self, name: str) -> str | None:
+        values = [value for key, value in self.headers if key == name.lower()]
+        return ", ".join(values) if values else None
+
+    def json(self) -> Any:
+        assert self.header("content-type") == "application/json", self.headers
+        return json.loads(self.body)
+
+
+def parse_response(raw: bytes) -> RawResponse:
+    """The first response in ``raw`` (a body framed by Content-Length, as the servers send)."""
+    head, separator, after = raw.partition(b"\r\n\r\n")
+    assert separator, f"no complete response head in {raw[:200]!r}"
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    version, status, _ = status_line.split(" ", 2)
+    assert version == "HTTP/1.1", status_line
+    headers = []
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers.append((name.lower(), value.strip()))
+    length = int(dict(headers).get("content-length", "0"))
+    return RawResponse(int(status), headers, after[:length], after[length:])

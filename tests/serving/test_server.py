@@ -25,12 +25,20 @@ from predictive_maintenance.integrity import sha256_hex
 from predictive_maintenance.serving.cli import endpoint
 from predictive_maintenance.serving.contract import MAX_PAYLOAD_BYTES
 from predictive_maintenance.serving.endpoint import LocalEndpointDataset, write_endpoint_state
+from predictive_maintenance.serving.http import DRAIN_FACTOR
 from predictive_maintenance.serving.inference import invoke, model_fn
 from predictive_maintenance.serving.package import build_model_archive, extract_model_archive
 from predictive_maintenance.serving.ports import ListenError, listen
 from predictive_maintenance.serving.server import EndpointServer, serve
 from tests.conftest import WORKSHOP_READING
-from tests.serving.conftest import CSV_ROW, ENDPOINT_NAME, readings_as_csv
+from tests.serving.conftest import (
+    CSV_ROW,
+    ENDPOINT_NAME,
+    exchange,
+    parse_response,
+    read_until_closed,
+    readings_as_csv,
+)
 from tests.support.net import free_port, wait_for
 from tests.support.project import copy_project
 
@@ -230,15 +238,18 @@ def test_above_6_mb_is_413_and_the_connection_stays_usable(server, expected_scor
 
 
 def test_413_is_judged_by_content_length_before_reading(server):
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
-        raw.sendall(
+    # The server answers and closes: no body was sent, and 1 GB is not worth draining.
+    response = parse_response(
+        exchange(
+            server.port,
             b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
-            b"Content-Length: 1000000000\r\n\r\n"
+            b"Content-Length: 1000000000\r\n\r\n",
         )
-        response = raw.makefile("rb").read()  # the server answers and closes: no body was sent
+    )
 
-    assert response.startswith(b"HTTP/1.1 413 ")
-    assert b"Connection: close" in response
+    assert response.status == 413
+    assert response.header("connection") == "close"
+    assert response.json()["error"] == "payload_too_large"
 
 
 def test_a_chunked_body_is_read_and_limited(server, expected_score):
@@ -258,28 +269,51 @@ def test_a_chunked_body_is_read_and_limited(server, expected_score):
 
 
 def test_a_chunked_body_beyond_what_is_drained_is_413_and_closes(server):
+    """A chunk announcing 2 GB, then real bytes: 413 as soon as the body passes the limit, the
+    rest dropped up to DRAIN_FACTOR times the limit, then the connection is closed."""
+    limit = server.limits.max_body_bytes
+    block = b"x" * (1 << 20)
+    blocks = (DRAIN_FACTOR + 1) * limit // len(block) + 2
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
-        raw.sendall(
-            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n" + b"7FFFFFFF\r\n"
-        )
-        response = raw.makefile("rb").read()
 
-    assert response.startswith(b"HTTP/1.1 413 ")
-    assert b"Connection: close" in response
+        def flood() -> None:
+            try:
+                raw.sendall(
+                    b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n7FFFFFFF\r\n"
+                )
+                for _ in range(blocks):
+                    raw.sendall(block)
+            except OSError:  # the server closed the connection, as it should
+                pass
+
+        sender = threading.Thread(target=flood)
+        sender.start()
+        started = time.monotonic()
+        received = read_until_closed(raw)  # returns only once the server has closed
+        closed_after = time.monotonic() - started
+        sender.join()
+
+    response = parse_response(received)
+    assert response.status == 413
+    assert response.json()["error"] == "payload_too_large"
+    assert response.rest == b""
+    assert closed_after < server.limits.body_timeout  # closed by the drain budget, not a timer
 
 
 @pytest.mark.parametrize("size", [b"zz", b"-5", b"-1", b"0x10", b"1_0"])
 def test_a_malformed_chunked_body_is_400(server, size):
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
-        raw.sendall(
+    response = parse_response(
+        exchange(
+            server.port,
             b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n" + size + b"\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + size + b"\r\n",
         )
-        response = raw.makefile("rb").read()
+    )
 
-    assert response.startswith(b"HTTP/1.1 400 ")
-    assert b"Connection: close" in response
+    assert response.status == 400
+    assert response.header("connection") == "close"
+    assert "chunk size" in response.json()["message"]
 
 
 def test_errors_keep_the_connection_alive(server, expected_score):
@@ -484,6 +518,52 @@ def test_a_state_whose_archive_fails_its_check_is_refused(deployment, tmp_path, 
         assert watcher.check() is False
         assert server.model.model_version == 1
         assert "FileNotFoundError" in watcher.last_error
+
+
+def _wait_for_ping(server: EndpointServer, status: int, version: str | None = None) -> Answer:
+    deadline = time.monotonic() + 10
+    while True:
+        answer = call(server, "GET", "/ping")
+        if (answer.status, answer.headers.get("x-model-version")) == (status, version):
+            return answer
+        assert time.monotonic() < deadline, f"/ping still {answer.status} {answer.body!r}"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("serving_before", [False, True], ids=["no-model", "old-model"])
+def test_a_restored_archive_is_served_without_touching_the_state(
+    deployment, tmp_path, serving_before
+):
+    """The state names an archive that was tampered with: refused (no model, or the old one keeps
+    serving). Writing the good bytes back, and nothing else, deploys it within a few polls."""
+    archive = deployment["small"]
+    good = archive.read_bytes()
+    if serving_before:
+        _deploy(deployment["state"], deployment["full"], 1)
+    with EndpointServer(("127.0.0.1", 0)) as server:
+        server.start()
+        watcher = server.watch_state(deployment["state"], base_dir=tmp_path, poll_interval=0.05)
+        archive.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # one bit flipped
+        _deploy(deployment["state"], archive, 2, sha256=sha256_hex(good))
+        watcher.check()  # (what the next poll does: no need to wait for it)
+
+        if serving_before:
+            _wait_for_ping(server, 200, "1")
+        else:
+            _wait_for_ping(server, 503)
+        assert "sha256" in watcher.last_error
+        state = deployment["state"].read_bytes()
+
+        time.sleep(0.05)  # a later mtime than the tampered archive's, whatever the clock's grain
+        archive.write_bytes(good)
+        started = time.monotonic()
+        answer = _wait_for_ping(server, 200, "2")
+        waited = time.monotonic() - started
+
+    assert answer.json() == {"status": "ready", "model_version": 2}
+    assert watcher.last_error is None
+    assert deployment["state"].read_bytes() == state  # nobody edited the state
+    assert waited < 3  # a few poll intervals (0.05 s each) and a model load
 
 
 def test_a_state_contradicting_the_archives_version_is_refused(deployment, tmp_path, training_run):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from predictive_maintenance.serving.ports import ListenError, listen
 
 #: Parameters (``parameters_deployment.yml``) the commands read.
 ENDPOINT_PARAMS = "endpoint"
+LIMITS_PARAMS = "serving_limits"
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
@@ -53,7 +55,12 @@ def _configure_logging() -> None:
 @endpoint.command(name="serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option(
-    "--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="TCP port."
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    envvar="SAGEMAKER_BIND_TO_PORT",
+    help="TCP port (environment: SAGEMAKER_BIND_TO_PORT, as in the SageMaker container).",
 )
 @click.option(
     "--model-dir",
@@ -111,9 +118,17 @@ def serve_command(
         if model_dir is None and state_file is None:
             state_file, endpoint_name = _configured_state(metadata, env, endpoint_name)
             base_dir = project_path(metadata)
+        configured_limits = serving_limits(metadata, env, "endpoint")
         _configure_logging()
-        # pandas and xgboost load here, not when `kedro` starts (the group is in every kedro call)
+        # pandas, xgboost and uvicorn load here, not when `kedro` starts (every kedro call
+        # imports this group)
+        from predictive_maintenance.serving.http import Limits  # noqa: PLC0415
         from predictive_maintenance.serving.server import serve  # noqa: PLC0415
+
+        limits = Limits.from_mapping(configured_limits)
+    except ValueError as error:
+        listener.close()
+        raise click.ClickException(str(error)) from None
     except BaseException:
         listener.close()
         raise
@@ -127,9 +142,33 @@ def serve_command(
             base_dir=base_dir,
             poll_interval=poll_interval,
             listener=listener,
+            limits=limits,
         )
     except (OSError, ValueError) as error:
         raise click.ClickException(str(error)) from None
+
+
+def serving_limits(
+    metadata: ProjectMetadata | None, env: str | None, server: str
+) -> dict[str, Any]:
+    """The configured limits of ``server`` (``endpoint`` or ``api``): the parameter
+    ``serving_limits.<server>`` (``parameters_serving.yml``) when run in the project, and for the
+    endpoint the SageMaker container's ``SAGEMAKER_MAX_REQUEST_SIZE`` (bytes) over it."""
+    limits: dict[str, Any] = {}
+    if metadata is not None:
+        configured = project_parameters(metadata, env).get(LIMITS_PARAMS) or {}
+        section = configured.get(server) if isinstance(configured, dict) else None
+        if not isinstance(configured, dict) or not isinstance(section, dict | None):
+            raise click.ClickException(f"parameter {LIMITS_PARAMS}.{server} must be a mapping")
+        limits.update(section or {})
+    request_size = os.environ.get("SAGEMAKER_MAX_REQUEST_SIZE")
+    if server == "endpoint" and request_size:
+        if not request_size.isdigit():
+            raise click.ClickException(
+                f"SAGEMAKER_MAX_REQUEST_SIZE must be a number of bytes, not {request_size!r}"
+            )
+        limits["max_body_bytes"] = int(request_size)
+    return limits
 
 
 def _configured_state(

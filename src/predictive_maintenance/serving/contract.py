@@ -45,3 +45,18 @@ PING_PATH: Final = "/ping"
 INVOCATIONS_PATH: Final = "/invocations"
 RUNTIME_PREFIX: Final = "/endpoints/"
 RUNTIME_SUFFIX: Final = "/invocations"
+
+#: Headers on every response of the endpoint and the API, errors included: no MIME sniffing, no
+#: framing by other sites, no referrer. (The web page gets :data:`PAGE_SECURITY_POLICY` instead of
+#: the bare ``frame-ancestors`` policy.)
+SECURITY_HEADERS: Final = (
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("content-security-policy", "frame-ancestors 'none'"),
+    ("referrer-policy", "no-referrer"),
+)
+#: The web client's Content-Security-Policy: its own script, style and API calls, nothing else.
+PAGE_SECURITY_POLICY: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)

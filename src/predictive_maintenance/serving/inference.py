@@ -35,7 +35,13 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from predictive_maintenance.features import FEATURE_COLUMNS, FeatureError, build_features
+from predictive_maintenance.features import (
+    FEATURE_COLUMNS,
+    TYPE_CODES,
+    FeatureError,
+    build_features,
+    feature_matrix,
+)
 from predictive_maintenance.integrity import verify_sha256
 from predictive_maintenance.schema import READING_COLUMNS
 from predictive_maintenance.serving.contract import (
@@ -181,21 +187,27 @@ def model_fn(model_dir: str | os.PathLike[str]) -> LoadedModel:
 
 
 # ---- Requests ----------------------------------------------------------------------------------
+def _concatenated(readings: Readings | list[Readings]) -> tuple[list[str], list[list[float]]]:
+    """The product types and numeric columns of one request, or of several one after the other."""
+    parts = [readings] if isinstance(readings, Readings) else readings
+    if len(parts) == 1:
+        return parts[0].types, list(parts[0].columns)
+    types = [product_type for part in parts for product_type in part.types]
+    columns = [
+        [value for part in parts for value in part.columns[index]]
+        for index in range(len(READING_COLUMNS) - 1)
+    ]
+    return types, columns
+
+
 def readings_frame(readings: Readings | list[Readings]) -> pd.DataFrame:
     """The readings of one request (or of several, one after the other) as one frame.
 
     ``type`` is an object column, the readings float64, the index a RangeIndex.
     """
-    parts = [readings] if isinstance(readings, Readings) else readings
-    types = parts[0].types if len(parts) == 1 else [t for part in parts for t in part.types]
+    types, columns = _concatenated(readings)
     arrays = [np.array(types, dtype=object)]
-    for index in range(len(READING_COLUMNS) - 1):
-        values = (
-            parts[0].columns[index]
-            if len(parts) == 1
-            else [value for part in parts for value in part.columns[index]]
-        )
-        arrays.append(np.array(values, dtype=np.float64))
+    arrays += [np.array(values, dtype=np.float64) for values in columns]
     if _FRAME_FROM_ARRAYS is not None:
         # A quarter of the public constructor's cost: no column-name inference, no checks (the
         # arrays are 1-D and equally long by construction). Same frame, see the tests.
@@ -238,9 +250,23 @@ def predict_fn(input_data: pd.DataFrame, model: LoadedModel) -> Scores:
         features = build_features(input_data)
     except FeatureError as error:
         raise InvalidInput(str(error)) from None
-    matrix = np.ascontiguousarray(features.to_numpy(dtype=np.float32))
-    # The column order is FEATURE_COLUMNS (build_features guarantees it; model_fn checked that the
-    # booster was trained on the same names), so the names need no check per request.
+    return _booster_scores(features.to_numpy(), model)
+
+
+def predict_readings(readings: Readings | list[Readings], model: LoadedModel) -> Scores:
+    """:func:`predict_fn` of :func:`readings_frame` without the frame: the same features
+    (:func:`~predictive_maintenance.features.feature_matrix`) and scores, bit for bit, for
+    readings :func:`~.requests.parse_readings` has validated. What the local endpoint calls."""
+    types, columns = _concatenated(readings)
+    type_code = np.array([TYPE_CODES[product_type] for product_type in types], dtype=np.float64)
+    numbers = [np.array(values, dtype=np.float64) for values in columns]
+    return _booster_scores(feature_matrix(type_code, numbers), model)
+
+
+def _booster_scores(features: np.ndarray, model: LoadedModel) -> Scores:
+    matrix = np.ascontiguousarray(features, dtype=np.float32)
+    # The column order is FEATURE_COLUMNS (the feature function guarantees it; model_fn checked
+    # that the booster was trained on the same names), so the names need no check per request.
     scores = model.booster.inplace_predict(matrix, validate_features=False).view(Scores)
     scores.decision_threshold = model.decision_threshold
     scores.model_version = model.model_version

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from predictive_maintenance.api import cli as api_cli
 from predictive_maintenance.api import server as api_server
-from predictive_maintenance.api.server import make_server
+from predictive_maintenance.api.server import api_limits, make_server
 from predictive_maintenance.serving.contract import MAX_PAYLOAD_BYTES
 from tests.api.conftest import make_api
 from tests.api.events import v1_event, v2_event
@@ -150,36 +150,39 @@ def test_every_answer_varies_on_origin_with_an_allow_list(endpoint, headers):
 def test_an_empty_api_key_means_no_key_locally_as_on_lambda(monkeypatch):
     made = []
 
-    def fake_make_server(host, port, api):
-        made.append(api)
-        raise OSError("not listening in this test")
+    class NotServing:
+        """Stands in for the server: records the handler and refuses to serve."""
 
-    monkeypatch.setattr(api_server, "make_server", fake_make_server)
+        def __init__(self, api, **_: object) -> None:
+            made.append(api)
+            raise ValueError("not serving in this test")
+
+    monkeypatch.setattr(api_server, "ApiServer", NotServing)
     monkeypatch.delenv("API_KEY", raising=False)
     result = CliRunner().invoke(
         api_cli.api,
-        ["serve", "--endpoint-name", "predictive-maintenance", "--api-key", ""],
+        ["serve", "--port", "0", "--endpoint-name", "predictive-maintenance", "--api-key", ""],
         obj=None,
     )
 
     assert made, result.output
     assert made[0].settings.api_key is None
+    assert result.exit_code == 1
+    assert "not serving in this test" in result.output
 
 
 @pytest.fixture(scope="module")
 def local_server(endpoint) -> Iterator[int]:
-    server = make_server("127.0.0.1", 0, make_api(endpoint.url, cors_origins=(ORIGIN,)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    api = make_api(endpoint.url, cors_origins=(ORIGIN,))
+    # Short timeouts: a raw-socket test that leaves a connection open waits seconds, not 75.
+    limits = api_limits({"keep_alive_timeout": 2, "head_timeout": 2, "body_timeout": 2})
+    with make_server("127.0.0.1", 0, api, limits=limits) as server:
+        yield server.start().port
 
 
 def exchange(port: int, request: bytes, timeout: float = 5.0) -> bytes:
-    """Sends ``request`` and reads until the server closes or stays quiet for ``timeout``."""
+    """Sends ``request`` and reads until the server closes or stays quiet for ``timeout``
+    (requests say ``Connection: close``, or are refused: the server closes at once)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
         connection.sendall(request)
         received = b""
@@ -220,9 +223,12 @@ def test_the_local_server_answers_400_to_an_invalid_content_length(local_server,
 def test_the_local_servers_own_413_is_a_json_error_with_cors(local_server):
     request = (
         b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/csv\r\n"
-        + f"Origin: {ORIGIN}\r\nContent-Length: {MAX_PAYLOAD_BYTES * 2}\r\n\r\n".encode()
+        + f"Origin: {ORIGIN}\r\nContent-Length: {MAX_PAYLOAD_BYTES * 2}\r\n".encode()
+        + b"Connection: close\r\n\r\n"
     )
+    started = time.monotonic()
     head, _, body = exchange(local_server, request).partition(b"\r\n\r\n")
+    assert time.monotonic() - started < 2  # answered from Content-Length, without the body
     assert head.startswith(b"HTTP/1.1 413 ")
     headers = head.decode("latin-1").lower()
     assert f"access-control-allow-origin: {ORIGIN}" in headers

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from predictive_maintenance.integrity import sha256_hex
+from predictive_maintenance.serving.contract import PAGE_SECURITY_POLICY
 from predictive_maintenance.serving.endpoint import write_endpoint_state
 from tests.api.conftest import ENDPOINT_NAME, MODEL_VERSION
 from tests.support.cli import KEDRO
@@ -74,6 +75,14 @@ def _server_environment() -> dict[str, str]:
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "COLUMNS": "200",
     }
+
+
+#: Logs every Content-Security-Policy violation on the console (Chromium logs most of them itself,
+#: but not all in the same words): the page fixture fails a test that caused one.
+CSP_REPORT = "CSP violation:"
+REPORT_CSP_VIOLATIONS = f"""document.addEventListener("securitypolicyviolation", event => {{
+    console.error("{CSP_REPORT} " + event.effectiveDirective + " blocked " + event.blockedURI);
+}});"""
 
 
 def _answers(url: str) -> bool:
@@ -191,10 +200,13 @@ def open_page(browser, web_client) -> Iterator[Callable[..., object]]:
     contexts = []
     problems: list[str] = []
     elsewhere: list[str] = []
+    violations: list[str] = []
 
     def console(message) -> None:
+        if CSP_REPORT in message.text or "Content Security Policy" in message.text:
+            violations.append(message.text)
         # The browser logs every 4xx it receives; the tests provoke some on purpose.
-        if message.type == "error" and "Failed to load resource" not in message.text:
+        elif message.type == "error" and "Failed to load resource" not in message.text:
             problems.append(message.text)
 
     def request(request) -> None:
@@ -203,6 +215,7 @@ def open_page(browser, web_client) -> Iterator[Callable[..., object]]:
 
     def open_(width: int = 1280, height: int = 900):
         context = browser.new_context(viewport={"width": width, "height": height}, locale="en-US")
+        context.add_init_script(REPORT_CSP_VIOLATIONS)
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
@@ -215,6 +228,7 @@ def open_page(browser, web_client) -> Iterator[Callable[..., object]]:
     yield open_
     for context in contexts:
         context.close()
+    assert violations == [], "the page did something its Content-Security-Policy forbids"
     assert problems == [], "the page logged errors"
     assert elsewhere == [], "the page requested something other than the API"
 
@@ -240,6 +254,39 @@ def upload(page, name: str, text: str) -> None:
 
 def decision_of(page) -> str:
     return page.get_by_test_id("decision").inner_text()
+
+
+# ---- the page's Content-Security-Policy ------------------------------------------------------
+def test_the_page_is_served_with_its_content_security_policy_and_keeps_to_it(browser, web_client):
+    """The page's answer carries the full policy (the HTTP header, so frame-ancestors counts too),
+    and the browser enforces it: a style attribute set from a script is refused and reported,
+    which is how the page fixture would catch the page itself doing so."""
+    context = browser.new_context(locale="en-US")
+    reports: list[str] = []
+    try:
+        context.add_init_script(REPORT_CSP_VIOLATIONS)
+        page = context.new_page()
+        page.on("console", lambda message: reports.append(message.text))
+        response = page.goto(f"{web_client}/")
+        headers = response.all_headers()
+        expect(page.locator("#api-info a")).to_have_text("openapi.json")
+        for asset in ("static/app.js", "static/style.css"):
+            answer = page.request.get(f"{web_client}/{asset}")
+            assert answer.headers["content-security-policy"] == PAGE_SECURITY_POLICY, asset
+        assert not [text for text in reports if CSP_REPORT in text], reports
+
+        with page.expect_console_message(lambda message: CSP_REPORT in message.text):
+            page.evaluate("document.body.setAttribute('style', 'outline: 1px solid red')")
+        outline = page.evaluate("getComputedStyle(document.body).outlineStyle")
+    finally:
+        context.close()
+    assert headers["content-security-policy"] == PAGE_SECURITY_POLICY
+    assert "frame-ancestors 'none'" in PAGE_SECURITY_POLICY
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["x-frame-options"] == "DENY"
+    assert "server" not in headers
+    assert outline == "none"  # the inline style was refused...
+    assert any(f"{CSP_REPORT} style-src-attr" in text for text in reports), reports  # ...and seen
 
 
 # ---- one reading -----------------------------------------------------------------------------

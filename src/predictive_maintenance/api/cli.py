@@ -10,7 +10,8 @@ from kedro.framework.cli.utils import CONTEXT_SETTINGS, env_option
 from kedro.framework.startup import ProjectMetadata
 
 from predictive_maintenance.project_config import project_parameters
-from predictive_maintenance.serving.cli import ENDPOINT_PARAMS
+from predictive_maintenance.serving.cli import ENDPOINT_PARAMS, serving_limits
+from predictive_maintenance.serving.ports import ListenError, listen
 
 
 @click.group(name="api", context_settings=CONTEXT_SETTINGS)
@@ -57,12 +58,11 @@ def serve_command(
     Ctrl-C.
     """
     from predictive_maintenance.api.handler import Api, ApiSettings  # noqa: PLC0415
-    from predictive_maintenance.api.server import make_server  # noqa: PLC0415
-    from predictive_maintenance.serving.ports import listen_error  # noqa: PLC0415
 
     if endpoint_name is None:
         parameters = project_parameters(metadata, env).get(ENDPOINT_PARAMS) or {}
         endpoint_name = parameters.get("name") if isinstance(parameters, dict) else None
+    configured_limits = serving_limits(metadata, env, "api")
     # The local endpoint does not check signatures, but boto3 signs every request.
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
@@ -75,18 +75,23 @@ def serve_command(
     )
     logging.getLogger("predictive_maintenance").setLevel(logging.INFO)
     try:
-        server = make_server(host, port, Api(settings))
-    except OSError as error:
-        raise click.ClickException(listen_error(host, port, error)) from None
-    bound_host, bound_port = server.server_address[:2]
+        listener = listen(host, port)
+    except ListenError as error:
+        raise click.ClickException(str(error)) from None
+    # uvicorn loads here, once the port is known to be free.
+    from predictive_maintenance.api.server import ApiServer, api_limits  # noqa: PLC0415
+
+    try:
+        server = ApiServer(Api(settings), listener=listener, limits=api_limits(configured_limits))
+    except ValueError as error:
+        listener.close()
+        raise click.ClickException(str(error)) from None
     click.echo(
-        f"API on http://{bound_host}:{bound_port}/ (web client at /, docs at /openapi.json), "
+        f"API on {server.url}/ (web client at /, docs at /openapi.json), "
         f"calling endpoint {endpoint_name} at {endpoint_url}",
         err=True,
     )
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     finally:
-        server.server_close()
+        server.close()

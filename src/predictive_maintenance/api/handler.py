@@ -41,7 +41,9 @@ from predictive_maintenance.serving.contract import (
     JSON_CONTENT_TYPE,
     JSON_INSTANCES_KEY,
     MAX_PAYLOAD_BYTES,
+    PAGE_SECURITY_POLICY,
     PING_PATH,
+    SECURITY_HEADERS,
 )
 from predictive_maintenance.serving.requests import (
     Readings,
@@ -230,7 +232,12 @@ def _response(status: int, body: Any, headers: Mapping[str, str] | None = None) 
         content_type = {"content-type": "application/json"}
     return {
         "statusCode": status,
-        "headers": {**content_type, "cache-control": "no-store", **(headers or {})},
+        "headers": {
+            **content_type,
+            "cache-control": "no-store",
+            **dict(SECURITY_HEADERS),
+            **(headers or {}),
+        },
         "body": text,
         "isBase64Encoded": False,
     }
@@ -292,12 +299,22 @@ class Api:
             return 200, openapi_document(), {}
         if request.path in STATIC_FILES:
             name, content_type = STATIC_FILES[request.path]
-            return 200, _static(name), {"content-type": content_type, "cache-control": "no-cache"}
+            return (
+                200,
+                _static(name),
+                {
+                    "content-type": content_type,
+                    "cache-control": "no-cache",
+                    "content-security-policy": PAGE_SECURITY_POLICY,
+                },
+            )
         return self._predict(request)
 
     # ---- CORS and the API key -----------------------------------------------------------------
     def _allowed_origin(self, request: HttpRequest) -> str | None:
-        origin = request.headers.get("origin")
+        return self._origin_allowed(request.headers.get("origin"))
+
+    def _origin_allowed(self, origin: str | None) -> str | None:
         if not origin or not self.settings.cors_origins:
             return None
         if "*" in self.settings.cors_origins:
@@ -305,9 +322,17 @@ class Api:
         return origin if origin in self.settings.cors_origins else None
 
     def _cors_headers(self, request: HttpRequest) -> dict[str, str]:
+        return self.cors_headers(request.headers)
+
+    def cors_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """The CORS headers of an answer to a request with ``headers`` (lower-case names).
+
+        Also for the answers the local server gives without the handler (413 above API Gateway's
+        10 MB, 429, 408), so that a page calling the API from another origin can read them.
+        """
         # With an allow-list the answer depends on the Origin header: caches must know.
         vary = {"vary": "Origin"} if self.settings.cors_origins not in ((), ("*",)) else {}
-        allowed = self._allowed_origin(request)
+        allowed = self._origin_allowed(headers.get("origin"))
         if allowed is None:
             return vary
         return {"access-control-allow-origin": allowed, **vary}

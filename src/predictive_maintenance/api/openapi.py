@@ -31,11 +31,26 @@ CSV_DESCRIPTION = (
 )
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+#: Above the concurrency limit: API Gateway throttles (and `kedro api serve` answers) with 429.
+_THROTTLED = _error(
+    "Too many requests at once (the API's concurrency limit); retry after Retry-After seconds",
+    {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+)
 
 
 def openapi_document() -> dict[str, Any]:
@@ -134,7 +149,9 @@ def openapi_document() -> dict[str, Any]:
             "title": "Predictive maintenance API",
             "version": __version__,
             "description": "Failure probability of a milling machine from six readings "
-            "(AI4I 2020), from the model deployed to the endpoint.",
+            "(AI4I 2020), from the model deployed to the endpoint. Every error is JSON naming "
+            "the cause (malformed HTTP too: 400); every answer carries X-Content-Type-Options, "
+            "X-Frame-Options, Content-Security-Policy and Referrer-Policy.",
         },
         "paths": {
             "/predict": {
@@ -199,10 +216,16 @@ def openapi_document() -> dict[str, Any]:
                             "JSON or CSV as described"
                         ),
                         "403": _error("The API key is missing or wrong"),
+                        "408": _error("The request did not arrive in time"),
                         "413": _error(
-                            "The body is larger than 6 MB, or holds over 50,000 readings"
+                            "The body is larger than 6 MB (Lambda's limit; above 10 MB, API "
+                            "Gateway's, it is refused unread), or holds over 50,000 readings"
                         ),
-                        "415": _error("The content type is not JSON, CSV or plain text"),
+                        "415": _error(
+                            "The content type is not JSON, CSV or plain text, or its charset is "
+                            "not UTF-8 (utf-8, utf8, us-ascii or ascii, any case)"
+                        ),
+                        "429": _THROTTLED,
                         "502": _error("The model endpoint failed or cannot be reached"),
                     },
                 }
@@ -245,6 +268,7 @@ def openapi_document() -> dict[str, Any]:
                                 }
                             },
                         },
+                        "429": _THROTTLED,
                     },
                 }
             },

@@ -1,27 +1,41 @@
 """``kedro api serve``: the Lambda handler behind a local HTTP server, as ``sam local start-api``.
 
 Each HTTP request becomes an API Gateway HTTP API event (payload 2.0) and the handler's answer
-becomes the HTTP response, so what runs locally is exactly what runs in Lambda.
+becomes the HTTP response, so what runs locally is exactly what runs in Lambda. The server is the
+endpoint's (:mod:`predictive_maintenance.serving.http`: uvicorn, the same limits, JSON errors and
+security headers); the handler, which blocks on its call to the endpoint, runs in a thread pool.
+Above the concurrency cap a request gets 429 with ``Retry-After``, as API Gateway throttles.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import json
-import logging
+import socket
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
-from predictive_maintenance.serving.contract import MAX_PAYLOAD_BYTES
+from predictive_maintenance.serving.http import (
+    Gate,
+    HttpError,
+    HttpServer,
+    Limits,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_error,
+    send_response,
+)
+from predictive_maintenance.serving.ports import listen
 
-logger = logging.getLogger(__name__)
-
-#: Bodies above this are not read at all (the handler answers 413 above 6 MB; API Gateway's own
-#: limit is 10 MB).
-READ_LIMIT: Final = MAX_PAYLOAD_BYTES + 1024 * 1024
+#: API Gateway's payload limit; the handler itself refuses bodies above Lambda's 6 MB with 413.
+API_MAX_BODY_BYTES: Final = 10 * 1024 * 1024
+#: Threads running the handler: each spends most of its time waiting for the endpoint.
+HANDLER_THREADS: Final = 16
 _TEXT_TYPES: Final = ("application/json", "text/")
 
 
@@ -64,99 +78,95 @@ def http_event(method: str, target: str, headers: dict[str, str], body: bytes) -
     }
 
 
-def make_server(host: str, port: int, api: Any) -> ThreadingHTTPServer:
-    """A server that hands every request to ``api`` (the handler: event, context -> response)."""
+def api_limits(values: dict[str, Any] | None = None) -> Limits:
+    """The API's limits: :class:`~predictive_maintenance.serving.http.Limits` with API Gateway's
+    10 MB body limit, and ``values`` (configuration) on top."""
+    return Limits.from_mapping(values, max_body_bytes=API_MAX_BODY_BYTES)
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "predictive-maintenance-api"
-        # Headers and body leave in one write, without Nagle: two small writes on a keep-alive
-        # connection otherwise wait for the client's delayed ACK (40 ms per request).
-        wbufsize = 1 << 16
-        disable_nagle_algorithm = True
 
-        def _handle(self) -> None:
-            try:
-                body, oversized = self._read_body()
-            except ValueError as error:
-                message = json.dumps({"error": "bad_request", "message": str(error)})
-                response = {
-                    "statusCode": 400,
-                    "headers": {"content-type": "application/json"},
-                    "body": message,
-                }
-                self._send(response, close=True)
-                return
-            headers = {name.lower(): value for name, value in self.headers.items()}
-            response = api(http_event(self.command, self.path, headers, body), None)
-            self._send(response, close=oversized)
+class ApiServer:
+    """The handler ``api`` (event, context -> response) as an ASGI application on uvicorn."""
 
-        def _read_body(self) -> tuple[bytes, bool]:
-            """The body and whether the connection must close after the answer (a body above
-            READ_LIMIT is not kept). Content-Length or chunked transfer encoding."""
-            if "chunked" in self.headers.get("transfer-encoding", "").lower():
-                return self._read_chunks()
-            raw = self.headers.get("content-length") or "0"
-            if not raw.strip().isdigit():
-                raise ValueError(f"Content-Length {raw!r} is not a byte count")
-            length = int(raw)
-            if length > READ_LIMIT:
-                # Not read at all: the handler answers 413 from Content-Length; then we close.
-                return b"", True
-            return self.rfile.read(length), False
+    def __init__(
+        self,
+        api: Any,
+        address: tuple[str, int] = ("127.0.0.1", 3000),
+        *,
+        listener: socket.socket | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.api = api
+        self.limits = limits or api_limits()
+        if listener is None:
+            listener = listen(*address, backlog=self.limits.backlog)
+        self.gate = Gate(self.limits.max_concurrency, self._throttled)
+        self._executor = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="api-handler")
+        self.http = HttpServer(self, listener, self.limits)
+        self.url = self.http.url
+        self.port = self.http.port
 
-        def _read_chunks(self) -> tuple[bytes, bool]:
-            parts: list[bytes] = []
-            kept = 0
-            while True:
-                line = self.rfile.readline(1024).split(b";")[0].strip()
-                try:
-                    size = int(line, 16)
-                except ValueError:
-                    raise ValueError(f"chunk size {line!r} is not hexadecimal") from None
-                if size == 0:
-                    while self.rfile.readline(1024).strip():  # trailers
-                        pass
-                    return b"".join(parts), kept > READ_LIMIT
-                chunk = self.rfile.read(min(size, max(READ_LIMIT + 1 - kept, 0)))
-                self._discard(size - len(chunk))
-                parts.append(chunk)
-                kept += size
-                self.rfile.readline(8)  # the CRLF after the chunk
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+            # API Gateway v2 joins repeated headers with commas.
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        try:
+            with self.gate.admit():
+                body = await read_body(scope, receive, self.limits)
+                target = scope["raw_path"].decode("latin-1")
+                if scope["query_string"]:
+                    target += "?" + scope["query_string"].decode("latin-1")
+                event = http_event(scope["method"], target, headers, body)
+                loop = asyncio.get_running_loop()
+                response = await loop.run_in_executor(self._executor, self.api, event, None)
+        except HttpError as error:
+            # The server's own answers (413, 429, 408) carry the handler's CORS headers, so a
+            # page on an allowed origin can read them.
+            cors = getattr(self.api, "cors_headers", None)
+            await send_error(send, error, cors(headers).items() if cors is not None else ())
+            return
+        raw = response.get("body") or ""
+        payload = base64.b64decode(raw) if response.get("isBase64Encoded") else raw.encode()
+        answer_headers = {
+            str(name).lower(): str(value) for name, value in (response.get("headers") or {}).items()
+        }
+        answer_headers.pop("content-length", None)
+        content_type = answer_headers.pop("content-type", "application/json")
+        await send_response(
+            send, int(response["statusCode"]), payload, content_type, answer_headers.items()
+        )
 
-        def _discard(self, remaining: int) -> None:
-            while remaining > 0:
-                read = len(self.rfile.read(min(remaining, 1 << 16)))
-                if not read:
-                    return
-                remaining -= read
+    def _throttled(self) -> HttpError:
+        return HttpError(
+            429,
+            "too_many_requests",
+            f"the API is answering {self.limits.max_concurrency} requests, its limit; "
+            f"retry in {self.limits.retry_after} s",
+            headers=(("retry-after", str(self.limits.retry_after)),),
+        )
 
-        def _send(self, response: dict[str, Any], close: bool = False) -> None:
-            raw = response.get("body") or ""
-            payload = (
-                base64.b64decode(raw) if response.get("isBase64Encoded") else raw.encode("utf-8")
-            )
-            self.send_response(int(response["statusCode"]))
-            for name, value in (response.get("headers") or {}).items():
-                self.send_header(name, str(value))
-            self.send_header("content-length", str(len(payload)))
-            if close:
-                self.send_header("connection", "close")
-                self.close_connection = True
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
+    def start(self) -> ApiServer:
+        """Serves in a daemon thread; returns once connections are accepted."""
+        self.http.start()
+        return self
 
-        def __getattr__(self, name: str) -> Any:
-            # Every method (TRACE, PROPFIND...) goes to the handler, which answers 404 or 405 as
-            # API Gateway would, rather than the standard library's 501.
-            if name.startswith("do_"):
-                return self._handle
-            raise AttributeError(name)
+    def serve_forever(self) -> None:
+        """Serves in this thread until SIGINT or SIGTERM."""
+        self.http.run()
 
-        def log_message(self, format: str, *args: Any) -> None:
-            logger.debug(format, *args)
+    def close(self) -> None:
+        self.http.stop()
+        self.http.listener.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    return server
+    def __enter__(self) -> ApiServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def make_server(host: str, port: int, api: Any, *, limits: Limits | None = None) -> ApiServer:
+    """The API's server on ``host:port`` (bound now; :class:`~.ports.ListenError` if it cannot)."""
+    return ApiServer(api, (host, port), limits=limits)

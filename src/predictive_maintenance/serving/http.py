@@ -548,7 +548,7 @@ class HttpServer:
         self.server = uvicorn.Server(self.config)
         self._thread: threading.Thread | None = None
         host, port = listener.getsockname()[:2]
-        self.url = f"http://{host}:{port}"
+        self.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         self.port: int = port
 
     def run(self) -> None:

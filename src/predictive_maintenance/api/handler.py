@@ -497,6 +497,13 @@ class Api:
         # ServingError: see _readings
         return readings_from_instances(instances, key), key is not None
 
+    def warm_up(self) -> None:
+        """Creates the SageMaker Runtime client now rather than on the first request: in Lambda's
+        init phase, and before the local server serves (whose garbage collector then leaves
+        botocore's loaded models alone, see ``serving/http.py``)."""
+        if self.settings.endpoint_name:
+            self._runtime_client()
+
     def _runtime_client(self) -> Any:
         if self._runtime is None:
             import boto3  # noqa: PLC0415 -- only /predict needs it
@@ -640,7 +647,9 @@ def _static(name: str) -> bytes:
 
 @cache
 def _default_api() -> Api:
-    return Api(ApiSettings.from_environ(os.environ))
+    api = Api(ApiSettings.from_environ(os.environ))
+    api.warm_up()
+    return api
 
 
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:

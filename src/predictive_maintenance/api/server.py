@@ -96,6 +96,9 @@ class ApiServer:
         limits: Limits | None = None,
     ) -> None:
         self.api = api
+        warm_up = getattr(api, "warm_up", None)
+        if warm_up is not None:
+            warm_up()
         self.limits = limits or api_limits()
         if listener is None:
             listener = listen(*address, backlog=self.limits.backlog)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import signal
@@ -560,6 +561,11 @@ class HttpServer:
         """
         main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, signal.SIG_IGN) if main else None
+        # Everything loaded so far (pandas, XGBoost, the model...) is kept for the process's life:
+        # taken out of the cyclic garbage collector's reach, a full collection no longer walks it
+        # (measured: ~100 ms pauses, the endpoint's p99 at concurrency 1 from 64 ms to 3 ms).
+        gc.collect()
+        gc.freeze()
         try:
             self.server.run(sockets=[self.listener])
         except KeyboardInterrupt:

@@ -18,15 +18,19 @@ ENDPOINT_NAME = "predictive-maintenance"
 MODEL_VERSION = 7
 
 
-@pytest.fixture(autouse=True)
-def _aws_placeholders(monkeypatch) -> None:
-    """boto3 signs every request; the local endpoint checks no signature."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+@pytest.fixture(autouse=True, scope="module")
+def _aws_placeholders() -> Iterator[None]:
+    """boto3 signs every request; the local endpoint checks no signature. Module-scoped, so it is
+    in place before a module's servers: an API creates its boto3 client (and so resolves its
+    credentials) when it is constructed."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ACCESS_KEY_ID", "local")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+        patch.delenv("AWS_SESSION_TOKEN", raising=False)
+        patch.delenv("AWS_ENDPOINT_URL", raising=False)
+        patch.setenv("AWS_CONFIG_FILE", "/dev/null")
+        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        yield
 
 
 @pytest.fixture(scope="module")

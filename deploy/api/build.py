@@ -36,6 +36,7 @@ MODULES: Final = (
     "predictive_maintenance/serving/__init__.py",
     "predictive_maintenance/serving/contract.py",
     "predictive_maintenance/serving/requests.py",
+    "predictive_maintenance/serving/openapi.py",
     "predictive_maintenance/api/__init__.py",
     "predictive_maintenance/api/handler.py",
     "predictive_maintenance/api/openapi.py",

@@ -5,19 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from predictive_maintenance import __version__
-from predictive_maintenance.schema import PRODUCT_TYPES, READING_RANGES
 from predictive_maintenance.serving.contract import JSON_INSTANCES_KEY
-
-#: Units and descriptions of the readings, for the document and the web client.
-READING_DESCRIPTIONS = {
-    "type": "Product quality variant: L (low), M (medium), H (high)",
-    "air_temperature_k": "Air temperature [K]",
-    "process_temperature_k": "Process temperature [K]",
-    "rotational_speed_rpm": "Rotational speed [rpm]",
-    "torque_nm": "Torque [Nm]",
-    "tool_wear_min": "Tool wear [min]",
-}
-
+from predictive_maintenance.serving.openapi import reading_schema
 
 #: What ``POST /predict`` takes as CSV (``text/csv`` or ``text/plain``).
 CSV_DESCRIPTION = (
@@ -54,34 +43,7 @@ _THROTTLED = _error(
 
 
 def openapi_document() -> dict[str, Any]:
-    reading_properties: dict[str, Any] = {
-        "type": {
-            "type": "string",
-            "enum": list(PRODUCT_TYPES),
-            "description": READING_DESCRIPTIONS["type"],
-        }
-    }
-    for column, (low, high) in READING_RANGES.items():
-        reading_properties[column] = {
-            "type": "number",
-            "minimum": low,
-            "maximum": high,
-            "description": READING_DESCRIPTIONS[column],
-        }
-    reading = {
-        "type": "object",
-        "required": list(reading_properties),
-        "properties": reading_properties,
-        "additionalProperties": False,
-        "example": {
-            "type": "L",
-            "air_temperature_k": 298.4,
-            "process_temperature_k": 308.2,
-            "rotational_speed_rpm": 1582,
-            "torque_nm": 70.7,
-            "tool_wear_min": 216,
-        },
-    }
+    reading = reading_schema()
     prediction = {
         "type": "object",
         "required": ["failure_probability", "failure_predicted", "threshold", "model_version"],

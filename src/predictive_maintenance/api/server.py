@@ -26,6 +26,7 @@ from predictive_maintenance.serving.http import (
     Receive,
     Scope,
     Send,
+    ServedApp,
     read_body,
     send_error,
     send_response,
@@ -84,7 +85,7 @@ def api_limits(values: dict[str, Any] | None = None) -> Limits:
     return Limits.from_mapping(values, max_body_bytes=API_MAX_BODY_BYTES)
 
 
-class ApiServer:
+class ApiServer(ServedApp):
     """The handler ``api`` (event, context -> response) as an ASGI application on uvicorn."""
 
     def __init__(
@@ -105,8 +106,6 @@ class ApiServer:
         self.gate = Gate(self.limits.max_concurrency, self._throttled)
         self._executor = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="api-handler")
         self.http = HttpServer(self, listener, self.limits)
-        self.url = self.http.url
-        self.port = self.http.port
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers: dict[str, str] = {}
@@ -149,25 +148,9 @@ class ApiServer:
             headers=(("retry-after", str(self.limits.retry_after)),),
         )
 
-    def start(self) -> ApiServer:
-        """Serves in a daemon thread; returns once connections are accepted."""
-        self.http.start()
-        return self
-
-    def serve_forever(self) -> None:
-        """Serves in this thread until SIGINT or SIGTERM."""
-        self.http.run()
-
     def close(self) -> None:
-        self.http.stop()
-        self.http.listener.close()
+        super().close()
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-    def __enter__(self) -> ApiServer:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def make_server(host: str, port: int, api: Any, *, limits: Limits | None = None) -> ApiServer:

@@ -597,3 +597,39 @@ class HttpServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class ServedApp:
+    """An ASGI application that owns the :class:`HttpServer` serving it (``self.http``): the
+    endpoint and the API are both used as ``with App(...) as app: app.start()`` in tests and
+    ``app.serve_forever()`` from the command line."""
+
+    http: HttpServer
+
+    @property
+    def url(self) -> str:
+        return self.http.url
+
+    @property
+    def port(self) -> int:
+        return self.http.port
+
+    def start(self) -> Any:
+        """Serves in a daemon thread; returns once connections are accepted."""
+        self.http.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serves in this thread until SIGINT or SIGTERM."""
+        self.http.run()
+
+    def close(self) -> None:
+        """Stops serving and closes the listening socket."""
+        self.http.stop()
+        self.http.listener.close()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -59,6 +59,7 @@ from predictive_maintenance.serving.http import (
     Receive,
     Scope,
     Send,
+    ServedApp,
     header,
     read_body,
     require_length,
@@ -108,7 +109,7 @@ _RUNTIME_ERROR_TYPES: Final = {
 }
 
 
-class EndpointServer:
+class EndpointServer(ServedApp):
     """The endpoint as an ASGI application around one model, served on 127.0.0.1 or ``address``.
 
     ``EndpointServer(address, model=...)`` binds at once (or takes ``listener``, a socket already
@@ -139,8 +140,6 @@ class EndpointServer:
         self.gate = Gate(self.limits.max_concurrency, self._busy)
         self.watcher: StateWatcher | None = None
         self.http = HttpServer(self, listener, self.limits)
-        self.url = self.http.url
-        self.port = self.http.port
 
     def swap(self, model: LoadedModel) -> None:
         """Serves ``model`` from the next request on (one reference assignment)."""
@@ -161,30 +160,14 @@ class EndpointServer:
         self.watcher.start()
         return self.watcher
 
-    def start(self) -> EndpointServer:
-        """Serves in a daemon thread; returns once connections are accepted."""
-        self.http.start()
-        return self
-
-    def serve_forever(self) -> None:
-        """Serves in this thread until SIGINT or SIGTERM."""
-        self.http.run()
-
     def close(self) -> None:
         """Stops serving and watching, and removes the model directory the watcher extracted."""
         if self.watcher is not None:
             self.watcher.stop()
-        self.http.stop()
-        self.http.listener.close()
+        super().close()
         self.batcher.close()
         if self.watcher is not None:
             self.watcher.cleanup()
-
-    def __enter__(self) -> EndpointServer:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # ---- the application -----------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -178,3 +179,17 @@ def parse_response(raw: bytes) -> RawResponse:
         headers.append((name.lower(), value.strip()))
     length = int(dict(headers).get("content-length", "0"))
     return RawResponse(int(status), headers, after[:length], after[length:])
+
+
+def serve_command(model_dir: Path, port: int) -> list[str]:
+    """The endpoint as its own process, serving ``model_dir`` on ``port`` of 127.0.0.1."""
+    return [
+        sys.executable,
+        "-m",
+        "predictive_maintenance.serving.cli",
+        "serve",
+        "--model-dir",
+        str(model_dir),
+        "--port",
+        str(port),
+    ]

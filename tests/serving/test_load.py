@@ -23,7 +23,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -42,7 +41,7 @@ from predictive_maintenance.serving.endpoint import write_endpoint_state
 from predictive_maintenance.serving.inference import LoadedModel, invoke, model_fn
 from predictive_maintenance.serving.package import extract_model_archive
 from predictive_maintenance.serving.server import EndpointServer
-from tests.serving.conftest import CSV_ROW, ENDPOINT_NAME
+from tests.serving.conftest import CSV_ROW, ENDPOINT_NAME, serve_command
 from tests.support.net import free_port, wait_for
 
 #: Single-row CSV bodies (workshop order) whose scores differ, so a mixed-up answer shows.
@@ -231,16 +230,7 @@ class EndpointProcess:
     """``python -m predictive_maintenance.serving.cli serve --model-dir DIR --port PORT``."""
 
     def __init__(self, model_dir: Path, port: int, log: Path) -> None:
-        self.command = [
-            sys.executable,
-            "-m",
-            "predictive_maintenance.serving.cli",
-            "serve",
-            "--model-dir",
-            str(model_dir),
-            "--port",
-            str(port),
-        ]
+        self.command = serve_command(model_dir, port)
         self.port, self.log = port, log
         self.process: subprocess.Popen | None = None
 

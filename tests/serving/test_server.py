@@ -38,6 +38,7 @@ from tests.serving.conftest import (
     parse_response,
     read_until_closed,
     readings_as_csv,
+    serve_command,
 )
 from tests.support.net import free_port, wait_for
 from tests.support.project import copy_project
@@ -742,16 +743,7 @@ def test_serve_command_watches_the_configured_state_file(tmp_path, training_run)
 def test_serve_command_serves_a_model_directory(model_dir, expected_score):
     port = free_port()
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "predictive_maintenance.serving.cli",
-            "serve",
-            "--model-dir",
-            str(model_dir),
-            "--port",
-            str(port),
-        ],
+        serve_command(model_dir, port),
         env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

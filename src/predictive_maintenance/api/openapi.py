@@ -5,8 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from predictive_maintenance import __version__
-from predictive_maintenance.serving.contract import JSON_INSTANCES_KEY
-from predictive_maintenance.serving.openapi import reading_schema
+from predictive_maintenance.serving.openapi import (
+    RETRY_AFTER_HEADER,
+    error_response,
+    instances_schema,
+    reading_schema,
+)
 
 #: What ``POST /predict`` takes as CSV (``text/csv`` or ``text/plain``).
 CSV_DESCRIPTION = (
@@ -20,25 +24,10 @@ CSV_DESCRIPTION = (
 )
 
 
-def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    answer: dict[str, Any] = {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
-    if headers:
-        answer["headers"] = headers
-    return answer
-
-
 #: Above the concurrency limit: API Gateway throttles (and `kedro api serve` answers) with 429.
-_THROTTLED = _error(
+_THROTTLED = error_response(
     "Too many requests at once (the API's concurrency limit); retry after Retry-After seconds",
-    {
-        "Retry-After": {
-            "description": "Seconds to wait before retrying",
-            "schema": {"type": "integer", "minimum": 1},
-        }
-    },
+    **{"Retry-After": RETRY_AFTER_HEADER},
 )
 
 
@@ -133,20 +122,7 @@ def openapi_document() -> dict[str, Any]:
                                             "minItems": 1,
                                             "items": {"$ref": "#/components/schemas/Reading"},
                                         },
-                                        {
-                                            "type": "object",
-                                            "required": [JSON_INSTANCES_KEY],
-                                            "additionalProperties": False,
-                                            "properties": {
-                                                JSON_INSTANCES_KEY: {
-                                                    "type": "array",
-                                                    "minItems": 1,
-                                                    "items": {
-                                                        "$ref": "#/components/schemas/Reading"
-                                                    },
-                                                }
-                                            },
-                                        },
+                                        instances_schema(),
                                     ]
                                 }
                             },
@@ -173,22 +149,22 @@ def openapi_document() -> dict[str, Any]:
                                 }
                             },
                         },
-                        "400": _error(
+                        "400": error_response(
                             "A reading is missing, not a number or implausible; the body is not "
                             "JSON or CSV as described"
                         ),
-                        "403": _error("The API key is missing or wrong"),
-                        "408": _error("The request did not arrive in time"),
-                        "413": _error(
+                        "403": error_response("The API key is missing or wrong"),
+                        "408": error_response("The request did not arrive in time"),
+                        "413": error_response(
                             "The body is larger than 6 MB (Lambda's limit; above 10 MB, API "
                             "Gateway's, it is refused unread), or holds over 50,000 readings"
                         ),
-                        "415": _error(
+                        "415": error_response(
                             "The content type is not JSON, CSV or plain text, or its charset is "
                             "not UTF-8 (utf-8, utf8, us-ascii or ascii, any case)"
                         ),
                         "429": _THROTTLED,
-                        "502": _error("The model endpoint failed or cannot be reached"),
+                        "502": error_response("The model endpoint failed or cannot be reached"),
                     },
                 }
             },

@@ -107,7 +107,8 @@ def error_schema() -> dict[str, Any]:
     }
 
 
-def _error(description: str, **headers: dict[str, Any]) -> dict[str, Any]:
+def error_response(description: str, **headers: dict[str, Any]) -> dict[str, Any]:
+    """A documented error answer: ``description``, the JSON error schema, ``headers``."""
     answer: dict[str, Any] = {
         "description": description,
         "content": {JSON_CONTENT_TYPE: {"schema": _ERROR_REF}},
@@ -117,7 +118,7 @@ def _error(description: str, **headers: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
-_RETRY_AFTER: Final = {
+RETRY_AFTER_HEADER: Final = {
     "description": "Seconds to wait before retrying",
     "required": True,
     "schema": {"type": "integer", "minimum": 1},
@@ -128,9 +129,9 @@ _MODEL_VERSION: Final = {
 }
 
 
-def _invocation(*, runtime: bool, endpoint_name: str | None = None) -> dict[str, Any]:
-    """``POST /invocations`` (the container), or with ``runtime`` SageMaker Runtime's route."""
-    instances = {
+def instances_schema() -> dict[str, Any]:
+    """``{"instances": [reading, ...]}``: the JSON body the endpoint and the API both take."""
+    return {
         "type": "object",
         "required": [JSON_INSTANCES_KEY],
         "additionalProperties": False,
@@ -143,6 +144,11 @@ def _invocation(*, runtime: bool, endpoint_name: str | None = None) -> dict[str,
         },
         "example": {JSON_INSTANCES_KEY: [dict(READING_EXAMPLE)]},
     }
+
+
+def _invocation(*, runtime: bool, endpoint_name: str | None = None) -> dict[str, Any]:
+    """``POST /invocations`` (the container), or with ``runtime`` SageMaker Runtime's route."""
+    instances = instances_schema()
     parameters: list[dict[str, Any]] = [
         {
             "name": "Accept",
@@ -187,36 +193,38 @@ def _invocation(*, runtime: bool, endpoint_name: str | None = None) -> dict[str,
                 JSON_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Predictions"}},
             },
         },
-        "400": _error(
+        "400": error_response(
             "A reading is missing, not a number or implausible; the body is not CSV or JSON as "
             "described; the request is malformed HTTP (conflicting Content-Length, "
             "Transfer-Encoding with Content-Length, a bad chunk size)." + error_description
         ),
-        "404": _error(
+        "404": error_response(
             "Another endpoint's name (SageMaker Runtime's route), or no such path"
             if runtime
             else "No such path"
         ),
-        "405": _error("A method other than POST", Allow=_header("The method allowed: POST")),
-        "406": _error("Accept names neither text/csv nor application/json"),
-        "408": _error("The request's head or body did not arrive in time"),
-        "411": _error(
+        "405": error_response(
+            "A method other than POST", Allow=_header("The method allowed: POST")
+        ),
+        "406": error_response("Accept names neither text/csv nor application/json"),
+        "408": error_response("The request's head or body did not arrive in time"),
+        "411": error_response(
             "A POST that frames no body: neither Content-Length nor chunked transfer encoding"
         ),
-        "413": _error(
+        "413": error_response(
             f"The body is larger than the limit ({MAX_PAYLOAD_BYTES:,} bytes by default, as "
             "SageMaker), or holds more readings than the limit (50,000 by default)"
         ),
-        "414": _error("The request target is too long"),
-        "415": _error(
+        "414": error_response("The request target is too long"),
+        "415": error_response(
             "The content type is not text/csv or application/json, or its charset is not UTF-8 "
             "(utf-8, utf8, us-ascii or ascii, any case)"
         ),
-        "431": _error("The request line and headers are too large"),
-        "503": _error(
+        "431": error_response("The request line and headers are too large"),
+        "503": error_response(
             "No model is loaded yet, or the endpoint is answering as many requests as its limit "
             "allows (then with Retry-After)",
-            **{"Retry-After": {**_RETRY_AFTER, "required": False}},
+            **{"Retry-After": {**RETRY_AFTER_HEADER, "required": False}},
         ),
     }
     operation: dict[str, Any] = {
@@ -301,12 +309,12 @@ def endpoint_openapi_document(endpoint_name: str | None = None) -> dict[str, Any
                         }
                     },
                 },
-                "400": _error("Malformed HTTP"),
-                "405": _error("A method other than GET", Allow=_header("GET")),
-                "408": _error("The request's head did not arrive in time"),
-                "414": _error("The request target is too long"),
-                "431": _error("The request line and headers are too large"),
-                "503": _error("No model is loaded yet"),
+                "400": error_response("Malformed HTTP"),
+                "405": error_response("A method other than GET", Allow=_header("GET")),
+                "408": error_response("The request's head did not arrive in time"),
+                "414": error_response("The request target is too long"),
+                "431": error_response("The request line and headers are too large"),
+                "503": error_response("No model is loaded yet"),
             },
         }
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pkgutil
+from typing import Final
 
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
@@ -18,8 +19,16 @@ def pipeline_names() -> list[str]:
     )
 
 
+#: What ``kedro run`` runs with no ``--pipeline``: raw data to a deployed model. ``monitoring`` and
+#: ``batch_scoring`` run on demand, on data that arrives later (captured traffic, a fleet's file).
+DEFAULT_PIPELINES: Final = ("data_engineering", "training", "deployment")
+
+
 def register_pipelines() -> dict[str, Pipeline]:
-    """Registers every pipeline under ``pipelines/``; ``__default__`` runs them all in order."""
+    """Registers every pipeline under ``pipelines/``; ``__default__`` runs
+    :data:`DEFAULT_PIPELINES` in order."""
     pipelines = find_pipelines(raise_errors=True)
-    pipelines["__default__"] = sum(pipelines.values())
+    pipelines["__default__"] = sum(
+        (pipelines[name] for name in DEFAULT_PIPELINES if name in pipelines), Pipeline([])
+    )
     return pipelines

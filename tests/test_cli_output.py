@@ -29,7 +29,7 @@ from tests.support.cli import environment, kedro
 from tests.support.project import FinishedRun
 
 NODE_LINE = re.compile(r"^  (\S+)\s+\d+\.\d\d s$")
-NODES = 19
+NODES = 20
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_first_run_prints_no_warning_and_keeps_the_detail_in_the_log_file(finish
     detail = log_file(finished_run.project)
     assert "Using 'conf/logging.yml' as logging configuration" in detail
     assert "Loading data from model (XGBoostModelDataset)" in detail
-    assert "Completed 19 out of 19 tasks" in detail
+    assert "Completed 20 out of 20 tasks" in detail
     assert "register_new_resolver" not in detail
 
 

@@ -109,7 +109,7 @@ def test_kedro_run_records_node_timings(finished_run):
     project = finished_run.project
     timings = json.loads((project / "data/09_tracking/run_timings.json").read_text())
 
-    assert len(timings["nodes"]) == 19
+    assert len(timings["nodes"]) == 20
     assert {"prepare.ingest_raw_data", "train.train_model", "deploy.select_deployment"} <= set(
         timings["nodes"]
     )

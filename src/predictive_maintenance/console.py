@@ -122,6 +122,10 @@ def _describe(error: BaseException) -> click.ClickException | None:  # noqa: PLR
             f"{error}\nImprove the model (conf/base/parameters_training.yml) or review "
             "quality_gate.minimums (conf/base/parameters_deployment.yml)."
         )
+    for name in ("MonitoringAlarm", "NoCapturedDataError"):
+        monitoring = _loaded_class("predictive_maintenance.pipelines.monitoring.nodes", name)
+        if monitoring is not None and isinstance(error, monitoring):
+            return click.ClickException(str(error))
     runner_params = _loaded_class("predictive_maintenance.sagemaker.runner", "RunnerParamsError")
     if runner_params is not None and isinstance(error, runner_params):
         return UsageFailure(str(error))

@@ -20,6 +20,7 @@ EXPECTED = {
     "prepare.create_model_input_table",
     "prepare.split_data",
     "prepare.create_dataset_manifest",
+    "baseline.create_data_quality_baseline",
     "train.train_model",
     "evaluate.select_threshold",
     "evaluate.create_model_spec",
@@ -56,7 +57,15 @@ def test_datasets_and_parameters_keep_their_names(default_pipeline):
     assert {"ai4i2020_raw", "model", "metrics", "model_archive", "model_registry"} <= names
     assert {"params:xgboost", "params:quality_gate", "endpoint"} <= names
     namespaces = {node.namespace for node in default_pipeline.nodes}
-    assert namespaces == {"prepare", "train", "evaluate", "gate", "register", "deploy"}
+    assert namespaces == {
+        "prepare",
+        "baseline",
+        "train",
+        "evaluate",
+        "gate",
+        "register",
+        "deploy",
+    }
     assert not [name for name in names if name.split(".")[0] in namespaces and "." in name]
 
 

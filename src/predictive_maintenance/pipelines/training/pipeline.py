@@ -2,6 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
+from predictive_maintenance.pipelines.monitoring.nodes import create_data_quality_baseline
 from predictive_maintenance.pipelines.training.nodes import (
     create_model_spec,
     evaluate_model,
@@ -94,4 +95,18 @@ def create_pipeline(**kwargs) -> Pipeline:
             namespace="evaluate",
         ),
     ]
-    return Pipeline(model_nodes, tags="training") + Pipeline(plot_nodes, tags=["training", "plots"])
+    # SageMaker Model Monitor's data-quality baseline of the training data, registered with the
+    # model version; its own namespace, so the SageMaker export makes it its own step (as
+    # SageMaker's QualityCheckStep).
+    baseline_node = Node(
+        func=create_data_quality_baseline,
+        inputs=["train", "params:data_quality_baseline"],
+        outputs=["baseline_statistics", "baseline_constraints"],
+        name="create_data_quality_baseline",
+        namespace="baseline",
+    )
+    return (
+        Pipeline(model_nodes, tags="training")
+        + Pipeline(plot_nodes, tags=["training", "plots"])
+        + Pipeline([baseline_node], tags=["training", "baseline"])
+    )

@@ -160,7 +160,10 @@ def test_no_aws_credentials_is_two_lines_naming_the_fix(trained):
     [
         (
             ("--pipelines", "traning"),
-            ("no pipeline named 'traning'", "data_engineering, deployment, training"),
+            (
+                "no pipeline named 'traning'",
+                "batch_scoring, data_engineering, deployment, monitoring, training",
+            ),
         ),
         (
             (

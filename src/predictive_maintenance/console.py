@@ -19,7 +19,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Final
 
 import click
 
@@ -112,6 +112,15 @@ _AWS_FIX = (
 )
 
 
+#: Failures of the on-demand pipelines whose message says all there is to say.
+_PIPELINE_FAILURES: Final = (
+    ("predictive_maintenance.pipelines.monitoring.nodes", "MonitoringAlarm"),
+    ("predictive_maintenance.pipelines.monitoring.nodes", "NoCapturedDataError"),
+    ("predictive_maintenance.pipelines.batch_scoring.nodes", "ModelChoiceError"),
+    ("predictive_maintenance.pipelines.batch_scoring.chunks", "BatchInputError"),
+)
+
+
 def _describe(error: BaseException) -> click.ClickException | None:  # noqa: PLR0911
     """The one- or two-line report of ``error`` itself, if it is an expected failure."""
     quality_gate = _loaded_class(
@@ -122,9 +131,9 @@ def _describe(error: BaseException) -> click.ClickException | None:  # noqa: PLR
             f"{error}\nImprove the model (conf/base/parameters_training.yml) or review "
             "quality_gate.minimums (conf/base/parameters_deployment.yml)."
         )
-    for name in ("MonitoringAlarm", "NoCapturedDataError"):
-        monitoring = _loaded_class("predictive_maintenance.pipelines.monitoring.nodes", name)
-        if monitoring is not None and isinstance(error, monitoring):
+    for module, name in _PIPELINE_FAILURES:
+        expected = _loaded_class(module, name)
+        if expected is not None and isinstance(error, expected):
             return click.ClickException(str(error))
     runner_params = _loaded_class("predictive_maintenance.sagemaker.runner", "RunnerParamsError")
     if runner_params is not None and isinstance(error, runner_params):

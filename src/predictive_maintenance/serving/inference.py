@@ -263,6 +263,22 @@ def predict_readings(readings: Readings | list[Readings], model: LoadedModel) ->
     return _booster_scores(feature_matrix(type_code, numbers), model)
 
 
+def predict_columns(type_code: np.ndarray, numbers: list[np.ndarray], model: LoadedModel) -> Scores:
+    """:func:`predict_readings` for readings already validated and held column by column (batch
+    scoring): ``type_code`` holds :data:`~predictive_maintenance.features.TYPE_CODES` values,
+    ``numbers`` the numeric readings in ``READING_COLUMNS[1:]`` order, as float64. The same
+    features and scores as the endpoint gives for the same readings."""
+    return _booster_scores(feature_matrix(type_code, numbers), model)
+
+
+def predicted_labels(scores: Scores) -> np.ndarray:
+    """1 where the score reaches the model's decision threshold, else 0 (int8): the
+    ``predicted_label`` of :func:`output_fn`'s JSON answer, compared the same way."""
+    if scores.decision_threshold is None:
+        raise ValueError("these scores do not carry the model's decision threshold")
+    return (np.asarray(scores, dtype=np.float32) >= scores.decision_threshold).astype(np.int8)
+
+
 def _booster_scores(features: np.ndarray, model: LoadedModel) -> Scores:
     matrix = np.ascontiguousarray(features, dtype=np.float32)
     # The column order is FEATURE_COLUMNS (the feature function guarantees it; model_fn checked

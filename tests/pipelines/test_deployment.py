@@ -34,8 +34,10 @@ from predictive_maintenance.pipelines.training.nodes import (
 from predictive_maintenance.registry import LocalModelRegistry, LocalModelRegistryDataset
 from predictive_maintenance.serving.endpoint import LocalEndpointDataset
 from tests.catalogs import memory_catalog
+from tests.test_registry_baseline import CONSTRAINTS, STATISTICS
 
 METRICS = {"roc_auc": 0.98, "pr_auc": 0.91, "at_chosen_threshold": {"f1": 0.9, "recall": 0.85}}
+BASELINE = {"baseline_statistics": STATISTICS, "baseline_constraints": CONSTRAINTS}
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +104,12 @@ def test_registration_carries_lineage_and_status(trained):
     }
 
     request = register_model(
-        b"archive", trained["model_spec"], METRICS, gate, {"approval_status": "Approved"}
+        b"archive",
+        trained["model_spec"],
+        METRICS,
+        gate,
+        {"approval_status": "Approved"},
+        **BASELINE,
     )
 
     assert request["approval_status"] == "Approved"
@@ -118,13 +125,18 @@ def test_registration_carries_lineage_and_status(trained):
 def test_registration_rejects_an_unknown_status(trained):
     with pytest.raises(ValueError, match="approval_status"):
         register_model(
-            b"a", trained["model_spec"], METRICS, {"checks": []}, {"approval_status": "OK"}
+            b"a",
+            trained["model_spec"],
+            METRICS,
+            {"checks": []},
+            {"approval_status": "OK"},
+            **BASELINE,
         )
 
 
 def test_registration_passes_on_whether_duplicates_are_registered(trained, parameters):
     default = register_model(
-        b"a", trained["model_spec"], METRICS, {"checks": []}, parameters["registration"]
+        b"a", trained["model_spec"], METRICS, {"checks": []}, parameters["registration"], **BASELINE
     )
     forced = register_model(
         b"a",
@@ -132,6 +144,7 @@ def test_registration_passes_on_whether_duplicates_are_registered(trained, param
         METRICS,
         {"checks": []},
         {**parameters["registration"], "register_duplicates": True},
+        **BASELINE,
     )
 
     assert (default["register_duplicates"], forced["register_duplicates"]) == (False, True)
@@ -142,6 +155,7 @@ def test_registration_passes_on_whether_duplicates_are_registered(trained, param
             METRICS,
             {"checks": []},
             {"approval_status": "Approved", "register_duplicates": "no"},
+            **BASELINE,
         )
 
 
@@ -197,6 +211,7 @@ def _catalog(trained, parameters, tmp_path, **overrides):
             "model": trained["model"],
             "model_spec": trained["model_spec"],
             "metrics": trained["metrics"],
+            **BASELINE,
         },
         params,
     )
@@ -231,6 +246,13 @@ def test_pipeline_auto_approves_and_deploys_each_new_version(trained, parameters
     assert [v.version for v in registry.list_versions("pm")] == [1, 2]
     assert state["model_version"] == 2
     assert state["model_archive_sha256"] == registry.get("pm", 2).archive_sha256
+    assert (
+        registry.read_baseline("pm", 2)["statistics"]
+        == json.dumps(STATISTICS, indent=2).encode() + b"\n"
+    )
+    assert state["model_baseline"]["statistics"]["uri"] == str(
+        registry.baseline_path("pm", 2, "statistics")
+    )
     assert (
         registry.read_archive("pm", 2)
         == (tmp_path / "registry").joinpath(state["model_archive"]).read_bytes()

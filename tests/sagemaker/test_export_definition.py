@@ -904,9 +904,10 @@ def test_every_kedro_edge_between_steps_is_in_the_definition(export, definition)
             )
             uri = input_uris(steps[target])[target_plan.inputs[dataset]]
             assert uri == {"Get": f"Steps.{source}.{expected}"}, (dataset, source, target)
-    # prepare -> train, evaluate; train -> evaluate; evaluate -> gate, register; gate ->
-    # register; register -> deploy: by node input, 16 edges cross steps.
-    assert checked == 16
+    # prepare -> baseline, train, evaluate; train -> evaluate; evaluate -> gate, register;
+    # baseline -> register (statistics, constraints); gate -> register; register -> deploy: by
+    # node input, 19 edges cross steps.
+    assert checked == 19
 
 
 def test_every_reference_in_the_definition_is_a_planned_dependency(export, definition):
@@ -921,6 +922,7 @@ def test_every_reference_in_the_definition_is_a_planned_dependency(export, defin
     assert referenced_steps(steps[plan.register_step]["Arguments"]) == {
         plan.producers[registration.model_data],
         plan.producers[registration.model_metrics],
+        *(plan.producers[dataset] for dataset in registration.drift_check_baselines.values()),
     }
     gate_source = {plan.producers[export.settings.quality_gate.metrics]}
     assert referenced_steps(own_arguments(steps[plan.gate_step])) == gate_source
@@ -969,8 +971,10 @@ def test_every_step_reference_resolves(definition):
             else:
                 assert target["Type"] == "Training", get
                 assert path == "ModelArtifacts.S3ModelArtifacts", get
-    # train 2, evaluate 4, the gate's conditions 4, register 2, gate-failed's message 4.
-    assert count == 16
+    # baseline 1, train 2, evaluate 4, the gate's conditions 4, register 6 (archive, metrics, the
+    # baseline's two files as drift-check baseline and as data-quality metrics), gate-failed's
+    # message 4.
+    assert count == 21
 
 
 # ---- parameters ----------------------------------------------------------------------------------
@@ -1518,3 +1522,28 @@ def test_a_training_step_takes_the_job_settings_of_its_remote_node():
     (step,) = definition["Steps"]
     assert step["Arguments"]["ResourceConfig"]["InstanceType"] == "ml.c5.2xlarge"
     assert step["Arguments"]["StoppingCondition"] == {"MaxRuntimeInSeconds": 900}
+
+
+def test_the_register_step_records_the_baseline_steps_files_as_drift_check_baselines(
+    definition, export
+):
+    """As SageMaker's QualityCheckStep registration: the baseline node's own step writes
+    statistics.json and constraints.json; the package gets them as its drift-check baseline and
+    as its data-quality metrics."""
+    plan, settings = export.plan, export.settings
+    baselines = settings.registration.drift_check_baselines
+    register = next(s for s in all_steps(definition["Steps"]) if s["Type"] == "RegisterModel")
+    arguments = register["Arguments"]
+
+    expected = {}
+    for part, dataset in baselines.items():
+        step = plan.producers[dataset]
+        name = plan.step(step).outputs[dataset]
+        uri = f"Steps.{step}.ProcessingOutputConfig.Outputs['{name}'].S3Output.S3Uri"
+        expected[part.capitalize()] = {
+            "ContentType": "application/json",
+            "S3Uri": {"Std:Join": {"On": "/", "Values": [{"Get": uri}, f"{name}.json"]}},
+        }
+    assert plan.producers["baseline_statistics"] == "baseline"  # its own step, by namespace
+    assert arguments["DriftCheckBaselines"] == {"ModelDataQuality": expected}
+    assert arguments["ModelMetrics"]["ModelDataQuality"] == expected

@@ -125,6 +125,7 @@ UNSCOPED_ACTIONS = {
     "sagemaker:ListModelPackages",
     "sagemaker:ListModels",
     "sagemaker:ListEndpointConfigs",
+    "sagemaker:ListDataQualityJobDefinitions",
 }
 
 # ---- what runs on SageMaker without being a call in src/ ---------------------------------------
@@ -211,6 +212,7 @@ SDK_TAGGING = (("sagemaker", "ListTags"), ("sagemaker", "AddTags"))
 SDK_OFFLINE_MODULES = (
     "sagemaker.core.shapes",
     "sagemaker.core.model_metrics",
+    "sagemaker.core.drift_check_baselines",
     "sagemaker.core.network",
     "sagemaker.core.training.configs",
     "sagemaker.core.workflow.conditions",

@@ -10,6 +10,9 @@
   (``/aws/sagemaker/TrainingJobs``, stream ``<job>/algo-1-<epoch>``) as on SageMaker.
 - Throttling: the first DescribeTrainingJob of every job answers ``ThrottlingException``, so each
   test of the ``sagemaker`` backend also goes through the client's retry path.
+- Monitoring schedules (``Create/Describe/Update/Delete/ListMonitoringSchedule(s)``, missing in
+  moto): kept per region in memory, so deployments and ``kedro sagemaker cleanup`` can manage
+  the endpoint's data-quality schedule (the job definitions are moto's own).
 
 The runner under test uses boto3 against this server as it would against AWS.
 
@@ -28,7 +31,7 @@ from typing import Any
 import boto3
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult
-from moto.sagemaker.exceptions import ValidationError
+from moto.sagemaker.exceptions import ResourceNotFound, ValidationError
 from moto.sagemaker.models import FakeEndpoint
 from moto.sagemaker.responses import SageMakerResponse
 from moto.server import main
@@ -142,6 +145,69 @@ def stop_training_job(self: SageMakerResponse) -> ActionResult:
     return ActionResult({})
 
 
+_schedules: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def _schedule(self: SageMakerResponse) -> tuple[tuple[str, str], str]:
+    name = self._get_param("MonitoringScheduleName")
+    known = (self.region, name) in _schedules
+    if self._get_param("MonitoringScheduleConfig") is None and not known:
+        raise ResourceNotFound(f"Monitoring schedule {name} does not exist")
+    return (self.region, name), name
+
+
+def create_monitoring_schedule(self: SageMakerResponse) -> ActionResult:
+    key, name = _schedule(self)
+    arn = f"arn:aws:sagemaker:{self.region}:{self.current_account}:monitoring-schedule/{name}"
+    with _lock:
+        _schedules[key] = {
+            "MonitoringScheduleArn": arn,
+            "MonitoringScheduleName": name,
+            "MonitoringScheduleStatus": "Scheduled",
+            "MonitoringScheduleConfig": self._get_param("MonitoringScheduleConfig"),
+        }
+    return ActionResult({"MonitoringScheduleArn": arn})
+
+
+def describe_monitoring_schedule(self: SageMakerResponse) -> ActionResult:
+    key, _ = _schedule(self)
+    return ActionResult(_schedules[key])
+
+
+def update_monitoring_schedule(self: SageMakerResponse) -> ActionResult:
+    key, name = _schedule(self)
+    if key not in _schedules:
+        raise ResourceNotFound(f"Monitoring schedule {name} does not exist")
+    with _lock:
+        _schedules[key]["MonitoringScheduleConfig"] = self._get_param("MonitoringScheduleConfig")
+    return ActionResult({"MonitoringScheduleArn": _schedules[key]["MonitoringScheduleArn"]})
+
+
+def delete_monitoring_schedule(self: SageMakerResponse) -> ActionResult:
+    key, _ = _schedule(self)
+    with _lock:
+        del _schedules[key]
+    return ActionResult({})
+
+
+def list_monitoring_schedules(self: SageMakerResponse) -> ActionResult:
+    summaries = [
+        {
+            "MonitoringScheduleName": schedule["MonitoringScheduleName"],
+            "MonitoringScheduleArn": schedule["MonitoringScheduleArn"],
+            "MonitoringScheduleStatus": schedule["MonitoringScheduleStatus"],
+        }
+        for (region, _), schedule in sorted(_schedules.items())
+        if region == self.region
+    ]
+    return ActionResult({"MonitoringScheduleSummaries": summaries})
+
+
+SageMakerResponse.create_monitoring_schedule = create_monitoring_schedule
+SageMakerResponse.describe_monitoring_schedule = describe_monitoring_schedule
+SageMakerResponse.update_monitoring_schedule = update_monitoring_schedule
+SageMakerResponse.delete_monitoring_schedule = delete_monitoring_schedule
+SageMakerResponse.list_monitoring_schedules = list_monitoring_schedules
 SageMakerResponse.update_endpoint = update_endpoint
 SageMakerResponse.create_training_job = create_training_job
 SageMakerResponse.describe_training_job = describe_training_job

@@ -165,6 +165,26 @@ def _archive_check(target: _Target, model: ModelVersion) -> tuple[str, str | Non
     return "ok", None
 
 
+def _baseline_check(target: _Target, model: ModelVersion) -> tuple[str, str | None]:
+    """The version's baseline check: ``none`` (no baseline registered), ``ok``, ``CHANGED``,
+    ``MISSING``, ``UNVERIFIED`` or ``UNREADABLE``, and why it cannot be trusted (None if it can).
+    """
+    if not model.baseline:
+        return "none", None
+    try:
+        target.registry.read_baseline(target.group, model.version)
+    except UnverifiedArchiveError as error:
+        return "UNVERIFIED", str(error)
+    except ChecksumMismatchError as error:
+        recorded = all(item.get("sha256") for item in model.baseline.values())
+        return ("CHANGED" if recorded else "UNVERIFIED"), str(error)
+    except FileNotFoundError as error:
+        return "MISSING", str(error)
+    except OSError as error:
+        return "UNREADABLE", str(error)
+    return "ok", None
+
+
 def _integrity(target: _Target) -> GroupIntegrity | None:
     """The local registry's ledger report on the group (None for SageMaker or an unknown
     group)."""
@@ -184,6 +204,8 @@ def _archive_problem(target: _Target, model: ModelVersion) -> str | None:
         problem = integrity.metadata.get(model.version)
         if problem is not None:
             problem = f"version {model.version}: {problem}"
+    if problem is None:
+        problem = _baseline_check(target, model)[1]
     return problem
 
 
@@ -368,6 +390,7 @@ def _describe(target: _Target, model: ModelVersion) -> str:
         f"Archive size:        {model.archive_size:,} bytes",
         f"Archive sha256:      {model.archive_sha256 or '-'}",
         f"Description:         {model.description or '-'}",
+        *_baseline_lines(target, model),
         "Metrics:",
         _indent(json.dumps(model.metrics, indent=2)),
         "Lineage:",
@@ -378,6 +401,22 @@ def _describe(target: _Target, model: ModelVersion) -> str:
         note = f": {entry['note']}" if entry.get("note") else ""
         lines.append(f"  {entry['at']}  {entry['status']} by {entry.get('by') or '?'}{note}")
     return "\n".join(lines)
+
+
+def _baseline_lines(target: _Target, model: ModelVersion) -> list[str]:
+    """Where the version's data-quality baseline is, with each file's sha256."""
+    if not model.baseline:
+        return [
+            "Baseline:            none (a data-quality monitoring schedule needs one: register "
+            "a model trained with the baseline node)"
+        ]
+    lines = []
+    for part, item in model.baseline.items():
+        where = target.registry.baseline_path(target.group, model.version, part)
+        shown = _shown_path(target, where) if isinstance(where, Path) else where
+        label = "Baseline:" if not lines else ""
+        lines.append(f"{label:<21}{part} {shown} (sha256 {item.get('sha256') or '-'})")
+    return lines
 
 
 def _ledger_line(target: _Target, integrity: GroupIntegrity, version: int) -> str:
@@ -453,6 +492,7 @@ def list_versions(metadata: ProjectMetadata | None, group: str | None, env: str 
         ledger = _shown_path(target, integrity.ledger)
         for broken in integrity.problems:
             click.echo(f"Warning: {ledger} line {broken.line}: {broken.message}.", err=True)
+    by_number = {version.version: version for version in versions}
     for number, (label, problem) in checks.items():
         if problem is not None:
             summary = _check_summary(target, number, label, problem, integrity)
@@ -463,6 +503,14 @@ def list_versions(metadata: ProjectMetadata | None, group: str | None, env: str 
                 f"deploy it (`kedro model show {number}` for details)",
                 err=True,
             )
+        elif label == "ok":
+            baseline_problem = _baseline_check(target, by_number[number])[1]
+            if baseline_problem is not None:
+                click.echo(
+                    f"Warning: version {number}'s baseline: {baseline_problem}; do not approve "
+                    f"or deploy it (`kedro model show {number}` for details)",
+                    err=True,
+                )
 
 
 def _echo_deployment(
@@ -528,6 +576,13 @@ def show(
         if integrity is not None:
             click.echo(_ledger_line(target, integrity, version))
         click.echo(f"Archive check:       {'FAILED' if archive_problem else 'sha256 verified'}")
+        baseline_label = _baseline_check(target, found)[0]
+        click.echo(
+            "Baseline check:      "
+            + {"ok": "sha256 verified", "none": "no baseline registered"}.get(
+                baseline_label, f"FAILED ({baseline_label})"
+            )
+        )
         if integrity is not None:
             metadata = (
                 "FAILED"

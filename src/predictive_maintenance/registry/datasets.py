@@ -28,7 +28,15 @@ logger = logging.getLogger(__name__)
 
 #: Keys of the dictionary that :meth:`LocalModelRegistryDataset.save` takes.
 REGISTRATION_KEYS = frozenset(
-    {"archive", "metrics", "lineage", "approval_status", "description", "register_duplicates"}
+    {
+        "archive",
+        "metrics",
+        "lineage",
+        "approval_status",
+        "description",
+        "register_duplicates",
+        "baseline",
+    }
 )
 #: How many hex digits of a sha256 the log messages show.
 SHORT_SHA256 = 12
@@ -59,12 +67,13 @@ class LocalModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, Any]])
 
     ``save`` registers a new version from
     ``{"archive": bytes, "metrics": dict, "lineage": dict, "approval_status": str,
-    "description": str, "register_duplicates": bool}`` (only ``archive`` is required), and logs
-    its number. An archive byte-identical to the newest version's (same sha256) is not registered
-    again ("model unchanged, version N") unless ``register_duplicates`` is true. ``load`` returns
-    the group as
+    "description": str, "register_duplicates": bool, "baseline": {"statistics": bytes,
+    "constraints": bytes}}`` (only ``archive`` is required), and logs its number. An archive
+    byte-identical to the newest version's (same sha256), with the same baseline, is not
+    registered again ("model unchanged, version N") unless ``register_duplicates`` is true.
+    ``load`` returns the group as
     ``{"group": name, "versions": [ModelVersion.to_dict(), ...]}``, oldest version first, with an
-    empty list while the group has no version.
+    empty list while the group has no version; each baseline part also has its file's ``uri``.
     """
 
     def __init__(
@@ -111,6 +120,15 @@ class LocalModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, Any]])
                     **version.to_dict(),
                     # Where the endpoint finds the archive (SageMaker's registry: an s3:// URI).
                     "archive_uri": str(self._registry.archive_path(self._group, version.version)),
+                    "baseline": {
+                        part: {
+                            **item,
+                            "uri": str(
+                                self._registry.baseline_path(self._group, version.version, part)
+                            ),
+                        }
+                        for part, item in version.baseline.items()
+                    },
                 }
                 for version in versions
             ],
@@ -138,6 +156,7 @@ class LocalModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, Any]])
             "lineage": data.get("lineage") or {},
             "approval_status": status,
             "description": data.get("description") or "",
+            "baseline": data.get("baseline"),
         }
         try:
             if duplicates:

@@ -15,7 +15,11 @@ Layout under the registry root (everything a human can read: indented JSON, the 
         versions/
           1/
             model.tar.gz            # the archive, byte for byte (read-only)
-            version.json            # sha256, size, metrics, lineage, ... (read-only, immutable)
+            baseline/               # optional: the data-quality baseline of the training data
+              statistics.json       #   (SageMaker Model Monitor's statistics.json and
+              constraints.json      #   constraints.json, read-only)
+            version.json            # sha256, size, metrics, lineage, baseline files' sha256, ...
+                                    # (read-only, immutable)
             approval.json           # {"status": ..., "history": [{status, at, by, note}, ...]}
           2/
             ...
@@ -69,6 +73,11 @@ the ledger's lines from that version on, consistently; anything less is detected
 ``kedro model list`` against the chain. The endpoint state records the sha256 it deployed (the
 ledger's, at the time), and ``kedro model list`` compares it with the ledger's now.
 Approval status and history (``approval.json``) are outside the ledger by design: they change.
+
+Baseline files: ``version.json`` records each one's sha256 and size, and the ledger records the
+sha256 of ``version.json``, so the chain covers them too: :meth:`~LocalModelRegistry.read_baseline`
+checks ``version.json`` against the ledger, then each file against ``version.json``, and
+:meth:`~LocalModelRegistry.integrity` reports a changed or missing baseline file.
 """
 
 from __future__ import annotations
@@ -109,6 +118,9 @@ VERSION_FILE = "version.json"
 APPROVAL_FILE = "approval.json"
 LOCK_FILE = ".approval.lock"
 LEDGER_FILE = "ledger.jsonl"
+BASELINE_DIR = "baseline"
+#: A baseline's parts and their file names (SageMaker Model Monitor's names).
+BASELINE_FILES = {"statistics": "statistics.json", "constraints": "constraints.json"}
 STAGING_PREFIX = ".staging-"
 #: Format of version.json, for readers of the files: 2 = the version is recorded in the ledger.
 FORMAT_VERSION = 2
@@ -172,6 +184,10 @@ class ModelVersion:
     description: str = ""
     approval_status: str = PENDING
     approval_history: list[dict[str, Any]] = field(default_factory=list)
+    #: The data-quality baseline registered with the version: part (``statistics``,
+    #: ``constraints``) -> ``{"file", "sha256", "size"}`` (local) or ``{"uri", "sha256"}``
+    #: (SageMaker); empty when the version has none.
+    baseline: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary (a deep copy) of every field."""
@@ -186,6 +202,7 @@ class ModelVersion:
             "description": self.description,
             "approval_status": self.approval_status,
             "approval_history": copy.deepcopy(self.approval_history),
+            "baseline": copy.deepcopy(self.baseline),
         }
 
 
@@ -229,6 +246,8 @@ class GroupIntegrity:
     unverified: dict[int, str]
     #: Versions whose version.json differs from the one the ledger recorded, and how.
     metadata: dict[int, str]
+    #: Versions whose baseline files differ from what their (trusted) version.json records.
+    baselines: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -269,6 +288,8 @@ class _Registration:
     archive: bytes
     record: dict[str, Any]
     approval: bytes
+    #: Baseline part -> the file's bytes (empty: no baseline).
+    baseline: dict[str, bytes] = field(default_factory=dict)
 
 
 def validate_group_name(group: str) -> str:
@@ -289,6 +310,41 @@ def validate_approval_status(status: str) -> str:
             f"invalid approval status {status!r}: expected one of {', '.join(APPROVAL_STATUSES)}"
         )
     return status
+
+
+def check_baseline(baseline: Mapping[str, Any] | None) -> dict[str, bytes]:
+    """The baseline's files as bytes, checked: ``statistics`` and ``constraints``, each a JSON
+    object with a ``features`` list (Model Monitor's shape); ``{}`` for no baseline.
+
+    Raises:
+        ValueError: naming the part and what is wrong with it.
+    """
+    if not baseline:
+        return {}
+    if not isinstance(baseline, Mapping) or set(baseline) != set(BASELINE_FILES):
+        found = sorted(baseline) if isinstance(baseline, Mapping) else type(baseline).__name__
+        raise ValueError(f"a baseline has exactly the parts {sorted(BASELINE_FILES)}, not {found}")
+    files = {}
+    for part, name in BASELINE_FILES.items():
+        data = baseline[part]
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"baseline {part} must be bytes, not {type(data).__name__}")
+        data = bytes(data)
+        try:
+            parsed = json.loads(data)
+        except ValueError as error:
+            raise ValueError(f"baseline {part} is not JSON: {error}") from None
+        if not isinstance(parsed, dict) or not isinstance(parsed.get("features"), list):
+            raise ValueError(
+                f"baseline {part} is not a Model Monitor {name}: it needs a 'features' list"
+            )
+        files[part] = data
+    return files
+
+
+def baseline_digests(files: Mapping[str, bytes]) -> dict[str, str]:
+    """Baseline part -> sha256 of its file."""
+    return {part: sha256_hex(data) for part, data in files.items()}
 
 
 def current_git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
@@ -707,18 +763,25 @@ class LocalModelRegistry:
         versions_dir = self._existing_versions_dir(group)
         state = self._state(group)
         metadata = {}
+        baselines = {}
         for number, entry in state.ledger.entries.items():
             if number not in state.numbers:
                 continue
             problem = _version_json_problem(versions_dir / str(number) / VERSION_FILE, entry)
             if problem is not None:
                 metadata[number] = problem
+                continue
+            try:
+                self.read_baseline(group, number)
+            except (OSError, ValueError) as error:
+                baselines[number] = str(error)
         return GroupIntegrity(
             ledger=state.ledger.path,
             entries=dict(state.ledger.entries),
             problems=list(state.ledger.problems),
             unverified=dict(state.unverified),
             metadata=metadata,
+            baselines=baselines,
         )
 
     # ---- reading --------------------------------------------------------------------------
@@ -751,6 +814,7 @@ class LocalModelRegistry:
             description=record["description"],
             approval_status=approval["status"],
             approval_history=approval["history"],
+            baseline=record.get("baseline") or {},
         )
 
     def get(self, group: str, version: int) -> ModelVersion:
@@ -806,6 +870,50 @@ class LocalModelRegistry:
             )
         return data
 
+    def baseline_path(self, group: str, version: int, part: str) -> Path:
+        """Path of a baseline file of the version (``part``: statistics or constraints)."""
+        if part not in BASELINE_FILES:
+            raise ValueError(f"a baseline part is one of {sorted(BASELINE_FILES)}, not {part!r}")
+        return self._version_dir(group, version) / BASELINE_DIR / BASELINE_FILES[part]
+
+    def read_baseline(self, group: str, version: int) -> dict[str, bytes]:
+        """The version's baseline files (part -> bytes), ``{}`` if it has none, each verified
+        against the sha256 its version.json records, after version.json is checked against the
+        ledger.
+
+        Raises:
+            UnverifiedArchiveError: No trusted ledger line records the version.
+            predictive_maintenance.integrity.ChecksumMismatchError: version.json or a baseline
+                file changed after registration.
+            FileNotFoundError: A baseline file is missing.
+        """
+        version_dir = self._version_dir(group, version)
+        state = self._state(group)
+        entry = state.ledger.entries.get(version)
+        if entry is None:
+            reason = state.unverified.get(version, f"it is not in the group's {LEDGER_FILE}")
+            raise UnverifiedArchiveError(version_dir / VERSION_FILE, version, reason)
+        problem = _version_json_problem(version_dir / VERSION_FILE, entry)
+        if problem is not None:
+            raise ChecksumMismatchError(f"version {version}: {problem}")
+        recorded = _read_json(version_dir / VERSION_FILE).get("baseline") or {}
+        files = {}
+        for part, item in recorded.items():
+            path = version_dir / item["file"]
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                raise FileNotFoundError(f"{path} is missing (baseline {part})") from None
+            actual = sha256_hex(data)
+            if actual != item["sha256"]:
+                raise ChecksumMismatchError(
+                    f"{path}: sha256 is {actual}, expected {item['sha256']}, which version "
+                    f"{version}'s {VERSION_FILE} records ({len(data):,} bytes). The baseline "
+                    "changed after registration: put the original back."
+                )
+            files[part] = data
+        return files
+
     # ---- writing --------------------------------------------------------------------------
 
     def _prepare(
@@ -817,9 +925,11 @@ class LocalModelRegistry:
         lineage: Mapping[str, Any],
         approval_status: str = PENDING,
         description: str = "",
+        baseline: Mapping[str, bytes] | None = None,
     ) -> _Registration:
         """Checks a registration and serializes it, before anything touches the disk."""
         validate_group_name(group)
+        baseline_files = check_baseline(baseline)
         validate_approval_status(approval_status)
         if not isinstance(archive, bytes | bytearray | memoryview):
             raise TypeError(f"archive must be bytes, not {type(archive).__name__}")
@@ -843,6 +953,15 @@ class LocalModelRegistry:
             "lineage": full_lineage,
             "description": description,
         }
+        if baseline_files:
+            record["baseline"] = {
+                part: {
+                    "file": f"{BASELINE_DIR}/{BASELINE_FILES[part]}",
+                    "sha256": sha256_hex(data),
+                    "size": len(data),
+                }
+                for part, data in baseline_files.items()
+            }
         approval = {
             "status": approval_status,
             "history": [
@@ -856,7 +975,7 @@ class LocalModelRegistry:
         }
         # Serialize once before touching the disk, so bad input leaves nothing behind.
         _to_json(record, "metrics and lineage")
-        return _Registration(archive, record, _to_json(approval, "approval"))
+        return _Registration(archive, record, _to_json(approval, "approval"), baseline_files)
 
     def register(
         self,
@@ -867,6 +986,7 @@ class LocalModelRegistry:
         lineage: Mapping[str, Any],
         approval_status: str = PENDING,
         description: str = "",
+        baseline: Mapping[str, bytes] | None = None,
     ) -> ModelVersion:
         """Adds a new version to ``group`` (created if needed) and returns it.
 
@@ -879,6 +999,9 @@ class LocalModelRegistry:
                 repository, or None) are added unless given.
             approval_status: Initial status, recorded as the first approval history entry.
             description: Free text.
+            baseline: The data-quality baseline of the training data, ``statistics`` and
+                ``constraints`` (Model Monitor's JSON files, as bytes), stored beside the archive
+                with their sha256 in version.json; None for none.
         """
         registration = self._prepare(
             group,
@@ -887,6 +1010,7 @@ class LocalModelRegistry:
             lineage=lineage,
             approval_status=approval_status,
             description=description,
+            baseline=baseline,
         )
         self._versions_dir(group).mkdir(parents=True, exist_ok=True)
         with self._group_lock(group):
@@ -896,7 +1020,8 @@ class LocalModelRegistry:
     def register_if_changed(
         self, group: str, archive: bytes, **registration: Any
     ) -> tuple[ModelVersion, bool]:
-        """Registers ``archive`` unless the newest version of ``group`` has the same sha256.
+        """Registers ``archive`` unless the newest version of ``group`` has the same sha256 and
+        the same baseline (both none, or files with the same sha256).
 
         ``registration``: the keyword arguments of :meth:`register`. Returns the new version and
         True, or the newest version (whose archive is byte-identical, by the ledger's sha256) and
@@ -906,7 +1031,12 @@ class LocalModelRegistry:
         self._versions_dir(group).mkdir(parents=True, exist_ok=True)
         with self._group_lock(group):
             newest = self.latest(group)
-            if newest is not None and newest.archive_sha256 == prepared.record["archive"]["sha256"]:
+            if (
+                newest is not None
+                and newest.archive_sha256 == prepared.record["archive"]["sha256"]
+                and {part: item["sha256"] for part, item in newest.baseline.items()}
+                == baseline_digests(prepared.baseline)
+            ):
                 return newest, False
             number = self._register_locked(group, prepared)
         return self.get(group, number), True
@@ -919,6 +1049,10 @@ class LocalModelRegistry:
         os.mkdir(staging)
         try:
             _write_file(staging / ARCHIVE_FILE, registration.archive, _READ_ONLY)
+            if registration.baseline:
+                os.mkdir(staging / BASELINE_DIR)
+                for part, data in registration.baseline.items():
+                    _write_file(staging / BASELINE_DIR / BASELINE_FILES[part], data, _READ_ONLY)
             _write_file(staging / APPROVAL_FILE, registration.approval)
             # A number the ledger recorded is never used again, even if its directory is gone.
             first = max(state.ledger.highest, *state.numbers, 0) + 1

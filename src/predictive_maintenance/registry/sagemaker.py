@@ -1,7 +1,8 @@
 """``kedro model`` on the SageMaker Model Registry (the ``sagemaker`` config environment).
 
 :class:`SageMakerRegistry` offers the operations the CLI uses on :class:`LocalModelRegistry`
-(``list_versions``, ``get``, ``update_approval``, ``read_archive``, ``archive_path``), backed by
+(``list_versions``, ``get``, ``update_approval``, ``read_archive``, ``archive_path``,
+``read_baseline``, ``baseline_path``), backed by
 the catalog's :class:`~.sagemaker_datasets.SageMakerModelRegistryDataset`
 and the artifacts it stored in S3. SageMaker keeps the current approval status and its last
 description, not a history, so the history shown is that one entry. :func:`deployed_model` says
@@ -129,6 +130,10 @@ class SageMakerRegistry:
             approval_history=[
                 {"status": entry["approval_status"], "at": entry["created_at"], "by": None}
             ],
+            baseline={
+                part: {"uri": item["uri"], "sha256": item["sha256"] or ""}
+                for part, item in (entry.get("baseline") or {}).items()
+            },
         )
 
     def list_versions(self, group: str) -> list[ModelVersion]:
@@ -157,6 +162,29 @@ class SageMakerRegistry:
         archive = _s3_object(entry["archive_uri"])
         verify_sha256(archive, entry["archive_sha256"], entry["archive_uri"])
         return archive
+
+    def baseline_path(self, group: str, version: int, part: str) -> str:
+        """The S3 URI of a baseline file of the version."""
+        baseline = self._entry(group, version).get("baseline") or {}
+        if part not in baseline:
+            raise ModelNotFoundError(f"version {version} of {group} has no baseline {part}")
+        return baseline[part]["uri"]
+
+    def read_baseline(self, group: str, version: int) -> dict[str, bytes]:
+        """The version's baseline files (part -> bytes), ``{}`` if it has none, each verified
+        against the sha256 a record of the package states for it."""
+        files = {}
+        for part, item in (self._entry(group, version).get("baseline") or {}).items():
+            if not item["sha256"]:
+                raise ChecksumMismatchError(
+                    f"{item['uri']}: nothing records the sha256 of version {version}'s baseline "
+                    f"{part} (no customer metadata, content-addressed path or pipeline step "
+                    "manifest), so its integrity cannot be checked"
+                )
+            data = _s3_object(item["uri"])
+            verify_sha256(data, item["sha256"], item["uri"])
+            files[part] = data
+        return files
 
     def update_approval(
         self, group: str, version: int, status: str, *, note: str = "", by: str | None = None

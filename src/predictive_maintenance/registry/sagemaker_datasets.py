@@ -4,10 +4,14 @@
 environment, for the local ``model_registry`` dataset: the same payloads go in and come out.
 ``save`` uploads ``model.tar.gz`` and its metrics to S3 (content-addressed by sha256, so a
 registered artifact is never overwritten) and creates a model package version in a model package
-group, unless the group's newest version records the same archive sha256 ("model unchanged,
-version N"; ``register_duplicates`` in the registration forces a new version); ``load`` lists the
-group's versions. (Two runs registering the same archive at the same moment may both register it:
-SageMaker has no lock to compare and create under.)
+group, unless the group's newest version records the same archive sha256 and baseline ("model
+unchanged, version N"; ``register_duplicates`` in the registration forces a new version); ``load``
+lists the group's versions. A registration's data-quality baseline (Model Monitor's
+statistics.json and constraints.json) is uploaded next to the archive, each file under its own
+sha256, and set as the package's ``DriftCheckBaselines.ModelDataQuality`` and
+``ModelMetrics.ModelDataQuality``, as SageMaker's QualityCheckStep registration sets them. (Two
+runs registering the same archive at the same moment may both register it: SageMaker has no lock
+to compare and create under.)
 
 A version's archive sha256 is what a record of the package states (``load`` says which):
 the ``archive_sha256`` customer metadata this project's registration sets, the content-addressed
@@ -28,6 +32,7 @@ from kedro.io import AbstractDataset, DatasetError
 
 from predictive_maintenance.integrity import sha256_hex
 from predictive_maintenance.registry.datasets import log_registered, log_unchanged
+from predictive_maintenance.registry.local import BASELINE_FILES, check_baseline
 from predictive_maintenance.sagemaker.aws import client, resolve_image_uri, split_s3_uri
 from predictive_maintenance.sagemaker.job import VALUE_MANIFEST
 
@@ -45,6 +50,8 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 FROM_METADATA = "customer metadata archive_sha256"
 FROM_PATH = "content-addressed artifact path"
 FROM_STEP_MANIFEST = f"pipeline step manifest {VALUE_MANIFEST}"
+#: Baseline part -> the ``MetricsSource`` key of ``ModelDataQuality``.
+BASELINE_SOURCES = {"statistics": "Statistics", "constraints": "Constraints"}
 
 
 def _is_not_found(error: ClientError) -> bool:
@@ -93,13 +100,20 @@ def _step_manifest_sha256(s3: Any, uri: str) -> str | None:
     return digest if _SHA256.fullmatch(digest) else None
 
 
+def baseline_metadata_key(part: str) -> str:
+    """The customer metadata key holding a baseline file's sha256."""
+    return f"baseline_{part}_sha256"
+
+
 def _recorded_sha256(
-    s3: Any, uri: str, properties: dict[str, str], version: int
+    s3: Any, uri: str, properties: dict[str, str], version: int, key: str = "archive_sha256"
 ) -> tuple[str | None, str | None]:
-    """The archive sha256 a record of the package states, and which record, or (None, None)."""
+    """The sha256 a record of the package states for the file at ``uri`` (customer metadata
+    ``key``, its content-addressed path, or a pipeline step's manifest), and which record, or
+    (None, None)."""
     records = []
-    if properties.get("archive_sha256"):
-        records.append((properties["archive_sha256"].strip().lower(), FROM_METADATA))
+    if properties.get(key):
+        records.append((properties[key].strip().lower(), f"customer metadata {key}"))
     if address := _content_address(uri):
         records.append((address, FROM_PATH))
     if not records and (manifest := _step_manifest_sha256(s3, uri)):
@@ -108,12 +122,37 @@ def _recorded_sha256(
         return None, None
     if len({digest for digest, _ in records}) > 1:
         logger.warning(
-            "version %s: the records of its archive's sha256 disagree (%s); using the %s",
+            "version %s: the records of %s's sha256 disagree (%s); using the %s",
             version,
+            uri,
             ", ".join(f"{source} {digest}" for digest, source in records),
             records[0][1],
         )
     return records[0]
+
+
+def _package_baseline(s3: Any, package: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The package's data-quality baseline: part -> ``{"uri", "sha256", "sha256_source"}``
+    (``sha256`` None when nothing records it); empty when the package has none.
+
+    ``DriftCheckBaselines`` first (what drift checks use), else ``ModelMetrics``.
+    """
+    sources = (
+        package.get("DriftCheckBaselines", {}).get("ModelDataQuality")
+        or package.get("ModelMetrics", {}).get("ModelDataQuality")
+        or {}
+    )
+    properties = package.get("CustomerMetadataProperties", {})
+    baseline = {}
+    for part, source in BASELINE_SOURCES.items():
+        uri = (sources.get(source) or {}).get("S3Uri")
+        if not uri:
+            continue
+        digest, how = _recorded_sha256(
+            s3, uri, properties, package["ModelPackageVersion"], baseline_metadata_key(part)
+        )
+        baseline[part] = {"uri": uri, "sha256": digest, "sha256_source": how}
+    return baseline
 
 
 class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
@@ -201,31 +240,56 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
             raise
 
     def _newest(self, sagemaker: Any) -> dict[str, Any] | None:
-        """The newest version's number, approval status and recorded archive sha256, or None."""
+        """The newest version's number, approval status and recorded archive and baseline
+        sha256s, or None."""
         summaries = self._summaries(sagemaker)
         if not summaries:
             return None
         newest = max(summaries, key=lambda summary: summary["ModelPackageVersion"])
         package = sagemaker.describe_model_package(ModelPackageName=newest["ModelPackageArn"])
+        s3 = client("s3", self._region)
         archive_sha256, _ = _recorded_sha256(
-            client("s3", self._region),
+            s3,
             package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"],
             package.get("CustomerMetadataProperties", {}),
             package["ModelPackageVersion"],
         )
+        baseline = _package_baseline(s3, package)
         return {
             "version": package["ModelPackageVersion"],
             "approval_status": package["ModelApprovalStatus"],
             "archive_sha256": archive_sha256,
+            "baseline_sha256": {part: item["sha256"] for part, item in baseline.items()},
         }
+
+    def _upload_baseline(self, folder: str, files: dict[str, bytes]) -> dict[str, Any]:
+        """Uploads the baseline files next to the archive, each under its own sha256 (never
+        overwritten); returns the package's ModelDataQuality (``MetricsSource`` per part)."""
+        quality = {}
+        for part, body in files.items():
+            key = f"{folder}/baseline/{sha256_hex(body)}/{BASELINE_FILES[part]}"
+            quality[BASELINE_SOURCES[part]] = {
+                "ContentType": "application/json",
+                "S3Uri": self._upload(key, body, "application/json"),
+            }
+        return quality
 
     def save(self, data: dict[str, Any]) -> None:
         archive: bytes = data["archive"]
         archive_sha256 = sha256_hex(archive)
+        try:
+            baseline = check_baseline(data.get("baseline"))
+        except (TypeError, ValueError) as error:
+            raise DatasetError(f"cannot register into {self._group!r}: {error}") from error
+        baseline_sha256 = {part: sha256_hex(body) for part, body in baseline.items()}
         sagemaker = client("sagemaker", self._region)
         if not data.get("register_duplicates", False):
             newest = self._newest(sagemaker)
-            if newest is not None and newest["archive_sha256"] == archive_sha256:
+            if (
+                newest is not None
+                and newest["archive_sha256"] == archive_sha256
+                and newest["baseline_sha256"] == baseline_sha256
+            ):
                 log_unchanged(
                     self._group,
                     newest["version"],
@@ -241,6 +305,17 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
             json.dumps(data["metrics"], indent=2).encode(),
             "application/json",
         )
+        model_metrics: dict[str, Any] = {
+            "ModelQuality": {
+                "Statistics": {"ContentType": "application/json", "S3Uri": metrics_uri}
+            }
+        }
+        extra: dict[str, Any] = {}
+        if baseline:
+            quality = self._upload_baseline(folder, baseline)
+            model_metrics["ModelDataQuality"] = quality
+            # What a data-quality monitoring schedule compares the endpoint's traffic with.
+            extra["DriftCheckBaselines"] = {"ModelDataQuality": quality}
         self._ensure_group(sagemaker)
         lineage = {
             key: value
@@ -265,15 +340,13 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
                 "SupportedResponseMIMETypes": CONTENT_TYPES,
                 "SupportedRealtimeInferenceInstanceTypes": self._instance_types,
             },
-            ModelMetrics={
-                "ModelQuality": {
-                    "Statistics": {"ContentType": "application/json", "S3Uri": metrics_uri}
-                }
-            },
+            ModelMetrics=model_metrics,
             CustomerMetadataProperties={
                 "archive_sha256": archive_sha256,
+                **{baseline_metadata_key(part): digest for part, digest in baseline_sha256.items()},
                 **{key: str(value)[:256] for key, value in lineage.items()},
             },
+            **extra,
         )
         registered = sagemaker.describe_model_package(ModelPackageName=response["ModelPackageArn"])
         log_registered(
@@ -307,6 +380,7 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
                     "metrics_uri": (statistics or {}).get("S3Uri"),
                     "lineage": properties,
                     "description": package.get("ModelPackageDescription", ""),
+                    "baseline": _package_baseline(s3, package),
                 }
             )
         return {"group": self._group, "versions": sorted(versions, key=lambda v: v["version"])}

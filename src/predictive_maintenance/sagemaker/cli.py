@@ -2,9 +2,12 @@
 
     kedro sagemaker compile   [--pipelines NAME[,NAME]] [--env ENV] [--output pipeline.json]
     kedro sagemaker upsert    [--pipelines NAME[,NAME]] [--env ENV]
-    kedro sagemaker start     [--parameters Name=value ...] [--wait]
-    kedro sagemaker status
-    kedro sagemaker cleanup   [--data]
+    kedro sagemaker start     [--pipelines NAME] [--parameters Name=value ...] [--wait]
+    kedro sagemaker status    [--pipelines NAME]
+    kedro sagemaker cleanup   [--pipelines NAME] [--data]
+
+``--pipelines batch_scoring`` selects the batch-scoring export (``pipeline.batch_pipeline``: a
+SageMaker pipeline of its own, with a Batch Transform); otherwise the ``pipeline`` block's.
     kedro sagemaker run-local pipeline.json [--parameters Name=value ...]
 
 Settings come from the ``sagemaker`` configuration (``conf/<env>/sagemaker.yml``) through the
@@ -63,10 +66,7 @@ from predictive_maintenance.sagemaker.workflow.plan import (
     data_name,
     effective_settings,
 )
-from predictive_maintenance.sagemaker.workflow.settings import (
-    PipelineSettings,
-    parse_pipeline_settings,
-)
+from predictive_maintenance.sagemaker.workflow.settings import PipelineSettings, settings_for
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def load_export(env: str | None, pipelines: list[str] | None) -> Export:
         context = session.load_context()
         config = context.config_loader["sagemaker"]
         bridge = parse_settings(config, project)
-        settings = parse_pipeline_settings(config)
+        settings = settings_for(config, pipelines)
         catalog = context.config_loader["catalog"]
         parameters = context.params
     names = list(pipelines or [settings.kedro_pipeline])
@@ -198,7 +198,7 @@ pipelines_option = click.option(
     callback=split_string,
     metavar="NAME[,NAME]",
     help="Kedro pipelines to export, comma-separated, as for kedro run "
-    "(default: pipeline.kedro_pipeline).",
+    "(default: pipeline.kedro_pipeline; batch_scoring: the batch-scoring export).",
 )
 parameters_option = click.option(
     "--parameters",
@@ -267,14 +267,17 @@ def upsert(pipelines: list[str], env: str | None) -> None:
 
 
 @sagemaker.command(name="start")
+@pipelines_option
 @parameters_option
 @click.option("--wait", is_flag=True, help="Wait until the execution ends.")
 @click.option("--timeout", default=3600, show_default=True, help="Seconds to wait at most.")
 @env_option
-def start(parameters: tuple[str, ...], wait: bool, timeout: int, env: str | None) -> None:
+def start(
+    pipelines: list[str], parameters: tuple[str, ...], wait: bool, timeout: int, env: str | None
+) -> None:
     """Start an execution of the pipeline on SageMaker."""
     with _errors():
-        export = load_export(env, None)
+        export = load_export(env, pipelines)
         values = parse_parameters(parameters)
         sagemaker_client = client("sagemaker", export.bridge.region)
         described = sagemaker_client.describe_pipeline(PipelineName=export.settings.name)
@@ -307,11 +310,12 @@ def start(parameters: tuple[str, ...], wait: bool, timeout: int, env: str | None
 
 
 @sagemaker.command(name="status")
+@pipelines_option
 @env_option
-def status(env: str | None) -> None:
+def status(pipelines: list[str], env: str | None) -> None:
     """The pipeline's latest executions, and the newest one's steps."""
     with _errors():
-        export = load_export(env, None)
+        export = load_export(env, pipelines)
         sagemaker_client = client("sagemaker", export.bridge.region)
         executions = sagemaker_client.list_pipeline_executions(
             PipelineName=export.settings.name,
@@ -345,12 +349,13 @@ def status(env: str | None) -> None:
 
 
 @sagemaker.command(name="cleanup")
+@pipelines_option
 @click.option("--data", is_flag=True, help="Also delete every object under the bucket prefix.")
 @env_option
-def cleanup(data: bool, env: str | None) -> None:
+def cleanup(pipelines: list[str], data: bool, env: str | None) -> None:
     """Delete what the project created on SageMaker: the pipeline, and with --data its S3 data."""
     with _errors():
-        export = load_export(env, None)
+        export = load_export(env, pipelines)
         sagemaker_client = client("sagemaker", export.bridge.region)
         try:
             sagemaker_client.delete_pipeline(PipelineName=export.settings.name)
@@ -359,6 +364,13 @@ def cleanup(data: bool, env: str | None) -> None:
             click.echo(f"Pipeline {export.settings.name}: {error.response['Error'].get('Message')}")
         endpoint = export.settings.endpoint_name
         if endpoint:
+            # SageMaker refuses to delete an endpoint a monitoring schedule still watches.
+            from predictive_maintenance.serving.sagemaker_endpoint import (  # noqa: PLC0415
+                delete_monitoring,
+            )
+
+            for deleted in delete_monitoring(sagemaker_client, endpoint):
+                click.echo(f"Deleted {deleted}")
             _delete_endpoint(sagemaker_client, endpoint)
         if data:
             s3 = client("s3", export.bridge.region)

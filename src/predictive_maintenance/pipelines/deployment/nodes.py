@@ -7,6 +7,7 @@ SageMaker Model Registry and a SageMaker endpoint. The nodes only decide; the da
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -69,12 +70,45 @@ def package_model(model: Booster, model_spec: dict[str, Any]) -> bytes:
     return build_model_archive(bytes(model.save_raw(raw_format="ubj")), model_spec)
 
 
+def baseline_files(statistics: dict[str, Any], constraints: dict[str, Any]) -> dict[str, bytes]:
+    """The data-quality baseline as the registry stores it: Model Monitor's two JSON files.
+
+    Raises:
+        ValueError: A file is not Model Monitor's shape, or the two name different features.
+    """
+    names = {}
+    for part, document in (("statistics", statistics), ("constraints", constraints)):
+        features = document.get("features") if isinstance(document, dict) else None
+        if not isinstance(features, list) or not all(
+            isinstance(feature, dict) and isinstance(feature.get("name"), str)
+            for feature in features
+        ):
+            raise ValueError(
+                f"baseline_{part} is not a Model Monitor {part}.json: it needs a 'features' list "
+                "of objects with a 'name'"
+            )
+        names[part] = [feature["name"] for feature in features]
+    if names["statistics"] != names["constraints"]:
+        raise ValueError(
+            f"baseline_statistics has the features {names['statistics']} but "
+            f"baseline_constraints {names['constraints']}: they must come from the same data"
+        )
+    # The files SageMaker's analyzer reads: indented like the ones it writes, newline-terminated.
+    return {
+        "statistics": (json.dumps(statistics, indent=2) + "\n").encode(),
+        "constraints": (json.dumps(constraints, indent=2) + "\n").encode(),
+    }
+
+
 def register_model(
     model_archive: bytes,
     model_spec: dict[str, Any],
     metrics: dict[str, Any],
     quality_gate_report: dict[str, Any],
     registration: dict[str, Any],
+    *,
+    baseline_statistics: dict[str, Any],
+    baseline_constraints: dict[str, Any],
 ) -> dict[str, Any]:
     """The registration request for the model registry (only reached when the gate passed).
 
@@ -86,7 +120,10 @@ def register_model(
         registration: ``approval_status`` (``PendingManualApproval`` by default; ``Approved``
             auto-approves a new version, for local development), ``description`` and
             ``register_duplicates`` (default false: an archive byte-identical to the newest
-            version's is not registered again; the registry logs "model unchanged, version N").
+            version's, with the same baseline, is not registered again; the registry logs
+            "model unchanged, version N").
+        baseline_statistics: Model Monitor's statistics.json of the training data.
+        baseline_constraints: Model Monitor's constraints.json of the training data.
     """
     status = registration["approval_status"]
     if status not in APPROVAL_STATUSES:
@@ -112,6 +149,7 @@ def register_model(
         "approval_status": status,
         "description": registration.get("description", ""),
         "register_duplicates": duplicates,
+        "baseline": baseline_files(baseline_statistics, baseline_constraints),
     }
 
 
@@ -154,5 +192,7 @@ def select_deployment(
         "model_version": newest["version"],
         "model_archive": newest["archive_uri"],
         "model_archive_sha256": newest["archive_sha256"],
+        # Part -> {"uri", "sha256"}: what a monitoring schedule checks the endpoint against.
+        "model_baseline": newest.get("baseline") or None,
         "reason": f"newest Approved version of {model_registry['group']}",
     }

@@ -29,13 +29,16 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 func=register_model,
-                inputs=[
-                    "model_archive",
-                    "model_spec",
-                    "metrics",
-                    "quality_gate_report",
-                    "params:registration",
-                ],
+                # By keyword: the baseline files are keyword-only arguments.
+                inputs={
+                    "model_archive": "model_archive",
+                    "model_spec": "model_spec",
+                    "metrics": "metrics",
+                    "quality_gate_report": "quality_gate_report",
+                    "registration": "params:registration",
+                    "baseline_statistics": "baseline_statistics",
+                    "baseline_constraints": "baseline_constraints",
+                },
                 outputs="model_registry",
                 name="register_model",
                 namespace="register",

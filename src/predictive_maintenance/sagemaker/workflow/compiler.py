@@ -356,6 +356,8 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                 default = input_uri(bridge, binding.dataset)
             elif binding.setting == "training_instance_type":
                 default = bridge.training_job.instance_type
+            elif binding.setting in TRANSFORM_SETTINGS:
+                default = transform_default(bridge, settings, binding.setting)
             else:
                 default = settings.processing.instance_type
             pipeline_parameters[binding.name] = kind(name=binding.name, default_value=default)
@@ -454,6 +456,7 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
         )
         gate = settings.quality_gate
         metrics_file = None
+        transform, model_file = settings.transform, None
         for step_plan in plan.steps:
             environment = overrides(step_plan)
             if step_plan.kind == PROCESSING:
@@ -490,6 +493,12 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                         name=metrics_name, output_name=metrics_name, path=f"{metrics_name}.json"
                     )
                     property_files.append(metrics_file)
+                if transform is not None and transform.model in step_plan.outputs:
+                    model_name = step_plan.outputs[transform.model]
+                    model_file = PropertyFile(
+                        name=model_name, output_name=model_name, path=f"{model_name}.json"
+                    )
+                    property_files.append(model_file)
                 step = ProcessingStep(
                     name=step_plan.name,
                     step_args=processor.run(
@@ -561,19 +570,37 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
         if registration is not None:
             model_data = registration.model_data
             _check_processing_output(plan, "pipeline.register.model_data", model_data)
-            model_metrics = None
-            if registration.model_metrics:
-                metrics_step = plan.step(plan.producers[registration.model_metrics])
-                metrics_name = metrics_step.outputs[registration.model_metrics]
-                model_metrics = ModelMetrics(
-                    model_statistics=MetricsSource(
-                        content_type="application/json",
-                        s3_uri=Join(
-                            on="/",
-                            values=[source_of(registration.model_metrics), f"{metrics_name}.json"],
-                        ),
-                    )
+            from sagemaker.core.drift_check_baselines import DriftCheckBaselines  # noqa: PLC0415
+
+            def json_output(dataset: str, key: str) -> Any:
+                """The JSON file a processing step writes for ``dataset`` (``<output>.json``)."""
+                _check_processing_output(plan, key, dataset)
+                name = plan.step(plan.producers[dataset]).outputs[dataset]
+                return MetricsSource(
+                    content_type="application/json",
+                    s3_uri=Join(on="/", values=[source_of(dataset), f"{name}.json"]),
                 )
+
+            sources: dict[str, Any] = {}
+            if registration.model_metrics:
+                sources["model_statistics"] = json_output(
+                    registration.model_metrics, "pipeline.register.model_metrics"
+                )
+            # The baseline step's statistics and constraints, registered as SageMaker's
+            # QualityCheckStep registers them: the package's drift-check baseline for data
+            # quality, and its data-quality metrics. (pipeline.register.drift_check_baselines)
+            baselines = registration.drift_check_baselines or {}
+            drift_check_baselines = None
+            if baselines:
+                data_quality = {
+                    f"model_data_{part}": json_output(
+                        dataset, f"pipeline.register.drift_check_baselines.{part}"
+                    )
+                    for part, dataset in baselines.items()
+                }
+                sources.update(data_quality)
+                drift_check_baselines = DriftCheckBaselines(**data_quality)
+            model_metrics = ModelMetrics(**sources) if sources else None
             builder = ModelBuilder(
                 image_uri=resolve_image_uri(
                     None, "xgboost", bridge.training_job.framework_version, region
@@ -591,6 +618,7 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                 transform_instances=list(registration.transform_instances),
                 approval_status=pipeline_parameters.get(registration.approval_status_parameter),
                 model_metrics=model_metrics,
+                drift_check_baselines=drift_check_baselines,
                 description=f"Registered by {settings.name} (kedro node {registration.node})",
             )
             register_step = ModelStep(name=plan.register_step, step_args=register_args)
@@ -628,6 +656,11 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
         else:
             top_level.extend(register_steps)
 
+        if transform is not None and plan.transform_step is not None:
+            top_level += transform_steps(
+                plan, transform, session=session, model_file=model_file, bound=bound, bridge=bridge
+            )
+
         pipeline = Pipeline(
             name=settings.name,
             parameters=list(pipeline_parameters.values()),
@@ -636,6 +669,125 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
         )
         definition = json.loads(pipeline.definition())
     return json.dumps(definition, indent=2, sort_keys=True) + "\n"
+
+
+# ---- Batch Transform ----------------------------------------------------------------------------
+#: Settings a pipeline parameter of a transform may be bound to.
+TRANSFORM_SETTINGS: Final = ("transform_instance_type", "transform_input_uri")
+
+
+def transform_default(bridge: BridgeSettings, settings: PipelineSettings, setting: str) -> str:
+    """The default of a pipeline parameter bound to a transform setting."""
+    transform = settings.transform
+    if transform is None:
+        raise CompileError(f"pipeline parameter bound to {setting}: the pipeline has no transform")
+    if setting == "transform_instance_type":
+        return transform.instance_type
+    return transform.input_uri or f"{bridge.s3_root}/batch-input/"
+
+
+class _ModelStepOwner:
+    """What the SDK's ModelStep wants of the object behind a CreateModel request: its session."""
+
+    def __init__(self, session: Any) -> None:
+        self.sagemaker_session = session
+
+
+def transform_steps(
+    plan: ExportPlan,
+    transform: Any,
+    *,
+    session: Any,
+    model_file: Any,
+    bound: Any,
+    bridge: BridgeSettings,
+) -> list[Any]:
+    """The transform node as SageMaker runs it: a Model step (CreateModel from the registered
+    model package whose ARN the model-choice step wrote) and a Transform step (Batch Transform
+    of the transform input with that model, output under the execution's prefix).
+
+    The model package's container is the stock XGBoost image serving ``code/inference.py`` from
+    ``model.tar.gz``: the very handlers the endpoint runs, so each record is validated and
+    scored as the endpoint would, and the output is the endpoint's CSV answer (one score per
+    record), joined to the input record when ``join_source`` is Input.
+    """
+    from sagemaker.core.transformer import Transformer  # noqa: PLC0415
+    from sagemaker.core.workflow.execution_variables import ExecutionVariables  # noqa: PLC0415
+    from sagemaker.core.workflow.functions import Join, JsonGet  # noqa: PLC0415
+    from sagemaker.mlops.workflow.model_step import ModelStep  # noqa: PLC0415
+    from sagemaker.mlops.workflow.steps import TransformStep  # noqa: PLC0415
+
+    _check_processing_output(plan, "pipeline.transform.model", transform.model)
+    if model_file is None:
+        raise CompileError(f"pipeline.transform.model {transform.model} has no property file")
+    package_arn = JsonGet(
+        step_name=plan.producers[transform.model],
+        property_file=model_file,
+        json_path=transform.arn_path,
+    )
+    # The SDK's own path to a CreateModel request under a PipelineSession (what
+    # ModelBuilder.build() does), for a model that is a registered package: the session records
+    # the request instead of sending it.
+    session.context = None
+    session.init_model_step_arguments(_ModelStepOwner(session))
+    session.create_model(
+        name=f"{plan.transform_step}-model",
+        role=bridge.execution_role_arn,
+        container_defs={"ModelPackageName": package_arn},
+    )
+    model_arguments, session.context = session.context, None
+    model_step = ModelStep(
+        name=step_name_with_suffix(plan.transform_step, "-model"),
+        step_args=model_arguments,
+        description=f"model of kedro node {transform.node}: the registered model package",
+    )
+    transformer = Transformer(
+        model_name=model_step.properties.ModelName,
+        instance_count=transform.instance_count,
+        instance_type=bound("setting", "transform_instance_type", transform.instance_type),
+        strategy=transform.strategy,
+        assemble_with=transform.assemble_with,
+        output_path=Join(
+            on="/",
+            values=[
+                bridge.s3_root,
+                "executions",
+                ExecutionVariables.PIPELINE_EXECUTION_ID,
+                plan.transform_step,
+            ],
+        ),
+        accept=transform.accept,
+        max_payload=transform.max_payload_mb,
+        max_concurrent_transforms=transform.max_concurrent_transforms,
+        env=dict(transform.environment) or None,
+        sagemaker_session=session,
+    )
+    transform_arguments = transformer.transform(
+        data=bound(
+            "setting",
+            "transform_input_uri",
+            transform.input_uri or f"{bridge.s3_root}/batch-input/",
+        ),
+        data_type="S3Prefix",
+        content_type=transform.content_type,
+        split_type=transform.split_type,
+        input_filter=transform.input_filter,
+        output_filter=transform.output_filter,
+        join_source=transform.join_source,
+    )
+    return [
+        model_step,
+        TransformStep(
+            name=plan.transform_step,
+            step_args=transform_arguments,
+            description=f"kedro node {transform.node} as a Batch Transform",
+        ),
+    ]
+
+
+def step_name_with_suffix(name: str, suffix: str) -> str:
+    """``name`` + ``suffix`` within SageMaker's 64 characters for a step name."""
+    return name[: 64 - len(suffix)] + suffix
 
 
 def _check_processing_output(plan: ExportPlan, key: str, dataset: str) -> None:

@@ -5,8 +5,9 @@ definition; ``kedro sagemaker run-local`` uses it to run the steps SageMaker wou
 (the quality gate's condition, RegisterModel) with the project's own nodes and catalog.
 
 - Every node becomes part of exactly one job step (:mod:`.grouping`: by namespace, tag or node),
-  except the quality-gate node (a ConditionStep) and the registration node (a RegisterModel
-  step), named in the ``pipeline`` configuration.
+  except the quality-gate node (a ConditionStep), the registration node (a RegisterModel
+  step) and the transform node (a Model step and a Transform step: a Batch Transform of a
+  registered model package), named in the ``pipeline`` configuration.
 - A step is a training step if any of its nodes is selected to run remotely (the runner's
   ``remote_nodes``), otherwise a processing step.
 - A dataset that crosses steps is an output of the step that makes it and an input of the steps
@@ -79,6 +80,8 @@ class ExportPlan:
     gate_step: str | None
     register_node: Any | None
     register_step: str | None
+    transform_node: Any | None = None
+    transform_step: str | None = None
 
     def step(self, name: str) -> StepPlan:
         for step in self.steps:
@@ -103,9 +106,13 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
             "a dataset is one file in one format"
         )
     by_name = {node.name: node for node in nodes}
-    gate, registration = settings.quality_gate, settings.registration
+    gate, registration, transform = settings.quality_gate, settings.registration, settings.transform
     special = {}
-    for role, config in (("quality_gate", gate), ("register", registration)):
+    for role, config in (
+        ("quality_gate", gate),
+        ("register", registration),
+        ("transform", transform),
+    ):
         if config is not None and config.node not in by_name:
             # A partial pipeline (e.g. --pipeline training) has no gate or registration.
             logger.warning("pipeline.%s.node %s is not in this Kedro pipeline", role, config.node)
@@ -113,6 +120,7 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
             special[config.node] = role
     gate_node = by_name.get(gate.node) if gate else None
     register_node = by_name.get(registration.node) if registration else None
+    transform_node = by_name.get(transform.node) if transform else None
 
     try:
         groups = group_nodes(
@@ -180,8 +188,12 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
             )
         )
     data_read = {dataset for node in nodes for dataset in node.inputs if not is_parameter(dataset)}
-    pipeline_inputs = tuple(sorted(data_read - producer_group.keys() - catalog_bound))
+    # The transform's input is an S3 prefix a pipeline parameter names, not a file upsert stages.
+    transformed = {transform.input} if transform_node is not None else set()
+    pipeline_inputs = tuple(sorted(data_read - producer_group.keys() - catalog_bound - transformed))
     _check_special_inputs(gate_node, register_node, producers, memory_only)
+    if transform_node is not None:
+        _check_transform(transform_node, transform, producers, producer_group, consumers)
     return ExportPlan(
         steps=tuple(steps),
         producers=producers,
@@ -190,7 +202,45 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
         gate_step=_special_step_name(gate_node, settings, names.values()),
         register_node=register_node,
         register_step=register_step,
+        transform_node=transform_node,
+        transform_step=_special_step_name(transform_node, settings, names.values()),
     )
+
+
+def _check_transform(
+    node: Any,
+    transform: Any,
+    producers: dict[str, str],
+    producer_group: dict[str, str],
+    consumers: dict[str, set[str]],
+) -> None:
+    """The transform node reads its input (made by no node) and the model choice (made by a job
+    step); what it makes is the transform's output, which no other node may read."""
+    for dataset in node.inputs:
+        if is_parameter(dataset):
+            continue
+        if dataset == transform.input:
+            if dataset in producer_group:
+                raise PlanError(
+                    f"transform input {dataset} is made by a node; a Batch Transform reads data "
+                    "that is in S3 before the pipeline starts"
+                )
+        elif dataset == transform.model:
+            if dataset not in producers:
+                raise PlanError(
+                    f"transform model {dataset} must be written by a job step of the pipeline"
+                )
+        else:
+            raise PlanError(
+                f"the transform node {node.name} reads {dataset}; a Batch Transform reads only "
+                f"its input ({transform.input}) and its model ({transform.model})"
+            )
+    for dataset in node.outputs:
+        if consumers.get(dataset):
+            raise PlanError(
+                f"{dataset}, made by the transform node {node.name}, is read by another node; "
+                "a Batch Transform's output is a result, not a step's input"
+            )
 
 
 def _special_step_name(node: Any, settings: PipelineSettings, taken: Iterable[str]) -> str | None:
@@ -203,9 +253,10 @@ def _special_step_name(node: Any, settings: PipelineSettings, taken: Iterable[st
 
 
 def effective_settings(settings: PipelineSettings, plan: ExportPlan) -> PipelineSettings:
-    """``settings`` without what this pipeline lacks: the gate and registration when their nodes
-    are not in it, parameters bound to pipeline inputs it does not read."""
+    """``settings`` without what this pipeline lacks: the gate, registration and transform when
+    their nodes are not in it, parameters bound to pipeline inputs it does not read."""
     registration = settings.registration if plan.register_node is not None else None
+    transform = settings.transform if plan.transform_node is not None else None
     # Without the registration, its approval parameter has nothing to set.
     dropped = settings.registration if registration is None else None
     unused = {dropped.approval_status_parameter} if dropped is not None else set()
@@ -217,12 +268,18 @@ def effective_settings(settings: PipelineSettings, plan: ExportPlan) -> Pipeline
                 binding.name,
                 binding.dataset,
             )
+        elif transform is None and (binding.setting or "").startswith("transform_"):
+            logger.warning(
+                "pipeline parameter %s: this pipeline has no transform node; left out",
+                binding.name,
+            )
         elif binding.name not in unused:
             parameters.append(binding)
     return replace(
         settings,
         quality_gate=settings.quality_gate if plan.gate_node is not None else None,
         registration=registration,
+        transform=transform,
         parameters=tuple(parameters),
     )
 

@@ -29,6 +29,13 @@ MLflow's default; ``--mlflow-workers``), both servers must give the same scores 
 rows, and the scenarios run interleaved (each scenario on the endpoint, then on MLflow, so that
 background load hits both alike).
 
+With ``--data-capture on`` the endpoint runs with data capture on (``--data-capture
+--capture-dir`` in a scratch directory, ``--capture-sampling``, default 100 %); with
+``--data-capture both`` (``make benchmark-capture``) a second endpoint with capture on
+(``endpoint+capture``) is measured interleaved with the one without, the capture overhead printed
+per scenario (req/s and p50/p99 on vs off) with the capture counters (``GET /capture-stats``:
+records captured, written, dropped, write errors) and the bytes written.
+
 Other servers can be measured in the same run with ``--target NAME=URL[,format=F][,path=P]``
 (format ``csv``, ``json`` or ``mlflow``: ``{"dataframe_split": {"columns": [readings...],
 "data": [...]}}``).
@@ -101,6 +108,9 @@ class Result:
     max_ms: float | None
     first_error: str | None
     generator: str = "python"
+    #: CPU time (user + system) the server process spent per answered request in the measured
+    #: run (wrk only, servers started here only): insensitive to other load on the machine.
+    server_cpu_us_per_request: float | None = None
 
 
 def _body(rows: list[list[Any]], body_format: str) -> tuple[bytes, str]:
@@ -216,9 +226,11 @@ def run_scenario(
     *,
     generator: str = "python",
     wrk_threads: int = 1,
+    server_pid: int | None = None,
 ) -> Result:
     """One scenario: ``concurrency`` keep-alive connections POSTing ``rows`` for ``duration``
-    seconds after a warm-up, with ``wrk`` (``generator="wrk"``) or the Python load generator."""
+    seconds after a warm-up, with ``wrk`` (``generator="wrk"``) or the Python load generator.
+    With wrk and ``server_pid``, the server's CPU time per request is measured too."""
     body, content_type = _body(rows, target.format)
     if generator == "wrk":
         return _run_wrk(
@@ -228,6 +240,7 @@ def run_scenario(
             concurrency=concurrency,
             duration=duration,
             threads=wrk_threads,
+            server_pid=server_pid,
         )
     arguments = {
         "url": target.url,
@@ -345,6 +358,7 @@ def _run_wrk(
     concurrency: int,
     duration: float,
     threads: int,
+    server_pid: int | None = None,
 ) -> Result:
     """The scenario with wrk: a warm-up run (not counted), then the measured run."""
     body, content_type = payload
@@ -359,12 +373,19 @@ def _run_wrk(
         )
         url = f"{target.url}{target.path}"
         _wrk(url, script, concurrency, 1, threads)  # warm-up
+        cpu_before = process_cpu_seconds(server_pid)
         figures = parse_wrk(_wrk(url, script, concurrency, max(1, round(duration)), threads))
+        cpu_after = process_cpu_seconds(server_pid)
     errors = sum(figures["socket_errors"].values()) + figures["non_2xx"]
     described = [f"{kind} {count}" for kind, count in figures["socket_errors"].items()]
     if figures["non_2xx"]:
         described.append(f"non-2xx {figures['non_2xx']}")
     answered = figures["requests"] - figures["non_2xx"]
+    cpu = (
+        round((cpu_after - cpu_before) * 1e6 / answered, 1)
+        if cpu_before is not None and cpu_after is not None and answered
+        else None
+    )
     return Result(
         target=target.name,
         rows=rows,
@@ -378,7 +399,20 @@ def _run_wrk(
         max_ms=round(figures["max_ms"], 3) if "max_ms" in figures else None,
         first_error="wrk: " + ", ".join(described) if described else None,
         generator="wrk",
+        server_cpu_us_per_request=cpu,
     )
+
+
+def process_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds process ``pid`` used so far (Linux /proc), or None."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # utime and stime are the 14th and 15th fields of the whole line: 12th and 13th after ")".
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def add_generator_arguments(parser: argparse.ArgumentParser) -> None:
@@ -687,6 +721,144 @@ def compare(results: list[Result], baseline: str) -> list[dict[str, Any]]:
     return rows
 
 
+CAPTURE_TARGET = "endpoint+capture"
+
+
+def _medians(results: list[Result], target: str, rows: int, concurrency: int) -> dict[str, Any]:
+    import statistics  # noqa: PLC0415
+
+    runs = [
+        result
+        for result in results
+        if (result.target, result.rows, result.concurrency) == (target, rows, concurrency)
+    ]
+
+    def median(name: str) -> float | None:
+        values = [getattr(run, name) for run in runs if getattr(run, name) is not None]
+        return round(statistics.median(values), 3) if values else None
+
+    return {
+        "runs": len(runs),
+        "rps": median("requests_per_second"),
+        "p50_ms": median("p50_ms"),
+        "p99_ms": median("p99_ms"),
+        "cpu_us": median("server_cpu_us_per_request"),
+        "errors": sum(run.errors for run in runs),
+    }
+
+
+def capture_overhead(results: list[Result]) -> list[dict[str, Any]]:
+    """Per scenario: the endpoint with capture on against the same endpoint with it off, the
+    medians of the repeated runs (``--repeat``)."""
+    scenarios = dict.fromkeys(
+        (result.rows, result.concurrency) for result in results if result.target == CAPTURE_TARGET
+    )
+    rows = []
+    for rows_per_request, concurrency in scenarios:
+        off = _medians(results, "endpoint", rows_per_request, concurrency)
+        on = _medians(results, CAPTURE_TARGET, rows_per_request, concurrency)
+        if not off["runs"]:
+            continue
+        rows.append(
+            {
+                "rows": rows_per_request,
+                "concurrency": concurrency,
+                "runs": f"{off['runs']}/{on['runs']}",
+                "off_rps": off["rps"],
+                "on_rps": on["rps"],
+                "rps_change_percent": round(100 * (on["rps"] / off["rps"] - 1), 1)
+                if off["rps"] and on["rps"]
+                else None,
+                "off_p50_ms": off["p50_ms"],
+                "on_p50_ms": on["p50_ms"],
+                "off_p99_ms": off["p99_ms"],
+                "on_p99_ms": on["p99_ms"],
+                "off_cpu_us": off["cpu_us"],
+                "on_cpu_us": on["cpu_us"],
+                "errors": f"{off['errors']}/{on['errors']}",
+            }
+        )
+    return rows
+
+
+def _print_capture_overhead(rows: list[dict[str, Any]], stats: dict[str, Any] | None) -> None:
+    if not rows:
+        return
+    print(
+        "\ndata capture: endpoint with capture on vs off (same model, interleaved scenarios; "
+        "medians of the runs)"
+    )
+    header = ("rows", "conc", "runs", "off req/s", "on req/s", "change", "off p50", "on p50")
+    header = (*header, "off p99", "on p99", "off cpu/req", "on cpu/req", "errors")
+    print("  ".join(f"{column:>11}" for column in header))
+    for row in rows:
+        change = row["rps_change_percent"]
+        values = (
+            row["rows"],
+            row["concurrency"],
+            row["runs"],
+            row["off_rps"],
+            row["on_rps"],
+            "-" if change is None else f"{change:+.1f}%",
+            row["off_p50_ms"],
+            row["on_p50_ms"],
+            row["off_p99_ms"],
+            row["on_p99_ms"],
+            "-" if row["off_cpu_us"] is None else f"{row['off_cpu_us']:g} us",
+            "-" if row["on_cpu_us"] is None else f"{row['on_cpu_us']:g} us",
+            row["errors"],
+        )
+        print("  ".join(f"{value!s:>11}" for value in values))
+    if stats is not None:
+        print(
+            f"capture counters: {stats.get('requests')} answered, {stats.get('captured')} "
+            f"captured, {stats.get('written')} written ({stats.get('bytes_written', 0):,} bytes, "
+            f"{stats.get('files_created')} file(s)), {stats.get('dropped_queue_full')} dropped "
+            f"(queue full), write errors {stats.get('write_errors')}"
+        )
+
+
+def capture_costs(directory: Path, records: int = 50_000) -> dict[str, float]:
+    """Capture's own cost in this process, for single-row CSV requests: the request side
+    (``DataCapture.capture``, on the event loop), and all of capture's CPU (request side plus
+    the writer thread encoding and writing) per request. Steadier than end-to-end figures on a
+    shared machine."""
+    from predictive_maintenance.serving.capture import CaptureConfig, DataCapture  # noqa: PLC0415
+
+    body = ",".join(str(value) for value in SINGLE_ROW).encode()
+    capture = DataCapture(
+        CaptureConfig(enabled=True, directory=directory, queue_records=records),
+        endpoint_name="benchmark",
+    )
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(records):
+        capture.capture(None, body, "text/csv", b"0.012345678\n", "text/csv")
+    request_side = time.perf_counter() - wall
+    capture.close()
+    total_cpu = time.process_time() - cpu
+    if capture.stats()["written"] != records:
+        raise SystemExit(f"capture cost run: {capture.stats()}")
+    return {
+        "request_side_us": round(request_side / records * 1e6, 2),
+        "total_cpu_us": round(total_cpu / records * 1e6, 2),
+    }
+
+
+def capture_stats(url: str) -> dict[str, Any] | None:
+    """``GET /capture-stats`` of the endpoint at ``url`` (None if it does not answer)."""
+    address = urlsplit(url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    try:
+        connection.request("GET", "/capture-stats")
+        response = connection.getresponse()
+        payload = response.read()
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+    return json.loads(payload) if response.status == 200 else None
+
+
 def _print_comparison(comparison: list[dict[str, Any]]) -> None:
     if not comparison:
         return
@@ -795,7 +967,7 @@ def _duration_text(generator: str, duration: float) -> str:
     return f"{seconds:g} s"
 
 
-def main() -> None:  # noqa: PLR0915
+def main() -> None:  # noqa: PLR0912, PLR0915
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per scenario")
     parser.add_argument(
@@ -829,6 +1001,26 @@ def main() -> None:  # noqa: PLR0915
         help="another server to measure in the same run: NAME=URL[,format=F][,path=P]",
     )
     parser.add_argument("--no-endpoint", action="store_true", help="measure only other servers")
+    parser.add_argument(
+        "--data-capture",
+        choices=("off", "on", "both"),
+        default="off",
+        help="the endpoint's data capture; both: also an endpoint with capture on, compared",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each scenario this many times on each target, interleaved (the capture "
+        "comparison takes the medians: robust to load from other processes)",
+    )
+    parser.add_argument(
+        "--capture-sampling",
+        type=int,
+        default=100,
+        metavar="PERCENT",
+        help="sampling percentage of the endpoint with capture on (default 100)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     generator = load_generator(args.load_generator)
@@ -850,6 +1042,7 @@ def main() -> None:  # noqa: PLR0915
         scratch = Path(scratch_name)
         model_dir = prepare_model_dir(scratch / "model")
         limits = in_process_rates(model_dir)
+        costs = capture_costs(scratch / "capture-cost") if args.data_capture != "off" else None
         expected = in_process_scores(model_dir, batch)
         if args.mlflow is not None:
             venv = Path(os.path.abspath(args.mlflow))  # not resolved: venv/bin/python is a link
@@ -857,8 +1050,14 @@ def main() -> None:  # noqa: PLR0915
             mlflow_facts = prepare_mlflow(venv, model_dir, scratch / "mlflow-pyfunc")
         servers: list[tuple[Server, str]] = []
         targets: list[Target] = []
+        counters: dict[str, Any] | None = None
         try:
+            endpoints: list[tuple[str, bool]] = []
             if not args.no_endpoint:
+                endpoints.append(("endpoint", args.data_capture == "on"))
+                if args.data_capture == "both":
+                    endpoints.append((CAPTURE_TARGET, True))
+            for name, capture in endpoints:
                 port = _free_port()
                 command = [
                     sys.executable,
@@ -870,11 +1069,21 @@ def main() -> None:  # noqa: PLR0915
                     "--port",
                     str(port),
                 ]
+                if capture:
+                    command += [
+                        "--endpoint-name",
+                        "benchmark",
+                        "--data-capture",
+                        "--capture-sampling",
+                        str(args.capture_sampling),
+                        "--capture-dir",
+                        str(scratch / f"capture-{port}"),
+                    ]
                 url = f"http://127.0.0.1:{port}"
-                log = scratch / "endpoint.log"
-                server = Server("endpoint", command, env=environment, cwd=PROJECT_ROOT, log=log)
+                log = scratch / f"{name}.log"
+                server = Server(name, command, env=environment, cwd=PROJECT_ROOT, log=log)
                 servers.append((server, url))
-                targets.append(Target(name="endpoint", url=url, format=args.format))
+                targets.append(Target(name=name, url=url, format=args.format))
             if mlflow_facts is not None:
                 port = _free_port()
                 command = [
@@ -903,13 +1112,17 @@ def main() -> None:  # noqa: PLR0915
                 servers.append((server, url))
                 targets.append(Target(name="mlflow", url=url, format="mlflow"))
             targets.extend(args.target)
+            pids = {server.name: server.process.pid for server, _ in servers}
             for server, url in servers:
                 server.wait_until_ready(url, timeout=120)
             check_same_answers(targets, batch, expected)
             # Interleaved: each scenario runs on every target before the next scenario starts.
             for rows in args.rows:
                 for concurrency in args.concurrency:
-                    for target in targets:
+                    # ABBA order across repeats: neither target always runs right after the
+                    # other.
+                    rounds = [targets if i % 2 == 0 else targets[::-1] for i in range(args.repeat)]
+                    for target in [target for order in rounds for target in order]:
                         result = run_scenario(
                             target,
                             row_sets.get(rows, [SINGLE_ROW] * rows),
@@ -918,6 +1131,7 @@ def main() -> None:  # noqa: PLR0915
                             args.max_requests,
                             generator=generator,
                             wrk_threads=args.wrk_threads,
+                            server_pid=pids.get(target.name),
                         )
                         results.append(result)
                         print(
@@ -926,6 +1140,10 @@ def main() -> None:  # noqa: PLR0915
                             f"p99 {result.p99_ms} ms, errors {result.errors}",
                             flush=True,
                         )
+            captured_by = CAPTURE_TARGET if args.data_capture == "both" else "endpoint"
+            for server, url in servers:
+                if args.data_capture != "off" and server.name == captured_by:
+                    counters = capture_stats(url)
         finally:
             for server, _ in reversed(servers):
                 server.stop()
@@ -939,6 +1157,12 @@ def main() -> None:  # noqa: PLR0915
         f"in-process limit (one row): predict_fn {limits['predict_fn_per_second']:,.0f}/s, "
         f"input_fn + predict_fn + output_fn {limits['handler_chain_per_second']:,.0f}/s"
     )
+    if costs is not None:
+        print(
+            f"in-process data capture cost (one row): {costs['request_side_us']} us per request "
+            f"on the request path, {costs['total_cpu_us']} us CPU per request in all (with the "
+            "writer thread)"
+        )
     if mlflow_facts is not None:
         print(
             f"MLflow {mlflow_facts['mlflow_version']} (`mlflow models serve --env-manager local`, "
@@ -949,6 +1173,10 @@ def main() -> None:  # noqa: PLR0915
     _print_table(results)
     comparison = compare(results, "mlflow") if mlflow_facts is not None else []
     _print_comparison(comparison)
+    overhead = capture_overhead(results)
+    _print_capture_overhead(overhead, counters)
+    if counters is not None and not overhead:
+        print(f"\ncapture counters: {counters}")
     targets = (
         endpoint_targets(results, "mlflow" if mlflow_facts is not None else None)
         if not args.no_endpoint
@@ -966,6 +1194,11 @@ def main() -> None:  # noqa: PLR0915
                     "comparison": comparison,
                     "targets": targets,
                     "load_generator": generator,
+                    "data_capture": {
+                        "overhead": overhead,
+                        "counters": counters,
+                        "in_process_cost": costs,
+                    },
                 },
                 indent=2,
             )

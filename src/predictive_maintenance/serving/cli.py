@@ -7,6 +7,7 @@ stays cheap (no pandas, no xgboost): every ``kedro`` command imports it.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import logging
@@ -22,6 +23,7 @@ from kedro.framework.startup import ProjectMetadata
 
 from predictive_maintenance.project_config import project_parameters, project_path, resolve
 from predictive_maintenance.schema import READING_COLUMNS
+from predictive_maintenance.serving.capture import EVENT_ID_HEADER, CaptureConfig
 from predictive_maintenance.serving.contract import (
     CSV_CONTENT_TYPE,
     CSV_FIELDS,
@@ -36,6 +38,7 @@ from predictive_maintenance.serving.ports import ListenError, listen
 #: Parameters (``parameters_deployment.yml``) the commands read.
 ENDPOINT_PARAMS = "endpoint"
 LIMITS_PARAMS = "serving_limits"
+CAPTURE_PARAMS = "data_capture"
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
@@ -89,6 +92,26 @@ def _configure_logging() -> None:
     metavar="SECONDS",
     help="How often the state file is checked for a new deployment.",
 )
+@click.option(
+    "--data-capture/--no-data-capture",
+    "data_capture",
+    default=None,
+    help=f"Capture answered requests as SageMaker data-capture JSON Lines (or not); default: "
+    f"the parameter {CAPTURE_PARAMS}.enabled (globals.yml data_capture.enabled, off).",
+)
+@click.option(
+    "--capture-sampling",
+    type=click.IntRange(0, 100),
+    default=None,
+    metavar="PERCENT",
+    help=f"Share of answered requests captured; default: {CAPTURE_PARAMS}.sampling_percentage.",
+)
+@click.option(
+    "--capture-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=f"Where captures go; default: {CAPTURE_PARAMS}.directory (data/13_data_capture).",
+)
 @env_option
 @click.pass_obj
 def serve_command(
@@ -100,11 +123,15 @@ def serve_command(
     state_file: Path | None,
     endpoint_name: str | None,
     poll_interval: float,
+    data_capture: bool | None,
+    capture_sampling: int | None,
+    capture_dir: Path | None,
     env: str | None,
 ) -> None:
     """Serve GET /ping, POST /invocations and POST /endpoints/NAME/invocations.
 
-    Stop with Ctrl-C.
+    With data capture on, captured answers carry x-capture-event-id and GET /capture-stats
+    (from this machine only) reports the counters. Stop with Ctrl-C.
     """
     if model_dir is not None and state_file is not None:
         raise click.UsageError("pass either --model-dir or --state, not both")
@@ -115,10 +142,25 @@ def serve_command(
         raise click.ClickException(str(error)) from None
     try:
         base_dir = Path.cwd()
-        if model_dir is None and state_file is None:
-            state_file, endpoint_name = _configured_state(metadata, env, endpoint_name)
+        watch_project = model_dir is None and state_file is None
+        # Read once: each read starts a KedroSession.
+        parameters = (
+            project_parameters(metadata, env) if metadata is not None or watch_project else None
+        )
+        if watch_project:
+            state_file, endpoint_name = _configured_state(metadata, parameters, endpoint_name)
             base_dir = project_path(metadata)
-        configured_limits = serving_limits(metadata, env, "endpoint")
+        configured_limits = serving_limits(
+            metadata, env, "endpoint", parameters if metadata is not None else None
+        )
+        capture = capture_config(
+            metadata,
+            parameters,
+            enabled=data_capture,
+            sampling_percentage=capture_sampling,
+            directory=capture_dir,
+        )
+        capture_name = endpoint_name or _parameter_endpoint_name(parameters)
         _configure_logging()
         # pandas, xgboost and uvicorn load here, not when `kedro` starts (every kedro call
         # imports this group)
@@ -143,20 +185,28 @@ def serve_command(
             poll_interval=poll_interval,
             listener=listener,
             limits=limits,
+            capture=capture,
+            capture_endpoint_name=capture_name,
         )
     except (OSError, ValueError) as error:
         raise click.ClickException(str(error)) from None
 
 
 def serving_limits(
-    metadata: ProjectMetadata | None, env: str | None, server: str
+    metadata: ProjectMetadata | None,
+    env: str | None,
+    server: str,
+    parameters: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The configured limits of ``server`` (``endpoint`` or ``api``): the parameter
     ``serving_limits.<server>`` (``parameters_serving.yml``) when run in the project, and for the
-    endpoint the SageMaker container's ``SAGEMAKER_MAX_REQUEST_SIZE`` (bytes) over it."""
+    endpoint the SageMaker container's ``SAGEMAKER_MAX_REQUEST_SIZE`` (bytes) over it.
+    ``parameters``: the project's, if already read."""
     limits: dict[str, Any] = {}
     if metadata is not None:
-        configured = project_parameters(metadata, env).get(LIMITS_PARAMS) or {}
+        if parameters is None:
+            parameters = project_parameters(metadata, env)
+        configured = parameters.get(LIMITS_PARAMS) or {}
         section = configured.get(server) if isinstance(configured, dict) else None
         if not isinstance(configured, dict) or not isinstance(section, dict | None):
             raise click.ClickException(f"parameter {LIMITS_PARAMS}.{server} must be a mapping")
@@ -171,20 +221,57 @@ def serving_limits(
     return limits
 
 
+def capture_config(
+    metadata: ProjectMetadata | None,
+    parameters: dict[str, Any] | None,
+    *,
+    enabled: bool | None = None,
+    sampling_percentage: int | None = None,
+    directory: Path | None = None,
+) -> CaptureConfig:
+    """The data capture settings: the parameter ``data_capture`` (``parameters_serving.yml``,
+    from ``globals.yml``) when the project's parameters were read, the command line's options over
+    it; a relative directory is taken from the project root."""
+    configured = (parameters or {}).get(CAPTURE_PARAMS) or {}
+    if not isinstance(configured, dict):
+        raise click.ClickException(f"parameter {CAPTURE_PARAMS} must be a mapping")
+    try:
+        config = CaptureConfig.from_mapping(
+            configured,
+            enabled=enabled,
+            sampling_percentage=sampling_percentage,
+            directory=directory,
+        )
+    except (TypeError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    return dataclasses.replace(config, directory=resolve(metadata, config.directory))
+
+
+def _endpoint_parameters(parameters: dict[str, Any] | None) -> dict[str, Any]:
+    configured = (parameters or {}).get(ENDPOINT_PARAMS) or {}
+    if not isinstance(configured, dict):
+        raise click.ClickException(f"parameter {ENDPOINT_PARAMS} must be a mapping")
+    return configured
+
+
+def _parameter_endpoint_name(parameters: dict[str, Any] | None) -> str | None:
+    return _endpoint_parameters(parameters).get("name")
+
+
 def _configured_state(
-    metadata: ProjectMetadata | None, env: str | None, endpoint_name: str | None
+    metadata: ProjectMetadata | None,
+    parameters: dict[str, Any] | None,
+    endpoint_name: str | None,
 ) -> tuple[Path, str | None]:
     """The endpoint state file and endpoint name from the parameters (``--endpoint-name`` wins)."""
-    parameters = project_parameters(metadata, env).get(ENDPOINT_PARAMS) or {}
-    if not isinstance(parameters, dict):
-        raise click.ClickException(f"parameter {ENDPOINT_PARAMS} must be a mapping")
-    configured = parameters.get("state_file")
+    configured_endpoint = _endpoint_parameters(parameters)
+    configured = configured_endpoint.get("state_file")
     if not configured:
         raise click.ClickException(
             f"no endpoint state file: set the parameter {ENDPOINT_PARAMS}.state_file "
             "(conf/base/parameters_deployment.yml) or pass --state or --model-dir"
         )
-    return resolve(metadata, configured), endpoint_name or parameters.get("name")
+    return resolve(metadata, configured), endpoint_name or configured_endpoint.get("name")
 
 
 def _rows_as_json(lines: list[str]) -> bytes:
@@ -288,6 +375,9 @@ def invoke_command(
     version = response.getheader(MODEL_VERSION_HEADER)
     if version is not None:
         click.echo(f"model version {version}", err=True)
+    event_id = response.getheader(EVENT_ID_HEADER)
+    if event_id is not None:  # to report this request's ground truth later
+        click.echo(f"capture event id {event_id}", err=True)
     click.echo(answer.rstrip("\n"))
 
 

@@ -5,7 +5,13 @@ unmodified boto3 ``sagemaker-runtime`` client with ``endpoint_url`` pointed here
 
 - ``GET /ping``: 200 when a model is loaded, 503 otherwise;
 - ``POST /invocations`` and ``POST /endpoints/{name}/invocations``: the handlers of
-  :mod:`.inference`.
+  :mod:`.inference`;
+- ``GET /capture-stats``, answered to loopback clients only (not a SageMaker route): the data
+  capture counters (:mod:`.capture`), ``{"enabled": false}`` when capture is off.
+
+With data capture on (:class:`~.capture.DataCapture`), each answered (200) invocation is offered
+to it after scoring: the exact request and response bodies, queued for its writer thread; a
+captured answer carries ``x-capture-event-id``. Capture never changes an answer or its status.
 
 An ASGI application on uvicorn (:mod:`.http`: limits, JSON errors, security headers). Bad input
 never gets a 500: 400 (unparsable or invalid, the JSON body naming row and field; malformed
@@ -26,6 +32,7 @@ swaps it in.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -39,6 +46,12 @@ from typing import Any, Final
 from urllib.parse import unquote_to_bytes
 
 from predictive_maintenance.integrity import verify_sha256
+from predictive_maintenance.serving.capture import (
+    CAPTURE_STATS_PATH,
+    EVENT_ID_HEADER,
+    CaptureConfig,
+    DataCapture,
+)
 from predictive_maintenance.serving.contract import (
     INVOCATIONS_PATH,
     JSON_CONTENT_TYPE,
@@ -88,7 +101,14 @@ from predictive_maintenance.serving.requests import (
 logger = logging.getLogger(__name__)
 
 #: Methods each route answers; any other method gets 405 with an ``Allow`` header.
-ROUTE_METHODS: Final = {PING_PATH: "GET", INVOCATIONS_PATH: "POST", "runtime": "POST"}
+ROUTE_METHODS: Final = {
+    PING_PATH: "GET",
+    INVOCATIONS_PATH: "POST",
+    "runtime": "POST",
+    CAPTURE_STATS_PATH: "GET",
+}
+#: Clients that may read ``GET /capture-stats`` (it names local paths).
+_LOOPBACK: Final = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 #: The row a new model scores once before it is swapped in, so its first request is not slower.
 _WARM_UP_ROW: Final = b"L,298.1,308.6,1551,42.8,0"
 #: A batch takes waiting requests up to this many rows (a larger request is a batch of its own).
@@ -115,7 +135,7 @@ class EndpointServer(ServedApp):
     ``EndpointServer(address, model=...)`` binds at once (or takes ``listener``, a socket already
     listening, see :func:`~.ports.listen`); :meth:`start` serves in a thread (tests, embedding),
     :meth:`serve_forever` in the foreground; :meth:`close` stops, and removes what the watcher
-    extracted.
+    extracted, and closes ``capture`` (its queue written, a summary logged).
     """
 
     def __init__(
@@ -126,6 +146,7 @@ class EndpointServer(ServedApp):
         endpoint_name: str | None = None,
         listener: socket.socket | None = None,
         limits: Limits | None = None,
+        capture: DataCapture | None = None,
     ) -> None:
         self.limits = limits or Limits()
         if listener is None:
@@ -139,6 +160,8 @@ class EndpointServer(ServedApp):
         self.batcher = MicroBatcher()
         self.gate = Gate(self.limits.max_concurrency, self._busy)
         self.watcher: StateWatcher | None = None
+        #: Data capture of answered invocations, or None (off).
+        self.capture = capture
         self.http = HttpServer(self, listener, self.limits)
 
     def swap(self, model: LoadedModel) -> None:
@@ -166,6 +189,8 @@ class EndpointServer(ServedApp):
             self.watcher.stop()
         super().close()
         self.batcher.close()
+        if self.capture is not None:
+            self.capture.close()
         if self.watcher is not None:
             self.watcher.cleanup()
 
@@ -193,6 +218,9 @@ class EndpointServer(ServedApp):
             if route == PING_PATH:
                 await self._ping(send, model)
                 return
+            if route == CAPTURE_STATS_PATH:
+                await self._capture_stats(send, model)
+                return
             if runtime and self.endpoint_name is not None and name != self.endpoint_name:
                 raise HttpError(
                     404,
@@ -202,7 +230,7 @@ class EndpointServer(ServedApp):
             if model is None:
                 raise HttpError(503, "no_model", "no model is loaded yet")
             with self.gate.admit():
-                answer, content_type = await self._invoke(scope, receive, model)
+                body, answer, content_type = await self._invoke(scope, receive, model)
         except HttpError as error:
             error.detail.setdefault("row", None)  # the endpoint's errors all have the same keys
             error.detail.setdefault("field", None)
@@ -223,7 +251,23 @@ class EndpointServer(ServedApp):
                 send, problem, self._headers(model, runtime, problem, model_error=True)
             )
             return
-        await send_response(send, 200, answer, content_type, self._headers(model, runtime))
+        headers = self._headers(model, runtime)
+        if self.capture is not None:
+            event_id = self.capture.capture(
+                self.endpoint_name,
+                body,
+                header(scope, b"content-type"),
+                answer,
+                content_type,
+            )
+            if event_id is not None:
+                headers.append((EVENT_ID_HEADER, event_id))
+        await send_response(send, 200, answer, content_type, headers)
+
+    async def _capture_stats(self, send: Send, model: LoadedModel | None) -> None:
+        stats = {"enabled": False} if self.capture is None else self.capture.stats()
+        body = json.dumps(stats).encode()
+        await send_response(send, 200, body, JSON_CONTENT_TYPE, self._headers(model, False))
 
     async def _ping(self, send: Send, model: LoadedModel | None) -> None:
         if model is None:
@@ -234,15 +278,20 @@ class EndpointServer(ServedApp):
 
     async def _invoke(
         self, scope: Scope, receive: Receive, model: LoadedModel
-    ) -> tuple[bytes, str]:
+    ) -> tuple[bytes, bytes, str]:
+        """(request body, answer, answer's content type)."""
         require_length(scope)
         body = await read_body(scope, receive, self.limits)
         request_type = check_content_type(header(scope, b"content-type"))
         response_type = negotiate_accept(header(scope, b"accept"), request_type)
         if len(body) <= INLINE_BODY_BYTES:
             readings = self._parse(body, request_type)
-            return output_fn(await self.batcher.score(model, readings), response_type)
-        return await self.batcher.in_thread(self._answer, model, body, request_type, response_type)
+            answer = output_fn(await self.batcher.score(model, readings), response_type)
+        else:
+            answer = await self.batcher.in_thread(
+                self._answer, model, body, request_type, response_type
+            )
+        return body, *answer
 
     def _parse(self, body: bytes, request_type: str) -> Readings:
         readings = parse_readings(body, request_type)
@@ -304,6 +353,9 @@ def _route(scope: Scope) -> tuple[str | None, str | None]:
     path = scope["path"]
     if path in (PING_PATH, INVOCATIONS_PATH):
         return path, None
+    if path == CAPTURE_STATS_PATH:
+        client = scope.get("client")
+        return (path, None) if client and client[0] in _LOOPBACK else (None, None)
     raw = scope.get("raw_path") or path.encode()
     prefix, suffix = RUNTIME_PREFIX.encode(), RUNTIME_SUFFIX.encode()
     if raw.startswith(prefix) and raw.endswith(suffix) and len(raw) > len(prefix) + len(suffix):
@@ -573,20 +625,38 @@ def serve(
     poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
     listener: socket.socket | None = None,
     limits: Limits | None = None,
+    capture: CaptureConfig | None = None,
+    capture_endpoint_name: str | None = None,
 ) -> None:
     """Serves until SIGINT or SIGTERM: a fixed model directory, or whatever the state file names.
 
     The port is bound first (or ``listener``, already listening, is used), so a taken port fails
     at once, with :class:`~.ports.ListenError`, before any model is loaded. On the way out the
-    extracted model directory is removed.
+    extracted model directory is removed. With ``capture`` enabled, answered requests are
+    captured (:mod:`.capture`), under ``capture_endpoint_name`` while the server has no endpoint
+    name of its own; the capture summary is logged on the way out.
     """
     if (model_dir is None) == (state_file is None):
         if listener is not None:
             listener.close()
         raise ValueError("serve needs exactly one of model_dir and state_file")
-    server = EndpointServer(
-        (host, port), endpoint_name=endpoint_name, listener=listener, limits=limits
+    data_capture = (
+        DataCapture(capture, endpoint_name=capture_endpoint_name or endpoint_name)
+        if capture is not None and capture.enabled
+        else None
     )
+    try:
+        server = EndpointServer(
+            (host, port),
+            endpoint_name=endpoint_name,
+            listener=listener,
+            limits=limits,
+            capture=data_capture,
+        )
+    except BaseException:
+        if data_capture is not None:
+            data_capture.close()
+        raise
     try:
         if model_dir is not None:
             server.swap(load_model_dir(model_dir))
@@ -606,6 +676,13 @@ def serve(
             RUNTIME_SUFFIX,
             PING_PATH,
         )
+        if data_capture is not None:
+            logger.info(
+                "data capture on: %d%% of answered requests to %s (counters: GET %s)",
+                data_capture.config.sampling_percentage,
+                data_capture.directory,
+                CAPTURE_STATS_PATH,
+            )
         server.serve_forever()
     finally:
         server.close()

@@ -530,3 +530,69 @@ def test_serve_command_captures_and_logs_a_summary_on_the_way_out(tmp_path, mode
     text = " ".join(output.split())
     assert f"data capture on: 100% of answered requests to {tmp_path}" in text
     assert "1 requests answered, 1 captured (100% sampled), 1 written to 1 file(s)" in text
+
+
+def test_a_clients_inference_id_is_captured_and_is_the_ground_truth_key(tmp_path, loaded_model):
+    """boto3's InvokeEndpoint(InferenceId=...) reaches the capture as SageMaker records it, and
+    the monitoring pipeline joins ground truth on it (AWS never tells the client the eventId)."""
+    import boto3  # noqa: PLC0415
+    from botocore.config import Config  # noqa: PLC0415
+
+    from predictive_maintenance.pipelines.monitoring.nodes import (  # noqa: PLC0415
+        read_captured_data,
+    )
+
+    capture = DataCapture(config(tmp_path))
+    with EndpointServer(
+        ("127.0.0.1", 0), model=loaded_model, endpoint_name=ENDPOINT_NAME, capture=capture
+    ) as server:
+        server.start()
+        runtime = boto3.client(
+            "sagemaker-runtime",
+            endpoint_url=server.url,
+            region_name="eu-west-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=Config(retries={"max_attempts": 1}),
+        )
+        runtime.invoke_endpoint(
+            EndpointName=ENDPOINT_NAME,
+            Body=CSV_ROW.encode(),
+            ContentType="text/csv",
+            InferenceId="machine-L47181/2026-12-03T10:00",
+        )
+        refused = _post(
+            server.port,
+            "/invocations",
+            CSV_ROW.encode(),
+            Content_Type="text/csv",
+            X_Amzn_SageMaker_Inference_Id="x" * 65,  # SageMaker allows 1-64 characters
+        )
+        _wait_until(lambda: capture.stats()["written"] == 1)
+
+    [records] = captured(tmp_path).values()
+    assert records[0]["eventMetadata"]["inferenceId"] == "machine-L47181/2026-12-03T10:00"
+    assert records[0]["eventMetadata"]["eventId"] != "machine-L47181/2026-12-03T10:00"
+    assert refused[0] == 400
+    assert json.loads(refused[2])["field"] == "X-Amzn-SageMaker-Inference-Id"
+    [path] = (tmp_path / ENDPOINT_NAME).rglob("*.jsonl")
+    content = path.read_text()
+    readings, _ = read_captured_data(
+        {f"{ENDPOINT_NAME}/x": lambda: content},
+        {"endpoint_name": ENDPOINT_NAME, "capture_directory": str(tmp_path), "window": {}},
+    )
+    assert readings["event_id"].tolist() == ["machine-L47181/2026-12-03T10:00"]
+
+
+def test_kedro_serve_passes_the_capture_options_to_its_endpoint():
+    from predictive_maintenance.serving.cli import capture_arguments  # noqa: PLC0415
+
+    assert capture_arguments(None, None, None) == []
+    assert capture_arguments(True, 10, Path("captures")) == [
+        "--data-capture",
+        "--capture-sampling",
+        "10",
+        "--capture-dir",
+        "captures",
+    ]
+    assert capture_arguments(False, None, None) == ["--no-data-capture"]

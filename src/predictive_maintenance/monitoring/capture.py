@@ -184,7 +184,11 @@ class CaptureReader:
         except ValueError as error:
             raise _Skip(f"not a JSON record: {error}") from None
         event = _get(record, "eventMetadata", dict)
-        event_id = _get(event, "eventId", str, "eventMetadata.")
+        # SageMaker's ground truth names the client's InferenceId when it gave one, else the
+        # capture's eventId: that is the key the readings are joined on.
+        event_id = event.get("inferenceId") or _get(event, "eventId", str, "eventMetadata.")
+        if not isinstance(event_id, str):
+            raise _Skip("eventMetadata.inferenceId is not a string")
         inference_time = _time(_get(event, "inferenceTime", str, "eventMetadata."))
         if (self.start is not None and inference_time < self.start) or (
             self.end is not None and inference_time >= self.end

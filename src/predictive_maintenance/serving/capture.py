@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import errno
+import json
 import logging
 import os
 import random
@@ -159,18 +160,21 @@ def capture_line(
     response_body: bytes,
     response_content_type: str | None,
     time_text: str | None = None,
+    inference_id: str | None = None,
 ) -> str:
     """One request and its answer as SageMaker's data-capture record: one compact JSON line
     (with its newline), keys in SageMaker's order. ``time_text``: ``inference_time(timestamp)``
-    if already known."""
+    if already known; ``inference_id``: the client's InferenceId, recorded as SageMaker does
+    (``eventMetadata.inferenceId``: the key ground truth is joined on)."""
     request = _payload(request_body, request_content_type, _encoding(request_content_type), "INPUT")
     response = _payload(
         response_body, response_content_type, _encoding(response_content_type), "OUTPUT"
     )
     return (
         f'{{"captureData":{{"endpointInput":{request},"endpointOutput":{response}}},'
-        f'"eventMetadata":{{"eventId":"{event_id}","inferenceTime":'
-        f'"{time_text or inference_time(timestamp)}"}},"eventVersion":"0"}}\n'
+        f'"eventMetadata":{{"eventId":"{event_id}",'
+        + (f'"inferenceId":{json.dumps(inference_id)},' if inference_id is not None else "")
+        + f'"inferenceTime":"{time_text or inference_time(timestamp)}"}},"eventVersion":"0"}}\n'
     )
 
 
@@ -272,6 +276,8 @@ class DataCapture:
         request_content_type: str | None,
         response_body: bytes,
         response_content_type: str | None,
+        *,
+        inference_id: str | None = None,
     ) -> str | None:
         """Queues the request and its answer if sampled; the event id if queued, else None."""
         try:
@@ -307,6 +313,7 @@ class DataCapture:
                     request_content_type,
                     response_body,
                     response_content_type,
+                    inference_id,
                 )
             )
             self._bytes_in += size
@@ -420,7 +427,16 @@ class DataCapture:
         self._enforce_bounds()
 
     def _line(self, record: tuple[Any, ...]) -> bytes:
-        event_id, timestamp, _, request_body, request_type, response_body, response_type = record
+        (
+            event_id,
+            timestamp,
+            _,
+            request_body,
+            request_type,
+            response_body,
+            response_type,
+            inference_id,
+        ) = record
         second = int(timestamp)
         if self._second[0] != second:  # one strftime per second, not per record
             self._second = (second, inference_time(timestamp))
@@ -432,6 +448,7 @@ class DataCapture:
             response_body=response_body,
             response_content_type=response_type,
             time_text=self._second[1],
+            inference_id=inference_id,
         ).encode("utf-8")
 
     def _folder(self, endpoint_name: str | None) -> str:

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 import click
@@ -40,6 +40,51 @@ ENDPOINT_PARAMS = "endpoint"
 LIMITS_PARAMS = "serving_limits"
 CAPTURE_PARAMS = "data_capture"
 DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+CAPTURE_OPTIONS: Final = (
+    click.option(
+        "--data-capture/--no-data-capture",
+        "data_capture",
+        default=None,
+        help=f"Capture answered requests as SageMaker data-capture JSON Lines (or not); default: "
+        f"the parameter {CAPTURE_PARAMS}.enabled (globals.yml data_capture.enabled, off).",
+    ),
+    click.option(
+        "--capture-sampling",
+        type=click.IntRange(0, 100),
+        default=None,
+        metavar="PERCENT",
+        help=f"Share of answered requests captured; default: {CAPTURE_PARAMS}.sampling_percentage.",
+    ),
+    click.option(
+        "--capture-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help=f"Where captures go; default: {CAPTURE_PARAMS}.directory (data/13_data_capture).",
+    ),
+)
+
+
+def capture_options(command: Any) -> Any:
+    """The data-capture options of ``kedro endpoint serve`` (``kedro serve`` passes them on)."""
+    for option in reversed(CAPTURE_OPTIONS):
+        command = option(command)
+    return command
+
+
+def capture_arguments(
+    data_capture: bool | None, capture_sampling: int | None, capture_dir: Path | None
+) -> list[str]:
+    """The command-line arguments that give a child ``kedro endpoint serve`` these options."""
+    arguments = []
+    if data_capture is not None:
+        arguments.append("--data-capture" if data_capture else "--no-data-capture")
+    if capture_sampling is not None:
+        arguments += ["--capture-sampling", str(capture_sampling)]
+    if capture_dir is not None:
+        arguments += ["--capture-dir", str(capture_dir)]
+    return arguments
 
 
 @click.group(name="endpoint", context_settings=CONTEXT_SETTINGS)
@@ -92,26 +137,7 @@ def _configure_logging() -> None:
     metavar="SECONDS",
     help="How often the state file is checked for a new deployment.",
 )
-@click.option(
-    "--data-capture/--no-data-capture",
-    "data_capture",
-    default=None,
-    help=f"Capture answered requests as SageMaker data-capture JSON Lines (or not); default: "
-    f"the parameter {CAPTURE_PARAMS}.enabled (globals.yml data_capture.enabled, off).",
-)
-@click.option(
-    "--capture-sampling",
-    type=click.IntRange(0, 100),
-    default=None,
-    metavar="PERCENT",
-    help=f"Share of answered requests captured; default: {CAPTURE_PARAMS}.sampling_percentage.",
-)
-@click.option(
-    "--capture-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help=f"Where captures go; default: {CAPTURE_PARAMS}.directory (data/13_data_capture).",
-)
+@capture_options
 @env_option
 @click.pass_obj
 def serve_command(

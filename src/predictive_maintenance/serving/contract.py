@@ -36,6 +36,11 @@ MODEL_VERSION_ENV: Final = "MODEL_VERSION"
 CSV_FIELDS: Final = tuple(
     next(raw for raw, name in RAW_TO_COLUMN.items() if name == column) for column in READING_COLUMNS
 )
+#: SageMaker Runtime's request header for InvokeEndpoint's ``InferenceId`` (1-64 printable
+#: characters): data capture records it as ``eventMetadata.inferenceId``, the id a client later
+#: reports ground truth under (AWS does not tell the client the capture's own eventId).
+INFERENCE_ID_HEADER: Final = "X-Amzn-SageMaker-Inference-Id"
+INFERENCE_ID_MAX_LENGTH: Final = 64
 #: Key of the list of readings in a JSON request.
 JSON_INSTANCES_KEY: Final = "instances"
 

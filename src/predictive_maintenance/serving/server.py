@@ -53,6 +53,8 @@ from predictive_maintenance.serving.capture import (
     DataCapture,
 )
 from predictive_maintenance.serving.contract import (
+    INFERENCE_ID_HEADER,
+    INFERENCE_ID_MAX_LENGTH,
     INVOCATIONS_PATH,
     JSON_CONTENT_TYPE,
     MODEL_VERSION_HEADER,
@@ -229,6 +231,7 @@ class EndpointServer(ServedApp):
                 )
             if model is None:
                 raise HttpError(503, "no_model", "no model is loaded yet")
+            inference_id = _inference_id(scope)
             with self.gate.admit():
                 body, answer, content_type = await self._invoke(scope, receive, model)
         except HttpError as error:
@@ -259,6 +262,7 @@ class EndpointServer(ServedApp):
                 header(scope, b"content-type"),
                 answer,
                 content_type,
+                inference_id=inference_id,
             )
             if event_id is not None:
                 headers.append((EVENT_ID_HEADER, event_id))
@@ -346,6 +350,26 @@ class EndpointServer(ServedApp):
                 if kind is not None:
                     headers.append(("x-amzn-ErrorType", kind))
         return headers
+
+
+def _inference_id(scope: Scope) -> str | None:
+    """The client's InferenceId header, checked as SageMaker Runtime checks it."""
+    value = header(scope, INFERENCE_ID_HEADER.lower().encode("latin-1"))
+    if value is None:
+        return None
+    if (
+        not 0 < len(value) <= INFERENCE_ID_MAX_LENGTH
+        or value[0].isspace()
+        or not value.isprintable()
+    ):
+        raise HttpError(
+            400,
+            "invalid_inference_id",
+            f"{INFERENCE_ID_HEADER} must be 1-{INFERENCE_ID_MAX_LENGTH} printable characters "
+            "not starting with a space",
+            field=INFERENCE_ID_HEADER,
+        )
+    return value
 
 
 def _route(scope: Scope) -> tuple[str | None, str | None]:

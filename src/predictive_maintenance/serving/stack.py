@@ -34,6 +34,7 @@ from kedro.framework.cli.utils import CONTEXT_SETTINGS, env_option
 from kedro.framework.startup import ProjectMetadata
 
 from predictive_maintenance.project_config import project_path
+from predictive_maintenance.serving.cli import capture_arguments, capture_options
 from predictive_maintenance.serving.contract import PING_PATH
 from predictive_maintenance.serving.ports import ListenError, check_free
 
@@ -177,6 +178,7 @@ def _sigterm_interrupts() -> Iterator[None]:
     show_default=True,
     help="Port of the HTTP API and its web client (`kedro api serve`).",
 )
+@capture_options
 @env_option
 @click.pass_obj
 def serve(
@@ -185,6 +187,9 @@ def serve(
     host: str,
     endpoint_port: int,
     api_port: int,
+    data_capture: bool | None,
+    capture_sampling: int | None,
+    capture_dir: Path | None,
     env: str | None,
 ) -> None:
     """Serve the model endpoint and the HTTP API with its web client; Ctrl-C stops both.
@@ -222,7 +227,16 @@ def serve(
             endpoint = _start(
                 "the endpoint",
                 endpoint_url,
-                ["endpoint", "serve", "--host", host, "--port", str(endpoint_port), *env_arguments],
+                [
+                    "endpoint",
+                    "serve",
+                    "--host",
+                    host,
+                    "--port",
+                    str(endpoint_port),
+                    *capture_arguments(data_capture, capture_sampling, capture_dir),
+                    *env_arguments,
+                ],
                 cwd,
             )
             children.append(endpoint)

@@ -597,8 +597,8 @@ def test_tampered_or_missing_outputs_are_refused(bridge, tmp_path):
     assert str(caught.value) == f"job {job.name}: {uri} has no output tag (dataset tag)"
 
 
-def _instance_count_2(request):
-    request["ResourceConfig"]["InstanceCount"] = 2
+def _pipe_mode(request):
+    request["InputDataConfig"][0]["InputMode"] = "Pipe"
 
 
 def _no_role(request):
@@ -616,7 +616,7 @@ def _no_program(request):
 @pytest.mark.parametrize(
     ("break_request", "error", "pattern"),
     [
-        (_instance_count_2, LocalJobError, "ResourceConfig.InstanceCount"),
+        (_pipe_mode, LocalJobError, "InputDataConfig.numbers.InputMode"),
         (_no_role, ParamValidationError, "RoleArn"),
         (_no_output_path, ParamValidationError, "S3OutputPath"),
         (_no_program, LocalJobError, "HyperParameters.sagemaker_program"),

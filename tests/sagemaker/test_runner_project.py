@@ -63,7 +63,7 @@ def test_local_backend_trains_the_same_model(trained_in_process):
         "backend=local",
     )
 
-    assert "train.train_model run as training jobs; 9 other nodes in-process" in log
+    assert "train.train_model run as training jobs; 10 other nodes in-process" in log
     assert "Completed - Completed" in log
     assert "| kedro node train.train_model: done in " in log
     assert outputs(project) == expected

@@ -84,7 +84,11 @@ class SageMakerTrainingJobs:
                 return []  # the group appears with the first job's first log line
             raise
         lines: list[str] = []
-        for stream in sorted(item["logStreamName"] for item in streams):
+        names = sorted(item["logStreamName"] for item in streams)
+        for stream in names:
+            # One stream per instance: a multi-instance job's lines carry their host's name.
+            host = stream.partition("/")[2].rpartition("-")[0]
+            prefix = f"{host}: " if len(names) > 1 and host else ""
             while True:
                 arguments: dict[str, Any] = {
                     "logGroupName": LOG_GROUP,
@@ -94,7 +98,7 @@ class SageMakerTrainingJobs:
                 if tokens.get(stream):
                     arguments["nextToken"] = tokens[stream]
                 response = self._logs.get_log_events(**arguments)
-                lines.extend(event["message"] for event in response.get("events", []))
+                lines.extend(prefix + event["message"] for event in response.get("events", []))
                 if response.get("nextForwardToken") in {None, tokens.get(stream)}:
                     break
                 tokens[stream] = response["nextForwardToken"]
@@ -105,8 +109,10 @@ class SageMakerTrainingJobs:
 FAILURE_LOG_LINES: Final = 20
 #: How long to wait for a stopped job to reach a final status after Ctrl-C.
 STOP_WAIT_SECONDS: Final = 60.0
-#: How a job reports a failing node in its log (:class:`~.job.NodeFailedError`).
-_NODE_FAILED: Final = re.compile(r"^node \S+ failed: ")
+#: How a job reports a failing node in its log (:class:`~.job.NodeFailedError`); a host's name
+#: comes first in a multi-instance job's log.
+_NODE_FAILED: Final = re.compile(r"^(?:algo-\d+: )?node \S+ failed: ")
+_HOST_PREFIX: Final = re.compile(r"^algo-\d+: ")
 
 
 @dataclass(frozen=True)
@@ -128,7 +134,7 @@ class FinishedJob:
         toolkit replaced the job's failure file with its ``ExecuteUserScriptError``."""
         reason = self.described.get("FailureReason") or self.described.get("SecondaryStatus")
         reason = reason or self.status
-        if self.node_failure and self.node_failure not in reason:
+        if self.node_failure and _HOST_PREFIX.sub("", self.node_failure) not in reason:
             return f"{self.node_failure} ({reason})"
         return reason
 

@@ -37,6 +37,11 @@ class TrainingJobSettings:
     image_uri: str | None = None
     #: Extra environment variables of the job.
     environment: Mapping[str, str] = field(default_factory=dict)
+    #: With ``instance_count`` > 1: the node inputs (data frames) split into parts that
+    #: SageMaker shards across the instances (``ShardedByS3Key``); the others are replicated.
+    sharded_inputs: tuple[str, ...] = ()
+    #: Parts per instance of each sharded input (SageMaker gives an instance about 1/n of them).
+    shards_per_instance: int = 1
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,14 @@ _JOB_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
     "framework_version": str,
     "image_uri": (str, type(None)),
     "environment": Mapping,
+    "sharded_inputs": (list, tuple),
+    "shards_per_instance": int,
 }
+
+
+_AT_LEAST_ONE: Final = frozenset(
+    {"instance_count", "volume_size_gb", "max_runtime_seconds", "shards_per_instance"}
+)
 
 
 def _merge(base: TrainingJobSettings, block: Mapping[str, Any], where: str) -> TrainingJobSettings:
@@ -139,7 +151,9 @@ def _merge(base: TrainingJobSettings, block: Mapping[str, Any], where: str) -> T
         value = _expect(raw, _JOB_TYPES[key], f"{where}.{key}")
         if key == "environment":
             value = {str(k): _expect(v, str, f"{where}.environment.{k}") for k, v in raw.items()}
-        elif key in {"instance_count", "volume_size_gb", "max_runtime_seconds"} and value < 1:
+        elif key == "sharded_inputs":
+            value = _strings(raw, f"{where}.sharded_inputs")
+        elif key in _AT_LEAST_ONE and value < 1:
             raise SageMakerConfigError(f"{CONFIG_FILE}: {where}.{key} must be at least 1")
         changes[key] = value
     return replace(base, **changes)

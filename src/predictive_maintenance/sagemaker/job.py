@@ -15,6 +15,15 @@ in the job's ``kedro-job`` input, and run by one program, ``kedro_job_entry.py``
      "parameters": {"xgboost": {}},           # the Kedro parameters the nodes read
      "catalog": {"model_registry": {}}}       # services, loaded and saved through Kedro
 
+A multi-instance training job's spec also says how it is distributed (:mod:`.distributed`)::
+
+     "distributed": {"collective": "xgboost", "instances": 2,
+                     "sharded": {"train": {"codec": "parquet", "parts": [
+                         {"file": "part-00000.parquet", "sha256": "...", "rows": 4000}, ...]}}}
+
+Every host then runs the nodes inside XGBoost's collective, reading only the parts of each
+sharded input it received (checked against the listed sha256), and only rank 0 writes outputs.
+
 Nodes run in order, passing data in memory; only the spec's inputs and outputs touch files. Where
 they are follows SageMaker's own layout for the job's kind:
 
@@ -55,6 +64,11 @@ from typing import Any, Final
 from predictive_maintenance.integrity import file_sha256
 from predictive_maintenance.sagemaker.archives import extract_tar_gz
 from predictive_maintenance.sagemaker.codecs import read_value, write_value
+from predictive_maintenance.sagemaker.distributed import (
+    check_collective,
+    cluster_from_environment,
+    xgboost_collective,
+)
 
 #: The input (processing input or training channel) holding the job spec.
 JOB_INPUT: Final = "kedro-job"
@@ -160,6 +174,44 @@ def read_dataset(directory: Path, dataset: str) -> Any:
         f"input {dataset}: {directory} holds {listing}; expected {VALUE_MANIFEST} with its value, "
         "a model.tar.gz from a training job, or a single plain file"
     )
+
+
+def read_parts(directory: Path, dataset: str, sharded: Mapping[str, Any], host: str) -> Any:
+    """The parts of a sharded input this host received (``ShardedByS3Key``), each checked
+    against the sha256 the spec lists for it, concatenated in part order."""
+    listed = {part["file"]: (index, part) for index, part in enumerate(sharded["parts"])}
+    present = sorted(path for path in directory.rglob("*") if path.is_file())
+    unknown = [path.name for path in present if path.name not in listed]
+    if unknown:
+        raise JobError(
+            f"input {dataset}: {directory} holds {', '.join(unknown)}, which the job spec does "
+            f"not list among its {len(listed)} parts"
+        )
+    if not present:
+        raise JobError(
+            f"input {dataset}: {host} received none of its {len(listed)} parts; ShardedByS3Key "
+            "gives each instance about 1/n of the objects, so some instance got none: raise "
+            "training_job.shards_per_instance in conf/<env>/sagemaker.yml"
+        )
+    frames, rows = [], 0
+    for path in sorted(present, key=lambda item: listed[item.name][0]):
+        part = listed[path.name][1]
+        digest = file_sha256(path)
+        if digest != part["sha256"]:
+            raise JobError(
+                f"input {dataset}: {path.name} has sha256 {digest}, the job spec says "
+                f"{part['sha256']}"
+            )
+        frames.append(read_value(sharded["codec"], path, f"input {dataset} ({path.name})"))
+        rows += len(frames[-1])
+    import pandas as pd  # noqa: PLC0415 -- parts are data frames; the job needs pandas then
+
+    print(
+        f"kedro job: {host}: input {dataset}: {len(frames)} of {len(listed)} parts "
+        f"({', '.join(path.name for path in present)}), {rows:,} rows",
+        flush=True,
+    )
+    return pd.concat(frames) if len(frames) > 1 else frames[0]
 
 
 # ---- parameters ----------------------------------------------------------------------------------
@@ -281,12 +333,17 @@ def named_outputs(node: Mapping[str, Any], result: Any) -> dict[str, Any]:
 
 
 def run_job(
-    spec: Mapping[str, Any], input_dirs: Mapping[str, Path], environ: Mapping[str, str]
+    spec: Mapping[str, Any],
+    input_dirs: Mapping[str, Path],
+    environ: Mapping[str, str],
+    host: str = "this host",
 ) -> dict[str, Any]:
-    """Runs the spec's nodes in order; returns the values of its outputs by dataset."""
+    """Runs the spec's nodes in order; returns the values of its outputs by dataset. A sharded
+    input (a multi-instance job's) is read from the parts ``host`` received."""
     parameters = json.loads(json.dumps(spec.get("parameters", {})))
     apply_overrides(parameters, parameter_overrides(environ))
     catalog = spec.get("catalog", {})
+    sharded = spec.get("distributed", {}).get("sharded", {})
     values: dict[str, Any] = {}
 
     def service(name: str) -> Any:
@@ -305,7 +362,10 @@ def run_job(
                     f"dataset {dataset} is neither an input of job {spec['job']} nor "
                     "made by one of its nodes"
                 )
-            values[dataset] = read_dataset(input_dirs[dataset], dataset)
+            if dataset in sharded:
+                values[dataset] = read_parts(input_dirs[dataset], dataset, sharded[dataset], host)
+            else:
+                values[dataset] = read_dataset(input_dirs[dataset], dataset)
         return values[dataset]
 
     for node in spec["nodes"]:
@@ -323,6 +383,36 @@ def run_job(
     if missing:
         raise JobError(f"job {spec['job']} did not produce {', '.join(missing)}")
     return {dataset: values[dataset] for dataset in spec["outputs"]}
+
+
+def run_distributed(
+    spec: Mapping[str, Any],
+    input_dirs: Mapping[str, Path],
+    environ: Mapping[str, str],
+    config_dir: Path,
+    output_root: Path,
+) -> None:
+    """A multi-instance job on this host: the nodes run inside the collective, on this host's
+    shards; rank 0 (the first host) writes the outputs, the others none."""
+    distribution = spec["distributed"]
+    check_collective(distribution["collective"])
+    cluster = cluster_from_environment(environ, config_dir)
+    if cluster.size != distribution["instances"]:
+        raise JobError(
+            f"job {spec['job']} was prepared for {distribution['instances']} instances but runs "
+            f"on {cluster.size} ({', '.join(cluster.hosts)})"
+        )
+    with xgboost_collective(cluster, environ) as rank:
+        try:
+            outputs = run_job(spec, input_dirs, environ, cluster.describe())
+        except NodeFailedError as error:  # which host's shard failed it
+            raise NodeFailedError(f"{error} (on {cluster.describe()})") from error
+    if rank == 0:
+        write_outputs(spec, outputs, output_root)
+    else:
+        print(
+            f"kedro job: {cluster.describe()}: rank 0 writes the outputs, not this host", flush=True
+        )
 
 
 def write_outputs(spec: Mapping[str, Any], outputs: Mapping[str, Any], root: Path) -> None:
@@ -423,6 +513,7 @@ def main(argv: list[str], code_dir: Path) -> int:
         else:
             # SageMaker's fixed layout: /opt/ml/input/data/<channel>, /opt/ml/model.
             data_dir = Path(os.environ.get("SM_INPUT_DIR", "/opt/ml/input")) / "data"
+            config_dir = data_dir.parent / "config"
             output_root = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
 
             def input_dir(name: str) -> Path:
@@ -435,7 +526,19 @@ def main(argv: list[str], code_dir: Path) -> int:
             )
         install_shipped_wheels(input_dir(WHEELS_INPUT))
         inputs = {dataset: input_dir(name) for dataset, name in spec["inputs"].items()}
-        write_outputs(spec, run_job(spec, inputs, os.environ), output_root)
+        if processing:
+            write_outputs(spec, run_job(spec, inputs, os.environ), output_root)
+        elif spec.get("distributed"):
+            run_distributed(spec, inputs, os.environ, config_dir, output_root)
+        else:
+            cluster = cluster_from_environment(os.environ, config_dir)
+            if cluster.size > 1:
+                # Every host would train alone on all the data and write the same outputs.
+                raise JobError(
+                    f"job {spec['job']} runs on {cluster.size} instances, but its spec does "
+                    "not say how to distribute it: give it one instance (instance_count: 1)"
+                )
+            write_outputs(spec, run_job(spec, inputs, os.environ), output_root)
     except Exception as error:  # every failure becomes the job's FailureReason
         traceback.print_exc()
         named = isinstance(error, NodeFailedError)  # "node <name> failed: ..." already

@@ -18,9 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from predictive_maintenance.integrity import file_sha256
 from predictive_maintenance.sagemaker.archives import extract_tar_gz
-from predictive_maintenance.sagemaker.codecs import CodecError, codec_named, is_plain_json
+from predictive_maintenance.sagemaker.codecs import (
+    CodecError,
+    codec_named,
+    is_plain_json,
+    write_value,
+)
 from predictive_maintenance.sagemaker.config import BridgeSettings, TrainingJobSettings
+from predictive_maintenance.sagemaker.distributed import (
+    DistributedJobError,
+    part_stem,
+    split_rows,
+)
 from predictive_maintenance.sagemaker.job import (
     JOB_ARGUMENT,
     JOB_FILE,
@@ -173,14 +184,16 @@ class NodeJob:
     shape: dict[str, Any]
 
 
-def _channel(name: str, uri: str, content_type: str) -> dict[str, Any]:
+def _channel(
+    name: str, uri: str, content_type: str, distribution: str = "FullyReplicated"
+) -> dict[str, Any]:
     return {
         "ChannelName": name,
         "DataSource": {
             "S3DataSource": {
                 "S3DataType": "S3Prefix",
                 "S3Uri": uri,
-                "S3DataDistributionType": "FullyReplicated",
+                "S3DataDistributionType": distribution,
             }
         },
         "ContentType": content_type,
@@ -241,15 +254,16 @@ def prepare_job(
         spec_text = spec_bytes(spec)
     except (TypeError, ValueError) as error:
         raise RemoteNodeError(f"node {node.name}: a parameter is not JSON data: {error}") from None
-    channels = []
-    for dataset, value in datasets:
-        channel = inputs[dataset]
-        uri = f"{job_root}/input/{channel}/"
-        try:
-            manifest = upload_dataset(store, value, dataset, channel, uri, what=f"input {dataset}")
-        except CodecError as error:
-            raise RemoteNodeError(f"node {node.name}: {error}") from error
-        channels.append(_channel(channel, uri, codec_named(manifest["codec"]).content_type))
+    channels, sharded = _upload_inputs(
+        node.name, datasets, inputs, job_settings=job_settings, store=store, job_root=job_root
+    )
+    if job_settings.instance_count > 1:
+        spec["distributed"] = {
+            "collective": "xgboost",
+            "instances": job_settings.instance_count,
+            "sharded": sharded,
+        }
+        spec_text = spec_bytes(spec)
     upload_bytes(store, spec_text, f"{job_root}/input/{JOB_INPUT}/{JOB_FILE}")
     channels.append(_channel(JOB_INPUT, f"{job_root}/input/{JOB_INPUT}/", "application/json"))
     if wheels_uri is not None:
@@ -267,6 +281,78 @@ def prepare_job(
     if run_id:
         request["Tags"].append({"Key": "kedro:run-id", "Value": _TAG_VALUE_UNSAFE.sub("_", run_id)})
     return NodeJob(node.name, name, request, outputs, call["outputs"])
+
+
+def _upload_inputs(
+    node_name: str,
+    datasets: list[tuple[str, Any]],
+    inputs: Mapping[str, str],
+    *,
+    job_settings: TrainingJobSettings,
+    store: ObjectStore,
+    job_root: str,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Uploads each dataset input under ``<job_root>/input/<channel>/``: a value and its
+    manifest (``FullyReplicated``), or a sharded input's parts (``ShardedByS3Key``). Returns the
+    channels and what the spec lists of each sharded input."""
+    sharded = _sharded_inputs(node_name, [dataset for dataset, _ in datasets], job_settings)
+    channels = []
+    for dataset, value in datasets:
+        channel = inputs[dataset]
+        uri = f"{job_root}/input/{channel}/"
+        try:
+            if dataset in sharded:
+                parts = job_settings.instance_count * job_settings.shards_per_instance
+                sharded[dataset] = upload_parts(store, value, dataset, parts, uri)
+                channels.append(_channel(channel, uri, "application/x-parquet", "ShardedByS3Key"))
+                continue
+            manifest = upload_dataset(store, value, dataset, channel, uri, what=f"input {dataset}")
+        except CodecError as error:
+            raise RemoteNodeError(f"node {node_name}: {error}") from error
+        except DistributedJobError as error:
+            raise RemoteNodeError(f"node {node_name}: input {dataset}: {error}") from error
+        channels.append(_channel(channel, uri, codec_named(manifest["codec"]).content_type))
+    return channels, sharded
+
+
+def _sharded_inputs(
+    node_name: str, datasets: list[str], job_settings: TrainingJobSettings
+) -> dict[str, Any]:
+    """The node's inputs to shard across its instances (none for a single instance), checked
+    against what the node reads: replicating every input to every instance would train on
+    each row n times."""
+    if job_settings.instance_count == 1:
+        return {}
+    unknown = [name for name in job_settings.sharded_inputs if name not in datasets]
+    if unknown:
+        raise RemoteNodeError(
+            f"node {node_name}: training_job.sharded_inputs names {', '.join(unknown)}, which "
+            f"the node does not read (its dataset inputs: {', '.join(datasets) or 'none'})"
+        )
+    if not job_settings.sharded_inputs:
+        raise RemoteNodeError(
+            f"node {node_name} runs on {job_settings.instance_count} instances, but none of its "
+            "inputs is sharded, so every instance would train on all the rows: name the "
+            "training rows in training_job.sharded_inputs (its dataset inputs: "
+            f"{', '.join(datasets) or 'none'})"
+        )
+    return dict.fromkeys(job_settings.sharded_inputs)
+
+
+def upload_parts(
+    store: ObjectStore, frame: Any, dataset: str, parts: int, uri: str
+) -> dict[str, Any]:
+    """Uploads ``frame`` as ``parts`` Parquet objects under the ``uri`` prefix (one S3 key each,
+    for ``ShardedByS3Key``); returns what the job spec lists: each part's file, sha256, rows."""
+    listed = []
+    with tempfile.TemporaryDirectory() as directory:
+        for index, part in enumerate(split_rows(frame, parts)):
+            codec, path = write_value(part, Path(directory), part_stem(index), f"input {dataset}")
+            if codec.name != "parquet":
+                raise DistributedJobError(f"a sharded input must be a data frame ({codec.name})")
+            store.upload_file(path, f"{uri.rstrip('/')}/{path.name}")
+            listed.append({"file": path.name, "sha256": file_sha256(path), "rows": len(part)})
+    return {"codec": "parquet", "parts": listed}
 
 
 def script_mode_hyperparameters(code_uri: str, job: str, region: str | None) -> dict[str, str]:

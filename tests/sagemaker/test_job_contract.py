@@ -515,6 +515,39 @@ def test_a_wheel_of_another_version_than_the_installed_one_is_installed(
         install_shipped_wheels(tmp_path / "kedro-wheels")
 
 
+def test_local_jobs_install_a_wheel_set_once_into_the_cache_and_reuse_it(
+    tmp_path, isolated_sys_path, monkeypatch, capsys
+):
+    from predictive_maintenance.sagemaker.job import PACKAGES_CACHE_VARIABLE  # noqa: PLC0415
+
+    cache = tmp_path / "job-packages"
+    monkeypatch.setenv(PACKAGES_CACHE_VARIABLE, str(cache))
+    _tiny_wheel(tmp_path / "kedro-wheels", FAKE_DISTRIBUTION, "1.0")
+
+    first = install_shipped_wheels(tmp_path / "kedro-wheels")
+    # A later job (a fresh process: the distribution not importable yet) of the same set.
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry != str(first)])
+    importlib.invalidate_caches()
+    second = install_shipped_wheels(tmp_path / "kedro-wheels")
+
+    assert first == second
+    assert first.parent == cache
+    assert [entry.name for entry in cache.iterdir()] == [first.name]  # no scratch left behind
+    assert (first / f"{FAKE_DISTRIBUTION}.py").is_file()
+    printed = capsys.readouterr().out
+    assert "installed 1 shipped wheels" in printed
+    assert "reused 1 shipped wheels" in printed
+    # Another wheel set (another version) is another entry, installed by pip.
+    (tmp_path / "kedro-wheels" / f"{FAKE_DISTRIBUTION}-1.0-py3-none-any.whl").unlink()
+    _tiny_wheel(tmp_path / "kedro-wheels", FAKE_DISTRIBUTION, "2.0")
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry != str(first)])
+    sys.modules.pop(FAKE_DISTRIBUTION, None)
+    importlib.invalidate_caches()
+    third = install_shipped_wheels(tmp_path / "kedro-wheels")
+    assert third != first
+    assert sorted(entry.name for entry in cache.iterdir()) == sorted([first.name, third.name])
+
+
 # ---- the local backend: environment, failure reasons, interpreter -------------------------------
 PROBE = """\
 import json, os, pathlib, sys

@@ -48,10 +48,12 @@ job's ``kedro-wheels`` input (:func:`install_shipped_wheels`), with no package i
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -443,34 +445,93 @@ def _installed(wheel: Path) -> bool:
         return False
 
 
+#: Set by the local backend only (on SageMaker every job starts from the bare image): a directory
+#: where installed wheel sets are kept by content, so the jobs of local runs install a set once.
+PACKAGES_CACHE_VARIABLE: Final = "KEDRO_JOB_PACKAGES_CACHE"
+#: Installed sets kept in that directory (the newest by use); older ones are removed.
+PACKAGES_CACHE_ENTRIES: Final = 4
+
+
 def install_shipped_wheels(wheels_dir: Path) -> Path | None:
     """Installs the wheels in ``wheels_dir`` that this Python lacks (at their version).
 
     Installed with pip, no index and no dependency resolution (the wheel set is closed), into a
-    fresh directory put first on ``sys.path``: the image itself is not modified. Returns that
-    directory, or None when nothing was missing (e.g. in the project's own environment).
+    fresh directory put first on ``sys.path``: the image itself is not modified. With
+    :data:`PACKAGES_CACHE_VARIABLE` set (local jobs), the directory is kept there under the
+    sha256 of the interpreter and the wheels, and reused by the next job of the same set.
+    Returns that directory, or None when nothing was missing (e.g. in the project's own
+    environment).
     """
     missing = [wheel for wheel in sorted(wheels_dir.glob("*.whl")) if not _installed(wheel)]
     if not missing:
         return None
-    target = Path(tempfile.mkdtemp(prefix="kedro-job-packages-"))
     started = time.perf_counter()
-    command = [sys.executable, "-m", "pip", "install", *_PIP_OFFLINE, "--target", str(target)]
-    installed = subprocess.run(
-        [*command, *map(str, missing)], capture_output=True, text=True, check=False
-    )
-    if installed.returncode != 0:
-        raise JobError(
-            f"installing {len(missing)} shipped wheels failed: {installed.stderr.strip()[-600:]}"
-        )
+    cache = os.environ.get(PACKAGES_CACHE_VARIABLE)
+    if cache:
+        target, reused = _cached_install(Path(cache), missing)
+    else:
+        target, reused = Path(tempfile.mkdtemp(prefix="kedro-job-packages-")), False
+        _pip_install(target, missing)
     sys.path.insert(0, str(target))
     importlib.invalidate_caches()
+    done = "reused" if reused else "installed"
     print(
-        f"kedro job: installed {len(missing)} shipped wheels in "
-        f"{time.perf_counter() - started:.1f} s",
+        f"kedro job: {done} {len(missing)} shipped wheels in "
+        f"{time.perf_counter() - started:.1f} s" + (f" ({target})" if cache else ""),
         flush=True,
     )
     return target
+
+
+def _pip_install(target: Path, wheels: list[Path]) -> None:
+    command = [sys.executable, "-m", "pip", "install", *_PIP_OFFLINE, "--target", str(target)]
+    installed = subprocess.run(
+        [*command, *map(str, wheels)], capture_output=True, text=True, check=False
+    )
+    if installed.returncode != 0:
+        raise JobError(
+            f"installing {len(wheels)} shipped wheels failed: {installed.stderr.strip()[-600:]}"
+        )
+
+
+def _cached_install(cache: Path, wheels: list[Path]) -> tuple[Path, bool]:
+    """The installed set of ``wheels`` in ``cache`` (made now if absent) and whether it was
+    there. Made in a scratch directory and renamed into place, so concurrent jobs never see half
+    an install: the first rename wins, the others use it and drop their own."""
+    digest = hashlib.sha256(f"{sys.executable}\0{sys.version}".encode())
+    for wheel in wheels:
+        digest.update(f"\0{wheel.name}\0{file_sha256(wheel)}".encode())
+    target = cache / digest.hexdigest()[:32]
+    if target.is_dir():
+        os.utime(target)  # the newest by use stay (see _prune)
+        return target, True
+    cache.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache))
+    try:
+        _pip_install(scratch, wheels)
+        scratch.rename(target)
+    except OSError:
+        if not target.is_dir():
+            raise
+        shutil.rmtree(scratch, ignore_errors=True)  # another job installed the same set first
+        return target, True
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    _prune(cache, keep=target)
+    return target, False
+
+
+def _prune(cache: Path, keep: Path) -> None:
+    """Removes all but the :data:`PACKAGES_CACHE_ENTRIES` most recently used sets."""
+    entries = sorted(
+        (entry for entry in cache.iterdir() if entry.is_dir() and not entry.name.startswith(".")),
+        key=lambda entry: entry.stat().st_mtime,
+        reverse=True,
+    )
+    for entry in entries[PACKAGES_CACHE_ENTRIES:]:
+        if entry != keep:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 # ---- entry ---------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ from botocore.validate import validate_parameters
 
 from predictive_maintenance.sagemaker.archives import build_tar_gz, directory_files, extract_tar_gz
 from predictive_maintenance.sagemaker.distributed import environment_for_local_hosts, free_port
-from predictive_maintenance.sagemaker.job import FAILURE_REASON_LIMIT
+from predictive_maintenance.sagemaker.job import FAILURE_REASON_LIMIT, PACKAGES_CACHE_VARIABLE
 from predictive_maintenance.sagemaker.storage import ObjectStore, download_input
 
 logger = logging.getLogger(__name__)
@@ -126,6 +126,10 @@ class _Job:
     thread: threading.Thread | None = None
 
 
+#: Next to the wheels the bridge resolves (``job_environment.wheel_cache``'s default).
+DEFAULT_PACKAGES_CACHE: Final = Path("~/.cache/kedro-sagemaker/job-packages").expanduser()
+
+
 class LocalTrainingJobs:
     """Runs training (and processing) jobs in subprocesses; answers like the SageMaker API does.
 
@@ -143,6 +147,8 @@ class LocalTrainingJobs:
         log_sink: Receives every line the program prints (the runner reads them through
             :meth:`new_log_lines` instead; the moto fixture forwards them to CloudWatch Logs).
         keep_workdirs: Keep each job's ``/opt/ml`` tree for inspection (logged at the end).
+        packages_cache: Where jobs keep the wheel sets they installed, by content, so the jobs of
+            local runs install a set once (None: every job installs its own, as on SageMaker).
     """
 
     def __init__(
@@ -153,8 +159,12 @@ class LocalTrainingJobs:
         python: str = sys.executable,
         log_sink: LogSink | None = None,
         keep_workdirs: bool = False,
+        packages_cache: str | os.PathLike[str] | None = DEFAULT_PACKAGES_CACHE,
     ) -> None:
         self.store = store
+        self._packages_cache = (
+            {PACKAGES_CACHE_VARIABLE: str(packages_cache)} if packages_cache is not None else {}
+        )
         self._region = region or "local"
         self._python = str(python)
         self._toolkit = python != sys.executable and _has_training_toolkit(self._python)
@@ -518,7 +528,7 @@ class LocalTrainingJobs:
         process = subprocess.Popen(
             command,
             cwd=cwd,
-            env=env,
+            env={**self._packages_cache, **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

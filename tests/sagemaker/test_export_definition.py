@@ -17,10 +17,12 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import botocore.session
@@ -61,7 +63,10 @@ from predictive_maintenance.sagemaker.workflow.plan import (
     dataset_dependencies,
     is_parameter,
 )
-from predictive_maintenance.sagemaker.workflow.settings import parse_pipeline_settings
+from predictive_maintenance.sagemaker.workflow.settings import (
+    parse_batch_pipeline_settings,
+    parse_pipeline_settings,
+)
 from tests.sagemaker.export_nodes import combine, passthrough, with_options
 from tests.support.cli import KEDRO
 from tests.support.project import PROJECT_ROOT
@@ -1224,11 +1229,12 @@ def execution_paths(steps: list[dict[str, Any]]) -> list[list[str]]:
     return paths
 
 
-def test_the_default_export_is_four_jobs_a_gate_a_registration_and_a_fail_step(export, definition):
+def test_the_default_export_is_five_jobs_a_gate_a_registration_and_a_fail_step(export, definition):
     plan = export.plan
     assert export.settings.group_by == "namespace"
     assert [(step.name, step.kind) for step in plan.steps] == [
         ("prepare", PROCESSING),
+        ("baseline", PROCESSING),
         ("train", TRAINING),
         ("evaluate", PROCESSING),
         ("deploy", PROCESSING),
@@ -1237,6 +1243,7 @@ def test_the_default_export_is_four_jobs_a_gate_a_registration_and_a_fail_step(e
     kinds = {step["Name"]: step["Type"] for step in all_steps(definition["Steps"])}
     assert kinds == {
         "prepare": "Processing",
+        "baseline": "Processing",
         "train": "Training",
         "evaluate": "Processing",
         "gate": "Condition",
@@ -1246,6 +1253,7 @@ def test_the_default_export_is_four_jobs_a_gate_a_registration_and_a_fail_step(e
     }
     assert [step["Name"] for step in definition["Steps"]] == [
         "prepare",
+        "baseline",
         "train",
         "evaluate",
         "gate",
@@ -1255,10 +1263,15 @@ def test_the_default_export_is_four_jobs_a_gate_a_registration_and_a_fail_step(e
     assert [step["Name"] for step in gate["ElseSteps"]] == ["gate-failed"]
     paths = execution_paths(definition["Steps"])
     assert sorted(paths) == [
-        ["prepare", "train", "evaluate", "gate", "gate-failed"],
-        ["prepare", "train", "evaluate", "gate", "register", "deploy"],
+        ["prepare", "baseline", "train", "evaluate", "gate", "gate-failed"],
+        ["prepare", "baseline", "train", "evaluate", "gate", "register", "deploy"],
     ]
-    assert max(len(path) for path in paths) <= 6
+    assert max(len(path) for path in paths) <= 7
+    # The baseline reads only the training split: it runs beside train, not after it.
+    graph = definition_graph(definition)
+    assert graph["baseline"] == {"prepare"}
+    assert "baseline" not in ancestors(graph, "train")
+    assert "baseline" in ancestors(graph, "register")
     # Namespaces are the steps: every node of a job step has the step's namespace.
     for step in plan.steps:
         assert {n.namespace.split(".")[0] for n in step.nodes} == {step.name}
@@ -1291,7 +1304,7 @@ def test_registration_points_at_the_model_tar_gz_the_evaluate_job_writes(export,
 
 def test_every_job_step_runs_without_a_package_index(definition):
     steps = job_steps(definition)
-    assert len(steps) == 4
+    assert len(steps) == 5
     for step in steps:
         environment = step["Arguments"]["Environment"]
         assert environment["PIP_NO_INDEX"] == "1", step["Name"]
@@ -1357,7 +1370,7 @@ def test_network_settings_reach_every_job_step_and_pass_the_api_check(
             pytest.fail(f"step {step['Name']} ({operation}): {error}")
         assert list(constraint_errors(request, shape, operation)) == [], step["Name"]
         checked[step["Type"]] += 1
-    assert checked == Counter({"Processing": 3, "Training": 1})
+    assert checked == Counter({"Processing": 4, "Training": 1})
     # Nothing else changes.
     without = json.loads(json.dumps(network_definition))
     for step in job_steps(without):
@@ -1547,3 +1560,250 @@ def test_the_register_step_records_the_baseline_steps_files_as_drift_check_basel
     assert plan.producers["baseline_statistics"] == "baseline"  # its own step, by namespace
     assert arguments["DriftCheckBaselines"] == {"ModelDataQuality": expected}
     assert arguments["ModelMetrics"]["ModelDataQuality"] == expected
+
+
+# ---- images the steps' catalog entries need, pinned at compile time ------------------------------
+@dataclass
+class SageMakerEnvExport:
+    export: Export
+    code: CodePackage
+
+
+@pytest.fixture(scope="module")
+def sagemaker_env_export(compiled) -> SageMakerEnvExport:
+    """The project's export with ``--env sagemaker``: the deploy step ships the SageMaker
+    registry and endpoint entries. Only its code package (the job specs), not a definition.
+    After ``compiled``, whose SDK import it shares."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(PROJECT_ROOT)
+        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        export = load_export("sagemaker", None)
+        return SageMakerEnvExport(export, export.code())
+
+
+#: The stock images of the project's region (eu-west-1), read from sagemaker.core.image_uris by
+#: hand: a job on them has no SageMaker SDK to look them up itself.
+XGBOOST_IMAGE = "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-xgboost:3.0-5"
+ANALYZER_IMAGE = "468650794304.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-model-monitor-analyzer"
+
+
+class RecordingSageMaker:
+    """A SageMaker client for one CreateModel: the model does not exist yet; the request is kept."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+
+    def describe_model(self, **_: Any) -> dict[str, Any]:
+        from botocore.exceptions import ClientError  # noqa: PLC0415
+
+        error = {"Error": {"Code": "ValidationException", "Message": "Could not find model"}}
+        raise ClientError(error, "DescribeModel")
+
+    def create_model(self, **request: Any) -> None:
+        self.requests.append(request)
+
+
+def endpoint_requests(dataset: Any) -> tuple[str, str]:
+    """The model image and the analyzer image the endpoint dataset would send to SageMaker
+    (CreateModel, CreateDataQualityJobDefinition)."""
+    sagemaker = RecordingSageMaker()
+    dataset._ensure_model(sagemaker, "predictive-maintenance-v1", "s3://b/p/model.tar.gz", 1)
+    baseline = {
+        part: {"uri": f"s3://b/p/{part}.json", "sha256": "0" * 64}
+        for part in ("statistics", "constraints")
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        # Checking the baseline's bytes in S3 is test_monitoring_aws.py's.
+        patch.setattr(dataset, "_verify_baseline", lambda data, part: None)
+        definition = dataset._job_definition("predictive-maintenance", {"model_baseline": baseline})
+    return (
+        sagemaker.requests[0]["PrimaryContainer"]["Image"],
+        definition["DataQualityAppSpecification"]["ImageUri"],
+    )
+
+
+def test_the_deploy_step_ships_the_image_uris_its_endpoint_and_registry_need(
+    sagemaker_env_export,
+):
+    export, code = sagemaker_env_export.export, sagemaker_env_export.code
+    catalog = spec_of(code, "deploy")["catalog"]
+    endpoint, registry = catalog["endpoint"], catalog["model_registry"]
+    assert endpoint["type"].endswith("SageMakerEndpointDataset")
+    assert endpoint["image_uri"] == XGBOOST_IMAGE
+    assert endpoint["monitoring"]["image_uri"] == ANALYZER_IMAGE
+    assert registry["image_uri"] == XGBOOST_IMAGE
+    # Nothing else changes: the entries are the catalog's, with the images set.
+    configured = export.catalog_config
+    assert configured["endpoint"].get("image_uri") is None
+    assert configured["endpoint"]["monitoring"]["image_uri"] is None
+    assert {key: value for key, value in endpoint.items() if key != "image_uri"} == {
+        **configured["endpoint"],
+        "monitoring": {**configured["endpoint"]["monitoring"], "image_uri": ANALYZER_IMAGE},
+    }
+    assert {key: value for key, value in registry.items() if key != "image_uri"} == {
+        key: value for key, value in configured["model_registry"].items() if key != "image_uri"
+    }
+    # The batch export's model-choice step ships the same registry entry.
+    batch = parse_batch_pipeline_settings(export.context.config_loader["sagemaker"])
+    assert batch is not None
+    assert batch.catalog_images == export.settings.catalog_images
+
+
+def test_the_shipped_endpoint_entry_needs_no_image_lookup_in_the_job(
+    sagemaker_env_export, monkeypatch
+):
+    """The deploy job runs on the stock image, without the SageMaker SDK: the endpoint dataset
+    made from the shipped entry asks for the pinned images; made from the catalog's entry, it
+    would look both up (and fail there)."""
+    from kedro.io import AbstractDataset  # noqa: PLC0415
+
+    from predictive_maintenance.sagemaker import aws  # noqa: PLC0415
+
+    def no_sdk(framework: str, version: str, region: str | None) -> str:
+        raise ModuleNotFoundError(f"looked up the {framework} image: no SageMaker SDK here")
+
+    monkeypatch.setattr(aws, "_stock_image_uri", no_sdk)
+    shipped = spec_of(sagemaker_env_export.code, "deploy")["catalog"]["endpoint"]
+    dataset = AbstractDataset.from_config("endpoint", shipped)
+    assert endpoint_requests(dataset) == (XGBOOST_IMAGE, ANALYZER_IMAGE)
+
+    configured = sagemaker_env_export.export.catalog_config["endpoint"]
+    unpinned = AbstractDataset.from_config("endpoint", json.loads(json.dumps(configured)))
+    with pytest.raises(ModuleNotFoundError, match="looked up the xgboost image"):
+        endpoint_requests(unpinned)
+
+
+def test_compiling_with_images_to_pin_leaves_the_process_as_it_was(sagemaker_env_export):
+    """`kedro sagemaker compile|upsert --env sagemaker` build the code package (pinning images,
+    in the offline SDK environment) in a thread while the SDK is imported (in that environment
+    too). Afterwards the environment and the SDK's functions are as before, so that upsert
+    finds the operator's credentials (the instance metadata service included).
+
+    The threads are made to overlap the bad way: the package's thread goes in first and leaves
+    first while the import is inside (each waits at most a second for the other). Without the
+    lock in offline_sdk, the import then restored the package thread's values on its way out,
+    leaving AWS_EC2_METADATA_DISABLED=true and the SDK's config check replaced."""
+    from sagemaker.core.config.config_manager import SageMakerConfig  # noqa: PLC0415
+
+    from predictive_maintenance.sagemaker import cli  # noqa: PLC0415
+    from predictive_maintenance.sagemaker.workflow import compiler  # noqa: PLC0415
+
+    export = sagemaker_env_export.export
+    pinning, importing, built = threading.Event(), threading.Event(), threading.Event()
+    import_sdk, import_module = cli.import_sdk, compiler.importlib.import_module
+    resolve_image_uri, build = compiler.resolve_image_uri, export.code
+
+    def code() -> CodePackage:  # the package's thread
+        try:
+            return build()
+        finally:
+            built.set()
+
+    def first_lookup_waits(*args: Any) -> str:  # inside the package thread's offline_sdk
+        if not pinning.is_set():
+            pinning.set()
+            importing.wait(1)
+        return resolve_image_uri(*args)
+
+    def import_after_pinning(region: str) -> None:  # the main thread
+        pinning.wait(1)
+        import_sdk(region)
+
+    def import_until_built(name: str) -> Any:  # inside the main thread's offline_sdk
+        importing.set()
+        built.wait(1)
+        return import_module(name)
+
+    keys = (
+        "AWS_EC2_METADATA_DISABLED",
+        "SAGEMAKER_VALIDATE_ROLE",
+        "SAGEMAKER_USER_CONFIG_OVERRIDE",
+        "AWS_DEFAULT_REGION",
+    )
+    before = {key: os.environ.get(key) for key in keys}
+    validate = SageMakerConfig.__dict__["validate_sagemaker_config"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(PROJECT_ROOT)
+        patch.setattr(export, "code", code)
+        patch.setattr(compiler, "resolve_image_uri", first_lookup_waits)
+        patch.setattr(cli, "import_sdk", import_after_pinning)
+        patch.setattr(compiler, "importlib", SimpleNamespace(import_module=import_until_built))
+        package, text = export.code_and_definition()
+    assert pinning.is_set()
+    assert importing.is_set()
+    assert built.is_set()
+    assert {key: os.environ.get(key) for key in keys} == before
+    assert SageMakerConfig.__dict__["validate_sagemaker_config"] is validate
+    assert package.sha256 == sagemaker_env_export.code.sha256
+    assert [step["Name"] for step in json.loads(text)["Steps"]][:2] == ["prepare", "baseline"]
+
+
+def test_images_are_pinned_only_where_an_entry_of_the_type_leaves_them_unset(monkeypatch):
+    from predictive_maintenance.sagemaker.workflow import compiler  # noqa: PLC0415
+
+    looked_up = []
+
+    def lookup(image_uri: str | None, framework: str, version: str, region: str | None) -> str:
+        assert image_uri is None
+        looked_up.append((framework, version, region))
+        return f"{framework}:{version}@{region}"
+
+    monkeypatch.setattr(compiler, "resolve_image_uri", lookup)
+    settings = parse_pipeline_settings(
+        {
+            "pipeline": {
+                "name": "images",
+                "catalog_images": {
+                    "my.Endpoint": {
+                        "image_uri": {"framework": "xgboost", "version_key": "framework_version"},
+                        "monitoring.image_uri": {"framework": "model-monitor"},
+                        "other": {"framework": "xgboost", "version": "1.7-1"},
+                    }
+                },
+            }
+        }
+    )
+    entry = {
+        "type": "my.Endpoint",
+        "framework_version": "3.0-5",
+        "region": "ap-south-1",
+        "other": "mine:1",
+        "monitoring": {"image_uri": None},
+    }
+    assert compiler.pin_images("endpoint", entry, settings, "eu-west-1") == {
+        **entry,
+        "image_uri": "xgboost:3.0-5@ap-south-1",  # the entry's version and region
+        "monitoring": {"image_uri": "model-monitor:@ap-south-1"},
+        "other": "mine:1",  # set in the entry: kept
+    }
+    assert entry["monitoring"] == {"image_uri": None}  # the catalog's entry is not changed
+    # No monitoring block: none is made (its absence switches monitoring off); the pipeline's
+    # region; another type: untouched.
+    looked_up.clear()
+    assert compiler.pin_images("endpoint", {"type": "my.Endpoint"}, settings, "eu-west-1") == {
+        "type": "my.Endpoint",
+        "image_uri": "xgboost:@eu-west-1",
+        "other": "xgboost:1.7-1@eu-west-1",
+    }
+    assert compiler.pin_images("other", {"type": "my.Other", "x": 1}, settings, "eu-west-1") == {
+        "type": "my.Other",
+        "x": 1,
+    }
+    assert len(looked_up) == 2
+
+    # An image the SDK does not know: the entry and the setting are named.
+    def unknown(*_: Any) -> str:
+        raise ValueError("Unsupported xgboost version: None.")  # what the SDK says
+
+    monkeypatch.setattr(compiler, "resolve_image_uri", unknown)
+    with pytest.raises(compiler.CompileError, match="catalog entry endpoint: no xgboost image"):
+        compiler.pin_images("endpoint", {"type": "my.Endpoint"}, settings, "eu-west-1")
+    with pytest.raises(SageMakerConfigError, match=r"catalog_images\.my\.Endpoint\.image_uri"):
+        parse_pipeline_settings(
+            {
+                "pipeline": {
+                    "name": "images",
+                    "catalog_images": {"my.Endpoint": {"image_uri": {"framwork": "xgboost"}}},
+                }
+            }
+        )

@@ -25,6 +25,7 @@ model; a typo fails) and is needed by something found here, so a grant outlives 
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -52,7 +53,15 @@ SAM_TEMPLATE = ROOT / "deploy" / "api" / "template.yaml"
 CONF = ROOT / "conf"
 
 #: The placeholders the policies may use (deploy/iam/README.md says how to fill each).
-PLACEHOLDERS = {"Region", "AccountId", "Bucket", "Prefix", "ExecutionRoleName", "ImageAccountId"}
+PLACEHOLDERS = {
+    "Region",
+    "AccountId",
+    "Bucket",
+    "Prefix",
+    "ExecutionRoleName",
+    "ImageAccountId",
+    "MonitorImageAccountId",
+}
 #: Realistic worst-case values, to check the size limit of a managed policy.
 PLACEHOLDER_EXAMPLES = {
     "Region": "ap-southeast-3",
@@ -61,6 +70,7 @@ PLACEHOLDER_EXAMPLES = {
     "Prefix": "p" * 64,
     "ExecutionRoleName": "service-role/" + "r" * 64,
     "ImageAccountId": "123456789012",
+    "MonitorImageAccountId": "123456789012",
 }
 #: IAM's limit on a managed policy, in characters without whitespace.
 MANAGED_POLICY_LIMIT = 6144
@@ -164,7 +174,17 @@ SDK_STEPS: dict[str, tuple[tuple[str, str], ...]] = {
         ("sagemaker", "StopTrainingJob"),
         ("sagemaker", "AddTags"),
     ),
-    "ModelStep": (),  # what it does is the ModelBuilder method it wraps (SDK_METHODS)
+    # Batch Transform: the service starts, follows and (when an execution is stopped) stops the
+    # transform job, tagging it as it tags every job it starts.
+    "TransformStep": (
+        ("sagemaker", "CreateTransformJob"),
+        ("sagemaker", "DescribeTransformJob"),
+        ("sagemaker", "StopTransformJob"),
+        ("sagemaker", "AddTags"),
+    ),
+    # What a ModelStep does is the request it wraps: ModelBuilder.register (CreateModelPackage)
+    # or PipelineSession.create_model (CreateModel), both in SDK_METHODS.
+    "ModelStep": (),
     "ConditionStep": (),  # evaluated by the service; JsonGet reads S3 (SDK_SERVICE_SIDE)
     "FailStep": (),
 }
@@ -203,7 +223,17 @@ SDK_METHODS: dict[str, dict[str, Any]] = {
     "Processor": {"run": ("deferred", ())},  # ProcessingStep says what the service does
     "ModelTrainer": {"train": ("deferred", ())},  # TrainingStep says what the service does
     "ModelBuilder": {"register": ("deferred", (("sagemaker", "CreateModelPackage"),))},
-    "PipelineSession": {},
+    # Transformer.transform under a PipelineSession returns the CreateTransformJob request for a
+    # TransformStep (which says what the service does).
+    "Transformer": {"transform": ("deferred", ())},
+    "PipelineSession": {
+        # Sets the session's context to a step-arguments holder: no request at all.
+        "init_model_step_arguments": (),
+        # Session.create_model under a PipelineSession records the CreateModel request in the
+        # context for a ModelStep; the service makes it with the execution role (the request's
+        # ExecutionRoleArn: iam:PassRole, implied by the scan).
+        "create_model": ("deferred", (("sagemaker", "CreateModel"),)),
+    },
 }
 #: SDK methods whose keyword ``tags=`` adds tagging calls.
 SDK_TAGGING = (("sagemaker", "ListTags"), ("sagemaker", "AddTags"))
@@ -478,6 +508,41 @@ class Scanner:
 
     def callable_targets(self, module: Module, scope: str, node: ast.AST) -> list[tuple[str, str]]:
         """The defs (or class constructors) a name or attribute refers to."""
+        found = self.named_target(module, scope, node)
+        if found is None:
+            return []
+        target_module, qualname = found
+        if qualname in self.modules[target_module].classes:
+            # The class's own __init__, else the first one its bases define (here).
+            for cls_module, cls in self.class_and_bases(target_module, qualname):
+                init = f"{cls}.__init__"
+                if init in self.modules[cls_module].scopes:
+                    return [(cls_module, init)]
+            return []
+        return [found]
+
+    def class_and_bases(self, module_name: str, qualname: str) -> list[tuple[str, str]]:
+        """A class of the scanned modules and its bases among them, depth first."""
+        module = self.modules[module_name]
+        definition = next(
+            (
+                node
+                for node in module.tree.body
+                if isinstance(node, ast.ClassDef) and node.name == qualname
+            ),
+            None,
+        )
+        found = [(module_name, qualname)]
+        for written in definition.bases if definition is not None else ():
+            # AbstractDataset[dict, dict] -> AbstractDataset
+            base = written.value if isinstance(written, ast.Subscript) else written
+            target = self.named_target(module, "", base)
+            if target is not None and target[1] in self.modules[target[0]].classes:
+                found += [item for item in self.class_and_bases(*target) if item not in found]
+        return found
+
+    def named_target(self, module: Module, scope: str, node: ast.AST) -> tuple[str, str] | None:
+        """The def or class of the scanned modules a name or attribute refers to."""
         found: tuple[str, str] | None = None
         if isinstance(node, ast.Name):
             if node.id in module.scopes or node.id in module.classes:
@@ -493,13 +558,7 @@ class Scanner:
                     found = (module.name, qualname)
             elif isinstance(owner, ast.Name) and owner.id in module.imports:
                 found = self.resolve_dotted(f"{module.imports[owner.id]}.{node.attr}")
-        if found is None:
-            return []
-        target_module, qualname = found
-        if qualname in self.modules[target_module].classes:
-            init = f"{qualname}.__init__"
-            return [(target_module, init)] if init in self.modules[target_module].scopes else []
-        return [found]
+        return found
 
     def created_service(self, module: Module, scope: str, call: ast.Call) -> set[str]:
         """The service of a client that ``call`` creates, if it does."""
@@ -883,13 +942,28 @@ class Scanner:
             self.add(module, scope, call, service, operations, via=f"getattr({service}, ...)")
 
     def scan_fsspec(self, module: Module) -> None:
-        for node in ast.walk(module.tree):
-            if isinstance(node, ast.Import | ast.ImportFrom):
-                names = [alias.name for alias in node.names]
-                modules = names if isinstance(node, ast.Import) else [node.module or ""]
-                if any(name.split(".")[0] in {"fsspec", "s3fs"} for name in modules):
-                    self.add(module, "", node, "s3", FSSPEC_S3_OPERATIONS, via="fsspec/s3fs")
-                    return
+        """S3 through fsspec/s3fs where the code uses them: each scope that names an fsspec or
+        s3fs import (``fsspec.filesystem(...)``, ``fsspec.open(...)``, an imported function).
+        A filesystem object is made there before any of its methods can reach S3, so the scope
+        that makes it stands for every later use (which reachability then follows)."""
+        local = {
+            name
+            for name, dotted in module.imports.items()
+            if dotted.split(".")[0] in {"fsspec", "s3fs"}
+        }
+        if not local:
+            return
+        for qualname, scope in module.scopes.items():
+            use = next(
+                (
+                    node
+                    for node in scope_nodes(scope)
+                    if isinstance(node, ast.Name) and node.id in local
+                ),
+                None,
+            )
+            if use is not None:
+                self.add(module, qualname, use, "s3", FSSPEC_S3_OPERATIONS, via="fsspec/s3fs")
 
     def add(
         self,
@@ -1038,15 +1112,68 @@ def job_roots(scan: Scan) -> set[tuple[str, str]]:
     return roots
 
 
+#: Where Kedro's dataset classes come from: a class of src/ deriving from one of their classes
+#: is a dataset class.
+DATASET_PACKAGES = ("kedro", "kedro_datasets")
+
+
+def dataset_classes(scan: Scan) -> set[tuple[str, str]]:
+    """(module, class) of every Kedro dataset class in src/: derived from a kedro or
+    kedro_datasets ``...Dataset`` class, or from another dataset class of src/."""
+    scanner = Scanner.__new__(Scanner)
+    scanner.modules = scan.modules
+    definitions = [
+        (module, node)
+        for module in scan.modules.values()
+        for node in module.tree.body
+        if isinstance(node, ast.ClassDef)
+    ]
+    found: set[tuple[str, str]] = set()
+    changed = True
+    while changed:
+        changed = False
+        for module, node in definitions:
+            if (module.name, node.name) in found:
+                continue
+            for written in node.bases:
+                # AbstractDataset[dict, dict] -> AbstractDataset
+                base = written.value if isinstance(written, ast.Subscript) else written
+                root = base
+                while isinstance(root, ast.Attribute):
+                    root = root.value
+                dotted = module.imports.get(root.id, "") if isinstance(root, ast.Name) else ""
+                named = ast.unparse(base).endswith("Dataset")
+                external = named and dotted.split(".")[0] in DATASET_PACKAGES
+                if external or scanner.named_target(module, "", base) in found:
+                    found.add((module.name, node.name))
+                    changed = True
+                    break
+    return found
+
+
 def reachable(scan: Scan, roots: set[tuple[str, str]]) -> set[tuple[str, str]]:
     """Everything the roots may run: defs they name (called or passed on), methods called on
     ``self``, nested defs, module-level code of their modules and, for a method called on an
-    object of unknown type, every method of that name in a module already running."""
+    object of unknown type, every method of that name in a module already running.
+
+    Except for Kedro dataset classes: their objects are made by a catalog from a catalog entry
+    (job_roots: the entries a job loads itself) or by code that names the class. A dataset
+    class that neither is a root nor is named by code that runs has no objects, so its methods
+    are not run for a method of the same name called on some unknown object.
+    """
     scanner = Scanner.__new__(Scanner)
     scanner.modules = scan.modules
     reached: set[tuple[str, str]] = set()
     pending = list(roots)
     unknown_methods: set[str] = set()
+    datasets = dataset_classes(scan)
+    # Dataset classes with objects: the roots' classes, then every class named by code reached.
+    made = {
+        made_class
+        for name, scope in roots
+        if (cls := scan.modules[name].scope_class.get(scope)) is not None
+        for made_class in scanner.class_and_bases(name, cls)
+    }
     while True:
         while pending:
             item = pending.pop()
@@ -1066,6 +1193,10 @@ def reachable(scan: Scan, roots: set[tuple[str, str]]) -> set[tuple[str, str]]:
             for node in scope_nodes(module.scopes[scope]):
                 if isinstance(node, ast.Name | ast.Attribute):
                     pending += scanner.callable_targets(module, scope, node)
+                    named = scanner.named_target(module, scope, node)
+                    if named in datasets:
+                        # An object of a class is an object of its bases too.
+                        made.update(scanner.class_and_bases(*named))
                 if (
                     isinstance(node, ast.Call)
                     and isinstance(node.func, ast.Attribute)
@@ -1077,13 +1208,14 @@ def reachable(scan: Scan, roots: set[tuple[str, str]]) -> set[tuple[str, str]]:
                         for candidate in (dotted, f"{dotted}.__init__"):
                             if candidate in scan.modules:
                                 pending.append((candidate, ""))
-        running = {name for name, scope in reached if scope}
+        running = {name for name, scope in reached if scope} | {name for name, _ in made}
         extra = {
             (name, qualname)
             for name in running
             for qualname in scan.modules[name].scopes
-            if scan.modules[name].scope_class.get(qualname)
+            if (cls := scan.modules[name].scope_class.get(qualname))
             and qualname.rsplit(".", 1)[-1] in unknown_methods
+            and ((name, cls) not in datasets or (name, cls) in made)
         } - reached
         if not extra:
             return reached
@@ -1210,6 +1342,83 @@ def test_the_scan_finds_a_new_call():
     assert any("create_pipelin" in problem for problem in scan.problems), scan.problems
     policy = granted(load_policy(OPERATOR_POLICY))
     assert "sagemaker:CreateTransformJob" not in policy  # so the real check would fail
+
+
+SAMPLE_DATASETS = """
+import fsspec
+from kedro.io import AbstractDataset
+
+
+class FileDataset(AbstractDataset[str, str]):
+    def __init__(self, filepath):
+        self._fs = fsspec.filesystem("s3")
+        self._path = filepath
+
+    def save(self, data):
+        self._fs.rm(self._path)
+
+
+class DerivedDataset(FileDataset):
+    def save(self, data):
+        super().save(data)
+
+
+class Chunk:
+    def __init__(self, table):
+        self.table = table
+"""
+SAMPLE_NODES = """
+from predictive_maintenance.sample_datasets import Chunk
+
+
+def score(chunks, output):
+    output.save(Chunk(chunks))
+"""
+SAMPLE_WRITER = """
+from predictive_maintenance.sample_datasets import DerivedDataset
+
+
+def write(data):
+    DerivedDataset("s3://bucket/key").save(data)
+"""
+
+
+def test_fsspec_is_counted_where_used_and_datasets_where_code_makes_them():
+    """S3 through fsspec is the scope that makes the filesystem, not the module importing it.
+    In a job, a dataset class's methods run only if the class is a catalog root or named by
+    code that runs; a node calling ``save`` on some object does not make every dataset's
+    ``save`` run (the job passes data through its own channels)."""
+    sources = {
+        "predictive_maintenance.sample_datasets": SAMPLE_DATASETS,
+        "predictive_maintenance.pipelines.sample.nodes": SAMPLE_NODES,
+        "predictive_maintenance.pipelines.other.nodes": SAMPLE_WRITER,
+    }
+    scan = Scanner(sources).run()
+    assert not scan.problems, scan.problems
+    fsspec_calls = [(call.module, call.scope) for call in scan.calls if call.service == "s3"]
+    assert fsspec_calls == [("predictive_maintenance.sample_datasets", "FileDataset.__init__")]
+    assert dataset_classes(scan) == {
+        ("predictive_maintenance.sample_datasets", "FileDataset"),
+        ("predictive_maintenance.sample_datasets", "DerivedDataset"),
+    }
+    nodes = scan.modules["predictive_maintenance.pipelines.sample.nodes"]
+    in_job = reachable(scan, {(nodes.name, scope) for scope in nodes.scopes})
+    assert ("predictive_maintenance.sample_datasets", "Chunk.__init__") in in_job
+    assert not {scope for name, scope in in_job if "Dataset" in scope}, in_job
+    # Code that names the class makes objects of it: its methods (and the base's) run.
+    writer = scan.modules["predictive_maintenance.pipelines.other.nodes"]
+    in_job = reachable(scan, {(writer.name, scope) for scope in writer.scopes})
+    assert {
+        ("predictive_maintenance.sample_datasets", "DerivedDataset.save"),
+        ("predictive_maintenance.sample_datasets", "FileDataset.__init__"),
+        ("predictive_maintenance.sample_datasets", "FileDataset.save"),
+    } <= in_job
+    # In the project: the batch pipeline's nodes use Chunk, never a TableChunksDataset.
+    product = product_scan()
+    in_jobs = reachable(product, job_roots(product))
+    module = f"{PACKAGE}.datasets.table_chunks"
+    assert (module, "Chunk.__init__") in in_jobs
+    assert (module, "TableChunksDataset.__init__") not in in_jobs
 
 
 # ---- tests: every call is granted --------------------------------------------------------------
@@ -1349,12 +1558,18 @@ def resources_of(policy: dict[str, Any]) -> list[str]:
 
 
 def test_resource_names_are_the_configured_ones():
-    """The pipeline, model package group and endpoint named in the ARNs are the project's."""
-    pipeline = next(
-        settings["pipeline"]["name"]
+    """The pipelines, model package group and endpoint named in the ARNs are the project's; the
+    models the pipeline service names itself (a Model step's) are its ``pipelines-*``."""
+    pipelines = {
+        block["name"]
         for settings in sagemaker_settings()
-        if (settings.get("pipeline") or {}).get("name")
-    )
+        for block in (
+            settings.get("pipeline") or {},
+            (settings.get("pipeline") or {}).get("batch_pipeline") or {},
+        )
+        if block.get("name")
+    }
+    assert len(pipelines) == 2, pipelines
     group = conf_globals()["model_registry"]["group"]
     endpoint = resolve_globals(
         next(
@@ -1364,13 +1579,14 @@ def test_resource_names_are_the_configured_ones():
         )
     )
     names = {
-        "pipeline": {pipeline},
-        "pipeline-execution": {pipeline},
+        "pipeline": pipelines,
+        "pipeline-execution": pipelines,
         "model-package-group": {group},
         "model-package": {group},
         "endpoint": {endpoint},
         "endpoint-config": {endpoint},
-        "model": {endpoint},
+        "model": {endpoint, PIPELINE_PREFIX},
+        "transform-job": {PIPELINE_PREFIX},
     }
     for path in POLICIES:
         for resource in resources_of(load_policy(path)):
@@ -1439,25 +1655,122 @@ def test_tag_conditions_name_tags_the_code_sets():
             assert key in constants, f"{path.name}: tag {key} is set nowhere in src/"
 
 
-def test_ecr_statement_is_the_stock_image_repository():
-    """The image pull is scoped to the repository of the stock image the project uses."""
+#: The account placeholder of each stock image repository (a repository lives in one account per
+#: region, and the analyzer's is not the XGBoost image's).
+IMAGE_ACCOUNTS = {
+    "sagemaker-xgboost": "ImageAccountId",
+    "sagemaker-model-monitor-analyzer": "MonitorImageAccountId",
+}
+
+
+def test_ecr_statements_are_the_stock_image_repositories():
+    """The image pulls are scoped to the repositories of the stock images the project uses: the
+    jobs' and the endpoint's XGBoost image, and Model Monitor's analyzer, which runs the data
+    quality schedule's jobs as the execution role (the images the compiler pins into the deploy
+    step's catalog entries, pipeline.catalog_images)."""
     from sagemaker.core import image_uris  # noqa: PLC0415 -- seconds to import
 
     region = conf_globals()["sagemaker"]["region"]
     uris = set()
     for settings in sagemaker_settings():
-        for block in (
-            settings.get("training_job"),
-            (settings.get("pipeline") or {}).get("processing"),
-        ):
+        pipeline = settings.get("pipeline") or {}
+        for block in (settings.get("training_job"), pipeline.get("processing")):
             if block and block.get("framework"):
                 version = resolve_globals(str(block["framework_version"]))
                 uris.add(image_uris.retrieve(block["framework"], region=region, version=version))
-    assert uris
+        for images in (pipeline.get("catalog_images") or {}).values():
+            for image in images.values():
+                version = resolve_globals(str(image.get("version", "")))
+                if image.get("version_key"):  # the entries' framework_version: the globals'
+                    version = conf_globals()["sagemaker"]["xgboost_version"]
+                uris.add(image_uris.retrieve(image["framework"], region=region, version=version))
+    repositories = {uri.partition(".dkr.ecr.")[2].split("/", 1)[1].split(":")[0] for uri in uris}
+    assert repositories == set(IMAGE_ACCOUNTS), repositories
     ecr = [r for r in resources_of(load_policy(EXECUTION_POLICY)) if r.startswith("arn:aws:ecr:")]
     readme = IAM_README.read_text()
+    expected = set()
     for uri in uris:
         account, _, rest = uri.partition(".dkr.ecr.")
         repository = rest.split("/", 1)[1].split(":")[0]
-        assert f"arn:aws:ecr:${{Region}}:${{ImageAccountId}}:repository/{repository}" in ecr
-        assert account in readme, f"README: the image account of {region} ({account})"
+        placeholder = IMAGE_ACCOUNTS[repository]
+        expected.add(f"arn:aws:ecr:${{Region}}:${{{placeholder}}}:repository/{repository}")
+        assert account in readme, f"README: the account of {repository} in {region} ({account})"
+    assert set(ecr) == expected
+
+
+#: A name the pipeline service gives what it creates for a step: ``pipelines-<execution>-<step>-
+#: <random>`` (AWS's documented example of a Model step's model:
+#: ``model/pipelines-cfvy1tjuxdq8-abalonecreatemodel-jl94rai0ra``).
+PIPELINE_PREFIX = "pipelines"
+PIPELINE_GENERATED = f"{PIPELINE_PREFIX}-cfvy1tjuxdq8-batch-score-batch-model-jl94rai0ra"
+#: What a step's operation acts on: Create/Describe/Stop<kind>.
+STEP_RESOURCE = re.compile(
+    r"(?:Create|Describe|Stop)(ProcessingJob|TrainingJob|TransformJob|Model)"
+)
+
+
+def allows(policy: dict[str, Any], action: str, arn: str) -> bool:
+    """Whether an Allow statement grants ``action`` on ``arn`` (placeholders as examples)."""
+    for statement in statements(policy):
+        if action not in as_list(statement["Action"]):
+            continue
+        for resource in as_list(statement["Resource"]):
+            pattern = resource
+            for name, value in PLACEHOLDER_EXAMPLES.items():
+                pattern = pattern.replace(f"${{{name}}}", value)
+            if fnmatch.fnmatchcase(arn, pattern):
+                return True
+    return False
+
+
+def example_arn(kind: str, name: str) -> str:
+    region, account = PLACEHOLDER_EXAMPLES["Region"], PLACEHOLDER_EXAMPLES["AccountId"]
+    return f"arn:aws:sagemaker:{region}:{account}:{kind}/{name}"
+
+
+def test_the_execution_role_may_act_on_what_the_pipeline_service_names():
+    """Jobs and models a step creates are named by the service, not by the project: the
+    execution role's grants for the steps' operations cover those names (a model scoped to the
+    endpoint's ``predictive-maintenance-*`` names would deny the batch export's Model step)."""
+    policy = load_policy(EXECUTION_POLICY)
+    checked = set()
+    for action, calls in sorted(required().execution.items()):
+        service, _, operation = action.partition(":")
+        match = STEP_RESOURCE.fullmatch(operation)
+        if service != "sagemaker" or not match or not any(c.by_pipeline for c in calls):
+            continue
+        kind = re.sub(r"(?<!^)(?=[A-Z])", "-", match.group(1)).lower()
+        arn = example_arn(kind, PIPELINE_GENERATED)
+        assert allows(policy, action, arn), f"{action} on {arn}: {describe(calls)}"
+        checked.add(action)
+    assert {
+        "sagemaker:CreateProcessingJob",
+        "sagemaker:CreateTrainingJob",
+        "sagemaker:CreateTransformJob",
+        "sagemaker:CreateModel",
+    } <= checked, checked
+    # Not vacuous: the endpoint's own models are not pipeline-named, and vice versa.
+    assert not allows(policy, "sagemaker:CreateModel", example_arn("model", "another-model"))
+    assert not allows(policy, "sagemaker:DeleteModel", example_arn("model", PIPELINE_GENERATED))
+
+
+def test_the_operator_follows_the_executions_of_both_exported_pipelines():
+    """An execution's ARN is ``pipeline/<name>/execution/<id>`` (botocore's pattern for it): the
+    operator's grants on executions match that form, for both pipelines."""
+    model = _session().get_service_model("sagemaker")
+    shape = model.operation_model("DescribePipelineExecution").input_shape
+    pattern = shape.members["PipelineExecutionArn"].metadata["pattern"]
+    policy = load_policy(OPERATOR_POLICY)
+    for settings in sagemaker_settings():
+        pipeline = settings.get("pipeline") or {}
+        for name in (pipeline.get("name"), (pipeline.get("batch_pipeline") or {}).get("name")):
+            if not name:
+                continue
+            execution = example_arn("pipeline", f"{name}/execution/0a1b2c3d4e5f")
+            assert re.fullmatch(pattern, execution), (pattern, execution)
+            for action in ("DescribePipelineExecution", "ListPipelineExecutionSteps"):
+                assert allows(policy, f"sagemaker:{action}", execution), (action, execution)
+            for action in ("StartPipelineExecution", "UpdatePipeline", "DeletePipeline"):
+                assert allows(policy, f"sagemaker:{action}", example_arn("pipeline", name))
+    other = example_arn("pipeline", "someone-elses/execution/0a1b2c3d4e5f")
+    assert not allows(policy, "sagemaker:DescribePipelineExecution", other)

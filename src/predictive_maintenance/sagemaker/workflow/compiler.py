@@ -18,9 +18,10 @@ import logging
 import os
 import re
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -61,6 +62,8 @@ CODE_INPUT: Final = "code"
 PROCESSING_MESSAGE_FILE: Final = "/opt/ml/output/message"
 #: The file name SageMaker expects at a model package's ModelDataUrl.
 MODEL_ARCHIVE_FILE: Final = "model.tar.gz"
+#: The region a definition is compiled for when the bridge names none.
+DEFAULT_REGION: Final = "us-east-1"
 
 
 class CompileError(ValueError):
@@ -112,11 +115,47 @@ def lookup(parameters: Mapping[str, Any], path: tuple[str, ...], what: str) -> A
     return value
 
 
+def pin_images(
+    name: str, entry: Mapping[str, Any], settings: PipelineSettings, region: str
+) -> dict[str, Any]:
+    """A catalog entry as a step ships it: with the image URIs ``pipeline.catalog_images`` names
+    for its type looked up now, where the entry leaves them unset or null.
+
+    A job runs on the stock image, which has no SageMaker SDK to look images up with (the
+    dataset would fail there on its first lookup); the compiler has it. A key inside a nested
+    block the entry leaves out (e.g. ``monitoring.image_uri`` without ``monitoring``) is not
+    added: the block's absence means something to the dataset. The region is the entry's
+    ``region``, else the pipeline's.
+    """
+    images = settings.catalog_images.get(str(entry.get("type", "")), ())
+    shipped = json.loads(json.dumps(entry))  # a copy, as the job will read it
+    for image in images:
+        *parents, key = image.key
+        block: Any = shipped
+        for parent in parents:
+            block = block.get(parent) if isinstance(block, dict) else None
+        if not isinstance(block, dict) or block.get(key) is not None:
+            continue
+        version = image.version
+        if image.version_key is not None and entry.get(image.version_key) is not None:
+            version = str(entry[image.version_key])
+        entry_region = str(entry.get("region") or region)
+        try:
+            block[key] = resolve_image_uri(None, image.framework, version, entry_region)
+        except (ValueError, OSError) as error:  # the SDK's answer to an unknown image
+            raise CompileError(
+                f"catalog entry {name}: no {image.framework} image (version {version!r}) in "
+                f"{entry_region} for {'.'.join(image.key)} (pipeline.catalog_images): {error}"
+            ) from error
+    return shipped
+
+
 def job_specs(
     plan: ExportPlan,
     settings: PipelineSettings,
     parameters: Mapping[str, Any],
     catalog: Mapping[str, Any],
+    region: str = DEFAULT_REGION,
 ) -> dict[str, bytes]:
     """Each job step's spec, by step name."""
     specs = {}
@@ -130,7 +169,10 @@ def job_specs(
             outputs=step.outputs,
             files={model_data: MODEL_ARCHIVE_FILE} if model_data in step.outputs else {},
             parameters={key: parameters[key] for key in keys if key in parameters},
-            catalog={name: catalog[name] for name in step.catalog_datasets},
+            catalog={
+                name: pin_images(name, catalog[name], settings, region)
+                for name in step.catalog_datasets
+            },
         )
         specs[step.name] = spec_bytes(spec)
     return specs
@@ -147,7 +189,16 @@ def build_code_package(
     nodes = [node for step in plan.steps for node in step.nodes]
     nodes += [node for node in (plan.gate_node, plan.register_node) if node is not None]
     packages = {top_level_package(node.func.__module__) for node in nodes}
-    files = code_files(sorted(packages), job_specs(plan, settings, parameters, catalog))
+    region = bridge.region or DEFAULT_REGION
+    # Image lookups import the SDK (seconds): only when a shipped entry has images to pin.
+    pinning = any(
+        str(catalog[name].get("type", "")) in settings.catalog_images
+        for step in plan.steps
+        for name in step.catalog_datasets
+    )
+    with offline_sdk(region) if pinning else nullcontext():
+        specs = job_specs(plan, settings, parameters, catalog, region)
+    files = code_files(sorted(packages), specs)
     archive = build_tar_gz(files)
     digest = sha256_hex(archive)
     root = f"{bridge.s3_root}/code/{digest}"
@@ -168,10 +219,20 @@ def input_uri(bridge: BridgeSettings, dataset: str) -> str:
     return f"{bridge.s3_root}/inputs/{dataset}/"
 
 
+#: offline_sdk changes process-wide state (environment, SDK functions) and restores it on exit;
+#: two threads inside it at once (the code package, with images to pin, is built in a thread
+#: while the SDK is imported) would restore each other's values and leave them set.
+_OFFLINE_SDK = threading.RLock()
+
+
 @contextmanager
 def offline_sdk(region: str) -> Iterator[None]:
     """Environment for an offline definition: no role validation, no telemetry, a region."""
-    with tempfile.TemporaryDirectory() as directory, ExitStack() as restore:
+    with (
+        _OFFLINE_SDK,
+        tempfile.TemporaryDirectory() as directory,
+        ExitStack() as restore,
+    ):
         config = Path(directory) / "sagemaker-config.yaml"
         config.write_text(
             "SchemaVersion: '1.0'\n"
@@ -281,7 +342,7 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
     code: CodePackage,
 ) -> str:
     """The SageMaker Pipeline definition (JSON text, deterministic for the same inputs)."""
-    region = bridge.region or "us-east-1"
+    region = bridge.region or DEFAULT_REGION
     with offline_sdk(region):
         import boto3  # noqa: PLC0415
         from sagemaker.core.model_metrics import MetricsSource, ModelMetrics  # noqa: PLC0415

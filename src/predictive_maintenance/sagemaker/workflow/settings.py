@@ -99,6 +99,20 @@ class Transform:
 
 
 @dataclass(frozen=True)
+class CatalogImage:
+    """A container image URI the compiler writes into a catalog entry a step ships: the
+    SageMaker SDK that looks images up is not in the stock image the step runs on."""
+
+    #: The entry's key (a dotted key reaches into a nested block, which must be there).
+    key: tuple[str, ...]
+    #: ``sagemaker.core.image_uris`` framework (``xgboost``, ``model-monitor``, ...).
+    framework: str
+    #: The framework version; ``version_key`` names an entry key that holds it instead.
+    version: str = ""
+    version_key: str | None = None
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     name: str
     processing: TrainingJobSettings
@@ -113,6 +127,8 @@ class PipelineSettings:
     #: The endpoint `kedro sagemaker cleanup` deletes (with its configs and models).
     endpoint_name: str | None = None
     transform: Transform | None = None
+    #: By catalog dataset type (its ``type`` in the catalog): the images its entries get.
+    catalog_images: Mapping[str, tuple[CatalogImage, ...]] = field(default_factory=dict)
 
 
 def key_path(value: Any, where: str) -> tuple[str, ...]:
@@ -186,6 +202,27 @@ def _drift_check_baselines(value: Any) -> dict[str, str] | None:
     return {part: _expect(block[part], str, f"{where}.{part}") for part in _BASELINE_PARTS}
 
 
+def _catalog_images(value: Any, where: str) -> dict[str, tuple[CatalogImage, ...]]:
+    images: dict[str, tuple[CatalogImage, ...]] = {}
+    for dataset_type, keys in _expect(value or {}, Mapping, where).items():
+        at = f"{where}.{dataset_type}"
+        entries = []
+        for key, spec in _expect(keys, Mapping, at).items():
+            spec_where = f"{at}.{key}"
+            _expect(spec, Mapping, spec_where)
+            _check_keys(spec, ("framework", "version", "version_key"), spec_where)
+            entries.append(
+                CatalogImage(
+                    key=key_path(key, spec_where),
+                    framework=_field(spec, "framework", str, spec_where),
+                    version=str(_field(spec, "version", (str, int, float), spec_where, "")),
+                    version_key=_field(spec, "version_key", (str, type(None)), spec_where),
+                )
+            )
+        images[str(dataset_type)] = tuple(entries)
+    return images
+
+
 def _strings(value: Any, where: str) -> tuple[str, ...]:
     _expect(value, list, where)
     return tuple(_expect(item, str, f"{where}[]") for item in value)
@@ -228,7 +265,13 @@ def _transform(value: Any, where: str) -> Transform:
 #: The sub-block of ``pipeline`` that exports the batch-scoring pipeline, a pipeline block of its
 #: own; what it leaves out of these keys it takes from ``pipeline``.
 BATCH_BLOCK: Final = "batch_pipeline"
-_INHERITED: Final = ("processing", "group_by", "group_tags", "catalog_datasets")
+_INHERITED: Final = (
+    "processing",
+    "group_by",
+    "group_tags",
+    "catalog_datasets",
+    "catalog_images",
+)
 #: Settings a pipeline parameter may be bound to.
 SETTINGS: Final = (
     "training_instance_type",
@@ -350,4 +393,5 @@ def _parse_block(block: Mapping[str, Any], where: str) -> PipelineSettings:
         registration=registration,
         endpoint_name=_field(block, "endpoint_name", (str, type(None)), where),
         transform=transform,
+        catalog_images=_catalog_images(block.get("catalog_images"), f"{where}.catalog_images"),
     )

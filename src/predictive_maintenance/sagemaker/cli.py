@@ -454,7 +454,9 @@ def run_local(
     --python, in that interpreter; training jobs through the image's training toolkit when it
     has one); conditions and Fail steps as SageMaker evaluates them; RegisterModel and the catalog
     steps (registry, endpoint) with the project's own nodes and this environment's catalog (the
-    local registry and endpoint).
+    local registry and endpoint); Model and Transform steps (the batch_scoring export) as Batch
+    Transform runs them: the model package's own serving code in the image's serving stack, so
+    a Transform step needs --python with the image's stand-in.
     """
     from predictive_maintenance.sagemaker.local import (  # noqa: PLC0415
         LocalTrainingJobs,
@@ -496,6 +498,7 @@ def run_local(
             parameters=parse_parameters(parameters),
             pipeline_name=export.settings.name,
             poll_seconds=export.bridge.local_poll_seconds,
+            transform_python=interpreter,
         )
         status = executor.run()
     click.echo(f"Execution {executor.execution_id}: {status}")

@@ -601,7 +601,7 @@ class LocalTrainingJobs:
 
 def _hosts(request: dict[str, Any]) -> list[str]:
     """``algo-1`` ... ``algo-n``: SageMaker's names for a job's n instances."""
-    count = request["ResourceConfig"].get("InstanceCount", 1)
+    count = request.get("ResourceConfig", {}).get("InstanceCount", 1)
     return [f"algo-{index}" for index in range(1, count + 1)]
 
 

@@ -4,10 +4,14 @@ Steps are ordered from ``DependsOn`` and the property references in their argume
 (parameters, execution variables, step properties), ``Std:Join`` and ``Std:JsonGet`` are resolved
 as SageMaker resolves them; Processing and Training steps become CreateProcessingJob /
 CreateTrainingJob requests run by the ``local`` backend; Condition steps are evaluated and their
-true or false branch taken; a Fail step fails the execution with its message. Steps SageMaker
-performs as a service (RegisterModel, and steps that load or save a catalog service such as the
-model registry or an endpoint) are handed to a ``NativeSteps`` object, which ``kedro sagemaker
-run-local`` implements with the project's own nodes and local catalog.
+true or false branch taken; a Fail step fails the execution with its message. A Model step
+becomes a CreateModel request (validated by botocore) kept for the steps after it (a model
+package it names is described by the ``NativeSteps``); a Transform step runs its
+CreateTransformJob request as Batch Transform does, serving that model with the image's own
+serving stack (:mod:`.transform`). Steps SageMaker performs as a service (RegisterModel, and
+steps that load or save a catalog service such as the model registry or an endpoint) are handed
+to a ``NativeSteps`` object, which ``kedro sagemaker run-local`` implements with the project's
+own nodes and local catalog.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import logging
 import os
 import re
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -26,8 +31,13 @@ from typing import Any, Final, Protocol
 
 from predictive_maintenance.integrity import sha256_hex
 from predictive_maintenance.sagemaker.backends import follow_job
-from predictive_maintenance.sagemaker.local import LocalTrainingJobs
+from predictive_maintenance.sagemaker.local import LocalTrainingJobs, validate_request
 from predictive_maintenance.sagemaker.storage import ObjectStore
+from predictive_maintenance.sagemaker.workflow.transform import (
+    LocalModel,
+    LocalTransformJob,
+    TransformJobError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +60,27 @@ class NativeSteps(Protocol):
     def after_condition(
         self, step: dict[str, Any], outcome: bool, executor: PipelineExecutor
     ) -> None: ...
+
+    def model_package(
+        self,
+        name: str,
+        container: Mapping[str, Any],
+        step: dict[str, Any],
+        executor: PipelineExecutor,
+    ) -> ModelContainer:
+        """What CreateModel finds in the model package ``name`` (``container``: the Model step's
+        container as the definition writes it, e.g. the JsonGet that reads ``name``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelContainer:
+    """A model package's inference container: what a Model step serves."""
+
+    image: str
+    model_data_url: str
+    environment: Mapping[str, str] = field(default_factory=dict)
+    model_data_sha256: str | None = None
 
 
 @dataclass
@@ -161,6 +192,7 @@ class PipelineExecutor:
         pipeline_name: str = "pipeline",
         poll_seconds: float = 0.2,
         max_parallel: int | None = None,
+        transform_python: str | None = None,
     ) -> None:
         self.definition = definition
         self.store = store
@@ -190,6 +222,11 @@ class PipelineExecutor:
         self.skipped: set[str] = set()
         self.status = "Executing"
         self.failure_reason = ""
+        #: Models the Model steps created, by ModelName (what Transform steps serve).
+        self.models: dict[str, LocalModel] = {}
+        #: The interpreter that serves Transform steps' models: the jobs' (the image's stand-in
+        #: with run-local --python).
+        self.transform_python = transform_python or sys.executable
 
     # ---- expressions ---------------------------------------------------------------------------
     def resolve(self, value: Any, where: str = "") -> Any:
@@ -311,10 +348,15 @@ class PipelineExecutor:
         try:
             if self.native is not None and self.native.handles(step):
                 result.properties = self.native.run(step, self)
+                self._read_property_files(step, result)
             elif step["Type"] == "Processing":
                 self._run_processing(step, result)
             elif step["Type"] == "Training":
                 self._run_training(step, result)
+            elif step["Type"] == "Model":
+                self._run_model(step, result)
+            elif step["Type"] == "Transform":
+                self._run_transform(step, result)
             elif step["Type"] == "Condition":
                 follow = self._run_condition(step, result)
             elif step["Type"] == "Fail":
@@ -326,7 +368,7 @@ class PipelineExecutor:
                 raise ExecutionError(f"step {step['Name']}: type {step['Type']} is not supported")
             if result.status == "Executing":
                 result.status = "Succeeded"
-        except ExecutionError as error:
+        except (ExecutionError, TransformJobError) as error:
             result.status, result.reason = "Failed", str(error)
         except Exception as error:  # a node, a job request or a file: the step fails, not run()
             logger.debug("Step %s failed", result.name, exc_info=True)
@@ -369,8 +411,21 @@ class PipelineExecutor:
             return
         outputs = processing_outputs(request)
         result.properties.update({output_property(name): uri for name, uri in outputs.items()})
+        self._read_property_files(step, result)
+
+    def _read_property_files(self, step: Mapping[str, Any], result: StepResult) -> None:
+        """The step's PropertyFiles, from the outputs it wrote (a job, or a native step, which
+        may also have set them itself)."""
         for item in step.get("PropertyFiles", []):
-            uri = f"{outputs[item['OutputName']].rstrip('/')}/{item['FilePath']}"
+            if item["PropertyFileName"] in result.property_files:
+                continue
+            output = result.properties.get(output_property(item["OutputName"]))
+            if output is None:
+                raise ExecutionError(
+                    f"step {step['Name']}: property file {item['PropertyFileName']} reads output "
+                    f"{item['OutputName']}, which the step did not write"
+                )
+            uri = f"{output.rstrip('/')}/{item['FilePath']}"
             with tempfile.TemporaryDirectory() as directory:
                 path = Path(directory) / "property.json"
                 self.store.download_file(uri, path)
@@ -381,6 +436,100 @@ class PipelineExecutor:
         if result.status != "Failed":
             artifacts = described["ModelArtifacts"]["S3ModelArtifacts"]
             result.properties["ModelArtifacts.S3ModelArtifacts"] = artifacts
+
+    def property_file(self, expression: Any) -> tuple[str, dict[str, Any], str] | None:
+        """(producing step, property file, JSON path) of a ``Std:JsonGet`` expression, else
+        None."""
+        if not (isinstance(expression, Mapping) and set(expression) == {"Std:JsonGet"}):
+            return None
+        spec = expression["Std:JsonGet"]
+        reference = spec["PropertyFile"]["Get"]
+        match = re.fullmatch(r"Steps\.([A-Za-z0-9\-_]+)\.PropertyFiles\.(.+)", reference)
+        result = self.results.get(match.group(1)) if match else None
+        if match is None or result is None or match.group(2) not in result.property_files:
+            return None
+        path = self.resolve(spec["Path"], "PropertyFile")
+        return match.group(1), result.property_files[match.group(2)], path
+
+    def _run_model(self, step: dict[str, Any], result: StepResult) -> None:
+        """CreateModel: one container, given (Image, ModelDataUrl) or a model package the
+        NativeSteps describe. The request, with a package name the local registry cannot give
+        replaced by what it describes, is validated as boto3 would before it is kept."""
+        arguments = step["Arguments"]
+        request = self.resolve(arguments, step["Name"])
+        containers = request.get("Containers") or [request.get("PrimaryContainer") or {}]
+        if len(containers) != 1:
+            raise ExecutionError(
+                f"step {step['Name']}: {len(containers)} containers (an inference pipeline) "
+                "are not supported locally; one container"
+            )
+        container = containers[0]
+        if "ModelPackageName" in container:
+            describe = getattr(self.native, "model_package", None)
+            if describe is None:
+                raise ExecutionError(
+                    f"step {step['Name']}: model package {container['ModelPackageName']!r} "
+                    "cannot be described here (no NativeSteps.model_package)"
+                )
+            raw = (arguments.get("Containers") or [arguments.get("PrimaryContainer")])[0]
+            described = describe(container["ModelPackageName"], raw, step, self)
+            if not container["ModelPackageName"]:
+                # The local registry has no ARNs: the model is made from what it describes.
+                container.pop("ModelPackageName")
+                container.update(
+                    Image=described.image,
+                    ModelDataUrl=described.model_data_url,
+                    Environment=dict(described.environment),
+                )
+        else:
+            described = ModelContainer(
+                container["Image"],
+                container["ModelDataUrl"],
+                container.get("Environment", {}),
+            )
+        request["ModelName"] = result.job = self._job_name(step)
+        validate_request("CreateModel", request)
+        self.models[result.job] = LocalModel(
+            name=result.job,
+            image=described.image,
+            model_data_url=described.model_data_url,
+            environment=dict(described.environment),
+            model_data_sha256=described.model_data_sha256,
+        )
+        result.properties["ModelName"] = result.job
+        result.properties["ModelArn"] = f"arn:aws:sagemaker:local:000000000000:model/{result.job}"
+        result.reason = f"model data {described.model_data_url}"
+
+    def _run_transform(self, step: dict[str, Any], result: StepResult) -> None:
+        """CreateTransformJob, run here (:class:`.transform.LocalTransformJob`)."""
+        request = self.resolve(step["Arguments"], step["Name"])
+        request["TransformJobName"] = result.job = self._job_name(step)
+        validate_request("CreateTransformJob", request)
+        model = self.models.get(request["ModelName"])
+        if model is None:
+            raise ExecutionError(
+                f"step {step['Name']}: model {request['ModelName']} was not created by a Model "
+                "step of this execution"
+            )
+        job = LocalTransformJob(request, model, self.store, self.transform_python)
+        with tempfile.TemporaryDirectory(prefix="transform-") as directory:
+            summary = job.run(Path(directory))
+        output_path = request["TransformOutput"]["S3OutputPath"]
+        result.properties.update(
+            {
+                "TransformJobName": result.job,
+                "TransformJobArn": (
+                    f"arn:aws:sagemaker:local:000000000000:transform-job/{result.job.lower()}"
+                ),
+                "TransformJobStatus": "Completed",
+                "ModelName": model.name,
+                "TransformOutput.S3OutputPath": output_path,
+            }
+        )
+        result.reason = (
+            f"{summary.records:,} records of {summary.objects} object(s) in "
+            f"{summary.requests:,} requests -> {self.store.location(output_path)}"
+        )
 
     def _run_condition(self, step: dict[str, Any], result: StepResult) -> list[dict[str, Any]]:
         arguments = step["Arguments"]

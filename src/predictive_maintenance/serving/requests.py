@@ -47,7 +47,7 @@ _PRODUCT_TYPES: Final = frozenset(PRODUCT_TYPES)
 _READING_KEYS: Final = frozenset(READING_COLUMNS)
 _FIELD_COUNT: Final = len(READING_COLUMNS)
 #: A plain decimal number as sensors and spreadsheets write it (optional sign, exponent, spaces).
-_DECIMAL: Final = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", re.ASCII)
+DECIMAL_NUMBER: Final = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", re.ASCII)
 
 
 class ServingError(_ToolkitError):
@@ -104,7 +104,7 @@ class PayloadTooLarge(ServingError):
     error = "payload_too_large"
 
 
-def _row_error(row: int | None, where: str | None, field: str, problem: str) -> InvalidInput:
+def row_error(row: int | None, where: str | None, field: str, problem: str) -> InvalidInput:
     prefix = f"{where}, field {field}" if where else f"field {field}"
     return InvalidInput(f"{prefix}: {problem}", row=row, field=field)
 
@@ -225,11 +225,11 @@ def _decode(body: bytes | bytearray | memoryview | str) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
-def _range_problem(value: float, bounds: tuple[float, float]) -> str:
+def range_problem(value: float, bounds: tuple[float, float]) -> str:
     return f"{value!r} is outside the plausible range [{bounds[0]}, {bounds[1]}]"
 
 
-def _type_problem(value: Any) -> str:
+def type_problem(value: Any) -> str:
     return f"{value!r} is not a product type {list(PRODUCT_TYPES)}"
 
 
@@ -259,15 +259,15 @@ class Readings:
 # as a spreadsheet or an editor numbers it.
 
 
-def _normalised(name: str) -> str:
+def normalised_name(name: str) -> str:
     """``"Air temperature [K]"``, ``"air_temperature_k"`` -> ``"airtemperaturek"``."""
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 #: Column names a header may use (normalised: case, spaces, brackets and underscores do not
 #: matter) -> column: the data set's names (with or without the unit) and the project's.
-_HEADER_NAMES: Final = {
-    _normalised(name): column
+HEADER_NAMES: Final = {
+    normalised_name(name): column
     for raw, column in RAW_TO_COLUMN.items()
     for name in (raw, re.sub(r"\[[^\]]*\]", "", raw), column)  # "Torque [Nm]", "Torque", ...
 }
@@ -276,7 +276,7 @@ _DATA_SET_NAMES: Final = {column: raw for raw, column in RAW_TO_COLUMN.items()}
 
 
 @dataclasses.dataclass(frozen=True)
-class _Layout:
+class Layout:
     """Where the readings (and ids) are among a line's fields."""
 
     width: int
@@ -296,7 +296,7 @@ class _Layout:
         return min(lacking)[1] if lacking else None
 
 
-_ROWS: Final = _Layout(
+_ROWS: Final = Layout(
     width=_FIELD_COUNT,
     positions=tuple(range(_FIELD_COUNT)),
     expected=f"{_FIELD_COUNT} fields: " + ",".join(CSV_FIELDS),
@@ -306,7 +306,7 @@ _FILE_ROWS: Final = dataclasses.replace(
     expected=_ROWS.expected
     + f" (or the data set's {len(RAW_COLUMNS)} columns, or a header line naming the columns)",
 )
-_DATA_SET_ROWS: Final = _Layout(
+_DATA_SET_ROWS: Final = Layout(
     width=len(RAW_COLUMNS),
     positions=tuple(_DATA_SET_POSITIONS[column] for column in READING_COLUMNS),
     ids=tuple((column, _DATA_SET_POSITIONS[column]) for column in ID_COLUMNS),
@@ -314,7 +314,7 @@ _DATA_SET_ROWS: Final = _Layout(
 )
 
 
-def _fields(number: int, line: str) -> list[str]:
+def csv_fields(number: int, line: str) -> list[str]:
     if '"' not in line:  # the common case, ten times faster than the csv module
         return line.split(",")
     try:
@@ -326,7 +326,7 @@ def _fields(number: int, line: str) -> list[str]:
 def _is_header(fields: list[str]) -> bool:
     """No number and no product type: names, not readings."""
     return fields[0].strip() not in _PRODUCT_TYPES and not any(
-        _DECIMAL.fullmatch(field) for field in fields
+        DECIMAL_NUMBER.fullmatch(field) for field in fields
     )
 
 
@@ -347,10 +347,10 @@ def _check_separator(number: int, line: str) -> None:
         )
 
 
-def _header_layout(number: int, fields: list[str]) -> _Layout:
+def _header_layout(number: int, fields: list[str]) -> Layout:
     positions: dict[str, int] = {}
     for position, name in enumerate(fields):
-        column = _HEADER_NAMES.get(_normalised(name))
+        column = HEADER_NAMES.get(normalised_name(name))
         if column is None:
             continue  # another column (labels, notes...): ignored
         if column in positions:
@@ -370,7 +370,7 @@ def _header_layout(number: int, fields: list[str]) -> _Layout:
                 row=number,
                 field=column,
             )
-    return _Layout(
+    return Layout(
         width=len(fields),
         positions=tuple(positions[column] for column in READING_COLUMNS),
         ids=tuple((column, positions[column]) for column in ID_COLUMNS if column in positions),
@@ -378,11 +378,11 @@ def _header_layout(number: int, fields: list[str]) -> _Layout:
     )
 
 
-def _count_error(number: int, layout: _Layout, count: int, empty: bool) -> InvalidInput:
+def count_error(number: int, layout: Layout, count: int, empty: bool) -> InvalidInput:
     missing = layout.missing(0 if empty else count)
     if count < layout.width and missing is not None:
         problem = "missing (the line is empty)" if empty else "missing"
-        return _row_error(
+        return row_error(
             number,
             f"line {number}",
             missing,
@@ -391,13 +391,13 @@ def _count_error(number: int, layout: _Layout, count: int, empty: bool) -> Inval
     return InvalidInput(f"line {number}: {count} fields, expected {layout.expected}", row=number)
 
 
-def _layout(lines: list[str], first: int, *, files: bool) -> tuple[_Layout, int]:
+def file_layout(lines: list[str], first: int, *, files: bool) -> tuple[Layout, int]:
     """The layout of the lines, from the first one; and the index of the first reading."""
     number = first + 1
     if not lines[first].strip():  # an empty first row: the endpoint's loop says it is missing
         return _ROWS, first
     _check_separator(number, lines[first])
-    fields = _fields(number, lines[first])
+    fields = csv_fields(number, lines[first])
     if not _is_header(fields):
         if files and len(fields) == _DATA_SET_ROWS.width:
             return _DATA_SET_ROWS, first
@@ -426,7 +426,7 @@ def _parse_csv(text: str, *, files: bool) -> Readings:
         raise InvalidInput(
             "the body holds no rows; send one CSV row per line: " + ",".join(CSV_FIELDS)
         )
-    layout, start = _layout(lines, first, files=files)
+    layout, start = file_layout(lines, first, files=files)
     types: list[str] = []
     columns: tuple[list[float], ...] = tuple([] for _ in _NUMERIC_COLUMNS)
     numbers: list[int] = []
@@ -438,20 +438,20 @@ def _parse_csv(text: str, *, files: bool) -> Readings:
         if files and not line.strip(" \t,"):
             continue
         number = index + 1
-        fields = _fields(number, line)
+        fields = csv_fields(number, line)
         if len(fields) != layout.width:
-            raise _count_error(number, layout, len(fields), not line.strip())
+            raise count_error(number, layout, len(fields), not line.strip())
         kind = fields[type_position].strip()
         if kind not in _PRODUCT_TYPES:
-            raise _row_error(number, f"line {number}", "type", _type_problem(kind))
+            raise row_error(number, f"line {number}", "type", type_problem(kind))
         for column, bounds, position, values in checks:
             raw = fields[position]
             # float() alone would also take "29_8.4", "nan" or non-ASCII digits.
-            if not _DECIMAL.fullmatch(raw):
-                raise _row_error(number, f"line {number}", column, f"{raw!r} is not a number")
+            if not DECIMAL_NUMBER.fullmatch(raw):
+                raise row_error(number, f"line {number}", column, f"{raw!r} is not a number")
             value = float(raw)
             if not bounds[0] <= value <= bounds[1]:
-                raise _row_error(number, f"line {number}", column, _range_problem(value, bounds))
+                raise row_error(number, f"line {number}", column, range_problem(value, bounds))
             values.append(value)
         types.append(kind)
         numbers.append(number)
@@ -525,9 +525,9 @@ def readings_from_instances(instances: Any, key: str | None = JSON_INSTANCES_KEY
         if instance.keys() != _READING_KEYS:
             missing = [column for column in READING_COLUMNS if column not in instance]
             if missing:
-                raise _row_error(row, where, missing[0], "missing")
+                raise row_error(row, where, missing[0], "missing")
             unexpected = sorted(str(name) for name in instance if name not in _READING_KEYS)
-            raise _row_error(
+            raise row_error(
                 row,
                 where,
                 unexpected[0],
@@ -535,18 +535,18 @@ def readings_from_instances(instances: Any, key: str | None = JSON_INSTANCES_KEY
             )
         kind = instance["type"]
         if not isinstance(kind, str) or kind not in _PRODUCT_TYPES:
-            raise _row_error(row, where, "type", _type_problem(kind))
+            raise row_error(row, where, "type", type_problem(kind))
         types.append(kind)
         for column, bounds, values in zip(_NUMERIC_COLUMNS, _RANGES, columns, strict=True):
             value = instance[column]
             if type(value) not in (int, float):  # bool is an int; "298.4" is not a number
-                raise _row_error(row, where, column, f"{value!r} is not a number")
+                raise row_error(row, where, column, f"{value!r} is not a number")
             try:
                 number = float(value)
             except OverflowError:
                 number = float("inf")
             if not bounds[0] <= number <= bounds[1]:  # also false for NaN
-                raise _row_error(row, where, column, _range_problem(number, bounds))
+                raise row_error(row, where, column, range_problem(number, bounds))
             values.append(number)
     return Readings(types, tuple(columns))
 

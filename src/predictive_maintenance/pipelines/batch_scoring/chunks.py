@@ -10,7 +10,7 @@ million rows take a second, not a minute:
   spreadsheet's ``,,,,,`` rows) are skipped; a line with a quote is split by the ``csv`` module,
   the others at commas, as the endpoint splits them;
 - the product type, stripped of spaces, is one of ``PRODUCT_TYPES``; a number is a plain decimal
-  as the endpoint's pattern takes it (``_DECIMAL``: no ``nan``, ``inf``, ``1_000``), within
+  as the endpoint's pattern takes it (``DECIMAL_NUMBER``: no ``nan``, ``inf``, ``1_000``), within
   ``READING_RANGES`` (inclusive);
 - a bad row's reason is the endpoint's own message for it, naming the line (CSV, first line = 1)
   or the row (Parquet, first row = 1) and the field; the first problem in the endpoint's order
@@ -30,17 +30,17 @@ import numpy as np
 from predictive_maintenance.features import TYPE_CODES
 from predictive_maintenance.schema import ID_COLUMNS, READING_COLUMNS, READING_RANGES
 from predictive_maintenance.serving.requests import (
-    _DECIMAL,
-    _HEADER_NAMES,
+    DECIMAL_NUMBER,
+    HEADER_NAMES,
     InvalidInput,
-    _count_error,
-    _fields,
-    _Layout,
-    _layout,
-    _normalised,
-    _range_problem,
-    _row_error,
-    _type_problem,
+    Layout,
+    count_error,
+    csv_fields,
+    file_layout,
+    normalised_name,
+    range_problem,
+    row_error,
+    type_problem,
 )
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 NUMERIC_COLUMNS: Final = READING_COLUMNS[1:]
 #: The endpoint's number pattern for RE2 (pyarrow): Python's ASCII ``\s`` also matches ``\v``,
 #: RE2's does not; anchored, as ``fullmatch``.
-NUMBER_PATTERN: Final = "^" + _DECIMAL.pattern.replace(r"\s", r"[ \t\n\r\f\v]") + "$"
+NUMBER_PATTERN: Final = "^" + DECIMAL_NUMBER.pattern.replace(r"\s", r"[ \t\n\r\f\v]") + "$"
 _ASCII_SPACE: Final = " \t\n\r\f\v"
 #: Columns of the rejects file.
 REJECT_COLUMNS: Final = ("line", "field", "reason")
@@ -65,7 +65,7 @@ class Columns:
 
     readings: tuple[Any, ...]  # READING_COLUMNS order
     ids: tuple[tuple[str, Any], ...]  # (id column, position or name)
-    layout: _Layout | None = None  # CSV only
+    layout: Layout | None = None  # CSV only
     #: CSV: lines before this one (a header, blank lines) are not readings.
     first_line: int = 1
 
@@ -96,7 +96,7 @@ def csv_columns(first_lines: list[tuple[int, str]]) -> Columns | None:
     # after it, so that a bad header is still an error naming it.
     following = first_lines[1][1] if len(first_lines) > 1 else text
     try:
-        layout, start = _layout([text, following], 0, files=True)
+        layout, start = file_layout([text, following], 0, files=True)
     except InvalidInput as error:
         raise BatchInputError(_renumbered(str(error), number)) from None
     return Columns(
@@ -111,7 +111,7 @@ def parquet_columns(names: list[str], where: str) -> Columns:
     """The readings and ids among a Parquet file's columns, named as a CSV header may name them."""
     found: dict[str, str] = {}
     for name in names:
-        column = _HEADER_NAMES.get(_normalised(name))
+        column = HEADER_NAMES.get(normalised_name(name))
         if column is None:
             continue
         if column in found:
@@ -173,7 +173,7 @@ def csv_chunk(table: pa.Table, columns: Columns) -> ValidChunk:
     if not width_ok.all():
         for index in np.flatnonzero(~width_ok):
             number = int(line_numbers[index])
-            error = _count_error(number, layout, int(counts[index]), empty=False)  # no blank line
+            error = count_error(number, layout, int(counts[index]), empty=False)  # no blank line
             rejects.append((number, error.field, error.message))
         fields = fields.filter(pa.array(width_ok))
         line_numbers = line_numbers[width_ok]
@@ -204,7 +204,7 @@ def _fields_with_quotes(
     for index in np.flatnonzero(quoted):
         number = lines[index].as_py()
         try:
-            quoted_fields.append(_fields(number, text[index].as_py()))
+            quoted_fields.append(csv_fields(number, text[index].as_py()))
             quoted_rows.append(index)
         except InvalidInput as error:
             rejects.append((number, error.field, error.message))
@@ -285,7 +285,7 @@ def _validated(
         where = f"{unit} {number}"
         if not type_ok[index]:
             kind = kinds[index].as_py()
-            problem = "missing" if kind is None else _type_problem(kind)
+            problem = "missing" if kind is None else type_problem(kind)
             rejects.append(_reject(number, where, "type", problem))
             continue
         for (column, is_number, in_range), array in zip(checks, numbers, strict=True):
@@ -299,7 +299,7 @@ def _validated(
             if not in_range[index]:
                 bounds = READING_RANGES[column]
                 rejects.append(
-                    _reject(number, where, column, _range_problem(float(array[index]), bounds))
+                    _reject(number, where, column, range_problem(float(array[index]), bounds))
                 )
                 break
 
@@ -316,7 +316,7 @@ def _validated(
 
 
 def _reject(number: int, where: str, field: str, problem: str) -> tuple[int, str, str]:
-    return number, field, _row_error(number, where, field, problem).message
+    return number, field, row_error(number, where, field, problem).message
 
 
 def _numbers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ export UV_COMPILE_BYTECODE := 1
 # XGBoost/OpenMP threads spin while waiting; on a busy 2-core machine that costs 100x in training.
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: install image-env run test lint format viz notebook serve benchmarks benchmark-endpoint lock clean
+.PHONY: install image-env run test lint format viz notebook serve benchmarks benchmark-endpoint benchmark-scale benchmark-capture lock clean
 
 # uv itself is bootstrapped from PyPI into a private venv, so nothing global is touched.
 $(UV):
@@ -74,6 +74,15 @@ benchmarks: install
 	$(VENV)/bin/python benchmarks/sagemaker_runner_overhead.py
 	$(VENV)/bin/python benchmarks/api_overhead.py
 	$(VENV)/bin/python benchmarks/sagemaker_export_timing.py
+
+# Data at scale: generate 10k/100k/1M rows, time and measure data_engineering, training and
+# batch scoring in project copies, each stage its own process (benchmarks/scale.py, ~3-4 min).
+benchmark-scale: install
+	$(VENV)/bin/python benchmarks/scale.py $(BENCHMARK_ARGS)
+
+# The endpoint with data capture off and on, interleaved (benchmarks/endpoint_throughput.py).
+benchmark-capture: install
+	$(VENV)/bin/python benchmarks/endpoint_throughput.py --data-capture both --concurrency 1 16 --rows 1 100 --duration 3 --repeat 5
 
 # The benchmark's MLflow environment: pip from benchmarks/mlflow/requirements.txt, rebuilt when
 # that file changes. The pyfunc brings the project's code itself (code_paths).

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from kedro.runner import SequentialRunner
 
+from predictive_maintenance import validation
 from predictive_maintenance.features import FEATURE_COLUMNS
 from predictive_maintenance.integrity import ChecksumMismatchError, sha256_hex
 from predictive_maintenance.pipelines.data_engineering import create_pipeline
@@ -148,3 +149,43 @@ def test_pipeline_stops_at_validation_before_any_feature_is_built(raw_csv_bytes,
         SequentialRunner().run(create_pipeline(), catalog)
 
     assert all(dataset.saved is None for dataset in downstream.values())
+
+
+# ---- at scale: positions split once, pyarrow parses and types ---------------------------------
+def test_split_is_scikit_learns_split_of_the_frame_sorted(model_input_table, parameters):
+    """What split_data always returned (train_test_split of the frame, twice, each part sorted
+    by index), now from positions and one copy per part."""
+    from sklearn.model_selection import train_test_split  # noqa: PLC0415
+
+    def holdout(frame, rows, seed):
+        kept, held_out = train_test_split(
+            frame, test_size=rows, stratify=frame["machine_failure"], random_state=seed
+        )
+        return kept.sort_index(), held_out.sort_index()
+
+    split = parameters["split"]
+    for frame in (model_input_table, model_input_table.sample(frac=1, random_state=1)):
+        rows = len(frame)
+        rest, test = holdout(frame, round(rows * split["test_fraction"]), split["seed"])
+        train, validation = holdout(rest, round(rows * split["validation_fraction"]), split["seed"])
+
+        for got, expected in zip(split_data(frame, split), (train, validation, test), strict=True):
+            pd.testing.assert_frame_equal(got, expected)
+
+
+def test_pyarrow_parsing_and_typing_give_what_the_strict_path_gives(raw_csv_bytes, monkeypatch):
+    fast = validation.validate_readings(validation.parse_raw_csv(raw_csv_bytes))
+
+    monkeypatch.setattr(validation, "_parse_with_arrow", lambda raw_csv: None)
+    monkeypatch.setattr(validation, "_typed_with_arrow", lambda readings: None)
+    strict = validation.validate_readings(validation.parse_raw_csv(raw_csv_bytes))
+
+    pd.testing.assert_frame_equal(fast, strict)
+
+
+@pytest.mark.parametrize("value", [b"nan", b"NA", b""])
+def test_a_reading_pyarrow_cannot_type_is_still_named_by_line(raw_csv_bytes, value):
+    broken = raw_csv_bytes.replace(b"\r\n2,L47181,L,298.2,", b"\r\n2,L47181,L," + value + b",", 1)
+
+    with pytest.raises(RawDataError, match=r"'Air temperature \[K\]'.* row\(s\) \(line 3: "):
+        validation.validate_readings(validation.parse_raw_csv(broken))

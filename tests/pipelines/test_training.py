@@ -23,7 +23,9 @@ from predictive_maintenance.pipelines.data_engineering.nodes import (
 from predictive_maintenance.pipelines.training import create_pipeline
 from predictive_maintenance.pipelines.training.nodes import (
     THRESHOLD_RULE,
+    booster_params_for,
     create_model_spec,
+    early_stopping_rounds_for,
     evaluate_model,
     f1_optimal_threshold,
     score_test_set,
@@ -230,3 +232,93 @@ def test_pipeline_trains_evaluates_and_plots(splits, parameters):
         "score_distribution",
     ):
         assert isinstance(outputs[f"{plot}_plot"].load(), go.Figure)
+
+
+# ---- at scale: the threshold from one sort, the tree method by data size ------------------------
+def _f1_threshold_by_matrix(labels, scores, f1_tolerance, prior):
+    """The rule as first written: every row against every cut, a (cuts x rows) matrix."""
+    distinct = np.unique(scores)
+    cuts = np.concatenate([[distinct[0] / 2], (distinct[:-1] + distinct[1:]) / 2])
+    predicted = scores[None, :] >= cuts[:, None]
+    true_positives = (predicted & (labels[None, :] == 1)).sum(axis=1)
+    f1 = 2 * true_positives / (predicted.sum(axis=1) + labels.sum())
+    eligible = np.flatnonzero(f1 >= f1.max() - f1_tolerance - 1e-12)
+    return float(cuts[eligible[np.argmin(np.abs(cuts[eligible] - prior))]])
+
+
+def test_f1_optimal_threshold_equals_the_matrix_definition():
+    rng = np.random.default_rng(5)
+    for case in range(300):
+        rows = int(rng.integers(1, 200))
+        labels = (rng.random(rows) < rng.random()).astype(int)
+        labels[0] = 1
+        scores = (  # ties, XGBoost's float32, one score for all
+            np.round(rng.random(rows), 2),
+            rng.random(rows).astype(np.float32),
+            np.full(rows, 0.3),
+        )[case % 3]
+        for tolerance in (0.0, 0.02, 0.2):
+            expected = _f1_threshold_by_matrix(labels, scores, tolerance, 0.5)
+            assert f1_optimal_threshold(labels, scores, tolerance, 0.5) == expected
+
+
+def test_f1_optimal_threshold_of_a_hundred_thousand_distinct_scores_has_the_best_f1():
+    """The matrix would hold 10^10 cells here; scikit-learn's PR curve gives the best F1."""
+    from sklearn.metrics import f1_score, precision_recall_curve  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    scores = rng.random(100_000)
+    labels = (scores + rng.normal(0, 0.1, scores.size) > 0.9).astype(int)
+
+    threshold = f1_optimal_threshold(labels, scores, 0.0, 0.5)
+
+    precision, recall, _ = precision_recall_curve(labels, scores)
+    best = np.nanmax(2 * precision * recall / (precision + recall))
+    assert f1_score(labels, scores >= threshold) == pytest.approx(best, abs=1e-12)
+
+
+def test_tree_method_is_exact_for_small_data_and_hist_for_large_or_distributed(parameters):
+    xgboost = parameters["xgboost"]
+    large = xgboost["large_data"]
+
+    small = booster_params_for(xgboost, large["min_rows"] - 1, distributed=False)
+    big = booster_params_for(xgboost, large["min_rows"], distributed=False)
+
+    assert small == xgboost["booster_params"]
+    assert small["tree_method"] == "exact"
+    assert (big["tree_method"], big["max_bin"]) == (large["tree_method"], large["max_bin"])
+    assert booster_params_for(xgboost, 100, distributed=True)["tree_method"] == "hist"
+    unset = {key: value for key, value in xgboost.items() if key != "large_data"}
+    assert booster_params_for(unset, 10**9, distributed=False)["tree_method"] == "exact"
+    assert booster_params_for(unset, 100, distributed=True)["tree_method"] == "hist"
+    patience = xgboost["early_stopping_rounds"]
+    assert early_stopping_rounds_for(xgboost, large["min_rows"] - 1, False) == patience
+    assert (
+        early_stopping_rounds_for(xgboost, large["min_rows"], False)
+        == large["early_stopping_rounds"]
+    )
+    assert early_stopping_rounds_for(xgboost, 100, True) == large["early_stopping_rounds"]
+    assert early_stopping_rounds_for(unset, 100, True) == patience
+
+
+def _trained_tree_method(model: xgb.Booster) -> str:
+    return json.loads(model.save_config())["learner"]["gradient_booster"]["gbtree_train_param"][
+        "tree_method"
+    ]
+
+
+def test_model_and_spec_record_the_tree_method_used(model, splits, parameters, monkeypatch):
+    assert model.attr("tree_method") == _trained_tree_method(model) == "exact"  # 8,000 rows
+
+    monkeypatch.setattr(xgb.collective, "is_distributed", lambda: True)
+    distributed = train_model(
+        splits["train"].head(2000), splits["validation"], parameters["xgboost"]
+    )
+    threshold = select_threshold(
+        distributed, splits["validation"], parameters["decision_threshold"]
+    )
+    spec = create_model_spec(
+        distributed, threshold, splits["dataset_manifest"], parameters["xgboost"]
+    )
+
+    assert spec["tree_method"] == _trained_tree_method(distributed) == "hist"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from predictive_maintenance.features import build_features
@@ -59,20 +60,37 @@ def create_model_input_table(readings: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _holdout_positions(
+    labels: np.ndarray, holdout_rows: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the kept and the held-out rows (scikit-learn's stratified split of
+    ``labels``), each in ascending order."""
+    from sklearn.model_selection import train_test_split  # noqa: PLC0415
+
+    kept, held_out = train_test_split(
+        np.arange(len(labels)), test_size=holdout_rows, stratify=labels, random_state=seed
+    )
+    return np.sort(kept), np.sort(held_out)
+
+
+def _in_index_order(frame: pd.DataFrame, positions: np.ndarray) -> np.ndarray:
+    """``positions`` reordered so that the rows they take are in ``frame``'s index order."""
+    return positions[np.argsort(frame.index.to_numpy()[positions], kind="stable")]
+
+
 def stratified_holdout(
     frame: pd.DataFrame, holdout_rows: int, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Takes ``holdout_rows`` rows out of ``frame``, keeping the failure rate in both parts.
 
     Returns:
-        The remaining rows and the held-out rows, each in ``frame``'s order.
+        The remaining rows and the held-out rows, each sorted by ``frame``'s index.
     """
-    from sklearn.model_selection import train_test_split  # noqa: PLC0415
-
-    kept, held_out = train_test_split(
-        frame, test_size=holdout_rows, stratify=frame[TARGET_COLUMN], random_state=seed
+    kept, held_out = _holdout_positions(frame[TARGET_COLUMN].to_numpy(), holdout_rows, seed)
+    return (
+        frame.iloc[_in_index_order(frame, kept)],
+        frame.iloc[_in_index_order(frame, held_out)],
     )
-    return kept.sort_index(), held_out.sort_index()
 
 
 def split_data(
@@ -94,9 +112,18 @@ def split_data(
     if test_fraction + validation_fraction >= 1:
         raise ValueError("split: test_fraction + validation_fraction must leave rows to train on")
     rows = len(model_input_table)
-    rest, test = stratified_holdout(model_input_table, round(rows * test_fraction), split["seed"])
-    train, validation = stratified_holdout(rest, round(rows * validation_fraction), split["seed"])
-    return train, validation, test
+    labels = model_input_table[TARGET_COLUMN].to_numpy()
+    # The test rows first, then validation from the rest; positions until the end, so the wide
+    # frame is copied once per split (a million rows: 1 s rather than 6).
+    rest, test = _holdout_positions(labels, round(rows * test_fraction), split["seed"])
+    rest = _in_index_order(model_input_table, rest)
+    train, validation = _holdout_positions(
+        labels[rest], round(rows * validation_fraction), split["seed"]
+    )
+    return tuple(
+        model_input_table.iloc[_in_index_order(model_input_table, positions)]
+        for positions in (rest[train], rest[validation], test)
+    )
 
 
 def _describe_split(frame: pd.DataFrame) -> dict[str, Any]:

@@ -33,6 +33,46 @@ THRESHOLD_RULE = (
 WORKSHOP_THRESHOLD = 0.5
 
 
+def large_data_settings(
+    xgboost: dict[str, Any], rows: int, distributed: bool
+) -> dict[str, Any] | None:
+    """``xgboost.large_data`` when it applies: from ``large_data.min_rows`` training rows on,
+    and always in distributed training (XGBoost's collective has no exact method, so there it
+    is at least ``{"tree_method": "hist"}``); None otherwise."""
+    large = xgboost.get("large_data")
+    if distributed:
+        return large or {"tree_method": "hist"}
+    if large is not None and rows >= large["min_rows"]:
+        return large
+    return None
+
+
+def booster_params_for(xgboost: dict[str, Any], rows: int, distributed: bool) -> dict[str, Any]:
+    """The booster parameters to train ``rows`` rows with: ``booster_params``, with the tree
+    method and bins of :func:`large_data_settings` where they apply.
+
+    Exact greedy splits find the failure modes' sharp limits best, but cost O(rows) per
+    candidate split: 150 s for 800k rows here, against 10 s for ``hist`` with 16k bins and the
+    same test F1.
+    """
+    params = dict(xgboost["booster_params"])
+    large = large_data_settings(xgboost, rows, distributed)
+    if large is not None:
+        params["tree_method"] = large["tree_method"]
+        if "max_bin" in large:
+            params["max_bin"] = large["max_bin"]
+    return params
+
+
+def early_stopping_rounds_for(xgboost: dict[str, Any], rows: int, distributed: bool) -> int:
+    """``early_stopping_rounds``, or that of :func:`large_data_settings` where it applies: 50
+    rounds of patience suit a validation set with ~34 failures, whose loss is noisy; one with
+    thousands has a smooth loss, and rounds past the best are only cost (the model is cut to
+    its best iteration either way)."""
+    large = large_data_settings(xgboost, rows, distributed) or {}
+    return large.get("early_stopping_rounds", xgboost["early_stopping_rounds"])
+
+
 def train_model(train: pd.DataFrame, validation: pd.DataFrame, xgboost: dict[str, Any]) -> Booster:
     """Trains the XGBoost failure model with early stopping on the validation set.
 
@@ -40,16 +80,20 @@ def train_model(train: pd.DataFrame, validation: pd.DataFrame, xgboost: dict[str
         train: Training rows (features and label).
         validation: Validation rows, watched for early stopping.
         xgboost: ``booster_params`` (passed to XGBoost; ``objective`` must give scores in
-            [0, 1)), ``num_boost_round`` and ``early_stopping_rounds``.
+            [0, 1)), ``num_boost_round``, ``early_stopping_rounds`` and optionally
+            ``large_data`` (``min_rows``, ``tree_method``, ``max_bin``,
+            ``early_stopping_rounds``: see :func:`large_data_settings`).
 
     Returns:
-        The booster cut to its best iteration, so every consumer scores with the same trees.
+        The booster cut to its best iteration, so every consumer scores with the same trees;
+        its attributes record the best iteration and the tree method used.
     """
     import xgboost as xgb  # noqa: PLC0415
 
     from predictive_maintenance.modeling import to_dmatrix  # noqa: PLC0415 -- imports xgboost
 
-    booster_params = dict(xgboost["booster_params"])
+    distributed = xgb.collective.is_distributed()
+    booster_params = booster_params_for(xgboost, rows=len(train), distributed=distributed)
     if booster_params.get("objective") != "binary:logistic":
         raise ValueError(
             "xgboost.booster_params.objective must be 'binary:logistic' (scores in [0, 1))"
@@ -59,11 +103,14 @@ def train_model(train: pd.DataFrame, validation: pd.DataFrame, xgboost: dict[str
         to_dmatrix(train, train[TARGET_COLUMN]),
         num_boost_round=xgboost["num_boost_round"],
         evals=[(to_dmatrix(validation, validation[TARGET_COLUMN]), "validation")],
-        early_stopping_rounds=xgboost["early_stopping_rounds"],
+        early_stopping_rounds=early_stopping_rounds_for(xgboost, len(train), distributed),
         verbose_eval=False,
     )
     best = booster[: booster.best_iteration + 1]
-    best.set_attr(best_iteration=str(booster.best_iteration))
+    best.set_attr(
+        best_iteration=str(booster.best_iteration),
+        tree_method=str(booster_params.get("tree_method", "auto")),
+    )
     return best
 
 
@@ -80,11 +127,17 @@ def f1_optimal_threshold(
     """
     if labels.sum() == 0:
         raise ValueError("the labels hold no failures: an F1-optimal threshold does not exist")
-    distinct = np.unique(scores)
+    order = np.argsort(scores, kind="stable")
+    ranked = scores[order]
+    distinct = np.unique(ranked)
     cuts = np.concatenate([[distinct[0] / 2], (distinct[:-1] + distinct[1:]) / 2])
-    predicted = scores[None, :] >= cuts[:, None]
-    true_positives = (predicted & (labels[None, :] == 1)).sum(axis=1)
-    f1 = 2 * true_positives / (predicted.sum(axis=1) + labels.sum())
+    # Rows below each cut, from one sort: O(n log n), where comparing every row with every cut
+    # needs a (cuts x rows) matrix (1e10 cells for 100k validation rows).
+    below = np.searchsorted(ranked, cuts, side="left")
+    failures_below = np.concatenate([[0], np.cumsum(labels[order] == 1)])[below]
+    true_positives = int((labels == 1).sum()) - failures_below
+    predicted = len(scores) - below
+    f1 = 2 * true_positives / (predicted + labels.sum())
     eligible = np.flatnonzero(f1 >= f1.max() - f1_tolerance - 1e-12)
     return float(cuts[eligible[np.argmin(np.abs(cuts[eligible] - prior))]])
 
@@ -222,6 +275,8 @@ def create_model_spec(
         "threshold_rule": decision_threshold["rule"],
         "threshold_rule_settings": decision_threshold["rule_settings"],
         "best_iteration": int(model.attr("best_iteration")),
+        # Exact or hist (large data, distributed training): see booster_params_for.
+        "tree_method": model.attr("tree_method"),
         "trees": model.num_boosted_rounds(),
         "training_data": {
             "raw_sha256": dataset_manifest["raw_data"]["sha256"],

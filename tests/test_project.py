@@ -62,6 +62,8 @@ def test_kedro_run_writes_every_output(finished_run):
         "06_models/model.ubj.sha256",
         "06_models/decision_threshold.json",
         "06_models/model_spec.json",
+        "06_models/baseline/statistics.json",
+        "06_models/baseline/constraints.json",
         "07_model_output/test_predictions.parquet",
         "08_reporting/metrics.json",
         "08_reporting/quality_gate.json",

@@ -583,3 +583,51 @@ def test_the_api_alone_takes_text_plain_and_a_missing_content_type_as_before(api
         "content type 'application/xml' is not supported; send one of "
         "['application/json', 'text/csv', 'text/plain']"
     )
+
+
+# ---- inference ids: the key ground truth is reported under ---------------------------------------
+def test_the_inference_id_reaches_the_endpoints_capture_and_is_answered(loaded_model, tmp_path):
+    from predictive_maintenance.serving.capture import CaptureConfig, DataCapture  # noqa: PLC0415
+
+    capture = DataCapture(CaptureConfig(enabled=True, directory=tmp_path))
+    with EndpointServer(
+        ("127.0.0.1", 0), model=loaded_model, endpoint_name=ENDPOINT_NAME, capture=capture
+    ) as endpoint:
+        endpoint.start()
+        api = make_api(endpoint.url)
+        body = json.dumps(WORKSHOP_READING)
+        given = api(
+            v2_event(
+                "POST",
+                "/predict",
+                body,
+                {"content-type": "application/json", "x-inference-id": "M14860/2026-12-03T10"},
+            ),
+            None,
+        )
+        generated = api(v2_event("POST", "/predict", body, {"content-type": "application/json"}))
+        refused = api(
+            v2_event(
+                "POST",
+                "/predict",
+                body,
+                {"content-type": "application/json", "x-inference-id": "x" * 65},
+            )
+        )
+        capture.close()
+
+    assert given["statusCode"] == generated["statusCode"] == 200
+    assert given["headers"]["x-inference-id"] == "M14860/2026-12-03T10"
+    new_id = generated["headers"]["x-inference-id"]
+    assert len(new_id) == 32
+    assert refused["statusCode"] == 400
+    assert json_body(refused)["field"] == "x-inference-id"
+    records = [
+        json.loads(line)
+        for path in sorted(tmp_path.rglob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    assert [r["eventMetadata"]["inferenceId"] for r in records] == [
+        "M14860/2026-12-03T10",
+        new_id,
+    ]

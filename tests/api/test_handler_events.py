@@ -27,12 +27,13 @@ WORKSHOP_LINE = "L,298.4,308.2,1582,70.7,216"
 class FakeRuntime:
     """SageMaker Runtime's InvokeEndpoint: fails the test unless it is sent valid readings."""
 
-    def invoke_endpoint(self, *, EndpointName, ContentType, Accept, Body):
+    def invoke_endpoint(self, *, EndpointName, ContentType, Accept, Body, InferenceId):
         assert (EndpointName, ContentType, Accept) == (
             ENDPOINT_NAME,
             "text/csv",
             "application/json",
         )
+        assert 0 < len(InferenceId) <= 64
         try:
             readings = parse_readings(Body, "text/csv")
         except ServingError as error:  # pragma: no cover - the failure this test looks for

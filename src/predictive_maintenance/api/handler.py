@@ -28,6 +28,7 @@ import math
 import os
 import re
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -38,6 +39,7 @@ from urllib.parse import urlsplit
 from predictive_maintenance.schema import READING_COLUMNS
 from predictive_maintenance.serving.contract import (
     CSV_CONTENT_TYPE,
+    INFERENCE_ID_MAX_LENGTH,
     JSON_CONTENT_TYPE,
     JSON_INSTANCES_KEY,
     MAX_PAYLOAD_BYTES,
@@ -69,7 +71,11 @@ HEALTH_TIMEOUT: Final = 2
 #: SageMaker endpoint states in which it answers InvokeEndpoint (an update keeps the old
 #: variant serving until the new one is in service).
 SERVING_STATES: Final = ("InService", "Updating", "SystemUpdating", "RollingBack")
-ALLOWED_HEADERS: Final = "content-type, x-api-key"
+ALLOWED_HEADERS: Final = "content-type, x-api-key, x-inference-id"
+#: The id a prediction is captured under (the endpoint's data capture records it as SageMaker's
+#: ``inferenceId``): the client's, when it sends one, else a new one; answered either way, so
+#: the client can report what really happened later (the monitoring pipeline's ground truth).
+INFERENCE_ID_HEADER: Final = "x-inference-id"
 _DIGITS: Final = re.compile(r"[0-9]+")
 STATIC_FILES: Final = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -335,7 +341,11 @@ class Api:
         allowed = self._origin_allowed(headers.get("origin"))
         if allowed is None:
             return vary
-        return {"access-control-allow-origin": allowed, **vary}
+        return {
+            "access-control-allow-origin": allowed,
+            "access-control-expose-headers": INFERENCE_ID_HEADER,
+            **vary,
+        }
 
     def _preflight(self, request: HttpRequest, methods: tuple[str, ...]) -> tuple[int, Any, dict]:
         if request.headers.get("origin") and self._allowed_origin(request) is None:
@@ -450,7 +460,8 @@ class Api:
                 f"{len(readings):,} readings; at most {MAX_ROWS:,} per request (the answer must "
                 "fit in a Lambda response)",
             )
-        answer = self._invoke(readings)
+        inference_id = _inference_id(request.headers.get(INFERENCE_ID_HEADER))
+        answer = self._invoke(readings, inference_id)
         results = _results(answer, len(readings))
         # A CSV file's readings: where each came from (its line) and the ids it carried.
         for index, line in enumerate(readings.lines):
@@ -458,7 +469,7 @@ class Api:
         for column, values in readings.ids.items():
             for result, value in zip(results, values, strict=True):
                 result[column] = value
-        return 200, (results if many else results[0]), {}
+        return 200, (results if many else results[0]), {INFERENCE_ID_HEADER: inference_id}
 
     def _readings(self, request: HttpRequest) -> tuple[Readings, bool]:
         try:
@@ -523,7 +534,7 @@ class Api:
             )
         return self._runtime
 
-    def _invoke(self, readings: Readings) -> dict[str, Any]:
+    def _invoke(self, readings: Readings, inference_id: str) -> dict[str, Any]:
         if not self.settings.endpoint_name:
             raise ApiError(502, "endpoint_not_configured", "ENDPOINT_NAME is not set")
         rows = "".join(
@@ -538,6 +549,7 @@ class Api:
                 ContentType=CSV_CONTENT_TYPE,
                 Accept=JSON_CONTENT_TYPE,
                 Body=rows.encode(),
+                InferenceId=inference_id,
             )
             body = response["Body"].read()
         except ClientError as error:
@@ -560,6 +572,25 @@ class Api:
             raise ApiError(
                 502, "endpoint_error", "the model endpoint answered something other than JSON"
             ) from None
+
+
+def _inference_id(given: str | None) -> str:
+    """The client's inference id, checked as SageMaker Runtime checks InferenceId, or a new one."""
+    if given is None:
+        return uuid.uuid4().hex
+    if (
+        not 0 < len(given) <= INFERENCE_ID_MAX_LENGTH
+        or given[0].isspace()
+        or not given.isprintable()
+    ):
+        raise ApiError(
+            400,
+            "invalid_inference_id",
+            f"{INFERENCE_ID_HEADER} must be 1-{INFERENCE_ID_MAX_LENGTH} printable characters "
+            "not starting with a space",
+            field=INFERENCE_ID_HEADER,
+        )
+    return given
 
 
 def _results(answer: Any, rows: int) -> list[dict[str, Any]]:

@@ -110,6 +110,16 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "predict",
                     "summary": "Failure probability of one or many readings",
                     "security": [{}, {"ApiKey": []}],
+                    "parameters": [
+                        {
+                            "name": "X-Inference-Id",
+                            "in": "header",
+                            "required": False,
+                            "description": "Your id for this prediction (e.g. machine and time): "
+                            "data capture records it, and the answer echoes it",
+                            "schema": {"type": "string", "pattern": "^[!-~][ -~]{0,63}$"},
+                        }
+                    ],
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -133,6 +143,15 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": {
                             "description": "One prediction per reading (a list for many)",
+                            "headers": {
+                                "X-Inference-Id": {
+                                    "description": "The id the endpoint's data capture records "
+                                    "this prediction under (the request's X-Inference-Id, else "
+                                    "a new one): report ground truth under it",
+                                    "required": True,
+                                    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+                                }
+                            },
                             "content": {
                                 "application/json": {
                                     "schema": {

@@ -59,7 +59,7 @@ def test_the_document_needs_only_the_standard_library():
     ).stdout
 
     assert output.strip() == (
-        "[] ['/endpoints/{EndpointName}/invocations', '/invocations', '/ping']"
+        "[] ['/capture-stats', '/endpoints/{EndpointName}/invocations', '/invocations', '/ping']"
     )
 
 

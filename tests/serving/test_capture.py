@@ -23,14 +23,13 @@ from click.testing import CliRunner
 from kedro.config import OmegaConfigLoader
 
 from predictive_maintenance.serving.capture import (
-    CAPTURE_STATS_PATH,
-    EVENT_ID_HEADER,
     CaptureConfig,
     DataCapture,
     capture_file,
     capture_line,
 )
 from predictive_maintenance.serving.cli import capture_config, endpoint
+from predictive_maintenance.serving.contract import CAPTURE_STATS_PATH, EVENT_ID_HEADER
 from predictive_maintenance.serving.server import EndpointServer, _route
 from tests.serving.conftest import CSV_ROW, ENDPOINT_NAME, serve_command
 from tests.support.net import free_port, wait_for

@@ -40,12 +40,10 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import IO, Any, Final
 
+from predictive_maintenance.serving.contract import CAPTURE_STATS_PATH
+
 logger = logging.getLogger(__name__)
 
-#: The local-only route that reports the capture counters (never part of the SageMaker contract).
-CAPTURE_STATS_PATH: Final = "/capture-stats"
-#: Response header carrying the captured record's event id, for joining ground truth later.
-EVENT_ID_HEADER: Final = "x-capture-event-id"
 #: SageMaker's production-variant folder (the local endpoint has one variant).
 VARIANT: Final = "AllTraffic"
 #: Folder for captures when the server has no endpoint name (``--model-dir`` without a name).

@@ -23,10 +23,11 @@ from kedro.framework.startup import ProjectMetadata
 
 from predictive_maintenance.project_config import project_parameters, project_path, resolve
 from predictive_maintenance.schema import READING_COLUMNS
-from predictive_maintenance.serving.capture import EVENT_ID_HEADER, CaptureConfig
+from predictive_maintenance.serving.capture import CaptureConfig
 from predictive_maintenance.serving.contract import (
     CSV_CONTENT_TYPE,
     CSV_FIELDS,
+    EVENT_ID_HEADER,
     JSON_CONTENT_TYPE,
     JSON_INSTANCES_KEY,
     MODEL_VERSION_HEADER,

@@ -41,6 +41,10 @@ CSV_FIELDS: Final = tuple(
 #: reports ground truth under (AWS does not tell the client the capture's own eventId).
 INFERENCE_ID_HEADER: Final = "X-Amzn-SageMaker-Inference-Id"
 INFERENCE_ID_MAX_LENGTH: Final = 64
+#: The local endpoint's route that reports the data-capture counters (not part of SageMaker's
+#: contract), and the answer header naming the event a captured request was recorded under.
+CAPTURE_STATS_PATH: Final = "/capture-stats"
+EVENT_ID_HEADER: Final = "x-capture-event-id"
 #: Key of the list of readings in a JSON request.
 JSON_INSTANCES_KEY: Final = "instances"
 

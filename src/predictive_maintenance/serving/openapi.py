@@ -18,8 +18,11 @@ from typing import Any, Final
 from predictive_maintenance import __version__
 from predictive_maintenance.schema import PRODUCT_TYPES, READING_RANGES
 from predictive_maintenance.serving.contract import (
+    CAPTURE_STATS_PATH,
     CSV_CONTENT_TYPE,
     CSV_FIELDS,
+    EVENT_ID_HEADER,
+    INFERENCE_ID_HEADER,
     INVOCATIONS_PATH,
     JSON_CONTENT_TYPE,
     JSON_INSTANCES_KEY,
@@ -157,7 +160,15 @@ def _invocation(*, runtime: bool, endpoint_name: str | None = None) -> dict[str,
             "description": "text/csv or application/json (q values and text/*, application/*, "
             "*/* honoured); */* or none: the request's own type",
             "schema": {"type": "string"},
-        }
+        },
+        {
+            "name": INFERENCE_ID_HEADER,
+            "in": "header",
+            "required": False,
+            "description": "SageMaker Runtime's InvokeEndpoint InferenceId (boto3: InferenceId=): "
+            "data capture records it as the capture's inferenceId, the key of ground truth",
+            "schema": {"type": "string", "pattern": "^[!-~][ -~]{0,63}$"},
+        },
     ]
     if runtime:
         parameters.insert(
@@ -171,7 +182,12 @@ def _invocation(*, runtime: bool, endpoint_name: str | None = None) -> dict[str,
                 **({"example": endpoint_name} if endpoint_name else {}),
             },
         )
-    ok_headers = {MODEL_VERSION_HEADER: _MODEL_VERSION}
+    ok_headers = {
+        MODEL_VERSION_HEADER: _MODEL_VERSION,
+        EVENT_ID_HEADER: _header(
+            "With data capture on, the eventId this request and its answer were captured under"
+        ),
+    }
     error_description = (
         " SageMaker Runtime's route also names the error in x-amzn-ErrorType "
         "(ModelError for an invalid reading, with OriginalStatusCode and OriginalMessage)."
@@ -195,7 +211,8 @@ def _invocation(*, runtime: bool, endpoint_name: str | None = None) -> dict[str,
         },
         "400": error_response(
             "A reading is missing, not a number or implausible; the body is not CSV or JSON as "
-            "described; the request is malformed HTTP (conflicting Content-Length, "
+            f"described; {INFERENCE_ID_HEADER} is not 1-64 printable characters; the request is "
+            "malformed HTTP (conflicting Content-Length, "
             "Transfer-Encoding with Content-Length, a bad chunk size)." + error_description
         ),
         "404": error_response(
@@ -318,6 +335,33 @@ def endpoint_openapi_document(endpoint_name: str | None = None) -> dict[str, Any
             },
         }
     }
+    capture_stats = {
+        "get": {
+            "operationId": "captureStats",
+            "summary": "Data capture's counters (not part of the SageMaker contract)",
+            "responses": {
+                "200": {
+                    "description": "The counters (requests, captured, written, dropped, write "
+                    'errors, files...), or {"enabled": false} with capture off',
+                    "content": {
+                        JSON_CONTENT_TYPE: {
+                            "schema": {
+                                "type": "object",
+                                "required": ["enabled"],
+                                "properties": {"enabled": {"type": "boolean"}},
+                            }
+                        }
+                    },
+                },
+                "400": error_response("Malformed HTTP"),
+                "404": error_response("Asked from another machine: the counters name paths"),
+                "405": error_response("A method other than GET", Allow=_header("GET")),
+                "408": error_response("The request's head did not arrive in time"),
+                "414": error_response("The request target is too long"),
+                "431": error_response("The request line and headers are too large"),
+            },
+        }
+    }
     return {
         "openapi": "3.0.3",
         "info": {
@@ -331,6 +375,7 @@ def endpoint_openapi_document(endpoint_name: str | None = None) -> dict[str, Any
         },
         "paths": {
             PING_PATH: ping,
+            CAPTURE_STATS_PATH: capture_stats,
             INVOCATIONS_PATH: _invocation(runtime=False),
             f"{RUNTIME_PREFIX}{{EndpointName}}{RUNTIME_SUFFIX}": _invocation(
                 runtime=True, endpoint_name=endpoint_name

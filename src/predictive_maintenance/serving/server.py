@@ -47,12 +47,12 @@ from urllib.parse import unquote_to_bytes
 
 from predictive_maintenance.integrity import verify_sha256
 from predictive_maintenance.serving.capture import (
-    CAPTURE_STATS_PATH,
-    EVENT_ID_HEADER,
     CaptureConfig,
     DataCapture,
 )
 from predictive_maintenance.serving.contract import (
+    CAPTURE_STATS_PATH,
+    EVENT_ID_HEADER,
     INFERENCE_ID_HEADER,
     INFERENCE_ID_MAX_LENGTH,
     INVOCATIONS_PATH,

@@ -104,3 +104,9 @@ lock: $(UV)
 
 clean:
 	rm -rf $(VENV) $(IMAGE_VENV) $(TOOLS) .pytest_cache .ruff_cache
+
+# The MLflow UI on the project's local tracking store (conf/base/mlflow.yml; every `kedro run`
+# logs there): http://127.0.0.1:5000, Ctrl-C stops it. Same as `kedro tracking ui`.
+.PHONY: mlflow-ui
+mlflow-ui: install
+	$(VENV)/bin/kedro tracking ui

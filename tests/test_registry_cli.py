@@ -36,6 +36,8 @@ ENDPOINT = "predictive-maintenance"
 STATE_RELATIVE = Path("data") / "11_endpoints" / f"{ENDPOINT}.json"
 STATE_WHERE = f"local, state file {STATE_RELATIVE}"
 METRICS = {"roc_auc": 0.98352, "at_chosen_threshold": {"f1": 0.9375, "threshold": 0.54}}
+#: The MLflow run version 1 records (versions 2 and 3 record none: tracking was off).
+RUN = {"run_id": "5" * 32, "experiment_id": "7", "experiment": "predictive-maintenance"}
 
 
 def write_parameters(project: Path, env: str, settings: dict | None) -> None:
@@ -60,14 +62,15 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def registry(project: Path) -> LocalModelRegistry:
-    """Three versions: 1 Approved, 2 Rejected, 3 pending (no metrics)."""
+    """Three versions: 1 Approved (made by MLflow run ``RUN``), 2 Rejected, 3 pending (no
+    metrics)."""
     registry = LocalModelRegistry(project / REGISTRY_RELATIVE)
     for index in range(3):
         registry.register(
             GROUP,
             f"archive {index}".encode(),
             metrics=METRICS if index < 2 else {},
-            lineage={"raw_data_sha256": "ab" * 32},
+            lineage={"raw_data_sha256": "ab" * 32, **({"mlflow": RUN} if index == 0 else {})},
             description=f"model {index + 1}",
         )
     registry.update_approval(GROUP, 1, "Approved", note="ok", by="alice")
@@ -115,6 +118,8 @@ def test_list(kedro, registry: LocalModelRegistry):
         "AUC",
         "SHA256",
         "ARCHIVE",
+        "MLFLOW",
+        "RUN",
         "ENDPOINT",
     ]
     rows = [line.split() for line in lines[header_at + 1 : header_at + 4]]
@@ -123,8 +128,8 @@ def test_list(kedro, registry: LocalModelRegistry):
         ["2", "Rejected"],
         ["3", "PendingManualApproval"],
     ]
-    assert rows[0][4:] == ["0.9375", "0.9835", sha256_hex(b"archive 0")[:12], "ok"]
-    assert rows[2][4:] == ["-", "-", sha256_hex(b"archive 2")[:12], "ok"]
+    assert rows[0][4:] == ["0.9375", "0.9835", sha256_hex(b"archive 0")[:12], "ok", "5" * 32]
+    assert rows[2][4:] == ["-", "-", sha256_hex(b"archive 2")[:12], "ok", "-"]
     assert lines[header_at + 4 :] == [f"Endpoint {ENDPOINT} ({STATE_WHERE}): nothing deployed yet."]
     assert result.stderr == ""
 
@@ -156,6 +161,45 @@ def test_show(kedro, registry: LocalModelRegistry, project: Path):
     assert "Archive check:       sha256 verified" in human.stdout
     assert as_json.exit_code == 0, as_json.output
     assert json.loads(as_json.stdout) == registry.get(GROUP, 2).to_dict()
+
+
+def test_show_names_the_mlflow_run_and_how_to_open_a_local_store(kedro, registry, project):
+    no_store_yet = kedro("model", "show", "1")
+    store = project / "data" / "09_tracking" / "mlflow.db"  # conf/base/mlflow.yml's
+    store.write_bytes(b"")
+    local_store = kedro("model", "show", "1")
+    (project / "conf" / "local" / "mlflow.yml").write_text("tracking_uri: http://127.0.0.1:5000\n")
+    remote_store = kedro("model", "show", "1")
+    no_run = kedro("model", "show", "2")
+
+    for result in (no_store_yet, local_store, remote_store, no_run):
+        assert result.exit_code == 0, result.output
+    head = [
+        f"MLflow run:          {RUN['run_id']}",
+        "MLflow experiment:   predictive-maintenance (id 7)",
+    ]
+    assert _mlflow_lines(local_store) == [
+        *head,
+        "MLflow UI:           `kedro tracking ui` (store data/09_tracking/mlflow.db), then",
+        f"                     http://127.0.0.1:5000/#/experiments/7/runs/{RUN['run_id']}",
+    ]
+    assert _mlflow_lines(no_store_yet) == [
+        *head,
+        "                     (the configured local store data/09_tracking/mlflow.db does not "
+        "exist)",
+    ]
+    assert _mlflow_lines(remote_store) == head  # its own UI: nothing to start here
+    assert _mlflow_lines(no_run) == [
+        "MLflow run:          - (none recorded: tracking was off, or an older version)"
+    ]
+
+
+def _mlflow_lines(result: Result) -> list[str]:
+    """``kedro model show``'s lines about the MLflow run: from ``MLflow run:`` to ``Baseline:``."""
+    lines = result.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("MLflow run:"))
+    end = next(i for i, line in enumerate(lines) if line.startswith("Baseline:"))
+    return lines[start:end]
 
 
 def test_approve_and_reject(kedro, registry: LocalModelRegistry):
@@ -269,8 +313,8 @@ def test_list_shows_the_deployed_version_and_where(kedro, registry, project: Pat
     rows = [line.split() for line in lines[2:5]]
     assert [(row[0], row[-2:]) for row in rows] == [
         ("1", ["serving", f"({ENDPOINT})"]),
-        ("2", [sha256_hex(b"archive 1")[:12], "ok"]),
-        ("3", [sha256_hex(b"archive 2")[:12], "ok"]),
+        ("2", ["ok", "-"]),
+        ("3", ["ok", "-"]),
     ]
     assert lines[5:] == [
         f"Endpoint {ENDPOINT} serves version 1 ({STATE_WHERE}, deployed 2026-01-02 03:04:05 UTC)."
@@ -289,9 +333,9 @@ def test_list_flags_changed_and_missing_archives_without_failing(kedro, registry
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert [line.split()[7:] for line in lines[2:5]] == [
-        ["CHANGED"],
-        ["ok"],
-        ["MISSING", "serving", f"({ENDPOINT})"],
+        ["CHANGED", "5" * 32],
+        ["ok", "-"],
+        ["MISSING", "-", "serving", f"({ENDPOINT})"],
     ]
     assert result.stderr.splitlines() == [
         f"Warning: version 1's archive {REGISTRY_RELATIVE}/{GROUP}/versions/1/model.tar.gz no "

@@ -4,10 +4,10 @@ Kedro adds the commands of the click group :func:`cli` to ``kedro`` when run ins
 (see ``KedroCLI.project_groups``); a command named like one of Kedro's replaces it. Each area of
 work is its own group: ``kedro data ...``, ``kedro model ...`` (:mod:`.registry.cli`),
 ``kedro endpoint ...`` (:mod:`.serving.cli`), ``kedro sagemaker ...`` (:mod:`.sagemaker.cli`),
-``kedro api ...`` (:mod:`.api.cli`); ``kedro serve`` (:mod:`.serving.stack`) starts the endpoint
-and the API together. Commands read configuration only through a
-:class:`~kedro.framework.session.KedroSession`, so ``--env`` and ``conf/local`` overrides apply
-exactly as they do to ``kedro run``.
+``kedro api ...`` (:mod:`.api.cli`), ``kedro tracking ...`` (:mod:`.tracking.cli`);
+``kedro serve`` (:mod:`.serving.stack`) starts the endpoint and the API together. Commands read
+configuration only through a :class:`~kedro.framework.session.KedroSession`, so ``--env`` and
+``conf/local`` overrides apply exactly as they do to ``kedro run``.
 
 Every ``kedro`` command imports this module, so it imports nothing heavy: the groups other than
 ``data`` are loaded when they are used (Kedro's ``LazyGroup``), and ``run`` is Kedro's own command
@@ -55,6 +55,7 @@ _SHA256_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
         "serve": "predictive_maintenance.serving.stack.serve",
         "sagemaker": "predictive_maintenance.sagemaker.cli.sagemaker",
         "api": "predictive_maintenance.api.cli.api",
+        "tracking": "predictive_maintenance.tracking.cli.tracking",
     },
 )
 def cli() -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from typing import Any
 
 import pytest
+from kedro.io import AbstractDataset
 from kedro.runner import SequentialRunner
 
 from predictive_maintenance.pipelines.data_engineering.nodes import (
@@ -36,6 +38,30 @@ from predictive_maintenance.serving.endpoint import LocalEndpointDataset
 from tests.catalogs import memory_catalog
 from tests.test_registry_baseline import CONSTRAINTS, STATISTICS
 
+
+class ValueDataset(AbstractDataset):
+    """Loads a fixed value, ``None`` included (a MemoryDataset holding None cannot be loaded):
+    the ``tracking_run`` dataset's value."""
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def load(self) -> Any:
+        return self._value
+
+    def save(self, data: Any) -> None:
+        raise NotImplementedError("read-only")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"value": self._value}
+
+
+RUN = {
+    "run_id": "0123456789abcdef0123456789abcdef",
+    "experiment_id": "1",
+    "experiment": "predictive-maintenance",
+    "tracking_uri": "sqlite:////nowhere/mlflow.db",
+}
 METRICS = {"roc_auc": 0.98, "pr_auc": 0.91, "at_chosen_threshold": {"f1": 0.9, "recall": 0.85}}
 BASELINE = {"baseline_statistics": STATISTICS, "baseline_constraints": CONSTRAINTS}
 
@@ -120,6 +146,44 @@ def test_registration_carries_lineage_and_status(trained):
     )
     assert request["lineage"]["model_sha256"] == trained["model_spec"]["model_sha256"]
     assert request["lineage"]["quality_gate"] == gate["checks"]
+    assert "mlflow" not in request["lineage"]  # tracking off: no run
+    assert request["tracking_run"] is None
+
+
+def test_registration_records_the_mlflow_run_without_its_store(trained):
+    request = register_model(
+        b"archive",
+        trained["model_spec"],
+        METRICS,
+        {"checks": []},
+        {"approval_status": "Approved"},
+        **BASELINE,
+        tracking_run=RUN,
+    )
+
+    # The store's URI is a path on one machine: the version records the run, not where it is.
+    assert request["lineage"]["mlflow"] == {
+        "run_id": RUN["run_id"],
+        "experiment_id": "1",
+        "experiment": "predictive-maintenance",
+    }
+    assert request["tracking_run"] == RUN  # for the registry to tag the run with the version
+
+
+def test_a_malformed_tracking_run_is_a_warning_not_a_failure(trained, caplog):
+    request = register_model(
+        b"archive",
+        trained["model_spec"],
+        METRICS,
+        {"checks": []},
+        {"approval_status": "Approved"},
+        **BASELINE,
+        tracking_run={"experiment": "x"},
+    )
+
+    assert "mlflow" not in request["lineage"]
+    assert request["tracking_run"] is None
+    assert "not an MLflow run with a run_id" in caplog.text
 
 
 def test_registration_rejects_an_unknown_status(trained):
@@ -204,7 +268,7 @@ def test_nothing_is_deployed_without_switch_or_approval(state, deploy, reason):
     assert reason in request["reason"]
 
 
-def _catalog(trained, parameters, tmp_path, **overrides):
+def _catalog(trained, parameters, tmp_path, tracking_run=None, **overrides):
     params = {**parameters, **overrides}
     catalog = memory_catalog(
         {
@@ -219,6 +283,7 @@ def _catalog(trained, parameters, tmp_path, **overrides):
         root=str(tmp_path / "registry"), group="pm"
     )
     catalog["endpoint"] = LocalEndpointDataset(filepath=str(tmp_path / "endpoint.json"))
+    catalog["tracking_run"] = ValueDataset(tracking_run)
     return catalog
 
 
@@ -227,6 +292,7 @@ def test_pipeline_registers_pending_and_deploys_nothing_by_default(trained, para
 
     versions = LocalModelRegistry(tmp_path / "registry").list_versions("pm")
     assert [(v.version, v.approval_status) for v in versions] == [(1, "PendingManualApproval")]
+    assert "mlflow" not in versions[0].lineage  # tracking_run None: no run recorded
     assert not (tmp_path / "endpoint.json").exists()
 
 

@@ -73,13 +73,13 @@ def recorder(project, monkeypatch) -> Iterator[Recorder]:
     for name in ("S3Store", "DirectoryStore", "stage", "upload_bytes", "client"):
         monkeypatch.setattr(cli, name, recorded(name))
 
-    def no_code_package(*args: Any) -> CodePackage:
+    def no_code_package(*args: Any, **kwargs: Any) -> CodePackage:
         recorded.calls.append("build_code_package")
         root = "s3://predictive-maintenance-artifacts/predictive-maintenance/runner/code/abc"
         return CodePackage({}, b"", "abc", f"{root}/sourcedir.tar.gz", f"{root}/tree/", {}, None)
 
     monkeypatch.setattr(cli, "build_code_package", no_code_package)
-    monkeypatch.setattr(cli, "compile_definition", lambda *args: '{"Steps": []}\n')
+    monkeypatch.setattr(cli, "compile_definition", lambda *args, **kwargs: '{"Steps": []}\n')
     try:
         yield recorded
     finally:

@@ -35,9 +35,12 @@ from kedro.pipeline import Pipeline, node
 from predictive_maintenance.sagemaker.cli import Export, load_export
 from predictive_maintenance.sagemaker.config import (
     BridgeSettings,
+    MlflowSettings,
     NetworkSettings,
     SageMakerConfigError,
+    parse_settings,
 )
+from predictive_maintenance.sagemaker.experiment_tracking import export_tracking, project_tracking
 from predictive_maintenance.sagemaker.job import (
     JOB_FILE,
     JOB_INPUT,
@@ -1377,6 +1380,110 @@ def test_network_settings_reach_every_job_step_and_pass_the_api_check(
         for key in ("NetworkConfig", "VpcConfig", "EnableNetworkIsolation"):
             step["Arguments"].pop(key, None)
     assert without == definition
+
+
+# ---- MLflow: SageMaker's managed tracking server -------------------------------------------
+TRACKING_SERVER = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/pm-tests"
+TRACKING_VARIABLES = {
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "KEDRO_MLFLOW_EXECUTION",
+}
+
+
+@pytest.fixture(scope="module")
+def tracked(compiled) -> Compiled:
+    """The project's export with mlflow.tracking_server_arn set (same pipeline and settings)."""
+    export = compiled.export
+    bridge = dataclasses.replace(
+        export.bridge, mlflow=MlflowSettings(TRACKING_SERVER, "predictive-maintenance")
+    )
+    tracking = export_tracking(bridge, project_tracking(export.context))
+    tracked_export = dataclasses.replace(export, bridge=bridge, tracking=tracking)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(PROJECT_ROOT)
+        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        code = tracked_export.code()
+        text = tracked_export.compile(code)
+    return Compiled(tracked_export, code, text, json.loads(text))
+
+
+def test_a_tracking_server_gives_the_pipeline_its_mlflow_config_and_every_job_its_run(
+    tracked, compiled, sagemaker_model
+):
+    definition = tracked.definition
+    assert definition["MlflowConfig"] == {
+        "MlflowResourceArn": TRACKING_SERVER,
+        "MlflowExperimentName": "predictive-maintenance",
+    }
+    assert compiled.definition["MlflowConfig"] is None  # the default: no server, no tracking
+    parameters = {item["Name"]: item["DefaultValue"] for item in definition["Parameters"]}
+    spec = tracked.export.tracking.spec
+    assert spec["log"]["models"] == ["model"]  # what mlflow.yml says to log
+    for step in job_steps(definition):
+        environment = step["Arguments"]["Environment"]
+        assert {key: environment[key] for key in TRACKING_VARIABLES} == {
+            "MLFLOW_TRACKING_URI": TRACKING_SERVER,
+            "MLFLOW_EXPERIMENT_NAME": "predictive-maintenance",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+            # Every job of one execution finds (or makes) the execution's parent run by it.
+            "KEDRO_MLFLOW_EXECUTION": {"Get": "Execution.PipelineExecutionArn"},
+        }, step["Name"]
+        assert spec_of(tracked.code, step["Name"])["tracking"] == spec
+        assert "tracking" not in spec_of(compiled.code, step["Name"])
+        assert not TRACKING_VARIABLES & set(
+            next(s for s in job_steps(compiled.definition) if s["Name"] == step["Name"])[
+                "Arguments"
+            ]["Environment"]
+        )
+        operation, names = OPERATIONS[step["Type"]]
+        validate_parameters(
+            {**concrete(step["Arguments"], parameters), **names},
+            sagemaker_model.operation_model(operation).input_shape,
+        )
+    # The registered version records the execution whose parent run made it (found by its tag).
+    (register,) = [s for s in all_steps(definition["Steps"]) if s["Type"] == "RegisterModel"]
+    assert register["Arguments"]["CustomerMetadataProperties"] == {
+        "mlflow_tracking_server_arn": TRACKING_SERVER,
+        "mlflow_experiment": "predictive-maintenance",
+        "mlflow_pipeline_execution_arn": {"Get": "Execution.PipelineExecutionArn"},
+    }
+    operation, names = OPERATIONS["RegisterModel"]
+    validate_parameters(
+        {**concrete(register["Arguments"], parameters), **names},
+        sagemaker_model.operation_model(operation).input_shape,
+    )
+    # Nothing else changes but the code (the specs carry the tracking block).
+    without = json.loads(tracked.text.replace(tracked.code.sha256, compiled.code.sha256))
+    without["MlflowConfig"] = None
+    for step in job_steps(without):
+        for key in TRACKING_VARIABLES:
+            step["Arguments"]["Environment"].pop(key)
+    for step in all_steps(without["Steps"]):
+        if step["Type"] == "RegisterModel":
+            step["Arguments"].pop("CustomerMetadataProperties")
+    assert without == compiled.definition
+
+
+@pytest.mark.parametrize(
+    ("arn", "message"),
+    [
+        ("arn:aws:sagemaker:eu-west-1:123456789012:model/pm", "is not a SageMaker MLflow ARN"),
+        ("https://mlflow.example.com", "is not a SageMaker MLflow ARN"),
+        (42, "mlflow.tracking_server_arn must be str"),
+    ],
+)
+def test_a_tracking_server_arn_is_checked(arn, message):
+    config = {"bucket": "b", "execution_role_arn": "arn:aws:iam::123456789012:role/r"}
+
+    with pytest.raises(SageMakerConfigError, match=message):
+        parse_settings({**config, "mlflow": {"tracking_server_arn": arn}}, PROJECT_ROOT)
+    app = "arn:aws:sagemaker:us-east-1:123456789012:mlflow-app/app-0123abcd"
+    parsed = parse_settings({**config, "mlflow": {"tracking_server_arn": app}}, PROJECT_ROOT)
+    assert parsed.mlflow == MlflowSettings(app, None)
 
 
 # ---- a test pipeline exported by node: many steps, training feeding training ---------------------

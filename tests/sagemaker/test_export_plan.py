@@ -481,6 +481,34 @@ def test_a_gate_node_outside_the_pipeline_is_left_out_and_registration_must_read
         build_plan(pipeline, BRIDGE, pipeline_settings(**GATE_AND_REGISTRATION))
 
 
+def test_a_service_the_registration_reads_is_loaded_in_its_step_not_staged():
+    """The registration node reads this run's MLflow run (``tracking_run``, a catalog service):
+    RegisterModel needs no data of it, and nothing stages it as a pipeline input."""
+    pipeline = Pipeline(
+        [
+            *[n for n in deployment_pipeline().nodes if n.name != "register"],
+            node(
+                combine_three,
+                ["model_archive", "metrics", "tracking_run"],
+                "registry",
+                name="register",
+            ),
+        ]
+    )
+    settings = pipeline_settings(
+        **{**GATE_AND_REGISTRATION, "catalog_datasets": ["registry", "endpoint", "tracking_run"]}
+    )
+
+    plan = build_plan(pipeline, BRIDGE, settings)
+
+    assert plan.register_node.inputs == ["model_archive", "metrics", "tracking_run"]
+    assert "tracking_run" not in plan.pipeline_inputs
+    assert not any("tracking_run" in step.inputs for step in plan.steps)
+    # Not a service: then it must be made by a step, and the error says where services go.
+    with pytest.raises(PlanError, match=r"tracking_run, read by the register node.*catalog_data"):
+        build_plan(pipeline, BRIDGE, pipeline_settings(**GATE_AND_REGISTRATION))
+
+
 # ---- the pipeline settings block -----------------------------------------------------------------
 def test_pipeline_settings_defaults():
     settings = pipeline_settings()

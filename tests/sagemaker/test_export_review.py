@@ -391,6 +391,7 @@ def test_run_local_reports_an_unknown_parameter_as_a_cli_error(tmp_path: Path, m
         parameters={},
         plan=SimpleNamespace(steps=()),
         code=lambda: code,
+        tracking=None,  # compiled without mlflow.tracking_server_arn
     )
     monkeypatch.setattr(cli, "load_export", lambda env, pipeline: export)
     monkeypatch.setattr(cli, "stage", lambda *args: None)

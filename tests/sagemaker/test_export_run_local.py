@@ -7,6 +7,9 @@ and train (training) run as local jobs of the job contract (a subprocess each, i
 quality gate's condition is evaluated from the definition, RegisterModel lands in the local
 registry and deploy (a catalog step: registry and endpoint) runs with the project's nodes. The
 acceptance run executes the jobs on the stock XGBoost image's stand-in (``--python``).
+
+The export is compiled with a SageMaker MLflow tracking server (``mlflow.tracking_server_arn``):
+run-local logs as SageMaker would, into the project's own MLflow store instead of the server.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import json
 import re
 import tarfile
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -47,12 +52,42 @@ def execution_file(project: Path, log: str, relative: str) -> Path:
     return path
 
 
+TRACKING_SERVER = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/pm-tests"
+EXECUTION_TAG = "sagemaker.pipeline_execution_arn"
+JOB_STEPS = {"prepare", "baseline", "train", "evaluate", "deploy"}
+
+
+def execution_runs(
+    project: Path, output: str, store: str | None = None
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The MLflow client, the execution's parent run and its nested runs by name, from the
+    project's store (conf/base/mlflow.yml) or ``store``."""
+    from mlflow import MlflowClient  # noqa: PLC0415 -- seconds; only the tests that read runs
+
+    (execution,) = re.findall(r"^Execution (\S+): ", output, re.MULTILINE)
+    arn = f"arn:aws:sagemaker:local:000000000000:pipeline/{GROUP}/execution/{execution}"
+    client = MlflowClient(store or f"sqlite:///{project / 'data/09_tracking/mlflow.db'}")
+    experiment = client.get_experiment_by_name(GROUP).experiment_id
+    runs = client.search_runs([experiment], filter_string=f"tags.`{EXECUTION_TAG}` = '{arn}'")
+    (parent,) = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    nested = {
+        run.info.run_name: run
+        for run in runs
+        if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
+    assert len(nested) == len(runs) - 1, [run.info.run_name for run in runs]  # all in one parent
+    return client, parent, nested
+
+
 @pytest.fixture(scope="module")
 def compiled(finished_run, tmp_path_factory) -> tuple[Path, dict, dict]:
-    """A copy of the project after `kedro run`, with its metrics and model spec, and
-    pipeline.json."""
+    """A copy of the project after `kedro run` (MLflow tracking on, its own store), with its
+    metrics and model spec, and pipeline.json compiled for a SageMaker MLflow tracking server."""
     assert finished_run.returncode == 0, finished_run.stdout[-3000:] + finished_run.stderr[-3000:]
-    project = finished_run.copy(tmp_path_factory.mktemp("export") / "project")
+    project = finished_run.copy(tmp_path_factory.mktemp("export") / "project", tracking=True)
+    (project / "conf/local/sagemaker.yml").write_text(
+        f"mlflow:\n  tracking_server_arn: {TRACKING_SERVER}\n  experiment: {GROUP}\n"
+    )
     metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
     spec = json.loads((project / "data/06_models/model_spec.json").read_text())
     result = kedro(project, "sagemaker", "compile", "--output", "pipeline.json")
@@ -113,10 +148,35 @@ def test_run_local_on_the_image_gives_the_metrics_of_kedro_run(compiled, image_p
     assert versions[-1].approval_status == "PendingManualApproval"
     with tarfile.open(fileobj=io.BytesIO(registry.read_archive(GROUP, 2))) as archive:
         assert json.loads(archive.extractfile("model_spec.json").read()) == ran_spec
+    # MLflow, as on SageMaker: one parent run for the execution, a nested run per job step
+    # (logged by the jobs on the image: mlflow-skinny from the shipped wheels, the image's own
+    # protobuf), the model in XGBoost's format in train's; the registration records the run.
+    assert "MLflow tracking off" not in log
+    client, parent, nested = execution_runs(project, result.stdout)
+    assert set(nested) == JOB_STEPS
+    assert parent.data.metrics["roc_auc"] == metrics["roc_auc"]
+    assert nested["evaluate"].data.metrics["roc_auc"] == metrics["roc_auc"]
+    depth = "xgboost.booster_params.max_depth"
+    assert (
+        parent.data.params[depth]
+        == nested["train"].data.params[depth]
+        == str(spec["parameters"]["booster_params"]["max_depth"])
+    )
+    (model,) = [
+        model
+        for model in client.search_logged_models([parent.info.experiment_id])
+        if model.source_run_id == nested["train"].info.run_id
+    ]
+    files = {path.name for path in Path(urlsplit(model.artifact_location).path).rglob("*")}
+    assert "model.ubj" in files
+    assert not [name for name in files if name.endswith((".pkl", ".pickle"))]
+    assert versions[-1].lineage["mlflow"]["run_id"] == parent.info.run_id
+    assert parent.data.tags["model_registry.version"] == "2"
 
 
-def test_a_parameter_reaches_its_node_and_a_failed_gate_stops_registration(compiled):
+def test_a_parameter_reaches_its_node_and_a_failed_gate_stops_registration(compiled, tmp_path):
     project, _, _ = compiled
+    store = f"sqlite:///{tmp_path / 'other.db'}"
     before = len(LocalModelRegistry(project / "data/10_model_registry").list_versions(GROUP))
 
     result = kedro(
@@ -128,6 +188,8 @@ def test_a_parameter_reaches_its_node_and_a_failed_gate_stops_registration(compi
         "MaxDepth=2",
         "--parameters",
         "MinRocAuc=0.9999",
+        "--tracking-uri",
+        store,
         timeout=600,
     )
 
@@ -149,6 +211,12 @@ def test_a_parameter_reaches_its_node_and_a_failed_gate_stops_registration(compi
         execution_file(project, result.stdout, "evaluate/model_spec/model_spec.json").read_text()
     )
     assert spec["parameters"]["booster_params"]["max_depth"] == 2
+    # The execution's MLflow runs (in the store --tracking-uri names) record the pipeline
+    # parameter's value.
+    _, parent, nested = execution_runs(project, result.stdout, store)
+    assert set(nested) == JOB_STEPS - {"deploy"}  # the gate failed before it
+    depth = "xgboost.booster_params.max_depth"
+    assert parent.data.params[depth] == nested["train"].data.params[depth] == "2"
     assert (
         len(LocalModelRegistry(project / "data/10_model_registry").list_versions(GROUP)) == before
     )

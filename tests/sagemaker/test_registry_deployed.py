@@ -107,9 +107,9 @@ def test_list_shows_the_version_the_sagemaker_endpoint_serves(kedro, project):
 
     assert result.exit_code == 0, result.output
     rows = [line.split() for line in result.stdout.splitlines() if line[:7].strip().isdigit()]
-    assert [(row[0], row[7:]) for row in rows] == [
-        ("1", ["ok", "serving", f"({ENDPOINT})"]),
-        ("2", ["CHANGED"]),
+    assert [(row[0], row[7:]) for row in rows] == [  # the MLflow run column: none recorded
+        ("1", ["ok", "-", "serving", f"({ENDPOINT})"]),
+        ("2", ["CHANGED", "-"]),
     ]
     assert result.stdout.splitlines()[-1] == (
         f"Endpoint {ENDPOINT} serves version 1 (SageMaker endpoint in eu-west-1, InService, "

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import boto3
 import pytest
@@ -36,21 +38,25 @@ def outputs(project: Path) -> dict[str, dict]:
     return {name: json.loads((project / "data" / name).read_text()) for name in TRAINING_OUTPUTS}
 
 
-@pytest.fixture
-def trained_in_process(finished_run, tmp_path) -> tuple[Path, dict[str, dict]]:
+def trained(finished_run, destination: Path, *, tracking: bool) -> tuple[Path, dict[str, dict]]:
     """A copy of the project after ``kedro run`` (features and splits saved), without the
     training outputs and node timings the runner under test must write again; and those
-    outputs."""
+    outputs. With ``tracking``, MLflow tracking on in the copy (a store of its own)."""
     assert finished_run.returncode == 0, finished_run.stdout[-3000:] + finished_run.stderr[-3000:]
-    project = finished_run.copy(tmp_path / "project")
+    project = finished_run.copy(destination, tracking=tracking)
     expected = outputs(project)
     for name in (*TRAINING_OUTPUTS, "09_tracking/run_timings.json"):
         (project / "data" / name).unlink()
     return project, expected
 
 
-def test_local_backend_trains_the_same_model(trained_in_process):
-    project, expected = trained_in_process
+@pytest.fixture
+def trained_in_process(finished_run, tmp_path) -> tuple[Path, dict[str, dict]]:
+    return trained(finished_run, tmp_path / "project", tracking=False)
+
+
+def test_local_backend_trains_the_same_model(finished_run, tmp_path):
+    project, expected = trained(finished_run, tmp_path / "project", tracking=True)
 
     log = succeeded(
         project,
@@ -77,6 +83,46 @@ def test_local_backend_trains_the_same_model(trained_in_process):
     }
     timings = json.loads((project / "data/09_tracking/run_timings.json").read_text())
     assert "train.train_model" in timings["nodes"]  # project hooks fired for the remote node too
+    # MLflow: the job logged into the nested run `train` of this kedro run; the hooks, which
+    # log every other group, left the remote node's outputs to it (one model, not two).
+    client, experiment = tracking_store(project)
+    training = "tags.`kedro.pipelines` = 'training'"
+    (parent,) = client.search_runs([experiment], filter_string=training)
+    nested = {
+        run.info.run_name: run
+        for run in client.search_runs(
+            [experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+        )
+    }
+    assert {"train", "evaluate"} <= set(nested)
+    train = nested["train"]
+    assert f"Node train.train_model: its job logs to MLflow run {train.info.run_id}" in log
+    assert "shipped wheels are for Python 3.10; this is Python 3.11" in log  # the project's env
+    depth = "xgboost.booster_params.max_depth"
+    assert train.data.params[depth] == parent.data.params[depth]
+    assert set(nested["evaluate"].data.metrics) <= set(parent.data.metrics)
+    models = [
+        model
+        for model in client.search_logged_models([experiment])
+        if model.source_run_id == train.info.run_id
+    ]
+    assert len(models) == 1
+    files = {path.name for path in Path(local_path(models[0].artifact_location)).rglob("*")}
+    assert "model.ubj" in files
+    assert not [name for name in files if name.endswith((".pkl", ".pickle"))]
+
+
+def tracking_store(project: Path) -> tuple[Any, str]:
+    """The project's MLflow store (conf/base/mlflow.yml: sqlite under data/09_tracking) and the
+    experiment's id."""
+    from mlflow import MlflowClient  # noqa: PLC0415 -- seconds; only the tests that read runs
+
+    client = MlflowClient(f"sqlite:///{project / 'data/09_tracking/mlflow.db'}")
+    return client, client.get_experiment_by_name("predictive-maintenance").experiment_id
+
+
+def local_path(uri: str) -> str:
+    return unquote(urlsplit(uri).path) if uri.startswith("file:") else uri
 
 
 def test_sagemaker_backend_against_moto_trains_the_same_model(trained_in_process, aws):

@@ -17,7 +17,11 @@ import yaml
 from packaging.utils import parse_wheel_filename
 
 from predictive_maintenance.sagemaker import wheels
-from predictive_maintenance.sagemaker.config import JobEnvironment, parse_settings
+from predictive_maintenance.sagemaker.config import (
+    JobEnvironment,
+    SageMakerConfigError,
+    parse_settings,
+)
 from tests.support.project import PROJECT_ROOT
 
 
@@ -132,13 +136,75 @@ def test_a_failed_download_leaves_no_half_written_cache_entry(tmp_path, monkeypa
     assert [path.name for path in tmp_path.iterdir()] == []
 
 
+#: What the stand-in asks of a package in a range whose newest release is the image's pin (the
+#: image's Dockerfile: protobuf>=3.20.0,<=3.20.3).
+STAND_IN_RANGES = {"protobuf==3.20.3": '"protobuf<=3.20.3"'}
+
+
 def test_the_stand_in_has_the_image_packages_the_configuration_names():
     tool = (PROJECT_ROOT / "deploy/image/xgboost-image-env").read_text()
     for pin in project_environment().image_packages:
         name = pin.split("==")[0]
         if name == "xgboost":  # the image's conda xgboost; the stand-in installs xgboost-cpu
             continue
-        assert pin in tool or (name == "six"), f"{pin} is not what the stand-in installs"
+        assert pin in tool or STAND_IN_RANGES.get(pin, pin) in tool or (name == "six"), (
+            f"{pin} is not what the stand-in installs"
+        )
+
+
+def test_mlflow_ships_for_the_image_with_the_images_protobuf():
+    """The jobs log to MLflow (mlflow-skinny, AWS's plugin, the sqlite store's sqlalchemy and
+    alembic) with the image's protobuf 3.20.3: the two packages whose installed versions need
+    protobuf 5 are shipped at versions that accept it (job_environment.versions), their
+    requirements read from their published wheels."""
+    environment = project_environment()
+
+    pins = wheels.resolve(environment)
+
+    assert {"mlflow-skinny", "sagemaker-mlflow", "sqlalchemy", "alembic"} <= names(pins)
+    assert "protobuf" not in names(pins)  # the image's own
+    assert "opentelemetry-proto==1.27.0" in pins
+    assert "databricks-sdk==0.67.0" in pins
+    assert "greenlet" in names(pins)  # sqlalchemy 2.0.58's, on x86-64 (not the 2.1 here)
+    assert f"mlflow-skinny=={importlib.metadata.version('mlflow-skinny')}" in pins
+    # Without the chosen versions, the closure asks what the image's protobuf cannot give.
+    with pytest.raises(wheels.WheelError, match=r"needs protobuf.*the image has protobuf 3\.20\.3"):
+        wheels.resolve(replace(environment, versions={}))
+
+
+def test_a_chosen_version_that_does_not_fit_names_the_setting(tmp_path):
+    environment = JobEnvironment(
+        requirements=("opentelemetry-proto<1.20",),
+        versions={"opentelemetry-proto": "1.27.0"},
+        wheel_cache=tmp_path,
+    )
+    (tmp_path / "metadata").mkdir()
+    # The published metadata as the cache keeps it: no download for this check.
+    (tmp_path / "metadata/opentelemetry-proto-1.27.0.json").write_text(
+        '{"version": "1.27.0", "requires_python": ">=3.8", "requires": ["protobuf<5,>=3.19"]}'
+    )
+
+    with pytest.raises(
+        wheels.WheelError,
+        match=r"needs opentelemetry-proto<1\.20, but job_environment\.versions gives "
+        r"opentelemetry-proto 1\.27\.0: set job_environment\.versions\.opentelemetry-proto",
+    ):
+        wheels.resolve(environment)
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({"versions": {"databricks-sdk": 0.67}}, r"versions\.databricks-sdk .*quote it"),
+        ({"versions": {"databricks-sdk": ">=0.6"}}, r"must be a version, got '>=0\.6'"),
+        ({"versions": ["databricks-sdk==0.67.0"]}, r"job_environment\.versions must be Mapping"),
+    ],
+)
+def test_chosen_versions_are_checked(block, message):
+    config = {"bucket": "b", "execution_role_arn": "arn:aws:iam::123456789012:role/r"}
+
+    with pytest.raises(SageMakerConfigError, match=message):
+        parse_settings({**config, "job_environment": block}, PROJECT_ROOT)
 
 
 def test_wheel_cache_paths_resolve_against_the_project(tmp_path: Path):

@@ -26,8 +26,26 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 RAW_CSV = PROJECT_ROOT / "data" / "01_raw" / "ai4i2020.csv"
 
 
-def copy_project(destination: Path) -> Path:
-    """A runnable copy of the project (metadata, source, config, raw data) without any outputs."""
+#: ``conf/local/mlflow.yml`` of a copy that does not track: MLflow tracking (``import mlflow``, a
+#: new sqlite store) costs a ``kedro run`` seconds, and only the tests of tracking need it.
+NO_TRACKING = (
+    "# Written by tests/support/project.py: tests track only where they test it.\nenabled: false\n"
+)
+
+
+def without_tracking(project: Path) -> Path:
+    """Switches MLflow tracking off in ``project`` (its ``conf/local/mlflow.yml``)."""
+    (project / "conf" / "local").mkdir(parents=True, exist_ok=True)
+    (project / "conf" / "local" / "mlflow.yml").write_text(NO_TRACKING)
+    return project
+
+
+def copy_project(destination: Path, *, tracking: bool = False) -> Path:
+    """A runnable copy of the project (metadata, source, config, raw data) without any outputs.
+
+    ``tracking=False`` (the default) switches MLflow tracking off in the copy
+    (:func:`without_tracking`); ``True`` leaves it as ``conf/base/mlflow.yml`` says (on).
+    """
     destination.mkdir(parents=True, exist_ok=True)
     shutil.copy2(PROJECT_ROOT / "pyproject.toml", destination / "pyproject.toml")
     shutil.copytree(
@@ -43,16 +61,22 @@ def copy_project(destination: Path) -> Path:
         if layer.is_dir():
             (destination / "data" / layer.name).mkdir(parents=True)
     shutil.copy2(RAW_CSV, destination / "data" / "01_raw" / RAW_CSV.name)
-    return destination
+    return destination if tracking else without_tracking(destination)
+
+
+#: The MLflow store under ``data/`` (conf/base/mlflow.yml): not a pipeline output.
+TRACKING_STORE = ("09_tracking/mlflow.db", "09_tracking/mlartifacts/")
 
 
 def written_outputs(project: Path) -> list[str]:
-    """Every file a run wrote under ``data/`` (not the raw layer, not .gitkeep placeholders)."""
+    """Every file a run wrote under ``data/`` (not the raw layer, not .gitkeep placeholders, not
+    the MLflow store, :data:`TRACKING_STORE`)."""
     data = project / "data"
     return sorted(
-        str(path.relative_to(data))
+        relative
         for path in data.rglob("*")
         if path.is_file() and path.name != ".gitkeep" and path.parts[len(data.parts)] != "01_raw"
+        if not (relative := str(path.relative_to(data))).startswith(TRACKING_STORE)
     )
 
 
@@ -69,10 +93,19 @@ class FinishedRun:
     stdout: str
     stderr: str
 
-    def copy(self, destination: Path) -> Path:
+    def copy(self, destination: Path, *, tracking: bool = False) -> Path:
         """An independent copy of the finished project at ``destination`` (trained model,
-        registry with version 1, reports), as if ``kedro run`` had run there."""
+        registry with version 1, reports), as if ``kedro run`` had run there.
+
+        MLflow tracking is off in the copy (its MLflow store is the finished run's, to read)
+        unless ``tracking``: then the copy starts without a store, since the store's experiment
+        keeps its artifacts under the finished run's absolute path, which is not the copy's.
+        """
         shutil.copytree(self.project, destination, symlinks=True)
+        if not tracking:
+            return without_tracking(destination)
+        for path in (destination / "data" / "09_tracking").glob("ml*"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
         return destination
 
 
@@ -112,10 +145,11 @@ def once_per_session(
 
 def finished_run_once(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
     """The session's one ``kedro run`` of a fresh project copy, as a user runs it on a fresh
-    machine (no AWS settings, the project's own logging configuration)."""
+    machine (no AWS settings, the project's own logging configuration), MLflow tracking on as
+    the project ships it."""
 
     def run(directory: Path) -> dict[str, Any]:
-        result = kedro(copy_project(directory), "run", fresh=True)
+        result = kedro(copy_project(directory, tracking=True), "run", fresh=True)
         return {"returncode": result.returncode, "stdout": result.stdout, "stderr": result.stderr}
 
     project, record = once_per_session(tmp_path_factory, "finished-run", run)

@@ -9,6 +9,10 @@ resolved against the project directory.
 Where a version is deployed comes from the catalog's ``endpoint`` entry: the local endpoint's
 state file, or (``--env sagemaker``) the SageMaker endpoint named by the parameter
 ``endpoint.name``.
+
+The MLflow run that registered a version (its lineage, :mod:`.runs`) is in ``list``'s
+``MLFLOW RUN`` column and in ``show``, which also says how to open a local store
+(``mlflow.yml``'s ``tracking_uri``) in the MLflow UI.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from predictive_maintenance.registry.local import (
     UnverifiedArchiveError,
     validate_group_name,
 )
+from predictive_maintenance.registry.runs import recorded_run
 
 #: Parameters holding the registry settings: ``{root: ..., group: ...}``.
 REGISTRY_PARAMS = "model_registry"
@@ -65,7 +70,13 @@ note_option = click.option(
 
 if TYPE_CHECKING:
     from predictive_maintenance.registry.sagemaker import SageMakerRegistry
+    from predictive_maintenance.tracking.settings import TrackingSettings
 
+#: The configuration (conf/<env>/mlflow.yml) naming the MLflow store, and its UI command.
+MLFLOW_CONFIG = "mlflow"
+TRACKING_UI_COMMAND = "kedro tracking ui"
+#: Where ``kedro tracking ui`` serves the UI by default (its --host and --port).
+TRACKING_UI_URL = "http://127.0.0.1:5000"
 #: The catalog entries the deployment pipeline registers and deploys through.
 REGISTRY_DATASET = "model_registry"
 ENDPOINT_DATASET = "endpoint"
@@ -75,7 +86,7 @@ ENDPOINT_DATASET = "endpoint"
 class _Target:
     registry: LocalModelRegistry | SageMakerRegistry  # same operations
     group: str
-    #: The project's catalog and parameters for the environment.
+    #: The project's catalog, parameters and (if any) mlflow settings for the environment.
     configuration: dict[str, dict[str, Any]]
     metadata: ProjectMetadata | None
     env: str | None
@@ -118,7 +129,12 @@ def _registry_target(
 
     When the environment's catalog registers in SageMaker (``conf/sagemaker``), that registry.
     """
-    configuration = project_config(metadata, env, "catalog", "parameters")
+    try:
+        # mlflow.yml too, in the same session: `show` names the store a version's run is in.
+        configuration = project_config(metadata, env, "catalog", "parameters", MLFLOW_CONFIG)
+    except Exception:  # no or an unreadable mlflow.yml: the registry works without it
+        # (a problem with the catalog or parameters raises again here, and is reported)
+        configuration = project_config(metadata, env, "catalog", "parameters")
     entry = configuration["catalog"].get(REGISTRY_DATASET) or {}
     if str(entry.get("type", "")).endswith("SageMakerModelRegistryDataset"):
         registry = _sagemaker_target(entry, group)
@@ -390,6 +406,7 @@ def _describe(target: _Target, model: ModelVersion) -> str:
         f"Archive size:        {model.archive_size:,} bytes",
         f"Archive sha256:      {model.archive_sha256 or '-'}",
         f"Description:         {model.description or '-'}",
+        *_mlflow_lines(target, model),
         *_baseline_lines(target, model),
         "Metrics:",
         _indent(json.dumps(model.metrics, indent=2)),
@@ -401,6 +418,49 @@ def _describe(target: _Target, model: ModelVersion) -> str:
         note = f": {entry['note']}" if entry.get("note") else ""
         lines.append(f"  {entry['at']}  {entry['status']} by {entry.get('by') or '?'}{note}")
     return "\n".join(lines)
+
+
+def _tracking_settings(target: _Target) -> TrackingSettings | None:
+    """The MLflow store ``kedro run`` logs to in this environment (conf ``mlflow.yml``, whether
+    tracking is on or off now), or None when it is not configured or not valid."""
+    from predictive_maintenance.tracking.settings import (  # noqa: PLC0415 - show only
+        TrackingConfigError,
+        settings_from_config,
+    )
+
+    config = target.configuration.get(MLFLOW_CONFIG)
+    if config is None:
+        return None
+    try:
+        return settings_from_config(config, project_path(target.metadata))
+    except TrackingConfigError:
+        return None
+
+
+def _mlflow_lines(target: _Target, model: ModelVersion) -> list[str]:
+    """The MLflow run that made the version, and how to open it when the store is local."""
+    run = recorded_run(model.lineage)
+    if run is None:
+        return ["MLflow run:          - (none recorded: tracking was off, or an older version)"]
+    experiment_id = run.get("experiment_id")
+    lines = [
+        f"MLflow run:          {run['run_id']}",
+        f"MLflow experiment:   {run.get('experiment') or '?'} (id {experiment_id or '?'})",
+    ]
+    settings = _tracking_settings(target)
+    database = settings.local_store_path() if settings is not None else None
+    if database is None:
+        return lines
+    shown = _shown_path(target, database)
+    if not database.exists():
+        lines.append(f"{'':<21}(the configured local store {shown} does not exist)")
+    else:
+        page = f"#/experiments/{experiment_id}/runs/{run['run_id']}" if experiment_id else ""
+        lines += [
+            f"MLflow UI:           `{TRACKING_UI_COMMAND}` (store {shown}), then",
+            f"{'':<21}{TRACKING_UI_URL}/{page}",
+        ]
+    return lines
 
 
 def _baseline_lines(target: _Target, model: ModelVersion) -> list[str]:
@@ -467,7 +527,17 @@ def list_versions(metadata: ProjectMetadata | None, group: str | None, env: str 
     checks = {version.version: _archive_check(target, version) for version in versions}
     integrity = _integrity(target)
     rows = [
-        ["VERSION", "STATUS", "CREATED (UTC)", "F1", "ROC AUC", "SHA256", "ARCHIVE", "ENDPOINT"]
+        [
+            "VERSION",
+            "STATUS",
+            "CREATED (UTC)",
+            "F1",
+            "ROC AUC",
+            "SHA256",
+            "ARCHIVE",
+            "MLFLOW RUN",
+            "ENDPOINT",
+        ]
     ]
     rows += [
         [
@@ -478,6 +548,7 @@ def list_versions(metadata: ProjectMetadata | None, group: str | None, env: str 
             _metric(version.metrics, "roc_auc"),
             version.archive_sha256[:_SHA256_PREFIX] or "-",
             checks[version.version][0],
+            (recorded_run(version.lineage) or {}).get("run_id", "-"),
             f"serving ({deployment.endpoint})"
             if deployment is not None and version.version == deployed
             else "",

@@ -23,6 +23,7 @@ from predictive_maintenance.registry.local import (
     ModelNotFoundError,
     validate_group_name,
 )
+from predictive_maintenance.registry.runs import REGISTERED, UNCHANGED, record_in_run
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ REGISTRATION_KEYS = frozenset(
         "description",
         "register_duplicates",
         "baseline",
+        "tracking_run",
     }
 )
 #: How many hex digits of a sha256 the log messages show.
@@ -68,9 +70,12 @@ class LocalModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, Any]])
     ``save`` registers a new version from
     ``{"archive": bytes, "metrics": dict, "lineage": dict, "approval_status": str,
     "description": str, "register_duplicates": bool, "baseline": {"statistics": bytes,
-    "constraints": bytes}}`` (only ``archive`` is required), and logs its number. An archive
-    byte-identical to the newest version's (same sha256), with the same baseline, is not
-    registered again ("model unchanged, version N") unless ``register_duplicates`` is true.
+    "constraints": bytes}, "tracking_run": dict | None}`` (only ``archive`` is required), and logs
+    its number. An archive byte-identical to the newest version's (same sha256), with the same
+    baseline, is not registered again ("model unchanged, version N") unless
+    ``register_duplicates`` is true. Then the MLflow run ``tracking_run`` (if any) is tagged with
+    the version (:mod:`~predictive_maintenance.registry.runs`); the run the version records is in
+    its ``lineage.mlflow``.
     ``load`` returns the group as
     ``{"group": name, "versions": [ModelVersion.to_dict(), ...]}``, oldest version first, with an
     empty list while the group has no version; each baseline part also has its file's ``uri``.
@@ -178,6 +183,13 @@ class LocalModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, Any]])
                 version.archive_sha256,
                 status,
             )
+        record_in_run(
+            data.get("tracking_run"),
+            group=self._group,
+            version=version.version,
+            status=version.approval_status,
+            outcome=REGISTERED if registered else UNCHANGED,
+        )
 
     def _exists(self) -> bool:
         try:

@@ -13,6 +13,11 @@ sha256, and set as the package's ``DriftCheckBaselines.ModelDataQuality`` and
 runs registering the same archive at the same moment may both register it: SageMaker has no lock
 to compare and create under.)
 
+The MLflow run that made a version (the registration's ``lineage.mlflow``) is recorded as the
+customer metadata ``mlflow_run_id``, ``mlflow_experiment_id`` and ``mlflow_experiment``, and the
+registration's ``tracking_run`` is tagged with the version and its model package ARN
+(:mod:`~predictive_maintenance.registry.runs`).
+
 A version's archive sha256 is what a record of the package states (``load`` says which):
 the ``archive_sha256`` customer metadata this project's registration sets, the content-addressed
 artifact path (``.../<sha256>/model.tar.gz``), or, for a package registered by an exported
@@ -33,6 +38,14 @@ from kedro.io import AbstractDataset, DatasetError
 from predictive_maintenance.integrity import sha256_hex
 from predictive_maintenance.registry.datasets import log_registered, log_unchanged
 from predictive_maintenance.registry.local import BASELINE_FILES, check_baseline
+from predictive_maintenance.registry.runs import (
+    MLFLOW_LINEAGE_KEY,
+    REGISTERED,
+    TAG_MODEL_PACKAGE_ARN,
+    UNCHANGED,
+    metadata_properties,
+    record_in_run,
+)
 from predictive_maintenance.sagemaker.aws import client, resolve_image_uri, split_s3_uri
 from predictive_maintenance.sagemaker.job import VALUE_MANIFEST
 
@@ -257,6 +270,7 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
         baseline = _package_baseline(s3, package)
         return {
             "version": package["ModelPackageVersion"],
+            "model_package_arn": package["ModelPackageArn"],
             "approval_status": package["ModelApprovalStatus"],
             "archive_sha256": archive_sha256,
             "baseline_sha256": {part: item["sha256"] for part, item in baseline.items()},
@@ -297,6 +311,14 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
                     archive_sha256,
                     data["approval_status"],
                 )
+                record_in_run(
+                    data.get("tracking_run"),
+                    group=self._group,
+                    version=newest["version"],
+                    status=newest["approval_status"],
+                    outcome=UNCHANGED,
+                    extra={TAG_MODEL_PACKAGE_ARN: newest["model_package_arn"]},
+                )
                 return
         folder = f"{self._prefix}/{self._group}/{archive_sha256}"
         archive_uri = self._upload(f"{folder}/model.tar.gz", archive, "application/gzip")
@@ -322,6 +344,8 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
             for key, value in data["lineage"].items()
             if isinstance(value, str | int | float)
         }
+        # The MLflow run that made the version: mlflow_run_id, mlflow_experiment_id, ...
+        lineage.update(metadata_properties(data["lineage"].get(MLFLOW_LINEAGE_KEY)))
         response = sagemaker.create_model_package(
             ModelPackageGroupName=self._group,
             ModelPackageDescription=data.get("description", "")[:1024],
@@ -353,6 +377,14 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
             self._group, registered["ModelPackageVersion"], registered["ModelApprovalStatus"]
         )
         logger.debug("Registered %s", response["ModelPackageArn"])
+        record_in_run(
+            data.get("tracking_run"),
+            group=self._group,
+            version=registered["ModelPackageVersion"],
+            status=registered["ModelApprovalStatus"],
+            outcome=REGISTERED,
+            extra={TAG_MODEL_PACKAGE_ARN: response["ModelPackageArn"]},
+        )
 
     def load(self) -> dict[str, Any]:
         sagemaker = client("sagemaker", self._region)

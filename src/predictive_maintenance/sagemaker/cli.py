@@ -42,6 +42,16 @@ from predictive_maintenance.sagemaker.config import (
     SageMakerConfigError,
     parse_settings,
 )
+from predictive_maintenance.sagemaker.experiment_tracking import (
+    ENV_TRACKING_URI,
+    ExportTracking,
+    execution_run,
+    export_tracking,
+    local_store,
+    open_local_store,
+    project_tracking,
+    tracking_run_datasets,
+)
 from predictive_maintenance.sagemaker.jobs import upload_dataset
 from predictive_maintenance.sagemaker.storage import (
     DirectoryStore,
@@ -86,14 +96,23 @@ class Export:
     parameters: dict[str, Any]
     catalog_config: dict[str, Any]
     context: Any
+    #: How the steps track (``mlflow.tracking_server_arn``); None: they do not.
+    tracking: ExportTracking | None = None
 
     def code(self) -> CodePackage:
         return build_code_package(
-            self.plan, self.bridge, self.settings, self.parameters, self.catalog_config
+            self.plan,
+            self.bridge,
+            self.settings,
+            self.parameters,
+            self.catalog_config,
+            tracking=self.tracking,
         )
 
     def compile(self, code: CodePackage) -> str:
-        return compile_definition(self.plan, self.bridge, self.settings, self.parameters, code)
+        return compile_definition(
+            self.plan, self.bridge, self.settings, self.parameters, code, tracking=self.tracking
+        )
 
     def code_and_definition(self) -> tuple[CodePackage, str]:
         """The code package and the definition that runs it. The package is built (file reads,
@@ -133,6 +152,9 @@ def load_export(env: str | None, pipelines: list[str] | None) -> Export:
         settings = settings_for(config, pipelines)
         catalog = context.config_loader["catalog"]
         parameters = context.params
+        # mlflow.yml (what the steps log) matters only to an export that tracks.
+        tracked = bridge.mlflow.tracking_server_arn is not None
+        tracking = export_tracking(bridge, project_tracking(context) if tracked else None)
     names = list(pipelines or [settings.kedro_pipeline])
     unknown = [name for name in names if name not in kedro_pipelines]
     if unknown:
@@ -152,7 +174,7 @@ def load_export(env: str | None, pipelines: list[str] | None) -> Export:
     if missing:
         raise PlanError(f"catalog_datasets {', '.join(missing)} have no catalog entry")
     catalog_config = {dataset: catalog[dataset] for dataset in settings.catalog_datasets}
-    return Export(bridge, settings, plan, dict(parameters), catalog_config, context)
+    return Export(bridge, settings, plan, dict(parameters), catalog_config, context, tracking)
 
 
 def parse_parameters(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -386,6 +408,45 @@ def cleanup(pipelines: list[str], data: bool, env: str | None) -> None:
             click.echo(f"Deleted {deleted} objects under {export.bridge.s3_root}/")
 
 
+def _local_tracking(
+    export: Export, override: str | None
+) -> tuple[dict[str, str | None], dict[str, Any]]:
+    """run-local's MLflow: the steps' tracking server replaced by a local store (the project's,
+    or ``--tracking-uri``; none: the steps do not track), and the ``tracking_run`` catalog
+    entries given the execution's parent run there."""
+    tracking = export.tracking
+    if tracking is None:
+        if override:
+            logger.warning(
+                "--tracking-uri: the definition does not track (no mlflow.tracking_server_arn "
+                "in sagemaker.yml); nothing is logged"
+            )
+        return {}, {}
+    project = project_tracking(export.context)
+    uri = override or local_store(project)
+    if uri is None:
+        logger.info("MLflow: tracking is off in conf/<env>/mlflow.yml; the steps do not log")
+        return {ENV_TRACKING_URI: None}, {}
+    logger.info(
+        "MLflow: the steps log to %s (standing in for %s)", uri, tracking.tracking_server_arn
+    )
+    from predictive_maintenance.tracking.settings import TrackingSettings  # noqa: PLC0415
+
+    open_local_store(
+        tracking,
+        project
+        if project is not None and not override
+        else TrackingSettings.from_job_spec(tracking.spec, tracking_uri=uri),
+    )
+
+    def run_of(executor: Any) -> dict[str, str] | None:
+        arn = executor.resolve({"Get": "Execution.PipelineExecutionArn"}, "tracking_run")
+        return execution_run(tracking, uri, str(arn))
+
+    services = {name: run_of for name in tracking_run_datasets(export.catalog_config)}
+    return {ENV_TRACKING_URI: uri}, services
+
+
 def _declared_parameters(definition: str | None) -> set[str]:
     """Parameter names of a stored definition (none if it cannot be read; SageMaker checks)."""
     try:
@@ -441,12 +502,20 @@ def _delete_endpoint(sagemaker_client: Any, endpoint: str) -> None:
     help="Run every job with this interpreter, e.g. the stock image's stand-in "
     "(make image-env: .venv-image/bin/python), instead of the project's own.",
 )
-def run_local(
+@click.option(
+    "--tracking-uri",
+    default=None,
+    metavar="URI",
+    help="The MLflow store the steps log to instead of the definition's tracking server "
+    "(default: the project's, conf/<env>/mlflow.yml).",
+)
+def run_local(  # noqa: PLR0917 -- one argument per option (click)
     definition_file: str,
     parameters: tuple[str, ...],
     pipelines: list[str],
     env: str | None,
     python: str | None,
+    tracking_uri: str | None,
 ) -> None:
     """Execute a compiled definition on this machine: no Docker, no AWS.
 
@@ -457,6 +526,11 @@ def run_local(
     local registry and endpoint); Model and Transform steps (the batch_scoring export) as Batch
     Transform runs them: the model package's own serving code in the image's serving stack, so
     a Transform step needs --python with the image's stand-in.
+
+    A definition compiled with mlflow.tracking_server_arn logs as on SageMaker (one parent run
+    per execution, tagged with its ARN, a nested run per job step), into the project's MLflow
+    store (conf/<env>/mlflow.yml) or --tracking-uri instead of the tracking server, as the
+    local store stands in for S3; the registration records the execution's run.
     """
     from predictive_maintenance.sagemaker.local import (  # noqa: PLC0415
         LocalTrainingJobs,
@@ -489,7 +563,8 @@ def run_local(
         stage(export, code, store)
         jobs = LocalTrainingJobs(store, export.bridge.region, python=interpreter)
         bindings = [*export.settings.parameters, *gate_bindings(export.settings, export.parameters)]
-        native = KedroNativeSteps(export, bindings, store)
+        job_variables, services = _local_tracking(export, tracking_uri)
+        native = KedroNativeSteps(export, bindings, store, services)
         executor = PipelineExecutor(
             definition,
             store,
@@ -499,6 +574,7 @@ def run_local(
             pipeline_name=export.settings.name,
             poll_seconds=export.bridge.local_poll_seconds,
             transform_python=interpreter,
+            job_variables=job_variables,
         )
         status = executor.run()
     click.echo(f"Execution {executor.execution_id}: {status}")

@@ -55,6 +55,9 @@ class JobEnvironment:
     python_version: str = "3.10"
     platforms: tuple[str, ...] = ("manylinux2014_x86_64",)
     wheel_cache: Path = Path("~/.cache/kedro-sagemaker/wheels")
+    #: Versions shipped instead of this environment's (canonical name -> version), for packages
+    #: whose installed version does not fit the image (e.g. needs a newer protobuf than its own).
+    versions: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,23 @@ class NetworkSettings:
     enable_network_isolation: bool = False
     subnets: tuple[str, ...] = ()
     security_group_ids: tuple[str, ...] = ()
+
+
+#: A SageMaker managed MLflow tracking server's (or serverless MLflow app's) ARN.
+MLFLOW_ARN_PATTERN: Final = (
+    r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:(mlflow-tracking-server|mlflow-app)/"
+    r"[A-Za-z0-9][A-Za-z0-9-]{0,255}"
+)
+
+
+@dataclass(frozen=True)
+class MlflowSettings:
+    """Where exported pipelines track (the ``mlflow`` block)."""
+
+    #: A SageMaker managed MLflow tracking server's ARN; None: exported executions do not track.
+    tracking_server_arn: str | None = None
+    #: The experiment the executions' runs go to (None: MLflow's default experiment).
+    experiment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +104,7 @@ class BridgeSettings:
     local_poll_seconds: float = 0.5
     job_environment: JobEnvironment = JobEnvironment()
     network: NetworkSettings = NetworkSettings()
+    mlflow: MlflowSettings = MlflowSettings()
 
     def is_remote(self, name: str, tags: Iterable[str]) -> bool:
         """True for nodes that run as training jobs: by name, or by any of their tags."""
@@ -172,6 +193,7 @@ _TOP_LEVEL: Final = (
     "pipeline",
     "job_environment",
     "network",
+    "mlflow",
 )
 
 
@@ -184,7 +206,14 @@ def _job_environment(block: Any, project_path: Path) -> JobEnvironment:
     _expect(block, Mapping, "job_environment")
     _check_keys(
         block,
-        ("requirements", "image_packages", "python_version", "platforms", "wheel_cache"),
+        (
+            "requirements",
+            "image_packages",
+            "python_version",
+            "platforms",
+            "wheel_cache",
+            "versions",
+        ),
         "job_environment",
     )
     default = JobEnvironment()
@@ -211,7 +240,21 @@ def _job_environment(block: Any, project_path: Path) -> JobEnvironment:
             block.get("platforms") or list(default.platforms), "job_environment.platforms"
         ),
         wheel_cache=cache if cache.is_absolute() else project_path / cache,
+        versions=_versions(block.get("versions") or {}),
     )
+
+
+def _versions(block: Any) -> dict[str, str]:
+    """``job_environment.versions``: package name -> the version to ship (a string)."""
+    _expect(block, Mapping, "job_environment.versions")
+    versions = {}
+    for name, version in block.items():
+        where = f"job_environment.versions.{name}"
+        text = _expect(version, str, f"{where} (quote it: YAML reads 1.27 as a number)")
+        if not re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", text):
+            raise SageMakerConfigError(f"{CONFIG_FILE}: {where} must be a version, got {text!r}")
+        versions[re.sub(r"[-_.]+", "-", str(name)).lower()] = text
+    return versions
 
 
 def _network(block: Any) -> NetworkSettings:
@@ -231,6 +274,22 @@ def _network(block: Any) -> NetworkSettings:
         subnets=subnets,
         security_group_ids=groups,
     )
+
+
+def _mlflow(block: Any) -> MlflowSettings:
+    _expect(block, Mapping, "mlflow")
+    _check_keys(block, ("tracking_server_arn", "experiment"), "mlflow")
+    arn = _expect(block.get("tracking_server_arn"), (str, type(None)), "mlflow.tracking_server_arn")
+    if arn is not None and not re.fullmatch(MLFLOW_ARN_PATTERN, arn):
+        raise SageMakerConfigError(
+            f"{CONFIG_FILE}: mlflow.tracking_server_arn {arn!r} is not a SageMaker MLflow ARN "
+            "(arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>, or "
+            "...:mlflow-app/<id>); null: exported pipelines do not track"
+        )
+    experiment = _expect(block.get("experiment"), (str, type(None)), "mlflow.experiment")
+    if experiment is not None and not experiment.strip():
+        raise SageMakerConfigError(f"{CONFIG_FILE}: mlflow.experiment must not be empty")
+    return MlflowSettings(tracking_server_arn=arn or None, experiment=experiment)
 
 
 def parse_settings(config: Mapping[str, Any], project_path: Path) -> BridgeSettings:
@@ -271,6 +330,7 @@ def parse_settings(config: Mapping[str, Any], project_path: Path) -> BridgeSetti
         ),
         job_environment=_job_environment(config.get("job_environment") or {}, project_path),
         network=_network(config.get("network") or {}),
+        mlflow=_mlflow(config.get("mlflow") or {}),
     )
     for key, block in settings.node_overrides.items():  # fail now, not at the node
         _merge(settings.training_job, block, f"node_overrides.{key}")

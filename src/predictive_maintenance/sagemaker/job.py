@@ -13,7 +13,12 @@ in the job's ``kedro-job`` input, and run by one program, ``kedro_job_entry.py``
      "outputs": {"metrics": "metrics"},       # dataset -> output name
      "files": {"model_archive": "model.tar.gz"},   # outputs whose file name is fixed
      "parameters": {"xgboost": {}},           # the Kedro parameters the nodes read
-     "catalog": {"model_registry": {}}}       # services, loaded and saved through Kedro
+     "catalog": {"model_registry": {}},       # services, loaded and saved through Kedro
+     "tracking": {"experiment": "pm", "log": {"metrics": ["metrics"]}}}   # optional: MLflow
+
+With a ``tracking`` block and ``MLFLOW_TRACKING_URI`` in its environment, the job logs its
+parameters and its nodes' outputs to MLflow (:func:`job_tracking`; the runner's and the
+exported pipeline's variables are set by :mod:`.experiment_tracking`).
 
 A multi-instance training job's spec also says how it is distributed (:mod:`.distributed`)::
 
@@ -60,6 +65,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
 
@@ -82,6 +88,8 @@ JOB_ARGUMENT: Final = "kedro_job"
 PARAMETER_VARIABLE_PREFIX: Final = "KEDRO_PARAM_"
 #: The input holding the wheels of what the image lacks, installed without an index.
 WHEELS_INPUT: Final = "kedro-wheels"
+#: The job spec's block of what the job logs to MLflow (``TrackingSettings.job_spec()``).
+TRACKING_KEY: Final = "tracking"
 #: SageMaker shows at most this many characters of a failure file as FailureReason.
 FAILURE_REASON_LIMIT: Final = 1024
 
@@ -334,16 +342,36 @@ def named_outputs(node: Mapping[str, Any], result: Any) -> dict[str, Any]:
     return {names[key]: result[key] for key in names}
 
 
+def job_tracking(spec: Mapping[str, Any], environ: Mapping[str, str]) -> Any | None:
+    """The job's MLflow tracking (:func:`predictive_maintenance.tracking.jobs.job_tracking`):
+    None without the spec's ``tracking`` block, or without a store in ``environ``. MLflow is
+    imported only then (seconds; shipped as wheels on the image)."""
+    if not spec.get(TRACKING_KEY) or not environ.get("MLFLOW_TRACKING_URI"):
+        return None
+    from predictive_maintenance.tracking.jobs import job_tracking as tracking  # noqa: PLC0415
+
+    return tracking(spec[TRACKING_KEY], environ, spec["job"])
+
+
 def run_job(
     spec: Mapping[str, Any],
     input_dirs: Mapping[str, Path],
     environ: Mapping[str, str],
     host: str = "this host",
+    *,
+    track: bool = True,
 ) -> dict[str, Any]:
     """Runs the spec's nodes in order; returns the values of its outputs by dataset. A sharded
-    input (a multi-instance job's) is read from the parts ``host`` received."""
+    input (a multi-instance job's) is read from the parts ``host`` received.
+
+    With the spec's ``tracking`` block and ``track``, the job's parameters and each node's
+    outputs are logged to MLflow (see :func:`job_tracking`); its run ends with the job. A
+    tracking failure is a warning, never the job's failure."""
     parameters = json.loads(json.dumps(spec.get("parameters", {})))
     apply_overrides(parameters, parameter_overrides(environ))
+    tracking = None
+    if track and spec.get(TRACKING_KEY) and environ.get("MLFLOW_TRACKING_URI"):
+        tracking = _TrackingLog(spec, environ, parameters)
     catalog = spec.get("catalog", {})
     sharded = spec.get("distributed", {}).get("sharded", {})
     values: dict[str, Any] = {}
@@ -370,21 +398,71 @@ def run_job(
                 values[dataset] = read_dataset(input_dirs[dataset], dataset)
         return values[dataset]
 
-    for node in spec["nodes"]:
-        started = time.perf_counter()
-        args = [load(item["dataset"]) for item in node["inputs"]["items"]]
-        for dataset, value in call_node(node, args).items():
-            if dataset in catalog:
-                service(dataset).save(value)
-            else:
-                values[dataset] = value
-        print(
-            f"kedro node {node['node']}: done in {time.perf_counter() - started:.2f} s", flush=True
-        )
+    try:
+        for node in spec["nodes"]:
+            started = time.perf_counter()
+            args = [load(item["dataset"]) for item in node["inputs"]["items"]]
+            made = call_node(node, args)
+            for dataset, value in made.items():
+                if dataset in catalog:
+                    service(dataset).save(value)
+                else:
+                    values[dataset] = value
+            if tracking is not None:
+                tracking.log_outputs(node["node"], made)
+            seconds = time.perf_counter() - started
+            print(f"kedro node {node['node']}: done in {seconds:.2f} s", flush=True)
+    except BaseException:
+        if tracking is not None:
+            tracking.finish(failed=True)
+        raise
+    if tracking is not None:
+        tracking.finish(failed=False)
     missing = [dataset for dataset in spec["outputs"] if dataset not in values]
     if missing:
         raise JobError(f"job {spec['job']} did not produce {', '.join(missing)}")
     return {dataset: values[dataset] for dataset in spec["outputs"]}
+
+
+class _TrackingLog:
+    """A job's MLflow logging, set up on a thread while the first nodes run (``import mlflow``
+    and opening the store take seconds); what the nodes made meanwhile is logged once it is
+    ready, later nodes' outputs right after them."""
+
+    def __init__(
+        self, spec: Mapping[str, Any], environ: Mapping[str, str], parameters: Mapping[str, Any]
+    ) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kedro-job-mlflow")
+        self._tracking = self._pool.submit(job_tracking, spec, dict(environ))
+        self._pending: list[tuple[str, Mapping[str, Any]]] = []
+        self._parameters = parameters
+        self._flushed = False
+
+    def log_outputs(self, node: str, outputs: Mapping[str, Any]) -> None:
+        self._pending.append((node, outputs))
+        if self._tracking.done():
+            self._flush()
+
+    def _flush(self) -> Any | None:
+        try:
+            tracking = self._tracking.result()
+        except Exception as error:  # job_tracking warns itself; this is its own failure
+            print(f"kedro job: MLflow tracking off: {type(error).__name__}: {error}", flush=True)
+            tracking = None
+        if tracking is not None:
+            if not self._flushed:
+                tracking.log_parameters(self._parameters)
+            for node, outputs in self._pending:
+                tracking.log_outputs(node, outputs)
+        self._flushed = True
+        self._pending.clear()
+        return tracking
+
+    def finish(self, failed: bool) -> None:
+        tracking = self._flush()
+        if tracking is not None:
+            tracking.finish(failed=failed)
+        self._pool.shutdown(wait=False)
 
 
 def run_distributed(
@@ -406,7 +484,8 @@ def run_distributed(
         )
     with xgboost_collective(cluster, environ) as rank:
         try:
-            outputs = run_job(spec, input_dirs, environ, cluster.describe())
+            # Every host computes the same model; the first logs it, as it writes it.
+            outputs = run_job(spec, input_dirs, environ, cluster.describe(), track=rank == 0)
         except NodeFailedError as error:  # which host's shard failed it
             raise NodeFailedError(f"{error} (on {cluster.describe()})") from error
     if rank == 0:
@@ -445,6 +524,23 @@ def _installed(wheel: Path) -> bool:
         return False
 
 
+def wheels_python(wheels: list[Path]) -> str | None:
+    """The Python (``3.10``) a wheel set is for, from its CPython-specific wheels (``cp310``,
+    not the stable ABI); None if it has none (a pure-Python set installs anywhere)."""
+    versions = set()
+    for wheel in wheels:
+        parts = wheel.name[: -len(".whl")].split("-")
+        if len(parts) < 5:
+            continue
+        python_tags, abi_tags = parts[-3].split("."), parts[-2].split(".")
+        if any(abi in ("abi3", "none") for abi in abi_tags):
+            continue
+        for tag in python_tags:
+            if tag.startswith("cp3") and tag[3:].isdigit():
+                versions.add(f"3.{tag[3:]}")
+    return versions.pop() if len(versions) == 1 else None
+
+
 #: Set by the local backend only (on SageMaker every job starts from the bare image): a directory
 #: where installed wheel sets are kept by content, so the jobs of local runs install a set once.
 PACKAGES_CACHE_VARIABLE: Final = "KEDRO_JOB_PACKAGES_CACHE"
@@ -462,7 +558,18 @@ def install_shipped_wheels(wheels_dir: Path) -> Path | None:
     Returns that directory, or None when nothing was missing (e.g. in the project's own
     environment).
     """
-    missing = [wheel for wheel in sorted(wheels_dir.glob("*.whl")) if not _installed(wheel)]
+    shipped = sorted(wheels_dir.glob("*.whl"))
+    target, running = wheels_python(shipped), f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if target is not None and target != running:
+        # The set is the image's (its Python); a local job on the project's own environment
+        # (SageMakerRunner's local backend without python=...) has what the nodes need.
+        print(
+            f"kedro job: the {len(shipped)} shipped wheels are for Python {target}; this is "
+            f"Python {running}: its own packages are used",
+            flush=True,
+        )
+        return None
+    missing = [wheel for wheel in shipped if not _installed(wheel)]
     if not missing:
         return None
     started = time.perf_counter()

@@ -36,6 +36,7 @@ from predictive_maintenance.sagemaker.job import (
     JOB_ARGUMENT,
     JOB_FILE,
     JOB_INPUT,
+    TRACKING_KEY,
     VALUE_MANIFEST,
     WHEELS_INPUT,
     JobError,
@@ -220,9 +221,13 @@ def prepare_job(
     store: ObjectStore,
     wheels_uri: str | None = None,
     run_id: str | None = None,
+    tracking: Mapping[str, Any] | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> NodeJob:
     """Uploads the node's spec and inputs and returns its CreateTrainingJob request (with the
-    ``kedro-wheels`` channel if ``wheels_uri`` is given)."""
+    ``kedro-wheels`` channel if ``wheels_uri`` is given). ``tracking`` (what the job logs to
+    MLflow) goes into the spec, ``environment`` (e.g. the MLflow run to log into) into the
+    job's variables."""
     call = node_call(node)  # before anything is uploaded: the function must be importable
     name = job_name(node.name)
     job_root = f"{settings.s3_root}/jobs/{name}"
@@ -250,6 +255,8 @@ def prepare_job(
                 )
             nest_parameter(parameters, dataset, value)
     spec = job_spec(node.name, [node], inputs=inputs, outputs=outputs, parameters=parameters)
+    if tracking is not None:
+        spec[TRACKING_KEY] = dict(tracking)
     try:
         spec_text = spec_bytes(spec)
     except (TypeError, ValueError) as error:
@@ -277,6 +284,7 @@ def prepare_job(
         output_path=f"{settings.s3_root}/jobs",
     )
     request["InputDataConfig"] = channels
+    request["Environment"].update(environment or {})
     request["Tags"] = [{"Key": "kedro:node", "Value": _TAG_VALUE_UNSAFE.sub("_", node.name)[:256]}]
     if run_id:
         request["Tags"].append({"Key": "kedro:run-id", "Value": _TAG_VALUE_UNSAFE.sub("_", run_id)})

@@ -6,6 +6,12 @@
 A remote node is swapped for a copy whose function submits a job instead of computing: Kedro
 still loads its inputs and saves its outputs through the catalog and fires every hook, so the
 rest of the pipeline cannot tell where the node ran. Nodes run one at a time, in Kedro's order.
+
+With the MLflow tracking hooks registered (``MlflowTrackingHooks``), a remote node's job logs its
+parameters and outputs (the model, in XGBoost's format) into this ``kedro run``'s nested run of
+the node's group, and the hooks leave that node's outputs to it; a job on SageMaker cannot reach
+a store on this machine (sqlite), so then the hooks log them as for any node
+(:mod:`.experiment_tracking`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from predictive_maintenance.sagemaker.backends import (
     follow_job,
 )
 from predictive_maintenance.sagemaker.config import BridgeSettings, SageMakerConfigError
+from predictive_maintenance.sagemaker.experiment_tracking import runner_tracking
 from predictive_maintenance.sagemaker.hooks import SageMakerHooks
 from predictive_maintenance.sagemaker.jobs import (
     NodeJob,
@@ -78,6 +85,7 @@ class SageMakerRunner(AbstractRunner):
         self._backend: TrainingJobBackend | None = None
         self._code_uris: dict[str, str] = {}
         self._wheels: tuple[str | None] | None = None
+        self._tracking: Any = None
 
     @property
     def _logger(self) -> logging.Logger:
@@ -98,6 +106,8 @@ class SageMakerRunner(AbstractRunner):
         run_id: str | None = None,
     ) -> None:
         settings = _settings_from(hook_manager)
+        # The MLflow tracking hooks, if registered: a job logs into this run's nested run.
+        self._tracking = runner_tracking(hook_manager)
         remote = [node for node in pipeline.nodes if settings.is_remote(node.name, node.tags)]
         if remote:
             logger.info(
@@ -151,6 +161,16 @@ class SageMakerRunner(AbstractRunner):
             self._code_uris[key] = uri
         return self._code_uris[key]
 
+    def _job_tracking(self, node: Any) -> tuple[dict[str, Any] | None, dict[str, str]]:
+        tracking, environment = _job_tracking_of(self._tracking, node, self._backend_name)
+        if environment:
+            logger.info(
+                "Node %s: its job logs to MLflow run %s",
+                node.name,
+                environment.get("MLFLOW_RUN_ID", "?"),
+            )
+        return tracking, environment
+
     def _run_remotely(
         self,
         node: Any,
@@ -169,6 +189,7 @@ class SageMakerRunner(AbstractRunner):
             job_settings.framework_version,
             settings.region,
         )
+        tracking, environment = self._job_tracking(node)
         job = prepare_job(
             node,
             args,
@@ -180,6 +201,8 @@ class SageMakerRunner(AbstractRunner):
             store=backend.store,
             wheels_uri=self._wheels_uri(backend, settings),
             run_id=run_id,
+            tracking=tracking,
+            environment=environment,
         )
         prepared = time.perf_counter()
         backend.create_training_job(job.request)
@@ -211,6 +234,22 @@ class SageMakerRunner(AbstractRunner):
             time.perf_counter() - finished,
         )
         return result
+
+
+def _job_tracking_of(
+    hooks: Any, node: Any, backend: str
+) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """What ``node``'s job logs to MLflow and the variables naming its run (the nested run of
+    the node's group in this ``kedro run``), from the tracking hooks; (None, {}) when tracking
+    is off, or for a job on SageMaker when the store is on this machine (the hooks then log the
+    node's outputs themselves)."""
+    settings = hooks.settings() if hooks is not None else None
+    if settings is None:
+        return None, {}
+    environment = hooks.job_environment(node, remote=backend != "local")
+    if not environment:
+        return None, {}
+    return settings.job_spec(), dict(environment)
 
 
 def _settings_from(hook_manager: Any) -> BridgeSettings:

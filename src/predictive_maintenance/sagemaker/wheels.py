@@ -16,6 +16,7 @@ them. A pure-Python package published only as a source archive is built into a w
 
 from __future__ import annotations
 
+import email.parser
 import importlib.metadata
 import json
 import logging
@@ -23,7 +24,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final
 
@@ -85,12 +88,100 @@ def _requirement(text: str, where: str) -> Requirement:
         raise WheelError(f"{CONFIG_FILE}: {where}: {text!r}: {error}") from None
 
 
+@dataclass(frozen=True)
+class _Release:
+    """What the closure needs of one package: its version and what it requires."""
+
+    version: str
+    requires_python: str | None
+    requires: list[str]
+
+
+def _installed_release(name: str) -> _Release | None:
+    try:
+        distribution = importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return _Release(
+        distribution.version,
+        distribution.metadata.get("Requires-Python"),
+        list(distribution.requires or []),
+    )
+
+
+def _target_arguments(environment: JobEnvironment) -> list[str]:
+    """pip's options for the image's Python and platform, binary wheels only, no dependencies."""
+    major, minor = environment.python_version.split(".")[:2]
+    return [
+        "--only-binary=:all:",
+        "--no-deps",
+        "--python-version",
+        f"{major}.{minor}",
+        "--implementation",
+        "cp",
+        *(item for platform in environment.platforms for item in ("--platform", platform)),
+    ]
+
+
+def _published_release(environment: JobEnvironment, name: str, version: str) -> _Release:
+    """The metadata of ``name==version`` (``job_environment.versions``), which is not installed
+    here: read from its wheel for the image, downloaded once and kept in the wheel cache."""
+    cache = environment.wheel_cache.expanduser() / "metadata" / f"{name}-{version}.json"
+    if cache.is_file():
+        return _Release(**json.loads(cache.read_text()))
+    with tempfile.TemporaryDirectory() as directory:
+        result = _pip(
+            ["download", *_target_arguments(environment), "--dest", directory, f"{name}=={version}"]
+        )
+        found = sorted(Path(directory).glob("*.whl"))
+        if result.returncode != 0 or not found:
+            raise WheelError(
+                f"{CONFIG_FILE}: job_environment.versions: no wheel of {name}=={version} for "
+                f"Python {environment.python_version}: {(result.stderr or '').strip()[-500:]}"
+            )
+        with zipfile.ZipFile(found[0]) as wheel:
+            (member,) = [item for item in wheel.namelist() if item.endswith(".dist-info/METADATA")]
+            metadata = email.parser.Parser().parsestr(wheel.read(member).decode())
+    release = _Release(
+        version, metadata.get("Requires-Python"), list(metadata.get_all("Requires-Dist") or [])
+    )
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(asdict(release), indent=2) + "\n")
+    return release
+
+
+def _release(
+    environment: JobEnvironment, requirement: Requirement, wanted_by: str
+) -> _Release | None:
+    """The release of ``requirement``'s package the closure takes (None: not installed here),
+    checked against what ``wanted_by`` asks of it."""
+    name = canonicalize_name(requirement.name)
+    chosen = environment.versions.get(name)
+    if chosen is not None:
+        release: _Release | None = _published_release(environment, name, chosen)
+    else:
+        release = _installed_release(requirement.name)
+    if release is not None and not requirement.specifier.contains(
+        release.version, prereleases=True
+    ):
+        where = "job_environment.versions gives" if chosen else "this environment has"
+        raise WheelError(
+            f"{wanted_by} needs {requirement}, but {where} {name} {release.version}: set "
+            f"job_environment.versions.{name} to a version that fits"
+        )
+    return release
+
+
 def resolve(environment: JobEnvironment) -> list[str]:
     """The closure as pins (``name==version``; a specifier for a package this environment does
     not have, e.g. a backport the image's older Python needs), sorted, image packages left out.
 
+    A package's version is the one installed here, or ``job_environment.versions``' (whose
+    requirements are read from its published wheel).
+
     Raises:
-        WheelError: the image's version of a package does not satisfy what the closure asks.
+        WheelError: the image's version of a package, or the version chosen for it, does not
+            satisfy what the closure asks.
     """
     image = _image_versions(environment)
     markers = marker_environment(environment)
@@ -110,31 +201,41 @@ def resolve(environment: JobEnvironment) -> list[str]:
                     "change job_environment.requirements or the image"
                 )
             continue
+        chosen = environment.versions.get(name)
+        release = _release(environment, requirement, wanted_by)
         key = (name, tuple(sorted(requirement.extras)))
         if key in visited:
             continue
         visited.add(key)
-        try:
-            distribution = importlib.metadata.distribution(requirement.name)
-        except importlib.metadata.PackageNotFoundError:
+        if release is None:
             pins.setdefault(name, f"{name}{requirement.specifier}")
             continue
-        requires_python = distribution.metadata.get("Requires-Python")
-        if requires_python and not SpecifierSet(requires_python).contains(
-            markers["python_full_version"], prereleases=True
+        if (
+            chosen is None
+            and release.requires_python
+            and not SpecifierSet(release.requires_python).contains(
+                markers["python_full_version"], prereleases=True
+            )
         ):
             # The version installed here needs a newer Python than the image's: pip picks the
             # newest that fits (e.g. what the lockfile resolves for that Python).
             pins[name] = f"{name}{requirement.specifier}"
         else:
-            pins[name] = f"{name}=={distribution.version}"
-        for text in distribution.requires or []:
+            pins[name] = f"{name}=={release.version}"
+        for text in release.requires:
             dependency = Requirement(text)
             extras = requirement.extras or {""}
             if dependency.marker is None or any(
                 dependency.marker.evaluate({**markers, "extra": extra}) for extra in extras
             ):
-                pending.append((dependency, f"{name} {distribution.version}"))
+                pending.append((dependency, f"{name} {release.version}"))
+    unused = sorted(set(environment.versions) - set(pins))
+    if unused:
+        logger.warning(
+            "%s: job_environment.versions names %s, which the job environment does not need",
+            CONFIG_FILE,
+            ", ".join(unused),
+        )
     return sorted(pins.values())
 
 
@@ -158,15 +259,7 @@ def _pip(arguments: list[str]) -> subprocess.CompletedProcess[str]:
 
 def _download(environment: JobEnvironment, pins: list[str], destination: Path) -> None:
     major, minor = environment.python_version.split(".")[:2]
-    target = [
-        "--only-binary=:all:",
-        "--no-deps",
-        "--python-version",
-        f"{major}.{minor}",
-        "--implementation",
-        "cp",
-        *(item for platform in environment.platforms for item in ("--platform", platform)),
-    ]
+    target = _target_arguments(environment)
     if _pip(["download", *target, "--dest", str(destination), *pins]).returncode == 0:
         return
     # One package without a wheel fails the whole call: find it, and build it if pure Python.

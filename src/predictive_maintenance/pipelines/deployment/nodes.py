@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from predictive_maintenance.lazy_types import Booster
 from predictive_maintenance.registry import APPROVAL_STATUSES, PENDING
+from predictive_maintenance.registry.runs import MLFLOW_LINEAGE_KEY, mlflow_lineage
 from predictive_maintenance.serving.package import build_model_archive
 
 logger = logging.getLogger(__name__)
@@ -109,6 +111,7 @@ def register_model(
     *,
     baseline_statistics: dict[str, Any],
     baseline_constraints: dict[str, Any],
+    tracking_run: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The registration request for the model registry (only reached when the gate passed).
 
@@ -124,6 +127,10 @@ def register_model(
             "model unchanged, version N").
         baseline_statistics: Model Monitor's statistics.json of the training data.
         baseline_constraints: Model Monitor's constraints.json of the training data.
+        tracking_run: This run's MLflow run (the ``tracking_run`` dataset: ``run_id``,
+            ``experiment_id``, ``experiment``, ``tracking_uri``), or None when tracking is off.
+            The version's lineage records it as ``mlflow``; the registry tags the run with the
+            version it registered (or found unchanged).
     """
     status = registration["approval_status"]
     if status not in APPROVAL_STATUSES:
@@ -135,21 +142,26 @@ def register_model(
         raise ValueError(
             f"registration.register_duplicates must be true or false, not {duplicates!r}"
         )
+    lineage = {
+        "raw_data_sha256": model_spec["training_data"]["raw_sha256"],
+        "model_sha256": model_spec["model_sha256"],
+        "decision_threshold": model_spec["decision_threshold"],
+        "parameters": model_spec["parameters"],
+        "library_versions": model_spec["library_versions"],
+        "quality_gate": quality_gate_report["checks"],
+    }
+    run = mlflow_lineage(tracking_run)
+    if run is not None:
+        lineage[MLFLOW_LINEAGE_KEY] = run
     return {
         "archive": model_archive,
         "metrics": metrics,
-        "lineage": {
-            "raw_data_sha256": model_spec["training_data"]["raw_sha256"],
-            "model_sha256": model_spec["model_sha256"],
-            "decision_threshold": model_spec["decision_threshold"],
-            "parameters": model_spec["parameters"],
-            "library_versions": model_spec["library_versions"],
-            "quality_gate": quality_gate_report["checks"],
-        },
+        "lineage": lineage,
         "approval_status": status,
         "description": registration.get("description", ""),
         "register_duplicates": duplicates,
         "baseline": baseline_files(baseline_statistics, baseline_constraints),
+        "tracking_run": dict(tracking_run) if run is not None else None,
     }
 
 

@@ -38,6 +38,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "registration": "params:registration",
                     "baseline_statistics": "baseline_statistics",
                     "baseline_constraints": "baseline_constraints",
+                    # This kedro run's MLflow run (None when tracking is off): the version
+                    # records its id, the run records the version.
+                    "tracking_run": "tracking_run",
                 },
                 outputs="model_registry",
                 name="register_model",

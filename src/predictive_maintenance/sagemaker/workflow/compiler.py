@@ -30,6 +30,7 @@ from predictive_maintenance.integrity import sha256_hex
 from predictive_maintenance.sagemaker.archives import build_tar_gz
 from predictive_maintenance.sagemaker.aws import resolve_image_uri
 from predictive_maintenance.sagemaker.config import BridgeSettings
+from predictive_maintenance.sagemaker.experiment_tracking import SPEC_KEY, ExportTracking
 from predictive_maintenance.sagemaker.job import (
     JOB_ARGUMENT,
     JOB_INPUT,
@@ -156,8 +157,10 @@ def job_specs(
     parameters: Mapping[str, Any],
     catalog: Mapping[str, Any],
     region: str = DEFAULT_REGION,
+    *,
+    tracking: ExportTracking | None = None,
 ) -> dict[str, bytes]:
-    """Each job step's spec, by step name."""
+    """Each job step's spec, by step name (with what it logs to MLflow, given ``tracking``)."""
     specs = {}
     model_data = settings.registration.model_data if settings.registration else None
     for step in plan.steps:
@@ -174,6 +177,8 @@ def job_specs(
                 for name in step.catalog_datasets
             },
         )
+        if tracking is not None:
+            spec[SPEC_KEY] = dict(tracking.spec)
         specs[step.name] = spec_bytes(spec)
     return specs
 
@@ -184,6 +189,8 @@ def build_code_package(
     settings: PipelineSettings,
     parameters: Mapping[str, Any],
     catalog: Mapping[str, Any],
+    *,
+    tracking: ExportTracking | None = None,
 ) -> CodePackage:
     """The code of every step: sources, shipped wheels and the job specs."""
     nodes = [node for step in plan.steps for node in step.nodes]
@@ -197,7 +204,7 @@ def build_code_package(
         for name in step.catalog_datasets
     )
     with offline_sdk(region) if pinning else nullcontext():
-        specs = job_specs(plan, settings, parameters, catalog, region)
+        specs = job_specs(plan, settings, parameters, catalog, region, tracking=tracking)
     files = code_files(sorted(packages), specs)
     archive = build_tar_gz(files)
     digest = sha256_hex(archive)
@@ -340,8 +347,16 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
     settings: PipelineSettings,
     parameters: Mapping[str, Any],
     code: CodePackage,
+    *,
+    tracking: ExportTracking | None = None,
 ) -> str:
-    """The SageMaker Pipeline definition (JSON text, deterministic for the same inputs)."""
+    """The SageMaker Pipeline definition (JSON text, deterministic for the same inputs).
+
+    With ``tracking`` (``mlflow.tracking_server_arn``), the pipeline carries SageMaker's MLflow
+    configuration (top-level ``MlflowConfig``) and every job step the tracking server, the
+    experiment and the execution's ARN (``KEDRO_MLFLOW_EXECUTION``): its job logs into the
+    execution's parent run (see :mod:`...experiment_tracking`).
+    """
     region = bridge.region or DEFAULT_REGION
     with offline_sdk(region):
         import boto3  # noqa: PLC0415
@@ -349,6 +364,7 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
         from sagemaker.core.network import NetworkConfig  # noqa: PLC0415
         from sagemaker.core.processing import Processor  # noqa: PLC0415
         from sagemaker.core.shapes import (  # noqa: PLC0415
+            MlflowConfig,
             ProcessingInput,
             ProcessingOutput,
             ProcessingS3Input,
@@ -518,8 +534,16 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
         gate = settings.quality_gate
         metrics_file = None
         transform, model_file = settings.transform, None
+        tracking_environment: dict[str, Any] = {}
+        if tracking is not None:
+            from predictive_maintenance.tracking.jobs import ENV_EXECUTION  # noqa: PLC0415
+
+            tracking_environment = {
+                **tracking.environment,
+                ENV_EXECUTION: ExecutionVariables.PIPELINE_EXECUTION_ARN,
+            }
         for step_plan in plan.steps:
-            environment = overrides(step_plan)
+            environment = {**tracking_environment, **overrides(step_plan)}
             if step_plan.kind == PROCESSING:
                 processor = Processor(
                     role=bridge.execution_role_arn,
@@ -681,6 +705,7 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
                 model_metrics=model_metrics,
                 drift_check_baselines=drift_check_baselines,
                 description=f"Registered by {settings.name} (kedro node {registration.node})",
+                customer_metadata_properties=_tracking_metadata(tracking, ExecutionVariables),
             )
             register_step = ModelStep(name=plan.register_step, step_args=register_args)
             for step in after_registration:
@@ -727,6 +752,12 @@ def compile_definition(  # noqa: PLR0912, PLR0915 -- the steps are built in one 
             parameters=list(pipeline_parameters.values()),
             steps=top_level,
             sagemaker_session=session,
+            mlflow_config=MlflowConfig(
+                mlflow_resource_arn=tracking.tracking_server_arn,
+                mlflow_experiment_name=tracking.experiment,
+            )
+            if tracking is not None
+            else None,
         )
         definition = json.loads(pipeline.definition())
     return json.dumps(definition, indent=2, sort_keys=True) + "\n"
@@ -849,6 +880,32 @@ def transform_steps(
 def step_name_with_suffix(name: str, suffix: str) -> str:
     """``name`` + ``suffix`` within SageMaker's 64 characters for a step name."""
     return name[: 64 - len(suffix)] + suffix
+
+
+#: The model package's customer metadata naming the MLflow run of the execution that registered
+#: it (its parent run carries the tag ``sagemaker.pipeline_execution_arn``).
+MLFLOW_METADATA: Final = {
+    "server": "mlflow_tracking_server_arn",
+    "experiment": "mlflow_experiment",
+    "execution": "mlflow_pipeline_execution_arn",
+}
+
+
+def _tracking_metadata(
+    tracking: ExportTracking | None, execution_variables: Any
+) -> dict[str, Any] | None:
+    """What a registered version records of the execution's MLflow run: the tracking server,
+    the experiment and the execution's ARN (the run's id is not known when the pipeline is
+    defined; the ARN finds the run by its tag)."""
+    if tracking is None:
+        return None
+    metadata = {
+        MLFLOW_METADATA["server"]: tracking.tracking_server_arn,
+        MLFLOW_METADATA["execution"]: execution_variables.PIPELINE_EXECUTION_ARN,
+    }
+    if tracking.experiment:
+        metadata[MLFLOW_METADATA["experiment"]] = tracking.experiment
+    return metadata
 
 
 def _check_processing_output(plan: ExportPlan, key: str, dataset: str) -> None:

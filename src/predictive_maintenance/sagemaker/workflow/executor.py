@@ -178,6 +178,8 @@ class PipelineExecutor:
         native: Service steps, done locally (None: such a step is an error).
         parameters: Values for the definition's parameters, by name (strings are converted).
         execution_id: Stands for ``Execution.PipelineExecutionId``.
+        job_variables: Job variables replaced where a step sets them (None: removed), e.g. the
+            MLflow tracking server by a local store, as the store replaces S3.
     """
 
     def __init__(
@@ -193,6 +195,7 @@ class PipelineExecutor:
         poll_seconds: float = 0.2,
         max_parallel: int | None = None,
         transform_python: str | None = None,
+        job_variables: Mapping[str, str | None] | None = None,
     ) -> None:
         self.definition = definition
         self.store = store
@@ -227,6 +230,7 @@ class PipelineExecutor:
         #: The interpreter that serves Transform steps' models: the jobs' (the image's stand-in
         #: with run-local --python).
         self.transform_python = transform_python or sys.executable
+        self.job_variables = dict(job_variables or {})
 
     # ---- expressions ---------------------------------------------------------------------------
     def resolve(self, value: Any, where: str = "") -> Any:
@@ -393,10 +397,23 @@ class PipelineExecutor:
         digest = sha256_hex(step["Name"].encode())[:8]
         return f"{name[:54].rstrip('-')}-{digest}"
 
+    def step_environment(self, arguments: Mapping[str, Any]) -> dict[str, str]:
+        """A step's resolved ``Environment`` with :attr:`job_variables` applied."""
+        environment = dict(arguments.get("Environment") or {})
+        for key, value in self.job_variables.items():
+            if key in environment:
+                if value is None:
+                    environment.pop(key)
+                else:
+                    environment[key] = value
+        return environment
+
     def _run_job(self, step: dict[str, Any], result: StepResult, kind: str) -> dict[str, Any]:
         """Submits the step's job (``kind``: Processing or Training) and waits for it; marks the
         step Failed if the job did not complete. Returns the request with the job's description."""
         request = self.resolve(step["Arguments"], step["Name"])
+        if "Environment" in request:
+            request["Environment"] = self.step_environment(request)
         request[f"{kind}JobName"] = result.job = self._job_name(step)
         getattr(self.jobs, f"create_{kind.lower()}_job")(request)
         finished = follow_job(self.jobs, result.job, kind, self.poll_seconds)

@@ -22,13 +22,15 @@ from __future__ import annotations
 import copy
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
 from predictive_maintenance.integrity import sha256_hex, verify_sha256
 from predictive_maintenance.sagemaker.aws import client
 from predictive_maintenance.sagemaker.job import (
+    TRACKING_KEY,
+    job_tracking,
     parameter_value,
     read_dataset,
 )
@@ -63,13 +65,22 @@ ARCHIVE_SHA256_KEY: Final = "archive_sha256"
 class KedroNativeSteps:
     """Runs service steps with the project's nodes and catalog (see the module docstring)."""
 
-    def __init__(self, export: Any, bindings: list[ParameterBinding], store: ObjectStore) -> None:
+    def __init__(
+        self,
+        export: Any,
+        bindings: list[ParameterBinding],
+        store: ObjectStore,
+        services: Mapping[str, Callable[[PipelineExecutor], Any]] | None = None,
+    ) -> None:
         self._export = export
         self._plan = export.plan
         self._bindings = bindings
         self._store = store
         self._memory: dict[str, Any] = {}  # outputs of nodes run here (the gate's report)
         self._catalog_steps = {step.name for step in self._plan.steps if step.catalog_datasets}
+        #: catalog_datasets whose value comes from the execution, not the catalog (e.g. the
+        #: execution's MLflow run for ``tracking_run``).
+        self._services = dict(services or {})
 
     def handles(self, step: dict[str, Any]) -> bool:
         return step["Type"] == "RegisterModel" or step["Name"] in self._catalog_steps
@@ -193,7 +204,14 @@ class KedroNativeSteps:
         step_inputs = {
             dataset: inputs[name] for dataset, name in plan.inputs.items() if name in inputs
         }
-        values = self._run_nodes(list(plan.nodes), executor, step_inputs)
+        # The step logs to MLflow as its job would (the execution's parent run, a nested run
+        # named after the step), from the variables the definition gives it.
+        exported = getattr(self._export, "tracking", None)
+        tracking = job_tracking(
+            {"job": step["Name"], TRACKING_KEY: exported.spec if exported is not None else None},
+            executor.step_environment(arguments),
+        )
+        values = self._run_nodes(list(plan.nodes), executor, step_inputs, tracking)
         properties = {}
         for dataset, name in plan.outputs.items():
             if name not in outputs:  # the definition keeps it inside the step
@@ -225,6 +243,8 @@ class KedroNativeSteps:
             return parameter_value(parameters, dataset)
         if dataset in self._memory:
             return self._memory[dataset]
+        if dataset in self._services:
+            return self._services[dataset](executor)
         if dataset in self._export.settings.catalog_datasets:
             return self._export.context.catalog.load(dataset)
         # What the definition hands the step (a pipeline input, say), else what a step wrote.
@@ -248,23 +268,41 @@ class KedroNativeSteps:
         nodes: list[Any],
         executor: PipelineExecutor,
         step_inputs: Mapping[str, str] | None = None,
+        tracking: Any | None = None,
     ) -> dict[str, Any]:
-        """Runs ``nodes`` in order; returns the values they made that are not catalog services."""
+        """Runs ``nodes`` in order; returns the values they made that are not catalog services.
+        With ``tracking`` (a job's MLflow tracking), logs as the job does, and ends its run."""
         parameters = self._parameters(executor)
         made: dict[str, Any] = {}
-        for node in nodes:
-            inputs = {
-                dataset: made[dataset]
-                if dataset in made
-                else self._load(dataset, parameters, executor, step_inputs or {})
-                for dataset in node.inputs
-            }
-            for dataset, value in node.run(inputs).items():
-                if dataset in self._export.settings.catalog_datasets:
-                    self._export.context.catalog.save(dataset, value)
-                else:
-                    made[dataset] = self._memory[dataset] = value
-            logger.info("kedro node %s: ran in this process (local stand-in)", node.name)
+        if tracking is not None:  # what the step's job spec would carry: the keys its nodes read
+            read = {d.removeprefix("params:").split(".")[0] for n in nodes for d in n.inputs}
+            everything = any(dataset == "parameters" for n in nodes for dataset in n.inputs)
+            tracking.log_parameters(
+                {key: value for key, value in parameters.items() if everything or key in read}
+            )
+        try:
+            for node in nodes:
+                inputs = {
+                    dataset: made[dataset]
+                    if dataset in made
+                    else self._load(dataset, parameters, executor, step_inputs or {})
+                    for dataset in node.inputs
+                }
+                outputs = node.run(inputs)
+                for dataset, value in outputs.items():
+                    if dataset in self._export.settings.catalog_datasets:
+                        self._export.context.catalog.save(dataset, value)
+                    else:
+                        made[dataset] = self._memory[dataset] = value
+                if tracking is not None:
+                    tracking.log_outputs(node.name, outputs)
+                logger.info("kedro node %s: ran in this process (local stand-in)", node.name)
+        except BaseException:
+            if tracking is not None:
+                tracking.finish(failed=True)
+            raise
+        if tracking is not None:
+            tracking.finish(failed=False)
         return made
 
 

@@ -191,7 +191,7 @@ def build_plan(  # noqa: PLR0912, PLR0915 -- one pass over the pipeline, kept in
     # The transform's input is an S3 prefix a pipeline parameter names, not a file upsert stages.
     transformed = {transform.input} if transform_node is not None else set()
     pipeline_inputs = tuple(sorted(data_read - producer_group.keys() - catalog_bound - transformed))
-    _check_special_inputs(gate_node, register_node, producers, memory_only)
+    _check_special_inputs(gate_node, register_node, producers, memory_only, catalog_bound)
     if transform_node is not None:
         _check_transform(transform_node, transform, producers, producer_group, consumers)
     return ExportPlan(
@@ -285,14 +285,21 @@ def effective_settings(settings: PipelineSettings, plan: ExportPlan) -> Pipeline
 
 
 def _check_special_inputs(
-    gate_node: Any, register_node: Any, producers: dict[str, str], memory_only: Collection[str]
+    gate_node: Any,
+    register_node: Any,
+    producers: dict[str, str],
+    memory_only: Collection[str],
+    catalog_bound: Collection[str],
 ) -> None:
+    """The gate's and the registration's inputs are made by job steps, or are services
+    (``catalog_datasets``, e.g. this run's MLflow run): SageMaker's RegisterModel step needs
+    no data from them, run-local loads them through their catalog entry."""
     gate_outputs = set(gate_node.outputs) if gate_node is not None else set()
     for node in (gate_node, register_node):
         if node is None:
             continue
         for dataset in node.inputs:
-            if is_parameter(dataset) or dataset in gate_outputs:
+            if is_parameter(dataset) or dataset in gate_outputs or dataset in catalog_bound:
                 continue
             if dataset in memory_only and dataset in producers:
                 # The gate and registration are steps of their own: this would cross too.
@@ -303,7 +310,9 @@ def _check_special_inputs(
                 )
             if dataset not in producers:
                 raise PlanError(
-                    f"{dataset}, read by the {node.name} node, is not written by any exported step"
+                    f"{dataset}, read by the {node.name} node, is not written by any exported "
+                    "step (a service loaded through its catalog entry belongs in "
+                    "pipeline.catalog_datasets)"
                 )
 
 

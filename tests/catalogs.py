@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kedro.io import DataCatalog, MemoryDataset
+from kedro.io import AbstractDataset, DataCatalog, MemoryDataset
 
 
 def memory_catalog(datasets: dict[str, Any], parameters: dict[str, Any]) -> DataCatalog:
@@ -29,3 +29,20 @@ class RecordingDataset(MemoryDataset):
     def save(self, data: Any) -> None:
         self.saved = data
         super().save(data)
+
+
+class ValueDataset(AbstractDataset):
+    """Loads a fixed value, ``None`` included (a MemoryDataset holding None cannot be loaded),
+    e.g. the ``tracking_run`` dataset's; read-only."""
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def load(self) -> Any:
+        return self._value
+
+    def save(self, data: Any) -> None:
+        raise NotImplementedError("read-only")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"value": self._value}

@@ -23,7 +23,7 @@ from predictive_maintenance.registry import LocalModelRegistry, LocalModelRegist
 from predictive_maintenance.registry.runs import recorded_run
 from predictive_maintenance.registry.sagemaker_datasets import SageMakerModelRegistryDataset
 from predictive_maintenance.tracking import runs as tracking_runs
-from tests.catalogs import memory_catalog
+from tests.catalogs import ValueDataset, memory_catalog
 from tests.sagemaker.conftest import BUCKET, aws, moto_url  # noqa: F401 - fixtures
 from tests.support.project import FinishedRun
 from tests.test_registry_baseline import CONSTRAINTS, STATISTICS
@@ -38,22 +38,6 @@ SPEC = {
     "parameters": {"max_depth": 4},
     "library_versions": {},
 }
-
-
-class ValueDataset(AbstractDataset):
-    """Loads a fixed value (the ``tracking_run`` dataset's, which may be None)."""
-
-    def __init__(self, value: Any) -> None:
-        self._value = value
-
-    def load(self) -> Any:
-        return self._value
-
-    def save(self, data: Any) -> None:
-        raise NotImplementedError("read-only")
-
-    def _describe(self) -> dict[str, Any]:
-        return {"value": self._value}
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from typing import Any
 
 import pytest
-from kedro.io import AbstractDataset
 from kedro.runner import SequentialRunner
 
 from predictive_maintenance.pipelines.data_engineering.nodes import (
@@ -35,26 +33,8 @@ from predictive_maintenance.pipelines.training.nodes import (
 )
 from predictive_maintenance.registry import LocalModelRegistry, LocalModelRegistryDataset
 from predictive_maintenance.serving.endpoint import LocalEndpointDataset
-from tests.catalogs import memory_catalog
+from tests.catalogs import ValueDataset, memory_catalog
 from tests.test_registry_baseline import CONSTRAINTS, STATISTICS
-
-
-class ValueDataset(AbstractDataset):
-    """Loads a fixed value, ``None`` included (a MemoryDataset holding None cannot be loaded):
-    the ``tracking_run`` dataset's value."""
-
-    def __init__(self, value: Any) -> None:
-        self._value = value
-
-    def load(self) -> Any:
-        return self._value
-
-    def save(self, data: Any) -> None:
-        raise NotImplementedError("read-only")
-
-    def _describe(self) -> dict[str, Any]:
-        return {"value": self._value}
-
 
 RUN = {
     "run_id": "0123456789abcdef0123456789abcdef",

@@ -100,6 +100,12 @@ def test_each_run_has_a_nested_run_per_group_with_what_it_made(two_runs):
         assert set(groups) == {node_group(node) for node in pipelines["training"].nodes}
         assert {"train", "evaluate"} <= set(groups)
         assert {run.info.status for run in nested} == {"FINISHED"}
+        # The runs are made in the background but keep the pipeline's times: the groups ran
+        # one after the other (train before evaluate), inside the parent's span.
+        for run in nested:
+            assert parent.info.start_time <= run.info.start_time <= run.info.end_time
+            assert run.info.end_time <= parent.info.end_time
+        assert groups["train"].info.end_time <= groups["evaluate"].info.start_time
         assert groups["train"].data.params[MAX_DEPTH] == str(depth)
         assert groups["evaluate"].data.metrics == parent.data.metrics
         evaluate = groups["evaluate"].info.run_id

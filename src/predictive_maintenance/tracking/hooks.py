@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,6 +60,11 @@ class _TrackedRun:
         self.parent_id = ""
         self.nested: dict[str, str] = {}
         self.failed_groups: set[str] = set()
+        # Epoch milliseconds, taken on the pipeline's thread: the runs are made later, in the
+        # background, but record when the work happened.
+        self.started = _now_ms()
+        self.group_started: dict[str, int] = {}
+        self.group_ended: dict[str, int] = {}
         self.delegated: set[str] = set()  # nodes whose job logs its own outputs
 
     # ---- threads
@@ -87,7 +93,9 @@ class _TrackedRun:
     def open(self, name: str, tags: Mapping[str, str], parameters: Mapping[str, Any]) -> None:
         self.recorder = Recorder(self.settings, open_client(self.settings))
         self.experiment_id = self.recorder.experiment_id()
-        self.parent_id = self.recorder.create_run(self.experiment_id, name, tags)
+        self.parent_id = self.recorder.create_run(
+            self.experiment_id, name, tags, start_time=self.started
+        )
         self.active.resolve(
             {
                 "run_id": self.parent_id,
@@ -103,7 +111,11 @@ class _TrackedRun:
         if group not in self.nested:
             assert self.recorder is not None
             self.nested[group] = self.recorder.create_run(
-                self.experiment_id, group, {GROUP_TAG: group}, parent_id=self.parent_id
+                self.experiment_id,
+                group,
+                {GROUP_TAG: group},
+                parent_id=self.parent_id,
+                start_time=self.group_started.get(group),
             )
         return self.nested[group]
 
@@ -111,7 +123,11 @@ class _TrackedRun:
         if self.recorder is None or not self.parent_id:
             return
         for group, run_id in self.nested.items():
-            self.recorder.end_run(run_id, failed=failed and group in self.failed_groups)
+            self.recorder.end_run(
+                run_id,
+                failed=failed and group in self.failed_groups,
+                end_time=self.group_ended.get(group),
+            )
         self.recorder.end_run(self.parent_id, failed=failed, announce=True)
 
 
@@ -191,6 +207,7 @@ class MlflowTrackingHooks:
         if run is None or run.guard.failed:
             return
         group = node_group(node)
+        run.group_started.setdefault(group, _now_ms())
         parameters: dict[str, Any] = {}
         for dataset, value in inputs.items():
             if dataset == "parameters" and isinstance(value, Mapping):
@@ -202,9 +219,12 @@ class MlflowTrackingHooks:
     @hook_impl
     def after_node_run(self, node: Any, outputs: dict[str, Any]) -> None:
         run = self._run
-        if run is None or run.guard.failed or node.name in run.delegated:
+        if run is None or run.guard.failed:
             return
         group = node_group(node)
+        run.group_ended[group] = _now_ms()
+        if node.name in run.delegated:
+            return
         logged = {name: value for name, value in outputs.items() if run.settings.kind_of(name)}
         if logged:
             run.submit(lambda: _log_group_outputs(run, group, logged))
@@ -212,7 +232,9 @@ class MlflowTrackingHooks:
     @hook_impl
     def on_node_error(self, node: Any) -> None:
         if self._run is not None:
-            self._run.failed_groups.add(node_group(node))
+            group = node_group(node)
+            self._run.failed_groups.add(group)
+            self._run.group_ended[group] = _now_ms()
 
     @hook_impl
     def after_pipeline_run(self) -> None:
@@ -279,6 +301,10 @@ def _log_group_parameters(run: _TrackedRun, group: str, parameters: Mapping[str,
 def _log_group_outputs(run: _TrackedRun, group: str, outputs: Mapping[str, Any]) -> None:
     assert run.recorder is not None
     run.recorder.log_outputs(run.run_of(group), run.experiment_id, outputs, [run.parent_id])
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _nest(target: dict[str, Any], path: list[str], value: Any) -> None:

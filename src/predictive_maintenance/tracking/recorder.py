@@ -209,23 +209,35 @@ class Recorder:
         name: str,
         tags: Mapping[str, str] | None = None,
         parent_id: str | None = None,
+        start_time: int | None = None,
     ) -> str:
-        """Starts a run (a nested one under ``parent_id``); returns its id."""
+        """Starts a run (a nested one under ``parent_id``); returns its id. ``start_time``
+        (epoch milliseconds; default now): when the work it records began, which may be before
+        this call (runs are made in the background)."""
         all_tags = {USER_TAG: _user(), **(tags or {})}
         if parent_id:
             all_tags[PARENT_TAG] = parent_id
-        run = self.client.create_run(experiment_id, tags=all_tags, run_name=name)
+        run = self.client.create_run(
+            experiment_id, start_time=start_time, tags=all_tags, run_name=name
+        )
         return str(run.info.run_id)
 
-    def end_run(self, run_id: str, failed: bool = False, announce: bool = False) -> None:
-        """Ends the run. An HTTP store's client prints the run's UI address: only if
-        ``announce`` (the parent run), not for every nested run."""
+    def end_run(
+        self,
+        run_id: str,
+        failed: bool = False,
+        announce: bool = False,
+        end_time: int | None = None,
+    ) -> None:
+        """Ends the run (at ``end_time``, epoch milliseconds; default now). An HTTP store's
+        client prints the run's UI address: only if ``announce`` (the parent run), not for every
+        nested run."""
         variable = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
         before = os.environ.get(variable)
         if not announce:
             os.environ[variable] = "true"
         try:
-            self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+            self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED", end_time)
         finally:
             if before is None:
                 os.environ.pop(variable, None)

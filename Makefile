@@ -14,6 +14,8 @@ MLFLOW_VENV := .venv-mlflow
 IMAGE_VENV := .venv-image
 
 export KEDRO_DISABLE_TELEMETRY := true
+# MLflow 3 reports usage to config.mlflow-telemetry.io unless told not to.
+export MLFLOW_DISABLE_TELEMETRY := true
 export UV_PYTHON_DOWNLOADS := never
 # Installed packages are byte-compiled once, at install: every command starts faster (CI and some
 # shells set PYTHONDONTWRITEBYTECODE, so nothing would ever be cached otherwise).

@@ -17,6 +17,8 @@ from tests.support.project import (
 )
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+# No network beyond 127.0.0.1: MLflow 3 would report usage to config.mlflow-telemetry.io.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # Before XGBoost loads OpenMP: waiting threads sleep instead of spinning on a 2-core machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

@@ -298,7 +298,11 @@ def test_list_inputs_and_a_parameter_run_as_a_job(bridge):
         {"Key": "kedro:node", "Value": "scale"},
         {"Key": "kedro:run-id", "Value": RUN_ID},
     ]
-    assert JOB_ENVIRONMENT == {"PIP_NO_INDEX": "1", "KEDRO_DISABLE_TELEMETRY": "true"}
+    assert JOB_ENVIRONMENT == {
+        "PIP_NO_INDEX": "1",
+        "KEDRO_DISABLE_TELEMETRY": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
     assert request["Environment"] == JOB_ENVIRONMENT
     assert "VpcConfig" not in request
     assert "EnableNetworkIsolation" not in request

@@ -1312,6 +1312,7 @@ def test_every_job_step_runs_without_a_package_index(definition):
         environment = step["Arguments"]["Environment"]
         assert environment["PIP_NO_INDEX"] == "1", step["Name"]
         assert environment["KEDRO_DISABLE_TELEMETRY"] == "true", step["Name"]
+        assert environment["MLFLOW_DISABLE_TELEMETRY"] == "true", step["Name"]
         assert JOB_ENVIRONMENT.items() <= environment.items(), step["Name"]
 
 

@@ -20,6 +20,13 @@ it:
 
 And the other way round: every action granted is a real operation of its service (botocore's
 model; a typo fails) and is needed by something found here, so a grant outlives no call.
+
+MLflow tracking on a SageMaker MLflow tracking server (``mlflow.tracking_server_arn``, or an ARN
+as the runner's tracking URI) is not boto3: the job code's ``MlflowClient`` calls (and
+``mlflow.<flavor>.log_model``) are read the same way and turned into ``sagemaker-mlflow:``
+actions through :data:`MLFLOW_CALLS`. botocore has no model of that service, so those actions
+are checked against AWS's Service Authorization Reference, copied to
+``tests/sagemaker/reference/sagemaker-mlflow-actions.json``.
 """
 
 from __future__ import annotations
@@ -61,6 +68,8 @@ PLACEHOLDERS = {
     "ExecutionRoleName",
     "ImageAccountId",
     "MonitorImageAccountId",
+    "MlflowTrackingServerName",
+    "MlflowArtifactStore",
 }
 #: Realistic worst-case values, to check the size limit of a managed policy.
 PLACEHOLDER_EXAMPLES = {
@@ -71,6 +80,8 @@ PLACEHOLDER_EXAMPLES = {
     "ExecutionRoleName": "service-role/" + "r" * 64,
     "ImageAccountId": "123456789012",
     "MonitorImageAccountId": "123456789012",
+    "MlflowTrackingServerName": "t" * 256,  # CreateMlflowTrackingServer's limit
+    "MlflowArtifactStore": "a" * 63 + "/" + "p" * 64,
 }
 #: IAM's limit on a managed policy, in characters without whitespace.
 MANAGED_POLICY_LIMIT = 6144
@@ -137,6 +148,75 @@ UNSCOPED_ACTIONS = {
     "sagemaker:ListEndpointConfigs",
     "sagemaker:ListDataQualityJobDefinitions",
 }
+
+# ---- MLflow on a SageMaker MLflow tracking server -----------------------------------------------
+#: The IAM service prefix of SageMaker's managed MLflow (the plugin signs each MLflow REST request
+#: for it); botocore has no model of it.
+MLFLOW_PREFIX = "sagemaker-mlflow"
+#: AWS's list of that service's actions (Service Authorization Reference), with its URL.
+MLFLOW_REFERENCE = Path(__file__).resolve().parent / "reference" / "sagemaker-mlflow-actions.json"
+#: The one resource the MLflow actions are granted on: the tracking server.
+MLFLOW_SERVER_ARN = (
+    "arn:aws:sagemaker:${Region}:${AccountId}:mlflow-tracking-server/${MlflowTrackingServerName}"
+)
+#: Where MLflow's client uploads run and model artifacts itself (boto3, the execution role's
+#: credentials; SAGEMAKER_PRESIGNED_URL_UPLOAD_ENABLED unset): the server's artifact store.
+MLFLOW_ARTIFACT_ARN = "arn:aws:s3:::${MlflowArtifactStore}/*"
+#: What each MLflow call of src/ asks of the tracking server, as sagemaker-mlflow actions: the
+#: REST requests MLflow 3.17 makes for it (recorded against an MLflow server with the project's
+#: own Recorder and job tracking, 2026-12-03), each authorised by the action named after its REST
+#: method. ``True``: the call also uploads artifacts to the artifact store (s3:PutObject). A call
+#: of src/ missing here fails the test: record what it sends and add it.
+MLFLOW_CALLS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "get_experiment_by_name": (("GetExperimentByName",), False),
+    "create_experiment": (("CreateExperiment",), False),
+    "create_run": (("CreateRun",), False),
+    "get_run": (("GetRun",), False),
+    "update_run": (("UpdateRun",), False),
+    # The ended run is read back for the printed link to it.
+    "set_terminated": (("UpdateRun", "GetRun"), False),
+    "search_runs": (("SearchRuns",), False),
+    # A duplicate parent run (two jobs of one execution starting together).
+    "delete_run": (("DeleteRun",), False),
+    # Parameters, metrics and tags (the registration's tags too).
+    "log_batch": (("LogBatch",), False),
+    # The run's artifact URI (GetRun), then an S3 upload.
+    "log_text": (("GetRun",), True),
+    "log_figure": (("GetRun",), True),
+    "log_artifact": (("GetRun",), True),
+    # POST /logged-models. The reference has no CreateLoggedModel: LogModel ("log the model
+    # associated with a run") is the action it lists for logging a model (inferred, not stated).
+    "create_logged_model": (("LogModel",), False),
+    # mlflow.<flavor>.log_model(model_id=...): GET /logged-models/<id> (twice), POST
+    # /runs/outputs, GET /runs/get, GET /metrics/get-history, POST /runs/log-batch, the model's
+    # files to S3, PATCH /logged-models/<id> (finalize).
+    "flavor.log_model": (
+        (
+            "GetLoggedModel",
+            "LogOutputs",
+            "GetRun",
+            "GetMetricHistory",
+            "LogBatch",
+            "FinalizeLoggedModel",
+        ),
+        True,
+    ),
+}
+#: MLflow names called in src/ that send no request: the global tracking URI, the client object,
+#: entities (RunTag, Param, Metric).
+MLFLOW_OFFLINE_NAMES = {
+    "set_tracking_uri",
+    "MlflowClient",
+    "_use_tracking_uri",
+    "RunTag",
+    "Param",
+    "Metric",
+}
+#: What makes an MLflow client in src/: a module naming it holds one as ``client``,
+#: ``self.client`` or ``recorder.client``.
+MLFLOW_CLIENT_FACTORY = f"{PACKAGE}.tracking.recorder.open_client"
+MLFLOW_CLIENT_NAMES = {"client", "self.client", "recorder.client"}
+
 
 # ---- what runs on SageMaker without being a call in src/ ---------------------------------------
 #: Whatever a job or an endpoint runs, SageMaker does this with the execution role: pull the
@@ -1023,6 +1103,78 @@ def product_scan() -> Scan:
     return Scanner(product_sources()).run()
 
 
+def mlflow_calls(scan: Scan) -> tuple[list[AwsCall], list[str]]:
+    """The MLflow requests of src/ (:data:`MLFLOW_CALLS`) as calls needing ``sagemaker-mlflow``
+    actions (and s3:PutObject for uploads), with the calls the table does not know."""
+    found: list[AwsCall] = []
+    problems: list[str] = []
+    factory_module, _, factory = MLFLOW_CLIENT_FACTORY.rpartition(".")
+    for module in scan.modules.values():
+        holds_client = module.name == factory_module or (
+            module.imports.get(factory) == MLFLOW_CLIENT_FACTORY
+        )
+        mlflow_names = {
+            local
+            for local, dotted in module.imports.items()
+            if dotted == "mlflow" or dotted.startswith("mlflow.")
+        }
+        for qualname, scope in module.scopes.items():
+            for node in scope_nodes(scope):
+                if not isinstance(node, ast.Call):
+                    continue
+                key = None
+                func = node.func
+                if (
+                    isinstance(func, ast.Attribute)
+                    and holds_client
+                    and ast.unparse(func.value) in MLFLOW_CLIENT_NAMES
+                ):
+                    key = func.attr
+                root = func
+                while isinstance(root, ast.Attribute):
+                    root = root.value
+                if key is None and isinstance(root, ast.Name) and root.id in mlflow_names:
+                    dotted = f"{module.imports[root.id]}{ast.unparse(func)[len(root.id) :]}"
+                    parts = dotted.split(".")
+                    if parts[-1] in MLFLOW_OFFLINE_NAMES:
+                        continue
+                    key = "flavor.log_model" if parts[-1] == "log_model" else dotted
+                if key is None:
+                    continue
+                if key not in MLFLOW_CALLS:
+                    problems.append(
+                        f"{module.name}:{node.lineno}: MLflow call {key} is not in MLFLOW_CALLS: "
+                        "record the REST requests it makes and add their sagemaker-mlflow actions"
+                    )
+                    continue
+                actions, uploads = MLFLOW_CALLS[key]
+                implied = {f"{MLFLOW_PREFIX}:{action}" for action in actions}
+                if uploads:
+                    implied.add("s3:PutObject")
+                found.append(
+                    AwsCall(
+                        module.name,
+                        qualname,
+                        node.lineno,
+                        MLFLOW_PREFIX,
+                        (),
+                        f"MLflow {key}",
+                        implied=tuple(sorted(implied)),
+                    )
+                )
+    return found, problems
+
+
+@cache
+def mlflow_reference() -> dict[str, Any]:
+    return json.loads(MLFLOW_REFERENCE.read_text())
+
+
+@cache
+def mlflow_reference_actions() -> frozenset[str]:
+    return frozenset(mlflow_reference()["actions"])
+
+
 # ---- configuration ------------------------------------------------------------------------------
 @cache
 def conf_globals() -> dict[str, Any]:
@@ -1273,6 +1425,12 @@ def required() -> Required:
         if s3_catalog_entries() & step_catalog_datasets():
             for action in fsspec.actions():
                 execution.setdefault(action, []).append(fsspec)
+    # MLflow: the job code's requests to a SageMaker MLflow tracking server (exported steps with
+    # mlflow.tracking_server_arn, runner jobs given an ARN), made with the execution role.
+    tracking, _ = mlflow_calls(scan)
+    in_job_tracking = [call for call in tracking if (call.module, call.scope) in in_jobs]
+    for action, calls in actions_of(in_job_tracking).items():
+        execution.setdefault(action, []).extend(calls)
     runtime = AwsCall("SageMaker", "any job or endpoint", 0, "-", (), "job runtime")
     for action in JOB_RUNTIME_ACTIONS:
         execution.setdefault(action, []).append(runtime)
@@ -1460,7 +1618,12 @@ def test_the_deploy_steps_calls_are_in_both_policies():
     shared = {
         action
         for action, calls in required().execution.items()
-        if any(not call.by_pipeline and call.module.startswith(PACKAGE) for call in calls)
+        if any(
+            not call.by_pipeline
+            and call.module.startswith(PACKAGE)
+            and call.service != MLFLOW_PREFIX  # the operator's own runs: see the MLflow tests
+            for call in calls
+        )
     }
     assert shared, "no call found in the code jobs run"
     assert shared <= granted(load_policy(OPERATOR_POLICY))
@@ -1507,6 +1670,12 @@ def test_every_action_is_a_real_operation(path):
         if action in PERMISSION_ONLY_ACTIONS:
             continue
         prefix, name = action.split(":")
+        if prefix == MLFLOW_PREFIX:
+            # Not an AWS SDK service: AWS's list of its actions (the reference copy).
+            assert name in mlflow_reference_actions(), (
+                f"{action} is not an action of {MLFLOW_PREFIX} ({mlflow_reference()['source']})"
+            )
+            continue
         assert prefix in PREFIX_SERVICES, f"{action}: unknown service prefix"
         operations = set().union(
             *(set(service_operations(service).values()) for service in PREFIX_SERVICES[prefix])
@@ -1605,10 +1774,16 @@ def test_resource_names_are_the_configured_ones():
 
 
 def test_s3_access_is_the_project_prefix():
+    """Objects under the project's prefix; and the execution role's uploads of MLflow artifacts
+    to the tracking server's artifact store (write only)."""
     bucket = "arn:aws:s3:::${Bucket}"
     for path in POLICIES:
         for statement in statements(load_policy(path)):
             for resource in as_list(statement["Resource"]):
+                if resource == MLFLOW_ARTIFACT_ARN and path == EXECUTION_POLICY:
+                    assert as_list(statement["Action"]) == ["s3:PutObject"], statement
+                    assert as_list(statement["Resource"]) == [MLFLOW_ARTIFACT_ARN], statement
+                    continue
                 if resource.startswith("arn:aws:s3:::"):
                     assert resource in {bucket, f"{bucket}/${{Prefix}}/*"}, resource
                     if resource == bucket:
@@ -1774,3 +1949,94 @@ def test_the_operator_follows_the_executions_of_both_exported_pipelines():
                 assert allows(policy, f"sagemaker:{action}", example_arn("pipeline", name))
     other = example_arn("pipeline", "someone-elses/execution/0a1b2c3d4e5f")
     assert not allows(policy, "sagemaker:DescribePipelineExecution", other)
+
+
+# ---- tests: MLflow on a SageMaker MLflow tracking server ----------------------------------------
+def test_the_sagemaker_mlflow_reference_is_awss_list():
+    """The copy names its source; its actions are action names, sorted, once each."""
+    reference = mlflow_reference()
+    assert reference["service_prefix"] == MLFLOW_PREFIX
+    assert reference["source"].startswith(
+        "https://docs.aws.amazon.com/service-authorization/latest/reference/"
+    )
+    actions = reference["actions"]
+    assert actions == sorted(set(actions))
+    for action in actions:
+        assert re.fullmatch(r"[A-Z][A-Za-z]+", action), action
+    # The operations the MLflow client needs for runs and logged models are in it.
+    assert {"CreateRun", "LogBatch", "FinalizeLoggedModel", "LogOutputs"} <= set(actions)
+
+
+def test_every_mlflow_call_in_src_is_understood():
+    """Each MLflow request of src/ is in MLFLOW_CALLS, whose actions are all in AWS's list; the
+    job code's tracking calls are found (a scan finding none would pass every check)."""
+    _, problems = mlflow_calls(product_scan())
+    assert not problems, "\n".join(problems)
+    for key, (actions, _) in MLFLOW_CALLS.items():
+        unknown = set(actions) - mlflow_reference_actions()
+        assert not unknown, f"MLFLOW_CALLS[{key!r}]: {unknown} not in {MLFLOW_REFERENCE.name}"
+    in_jobs = {
+        action
+        for action, needers in required().execution.items()
+        if any(call.service == MLFLOW_PREFIX for call in needers)
+    }
+    assert {
+        f"{MLFLOW_PREFIX}:CreateRun",
+        f"{MLFLOW_PREFIX}:LogBatch",
+        f"{MLFLOW_PREFIX}:SearchRuns",
+        f"{MLFLOW_PREFIX}:FinalizeLoggedModel",
+    } <= in_jobs, in_jobs
+
+
+SAMPLE_TRACKING = """
+import mlflow.xgboost
+from predictive_maintenance.tracking.recorder import open_client
+
+
+def track(settings, run_id, booster):
+    client = open_client(settings)
+    client.log_param(run_id, "k", "v")
+    mlflow.xgboost.log_model(booster, name="model")
+    mlflow.register_model("runs:/x/model", "name")
+"""
+
+
+def test_the_scan_finds_a_new_mlflow_call():
+    """An MLflow call the table does not know fails the test (so it must be looked up)."""
+    calls, problems = mlflow_calls(
+        Scanner({"predictive_maintenance.sample_tracking": SAMPLE_TRACKING}).run()
+    )
+    assert [call.via for call in calls] == ["MLflow flavor.log_model"]
+    assert "s3:PutObject" in calls[0].implied
+    assert len(problems) == 2, problems
+    assert "log_param" in problems[0]
+    assert "mlflow.register_model" in problems[1]
+
+
+def test_mlflow_grants_are_the_tracking_server_and_its_artifact_store_only():
+    """The sagemaker-mlflow actions are granted on the one tracking server (an ARN the
+    configuration accepts), to the execution role only; its artifacts are write-only."""
+    from predictive_maintenance.sagemaker.config import MLFLOW_ARN_PATTERN  # noqa: PLC0415
+
+    assert not any(
+        action.startswith(f"{MLFLOW_PREFIX}:") for action in granted(load_policy(OPERATOR_POLICY))
+    )
+    policy = load_policy(EXECUTION_POLICY)
+    mlflow_statements = [
+        statement
+        for statement in statements(policy)
+        if any(action.startswith(f"{MLFLOW_PREFIX}:") for action in as_list(statement["Action"]))
+    ]
+    assert len(mlflow_statements) == 1, mlflow_statements
+    (statement,) = mlflow_statements
+    assert all(action.startswith(f"{MLFLOW_PREFIX}:") for action in as_list(statement["Action"]))
+    assert as_list(statement["Resource"]) == [MLFLOW_SERVER_ARN]
+    assert "Condition" not in statement
+    server = example_arn("mlflow-tracking-server", PLACEHOLDER_EXAMPLES["MlflowTrackingServerName"])
+    assert re.fullmatch(MLFLOW_ARN_PATTERN, server), server
+    for action in as_list(statement["Action"]):
+        assert allows(policy, action, server)
+        assert not allows(policy, action, example_arn("mlflow-tracking-server", "another"))
+    store = "arn:aws:s3:::" + PLACEHOLDER_EXAMPLES["MlflowArtifactStore"] + "/1/abc/artifacts/x"
+    assert allows(policy, "s3:PutObject", store)
+    assert not allows(policy, "s3:GetObject", store)

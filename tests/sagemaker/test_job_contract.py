@@ -643,6 +643,7 @@ def _assert_clean(environment: dict[str, str], from_request: str) -> None:
     assert environment["FROM_REQUEST"] == from_request
     assert environment["PIP_NO_INDEX"] == "1"
     assert environment["KEDRO_DISABLE_TELEMETRY"] == "true"
+    assert environment["MLFLOW_DISABLE_TELEMETRY"] == "true"
     assert environment["PATH"]
 
 

@@ -54,8 +54,13 @@ MAX_JOB_NAME_CHARS: Final = 63
 _TAG_VALUE_UNSAFE: Final = re.compile(r"[^\w .:/=+\-@]")
 #: Input and output names the contract itself uses.
 RESERVED_NAMES: Final = frozenset({"code", JOB_INPUT, WHEELS_INPUT})
-#: Every job's environment: no package index (the wheels are shipped), no Kedro telemetry.
-JOB_ENVIRONMENT: Final = {"PIP_NO_INDEX": "1", "KEDRO_DISABLE_TELEMETRY": "true"}
+#: Every job's environment: no package index (the wheels are shipped), no Kedro or MLflow
+#: telemetry (a job may have no route out, and should not try one).
+JOB_ENVIRONMENT: Final = {
+    "PIP_NO_INDEX": "1",
+    "KEDRO_DISABLE_TELEMETRY": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
 
 
 class RemoteNodeError(RuntimeError):

@@ -530,7 +530,12 @@ def test_hot_swaps_under_load_at_concurrency_32_fail_no_request(
                 answered = load.right
                 deadline = time.monotonic() + 20
                 while server.model.model_version != version:
-                    assert time.monotonic() < deadline, server.watcher.last_error
+                    assert time.monotonic() < deadline, (
+                        f"v{version} not served after 20 s: serving "
+                        f"v{server.model.model_version}, the watcher deployed "
+                        f"v{server.watcher.deployed['model_version']}, "
+                        f"last error {server.watcher.last_error}"
+                    )
                     await asyncio.sleep(0.01)
                 await load.until(lambda answered=answered: load.right >= answered + 400, 30)
 

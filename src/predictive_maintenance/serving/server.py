@@ -486,6 +486,10 @@ class StateWatcher(threading.Thread):
     logged and the old model keeps serving. The archive the state names is watched too: a
     deployment refused because its archive was missing or did not match is tried again when the
     archive changes (restored), without anyone touching the state file.
+
+    The signature an attempt records is each file's as it was *before* the attempt read it, never
+    one taken afterwards: a state written while a model loads (or just after it is swapped in)
+    differs from it, so the next poll deploys that state instead of taking it as already seen.
     """
 
     def __init__(
@@ -505,6 +509,8 @@ class StateWatcher(threading.Thread):
         self.last_error: str | None = None
         self._signature: tuple[Any, ...] | None = None
         self._archive: Path | None = None
+        #: The archive's signature as the current attempt found it before reading it.
+        self._archive_seen: tuple[int, int, int] | None = None
         self._model_dir: Path | None = None
         self._stop_event = threading.Event()
         self._lock = threading.Lock()
@@ -534,14 +540,16 @@ class StateWatcher(threading.Thread):
             stat = os.stat(self.state_file)
         except FileNotFoundError:
             return None
-        archive: tuple[int, int, int] | None = None
-        if self._archive is not None:
-            try:
-                archive_stat = os.stat(self._archive)
-                archive = (archive_stat.st_mtime_ns, archive_stat.st_size, archive_stat.st_ino)
-            except OSError:
-                archive = None
-        return (stat.st_mtime_ns, stat.st_size, stat.st_ino, archive)
+        return (stat.st_mtime_ns, stat.st_size, stat.st_ino, self._archive_signature())
+
+    def _archive_signature(self) -> tuple[int, int, int] | None:
+        if self._archive is None:
+            return None
+        try:
+            stat = os.stat(self._archive)
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
     def check(self) -> bool:
         """Deploys the state file's model if the file or its archive changed; True if a new model
@@ -558,6 +566,7 @@ class StateWatcher(threading.Thread):
                 return False
             if signature == self._signature:
                 return False
+            self._archive_seen = signature[-1]
             try:
                 return self._deploy()
             except Exception as error:
@@ -572,9 +581,12 @@ class StateWatcher(threading.Thread):
                 )
                 return False
             finally:
-                # Taken after the attempt, which may have learnt the archive's path: the next
-                # change of either file is a new attempt, an unchanged pair is not retried.
-                self._signature = self._signature_now()
+                # What the attempt read: the state file as stat'ed before reading it, the archive
+                # (whose path the attempt may have learnt) as stat'ed before reading it. A stat
+                # taken now could be of a newer state, written during the attempt, and would
+                # hide it for good; with these, any later change is a new attempt and an
+                # unchanged pair is not retried.
+                self._signature = (*signature[:-1], self._archive_seen)
 
     def _deploy(self) -> bool:
         state = read_endpoint_state(self.state_file)
@@ -583,6 +595,7 @@ class StateWatcher(threading.Thread):
         if not archive_path.is_absolute():
             archive_path = self.base_dir / archive_path
         self._archive = archive_path
+        self._archive_seen = self._archive_signature()  # before anything reads the archive
         if self.server.endpoint_name_fixed and state["endpoint_name"] != self.server.endpoint_name:
             raise ValueError(
                 f"the state deploys to endpoint {state['endpoint_name']!r}, but this server is "

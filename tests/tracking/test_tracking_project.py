@@ -31,6 +31,11 @@ def test_kedro_run_is_tracked_in_the_projects_store_with_the_data_fingerprint(fi
     assert parent.info.run_name.startswith("__default__ ")
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["kedro.env"] == "local"
+    # The run says where it went.
+    assert (
+        f"MLflow run {parent.info.run_id} in experiment predictive-maintenance "
+        "(data/09_tracking/mlflow.db)" in finished_run.stdout + finished_run.stderr
+    )
     assert set(nested) == {node_group(node) for node in pipelines["__default__"].nodes}
     assert {run.data.tags[PARENT_TAG] for run in nested.values()} == {parent.info.run_id}
     # The data fingerprint: the raw file's sha256 and the split sizes, on the parent too.

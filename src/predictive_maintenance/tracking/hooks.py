@@ -282,6 +282,17 @@ class MlflowTrackingHooks:
         run.worker.stop()
         if not run.parent_id:
             run.active.resolve(None)
+        elif not run.guard.failed:
+            where = run.settings.local_store_path()
+            logger.info(
+                "MLflow run %s in experiment %s (%s): %s",
+                run.parent_id,
+                run.settings.experiment,
+                _shown(where) if where is not None else run.settings.store_label(),
+                "`kedro tracking runs`, `kedro tracking ui`"
+                if where is not None
+                else "open it in that server's UI",
+            )
         runs.publish(None)
 
 
@@ -301,6 +312,14 @@ def _log_group_parameters(run: _TrackedRun, group: str, parameters: Mapping[str,
 def _log_group_outputs(run: _TrackedRun, group: str, outputs: Mapping[str, Any]) -> None:
     assert run.recorder is not None
     run.recorder.log_outputs(run.run_of(group), run.experiment_id, outputs, [run.parent_id])
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory (the project root) where it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _now_ms() -> int:

@@ -22,7 +22,7 @@ from predictive_maintenance.registry import LocalModelRegistry
 from predictive_maintenance.validation import RawDataError
 from tests.support.cli import kedro, launch, run_session
 from tests.support.net import free_port, wait_for
-from tests.support.project import FinishedRun, written_outputs
+from tests.support.project import FinishedRun, project_pipeline, written_outputs
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +33,7 @@ PLOTS = (
     "confusion_matrix",
     "feature_importance",
     "score_distribution",
+    "reliability",
 )
 
 
@@ -62,11 +63,13 @@ def test_kedro_run_writes_every_output(finished_run):
         "06_models/model.ubj.sha256",
         "06_models/decision_threshold.json",
         "06_models/model_spec.json",
+        "06_models/calibration.json",
         "06_models/baseline/statistics.json",
         "06_models/baseline/constraints.json",
         "07_model_output/test_predictions.parquet",
         "08_reporting/metrics.json",
         "08_reporting/quality_gate.json",
+        "08_reporting/calibration.json",
         "06_models/model.tar.gz",
         *(f"08_reporting/{plot}.json" for plot in PLOTS),
         "09_tracking/run_timings.json",
@@ -111,7 +114,7 @@ def test_kedro_run_records_node_timings(finished_run):
     project = finished_run.project
     timings = json.loads((project / "data/09_tracking/run_timings.json").read_text())
 
-    assert len(timings["nodes"]) == 20
+    assert len(timings["nodes"]) == len(project_pipeline().nodes)
     assert {"prepare.ingest_raw_data", "train.train_model", "deploy.select_deployment"} <= set(
         timings["nodes"]
     )

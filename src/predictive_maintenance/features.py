@@ -40,6 +40,24 @@ FEATURE_COLUMNS: Final = (
     "strain_limit_ratio",
 )
 
+#: Each feature as a person reads it: a name (the derived ones named for what they are) and the
+#: unit of its value. Explanations (serving) show these beside each feature's contribution.
+FEATURE_LABELS: Final = {
+    "type_code": ("product type (L=0, M=1, H=2)", ""),
+    "air_temperature_k": ("air temperature", "K"),
+    "process_temperature_k": ("process temperature", "K"),
+    "rotational_speed_rpm": ("rotational speed", "rpm"),
+    "torque_nm": ("torque", "Nm"),
+    "tool_wear_min": ("tool wear", "min"),
+    "temperature_difference_margin_k": (
+        f"temperature difference above {HEAT_DISSIPATION_LIMIT_K} K (process - air)",
+        "K",
+    ),
+    "power_w": ("power (torque x speed)", "W"),
+    "strain_min_nm": ("tool wear x torque", "min*Nm"),
+    "strain_limit_ratio": ("tool wear x torque, share of the type's limit", ""),
+}
+
 _RPM_TO_RAD_PER_S: Final = 2.0 * math.pi / 60.0
 #: The feature frame's column labels, built once: an Index from a list of names costs ~0.1 ms per
 #: call (string dtype inference), a tenth of a single-row request.

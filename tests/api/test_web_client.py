@@ -8,6 +8,7 @@ the module is skipped.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import urllib.request
@@ -53,6 +54,8 @@ FIELDS = (
     "tool_wear_min",
 )
 #: Rows of the presets, as the page fills them (workshop column order).
+#: The single-reading check: the page asks for the explanation of its answer (the "Why" chart).
+ONE_READING = re.compile(r"/predict\?explain=true$")
 NORMAL = "M,298.1,308.6,1551,42.8,0"
 HEAT_DISSIPATION = "L,302.5,310.5,1300,50,100"
 OVERSTRAIN = "L,299,309.5,1500,55,220"
@@ -304,7 +307,7 @@ def test_the_form_takes_the_ranges_and_defaults_from_the_api_description(page):
 
 def test_a_reading_gets_a_probability_a_decision_and_the_model_version(page):
     fill(page, "L,298.4,308.2,1582,70.7,216")
-    with page.expect_response("**/predict") as response:
+    with page.expect_response(ONE_READING) as response:
         page.get_by_test_id("predict-button").click()
     answer = response.value.json()
 
@@ -344,17 +347,31 @@ def test_presets_fill_the_form_and_check_asks_the_model(page, preset, decision, 
     assert page.locator("#result").is_hidden()
     expect(page.get_by_test_id("history-item")).to_have_count(0)
 
-    with page.expect_response("**/predict"):
+    with page.expect_response(ONE_READING):
         page.get_by_test_id("predict-button").click()
     expect(page.get_by_test_id("decision")).to_have_text(decision)
     expect(page.get_by_test_id("history-item")).to_have_count(1)
+    # "Why": the readings that pushed the risk, with values and units; a reading that breaks
+    # the power rule (2,639 W, below 3,500 W) has power among its top reasons raising it.
+    expect(page.get_by_test_id("why")).to_be_visible()
+    bars = page.locator("#why-bars li")
+    assert 1 <= bars.count() <= 6
+    reasons = bars.evaluate_all(
+        "items => items.map(i => [i.dataset.feature, i.dataset.direction,"
+        " i.querySelector('.why__value').textContent,"
+        " Number(i.querySelector('rect').getAttribute('width'))])"
+    )
+    assert max(width for *_, width in reasons) == pytest.approx(50)
+    if preset == "power":
+        raising = [(name, value) for name, direction, value, _ in reasons if direction == "raises"]
+        assert ("power_w", "2,639 W") in raising[:3], reasons
 
 
 def test_an_implausible_value_is_refused_by_the_api_naming_the_field(page):
     # The input's own max would stop the page before it asks; remove it to reach the API.
     page.eval_on_selector("#air_temperature_k", "input => { input.removeAttribute('max'); }")
     page.fill("#air_temperature_k", "5000")
-    with page.expect_response("**/predict") as response:
+    with page.expect_response(ONE_READING) as response:
         page.get_by_test_id("predict-button").click()
 
     assert response.value.status == 400
@@ -409,7 +426,7 @@ def test_the_page_checks_the_ranges_before_asking(page):
 
 
 def test_network_errors_are_explained(page):
-    page.route("**/predict", lambda route: route.abort("connectionrefused"))
+    page.route(ONE_READING, lambda route: route.abort("connectionrefused"))
     page.get_by_test_id("predict-button").click()
 
     expect(page.get_by_test_id("message")).to_contain_text("Cannot reach the API")
@@ -418,7 +435,7 @@ def test_network_errors_are_explained(page):
 
 def test_the_api_key_is_sent_and_kept_for_the_tab(page):
     page.fill("#api-key", "s3cret")
-    with page.expect_request("**/predict") as request:
+    with page.expect_request(ONE_READING) as request:
         page.get_by_test_id("predict-button").click()
 
     assert request.value.headers["x-api-key"] == "s3cret"

@@ -11,6 +11,11 @@ import pytest
 import xgboost as xgb
 from kedro.runner import SequentialRunner
 
+from predictive_maintenance.calibration import (
+    CalibrationMap,
+    brier_score,
+    expected_calibration_error,
+)
 from predictive_maintenance.features import FEATURE_COLUMNS
 from predictive_maintenance.integrity import sha256_hex
 from predictive_maintenance.pipelines.data_engineering.nodes import (
@@ -26,8 +31,10 @@ from predictive_maintenance.pipelines.training.nodes import (
     booster_params_for,
     create_model_spec,
     early_stopping_rounds_for,
+    evaluate_calibration,
     evaluate_model,
     f1_optimal_threshold,
+    fit_calibration,
     score_test_set,
     select_threshold,
     train_model,
@@ -36,6 +43,7 @@ from predictive_maintenance.pipelines.training.plots import (
     plot_confusion_matrix,
     plot_feature_importance,
     plot_precision_recall_curve,
+    plot_reliability,
     plot_roc_curve,
     plot_score_distribution,
 )
@@ -215,6 +223,8 @@ def test_plots_are_serialisable_figures(model, splits, parameters):
 def test_pipeline_trains_evaluates_and_plots(splits, parameters):
     catalog = memory_catalog(splits, parameters)
     catalog["metrics"] = recorded_metrics = RecordingDataset()
+    catalog["calibration"] = recorded_calibration = RecordingDataset()
+    catalog["calibration_report"] = recorded_report = RecordingDataset()
 
     outputs = SequentialRunner().run(create_pipeline(), catalog)
 
@@ -230,8 +240,83 @@ def test_pipeline_trains_evaluates_and_plots(splits, parameters):
         "confusion_matrix",
         "feature_importance",
         "score_distribution",
+        "reliability",
     ):
         assert isinstance(outputs[f"{plot}_plot"].load(), go.Figure)
+    calibration = recorded_calibration.saved
+    report = recorded_report.saved
+    assert calibration["model_sha256"] == outputs["model_spec"].load()["model_sha256"]
+    assert report["held_out"] == {"split": "test", "rows": metrics["rows"], "failures": 34}
+    assert report["ece_target_met"] is True
+
+
+# ---- calibrated risk (issue 16) -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def calibration(model, splits, parameters) -> dict:
+    return fit_calibration(model, splits["validation"], parameters["calibration"])
+
+
+def test_calibration_map_is_fitted_on_validation_for_this_model(calibration, model, splits):
+    node = next(node for node in create_pipeline().nodes if node.name == "evaluate.fit_calibration")
+    validation = splits["validation"][TARGET_COLUMN]
+    x, y = np.asarray(calibration["x"]), np.asarray(calibration["y"])
+
+    assert node.inputs == ["model", "validation", "params:calibration"]
+    assert (calibration["rows"], calibration["failures"]) == (len(validation), validation.sum())
+    assert calibration["fitted_on"] == "validation"
+    assert calibration["model_sha256"] == sha256_hex(bytes(model.save_raw("ubj")))
+    assert (np.diff(x) > 0).all()
+    assert (np.diff(y) >= 0).all()
+    # As the catalog saves and loads it: the checksum holds and the map maps the same.
+    again = json.loads(json.dumps(calibration, indent=2))
+    scores = score_test_set(model, splits["test"])["score"]
+    np.testing.assert_array_equal(
+        CalibrationMap.from_document(again).apply(scores),
+        CalibrationMap.from_document(calibration).apply(scores),
+    )
+
+
+def test_calibration_report_meets_the_ece_target_on_the_test_split(
+    calibration, model, splits, parameters
+):
+    predictions = score_test_set(model, splits["test"])
+
+    report = evaluate_calibration(predictions, calibration, parameters["calibration"])
+
+    # The shipped model's raw score is already close to calibrated (logloss early stopping): on
+    # this split the map does not lower ECE (0.0040 -> 0.0058, 34 failures), nor reliably in
+    # pooled 5-fold CV (benchmarks/cross_validation.py); both stay within the issue's target.
+    assert report["ece"]["calibrated"] <= parameters["calibration"]["ece_target"]
+    assert report["ece"]["raw"] <= parameters["calibration"]["ece_target"]
+    labels = predictions[TARGET_COLUMN]
+    assert report["brier"]["raw"] == pytest.approx(brier_score(labels, predictions["score"]))
+    for kind in ("raw", "calibrated"):
+        assert sum(item["count"] for item in report["reliability"][kind]) == len(labels)
+    figure = plot_reliability(report)
+    assert [trace.name.split(" (")[0] for trace in figure.data] == [
+        "perfectly calibrated",
+        "raw score",
+        "calibrated",
+    ]
+    assert list(figure.data[1].customdata) == [b["count"] for b in report["reliability"]["raw"]]
+    assert go.Figure(json.loads(figure.to_json())).layout.title.text
+
+
+def test_calibration_repairs_a_miscalibrated_model_on_held_out_data(splits, parameters):
+    """A 5-round model's scores sit near XGBoost's starting score, far from the failure rates:
+    the map fitted on validation brings the test set's ECE and Brier score down."""
+    xgboost = {**parameters["xgboost"], "num_boost_round": 5, "early_stopping_rounds": 5}
+    short = train_model(splits["train"], splits["validation"], xgboost)
+    predictions = score_test_set(short, splits["test"])
+    labels = predictions[TARGET_COLUMN]
+
+    calibrated = CalibrationMap.from_document(
+        fit_calibration(short, splits["validation"], parameters["calibration"])
+    ).apply(predictions["score"])
+
+    raw_ece = expected_calibration_error(labels, predictions["score"])
+    assert expected_calibration_error(labels, calibrated) < raw_ece / 2
+    assert brier_score(labels, calibrated) < brier_score(labels, predictions["score"])
 
 
 # ---- at scale: the threshold from one sort, the tree method by data size ------------------------

@@ -52,6 +52,7 @@ from predictive_maintenance.sagemaker.job import (
 )
 from predictive_maintenance.sagemaker.jobs import JOB_ENVIRONMENT
 from predictive_maintenance.sagemaker.packaging import ENTRY_SCRIPT, JOBS_DIR
+from predictive_maintenance.sagemaker.wheels import wheelhouse
 from predictive_maintenance.sagemaker.workflow.compiler import (
     CodePackage,
     build_code_package,
@@ -198,7 +199,24 @@ def offline_environment(directory: Path) -> tuple[dict[str, str], Path]:
 
 
 @pytest.fixture(scope="module")
-def offline_compile(tmp_path_factory) -> Iterator[OfflineRun]:
+def project_export() -> Iterator[Export]:
+    """The project's export, loaded here, its jobs' wheels in the cache.
+
+    The instance metadata service is switched off for this process: the SDK looks for
+    credentials there (see test_compiling_offline_attempts_no_connection) and tests stay on
+    127.0.0.1. The wheels are downloaded first (from the package index, once per machine): the
+    offline subprocess below may only read them from the cache.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(PROJECT_ROOT)
+        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        export = load_export(None, None)
+        wheelhouse(export.bridge.job_environment)
+        yield export
+
+
+@pytest.fixture(scope="module")
+def offline_compile(tmp_path_factory, project_export) -> Iterator[OfflineRun]:
     """`kedro sagemaker compile` in a subprocess, offline (see offline_environment)."""
     directory = tmp_path_factory.mktemp("offline-compile")
     environment, attempts = offline_environment(directory)
@@ -228,17 +246,12 @@ class Compiled:
 
 
 @pytest.fixture(scope="module")
-def compiled(offline_compile) -> Iterator[Compiled]:
-    """The definition, compiled here (while the subprocess compiles it too).
-
-    The instance metadata service is switched off for this process: the SDK looks for
-    credentials there (see test_compiling_offline_attempts_no_connection) and tests stay on
-    127.0.0.1.
-    """
+def compiled(project_export, offline_compile) -> Iterator[Compiled]:
+    """The definition, compiled here (while the subprocess compiles it too)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(PROJECT_ROOT)
         patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        export = load_export(None, None)
+        export = project_export
         code = export.code()
         text = export.compile(code)
         yield Compiled(export, code, text, json.loads(text))
@@ -914,8 +927,8 @@ def test_every_kedro_edge_between_steps_is_in_the_definition(export, definition)
             assert uri == {"Get": f"Steps.{source}.{expected}"}, (dataset, source, target)
     # prepare -> baseline, train, evaluate; train -> evaluate; evaluate -> gate, register;
     # baseline -> register (statistics, constraints); gate -> register; register -> deploy: by
-    # node input, 19 edges cross steps.
-    assert checked == 19
+    # node input, 21 edges cross steps (evaluate.fit_calibration reads model and validation).
+    assert checked == 21
 
 
 def test_every_reference_in_the_definition_is_a_planned_dependency(export, definition):

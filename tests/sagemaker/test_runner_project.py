@@ -20,6 +20,7 @@ import pytest
 from tests.sagemaker.conftest import BUCKET
 from tests.support.aws import aws_environment
 from tests.support.cli import kedro
+from tests.support.project import project_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +70,8 @@ def test_local_backend_trains_the_same_model(finished_run, tmp_path):
         "backend=local",
     )
 
-    assert "train.train_model run as training jobs; 10 other nodes in-process" in log
+    others = len(project_pipeline("training").nodes) - 1
+    assert f"train.train_model run as training jobs; {others} other nodes in-process" in log
     assert "Completed - Completed" in log
     assert "| kedro node train.train_model: done in " in log
     assert outputs(project) == expected

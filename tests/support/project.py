@@ -40,6 +40,15 @@ def without_tracking(project: Path) -> Path:
     return project
 
 
+def project_pipeline(name: str = "__default__") -> Any:
+    """The project's registered pipeline ``name``: tests count its nodes rather than hard-code
+    how many there are."""
+    from kedro.framework.project import configure_project, pipelines  # noqa: PLC0415
+
+    configure_project("predictive_maintenance")
+    return pipelines[name]
+
+
 def copy_project(destination: Path, *, tracking: bool = False) -> Path:
     """A runnable copy of the project (metadata, source, config, raw data) without any outputs.
 

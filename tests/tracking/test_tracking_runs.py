@@ -84,8 +84,14 @@ def test_two_runs_are_both_there_with_their_parameters_and_metrics(two_runs):
         assert run.data.params["decision_threshold.prior"]  # all parameters, not only training's
         assert {"roc_auc", "pr_auc", "at_chosen_threshold.f1"} <= set(run.data.metrics)
     assert parents[0].data.tags["kedro.run_id"] != parents[1].data.tags["kedro.run_id"]
-    # The second run's metrics are the metrics file it left.
-    written = metric_values(json.loads((two_runs / "data/08_reporting/metrics.json").read_text()))
+    # The second run's metrics are the metrics files it left (conf/base/mlflow.yml log.metrics).
+    written = {
+        key: value
+        for name in ("metrics.json", "calibration.json")
+        for key, value in metric_values(
+            json.loads((two_runs / "data/08_reporting" / name).read_text())
+        ).items()
+    }
     assert parents[1].data.metrics == pytest.approx(written)
 
 
@@ -111,6 +117,7 @@ def test_each_run_has_a_nested_run_per_group_with_what_it_made(two_runs):
         evaluate = groups["evaluate"].info.run_id
         assert {item.path for item in client.list_artifacts(evaluate)} == {
             "model_spec.json",
+            "calibration.json",
             "plots",
         }
         plots = {Path(item.path).name for item in client.list_artifacts(evaluate, "plots")}

@@ -30,7 +30,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from typing import Any, Final
@@ -39,9 +39,12 @@ from urllib.parse import urlsplit
 from predictive_maintenance.schema import READING_COLUMNS
 from predictive_maintenance.serving.contract import (
     CSV_CONTENT_TYPE,
+    EXPLAIN_KEY,
+    EXPLANATIONS_KEY,
     INFERENCE_ID_MAX_LENGTH,
     JSON_CONTENT_TYPE,
     JSON_INSTANCES_KEY,
+    MAX_EXPLAINED_ROWS,
     MAX_PAYLOAD_BYTES,
     PAGE_SECURITY_POLICY,
     PING_PATH,
@@ -51,6 +54,7 @@ from predictive_maintenance.serving.requests import (
     Readings,
     ServingError,
     check_content_type,
+    explain_flag,
     load_json,
     parse_readings,
     readings_from_instances,
@@ -461,8 +465,17 @@ class Api:
                 "fit in a Lambda response)",
             )
         inference_id = _inference_id(request.headers.get(INFERENCE_ID_HEADER))
-        answer = self._invoke(readings, inference_id)
-        results = _results(answer, len(readings))
+        explain = readings.explain or self._explain_query(request)
+        if explain and len(readings) > MAX_EXPLAINED_ROWS:
+            raise ApiError(
+                413,
+                "too_many_readings",
+                f"{len(readings):,} readings to explain; at most {MAX_EXPLAINED_ROWS:,} per "
+                "request (the answer must fit a 6 MB response): split the request",
+                field=EXPLAIN_KEY,
+            )
+        answer = self._invoke(readings, inference_id, explain=explain)
+        results = _results(answer, len(readings), explain=explain)
         # A CSV file's readings: where each came from (its line) and the ids it carried.
         for index, line in enumerate(readings.lines):
             results[index]["line"] = line
@@ -470,6 +483,17 @@ class Api:
             for result, value in zip(results, values, strict=True):
                 result[column] = value
         return 200, (results if many else results[0]), {INFERENCE_ID_HEADER: inference_id}
+
+    @staticmethod
+    def _explain_query(request: HttpRequest) -> bool:
+        """``?explain=true``: the opt-in for any body (a CSV file, a bare reading), besides the
+        ``{"instances": [...], "explain": true}`` field."""
+        if EXPLAIN_KEY not in request.query:
+            return False
+        try:
+            return explain_flag(request.query[EXPLAIN_KEY])
+        except ServingError as error:
+            raise ApiError(400, error.error, error.message, field=EXPLAIN_KEY) from None
 
     def _readings(self, request: HttpRequest) -> tuple[Readings, bool]:
         try:
@@ -491,9 +515,20 @@ class Api:
         # Errors name a reading as JSON tools show it: instances[2], [2] in a bare list (0-based).
         if isinstance(payload, dict) and JSON_INSTANCES_KEY in payload:
             instances, key = payload[JSON_INSTANCES_KEY], JSON_INSTANCES_KEY
-            if set(payload) != {JSON_INSTANCES_KEY}:
-                extra = sorted(set(payload) - {JSON_INSTANCES_KEY})[0]
+            if not set(payload) <= {JSON_INSTANCES_KEY, EXPLAIN_KEY}:
+                extra = sorted(set(payload) - {JSON_INSTANCES_KEY, EXPLAIN_KEY})[0]
                 raise ApiError(400, "invalid_input", f"unexpected key {extra!r}", field=extra)
+            flag = payload.get(EXPLAIN_KEY, False)
+            if not isinstance(flag, bool):  # a JSON boolean; the text forms are the query's
+                raise ApiError(
+                    400,
+                    "invalid_input",
+                    f"{EXPLAIN_KEY!r} must be true or false, not {flag!r}",
+                    field=EXPLAIN_KEY,
+                )
+            if flag:
+                readings = readings_from_instances(instances, key)
+                return replace(readings, explain=True), True
         elif isinstance(payload, dict):
             instances, key = [payload], None
         elif isinstance(payload, list):
@@ -534,21 +569,39 @@ class Api:
             )
         return self._runtime
 
-    def _invoke(self, readings: Readings, inference_id: str) -> dict[str, Any]:
+    def _invoke(
+        self, readings: Readings, inference_id: str, *, explain: bool = False
+    ) -> dict[str, Any]:
         if not self.settings.endpoint_name:
             raise ApiError(502, "endpoint_not_configured", "ENDPOINT_NAME is not set")
-        rows = "".join(
-            ",".join([kind, *(_number_text(column[i]) for column in readings.columns)]) + "\n"
-            for i, kind in enumerate(readings.types)
-        )
+        if explain:
+            # The endpoint's JSON field: InvokeEndpoint carries no query string to SageMaker.
+            instances = [
+                dict(
+                    zip(
+                        READING_COLUMNS,
+                        (kind, *(column[i] for column in readings.columns)),
+                        strict=True,
+                    )
+                )
+                for i, kind in enumerate(readings.types)
+            ]
+            body = json.dumps({JSON_INSTANCES_KEY: instances, EXPLAIN_KEY: True})
+            content_type = JSON_CONTENT_TYPE
+        else:
+            body = "".join(
+                ",".join([kind, *(_number_text(column[i]) for column in readings.columns)]) + "\n"
+                for i, kind in enumerate(readings.types)
+            )
+            content_type = CSV_CONTENT_TYPE
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
         try:
             response = self._runtime_client().invoke_endpoint(
                 EndpointName=self.settings.endpoint_name,
-                ContentType=CSV_CONTENT_TYPE,
+                ContentType=content_type,
                 Accept=JSON_CONTENT_TYPE,
-                Body=rows.encode(),
+                Body=body.encode(),
                 InferenceId=inference_id,
             )
             body = response["Body"].read()
@@ -593,10 +646,20 @@ def _inference_id(given: str | None) -> str:
     return given
 
 
-def _results(answer: Any, rows: int) -> list[dict[str, Any]]:
-    """The endpoint's JSON answer as the API's predictions; 502 for anything unexpected."""
+def _results(answer: Any, rows: int, *, explain: bool = False) -> list[dict[str, Any]]:
+    """The endpoint's JSON answer as the API's predictions (each with its ``explanation`` when
+    asked); 502 for anything unexpected."""
     predictions = answer.get("predictions") if isinstance(answer, dict) else None
     threshold = answer.get("decision_threshold") if isinstance(answer, dict) else None
+    if explain:
+        explanations = answer.get(EXPLANATIONS_KEY) if isinstance(answer, dict) else None
+        if not isinstance(explanations, list) or len(explanations) != rows:
+            raise ApiError(
+                502,
+                "endpoint_error",
+                f"the model endpoint's answer lacks the {rows} explanations asked for (is it an "
+                "older endpoint that does not explain?)",
+            )
     results = []
     for item in predictions if isinstance(predictions, list) else []:
         score = item.get("score") if isinstance(item, dict) else None
@@ -616,6 +679,9 @@ def _results(answer: Any, rows: int) -> list[dict[str, Any]]:
             "endpoint_error",
             f"the model endpoint's answer is not {rows} predictions with a decision threshold",
         )
+    if explain:
+        for result, explanation in zip(results, explanations, strict=True):
+            result["explanation"] = explanation
     return results
 
 

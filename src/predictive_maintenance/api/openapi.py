@@ -8,6 +8,8 @@ from predictive_maintenance import __version__
 from predictive_maintenance.serving.openapi import (
     RETRY_AFTER_HEADER,
     error_response,
+    explain_parameter,
+    explanation_schema,
     instances_schema,
     reading_schema,
 )
@@ -57,6 +59,11 @@ def openapi_document() -> dict[str, Any]:
             "product_id": {
                 "type": "string",
                 "description": "The file's Product ID column, if it has one",
+            },
+            "explanation": {
+                "$ref": "#/components/schemas/Explanation",
+                "description": 'Only when asked (?explain=true, or "explain": true beside '
+                '"instances"): why this reading got its probability',
             },
         },
     }
@@ -118,7 +125,8 @@ def openapi_document() -> dict[str, Any]:
                             "description": "Your id for this prediction (e.g. machine and time): "
                             "data capture records it, and the answer echoes it",
                             "schema": {"type": "string", "pattern": "^[!-~][ -~]{0,63}$"},
-                        }
+                        },
+                        explain_parameter("this API and the local endpoint"),
                     ],
                     "requestBody": {
                         "required": True,
@@ -170,7 +178,8 @@ def openapi_document() -> dict[str, Any]:
                         },
                         "400": error_response(
                             "A reading is missing, not a number or implausible; the body is not "
-                            "JSON or CSV as described"
+                            "JSON or CSV as described; explain is not true or false (field: "
+                            "explain)"
                         ),
                         "403": error_response("The API key is missing or wrong"),
                         "408": error_response("The request did not arrive in time"),
@@ -234,6 +243,7 @@ def openapi_document() -> dict[str, Any]:
             "schemas": {
                 "Reading": reading,
                 "Prediction": prediction,
+                "Explanation": explanation_schema(),
                 "Error": {
                     "type": "object",
                     "required": ["error", "message"],

@@ -47,6 +47,14 @@ CAPTURE_STATS_PATH: Final = "/capture-stats"
 EVENT_ID_HEADER: Final = "x-capture-event-id"
 #: Key of the list of readings in a JSON request.
 JSON_INSTANCES_KEY: Final = "instances"
+#: The opt-in to explanations: a JSON request's key (``true``/``false``; the portable way, as
+#: SageMaker Runtime's InvokeEndpoint carries no query string) or the local endpoint's and the
+#: API's query parameter (``?explain=true``). The answer's key holding them.
+EXPLAIN_KEY: Final = "explain"
+EXPLANATIONS_KEY: Final = "explanations"
+#: Readings one request may ask to explain: each explanation is about 1.4 kB of JSON, and the
+#: answer must fit SageMaker's (and Lambda's) 6 MB response; TreeSHAP also costs ~0.1 ms a row.
+MAX_EXPLAINED_ROWS: Final = 1_000
 
 #: Routes of a SageMaker inference container, and of SageMaker Runtime's InvokeEndpoint
 #: (``POST /endpoints/{EndpointName}/invocations``).

@@ -37,6 +37,7 @@ import xgboost as xgb
 
 from predictive_maintenance.features import (
     FEATURE_COLUMNS,
+    FEATURE_LABELS,
     TYPE_CODES,
     FeatureError,
     build_features,
@@ -46,7 +47,10 @@ from predictive_maintenance.integrity import verify_sha256
 from predictive_maintenance.schema import READING_COLUMNS
 from predictive_maintenance.serving.contract import (
     CSV_CONTENT_TYPE,
+    EXPLAIN_KEY,
+    EXPLANATIONS_KEY,
     JSON_CONTENT_TYPE,
+    MAX_EXPLAINED_ROWS,
     MODEL_FILE,
     MODEL_VERSION_ENV,
     MODEL_VERSION_HEADER,
@@ -54,6 +58,7 @@ from predictive_maintenance.serving.contract import (
 )
 from predictive_maintenance.serving.requests import (
     InvalidInput,
+    PayloadTooLarge,
     Readings,
     ServingError,
     check_content_type,
@@ -257,10 +262,14 @@ def predict_readings(readings: Readings | list[Readings], model: LoadedModel) ->
     """:func:`predict_fn` of :func:`readings_frame` without the frame: the same features
     (:func:`~predictive_maintenance.features.feature_matrix`) and scores, bit for bit, for
     readings :func:`~.requests.parse_readings` has validated. What the local endpoint calls."""
+    return _booster_scores(_readings_features(readings), model)
+
+
+def _readings_features(readings: Readings | list[Readings]) -> np.ndarray:
     types, columns = _concatenated(readings)
     type_code = np.array([TYPE_CODES[product_type] for product_type in types], dtype=np.float64)
     numbers = [np.array(values, dtype=np.float64) for values in columns]
-    return _booster_scores(feature_matrix(type_code, numbers), model)
+    return feature_matrix(type_code, numbers)
 
 
 def predict_columns(type_code: np.ndarray, numbers: list[np.ndarray], model: LoadedModel) -> Scores:
@@ -294,14 +303,21 @@ def _score_text(score: np.float32) -> str:
     return str(score)
 
 
-def output_fn(prediction: np.ndarray, accept: str | None) -> tuple[bytes, str]:
+def output_fn(
+    prediction: np.ndarray,
+    accept: str | None,
+    *,
+    explanations: list[dict[str, Any]] | None = None,
+) -> tuple[bytes, str]:
     """Serialises scores: ``text/csv`` one per line, or ``application/json``.
 
     JSON: ``{"predictions": [{"score": 0.93, "predicted_label": 1}], "model_version": 3,
     "decision_threshold": 0.537}``, the label being ``score >= decision_threshold`` (label and
     threshold left out when ``prediction`` does not carry the threshold) and the version ``null``
     when unknown. ``*/*`` or no ``Accept`` gives JSON here;
-    the local server answers CSV requests in CSV.
+    the local server answers CSV requests in CSV. ``explanations`` (:func:`explain_features`,
+    JSON only) are added as the answer's last key; without them the answer is the plain
+    contract's, byte for byte.
     """
     response_type = negotiate_accept(accept)
     scores = np.asarray(prediction, dtype=np.float32).reshape(-1)
@@ -321,11 +337,113 @@ def output_fn(prediction: np.ndarray, accept: str | None) -> tuple[bytes, str]:
     decision = (
         "" if threshold is None else f', "decision_threshold": {json.dumps(float(threshold))}'
     )
+    explained = (
+        "" if explanations is None else f', "{EXPLANATIONS_KEY}": {json.dumps(explanations)}'
+    )
     body = (
         f'{{"predictions": [{", ".join(items)}], '
-        f'"model_version": {"null" if version is None else int(version)}{decision}}}'
+        f'"model_version": {"null" if version is None else int(version)}{decision}{explained}}}'
     )
     return body.encode(), response_type
+
+
+# ---- Explanations ------------------------------------------------------------------------------
+class ExplainTooLarge(PayloadTooLarge):
+    """More readings to explain than one answer can hold (413)."""
+
+    error = "too_many_readings"
+
+
+def explain_features(features: np.ndarray, model: LoadedModel) -> list[dict[str, Any]]:
+    """Why each row got its score: XGBoost's own SHAP values (``pred_contribs``), in log-odds.
+
+    One entry per row: ``bias`` (the model's log-odds before any feature), ``margin`` (``bias``
+    plus every contribution: the score's log-odds, ``score = 1 / (1 + exp(-margin))``) and
+    ``contributions``, one per feature in :data:`~predictive_maintenance.features.FEATURE_COLUMNS`,
+    largest absolute contribution first: ``feature`` (the model's name), ``label`` and ``unit``
+    (:data:`~predictive_maintenance.features.FEATURE_LABELS`), ``value`` (the feature as the
+    model saw it, in that unit), ``contribution`` and ``direction`` (``raises`` or ``lowers``
+    the risk; ``none`` for a feature the trees did not use for this row).
+
+    ``features``: the rows as :func:`~predictive_maintenance.features.feature_matrix` builds
+    them. Every surface (endpoint, container, API through the endpoint) explains with this.
+    """
+    matrix = np.ascontiguousarray(features, dtype=np.float32)
+    # pred_contribs needs a DMatrix (inplace_predict has no contributions); the same float32
+    # rows and trees as the scores, so bias + contributions is the score's margin.
+    data = xgb.DMatrix(matrix, feature_names=list(FEATURE_COLUMNS), nthread=1)
+    contributions = model.booster.predict(data, pred_contribs=True, validate_features=False)
+    order = np.argsort(-np.abs(contributions[:, :-1]), axis=1, kind="stable").tolist()
+    directions = np.sign(contributions[:, :-1]).astype(np.int8).tolist()
+    # Six decimals, rounded in one numpy call: readable JSON (0.518271, not 0.5182713270187378),
+    # and 11 roundings move a sum by at most 6e-6, well inside the 1e-4 additivity.
+    margins = contributions.sum(axis=1, dtype=np.float64).round(_DECIMALS).tolist()
+    rounded = contributions.astype(np.float64).round(_DECIMALS).tolist()
+    values = np.round(features, _DECIMALS).tolist()
+    explanations = []
+    for row, contribution_row in enumerate(rounded):
+        value_row, direction_row = values[row], directions[row]
+        explanations.append(
+            {
+                "bias": contribution_row[-1],
+                "margin": margins[row],
+                "contributions": [
+                    {
+                        **_FEATURE_TEXTS[column],
+                        "value": value_row[column],
+                        "contribution": contribution_row[column],
+                        "direction": _DIRECTIONS[direction_row[column]],
+                    }
+                    for column in order[row]
+                ],
+            }
+        )
+    return explanations
+
+
+_DECIMALS: Final = 6
+#: Name, label and unit of each feature column, as an explanation shows them.
+_FEATURE_TEXTS: Final = tuple(
+    {"feature": name, "label": FEATURE_LABELS[name][0], "unit": FEATURE_LABELS[name][1]}
+    for name in FEATURE_COLUMNS
+)
+_DIRECTIONS: Final = {1: "raises", -1: "lowers", 0: "none"}
+
+
+def explain_response_type(accept: str | None) -> str:
+    """The answer type of a request that asks for explanations: JSON (what ``*/*`` or no
+    ``Accept`` then means, whatever the request's type); a client accepting only CSV gets a 400
+    naming ``explain``, as CSV has no room for them."""
+    if negotiate_accept(accept, JSON_CONTENT_TYPE) != JSON_CONTENT_TYPE:
+        raise InvalidInput(
+            f"{EXPLAIN_KEY!r}: explanations are answered in JSON only; accept "
+            f"{JSON_CONTENT_TYPE} (or */*), not {accept!r}",
+            field=EXPLAIN_KEY,
+        )
+    return JSON_CONTENT_TYPE
+
+
+def answer_readings(
+    readings: Readings | list[Readings],
+    model: LoadedModel,
+    response_type: str,
+    *,
+    explain: bool = False,
+) -> tuple[bytes, str]:
+    """Scores (:func:`predict_readings`) and, with ``explain``, :func:`explain_features` of
+    the same feature matrix, serialised by :func:`output_fn`. More than
+    :data:`~.contract.MAX_EXPLAINED_ROWS` readings to explain is a 413 naming ``explain``."""
+    rows = len(readings) if isinstance(readings, Readings) else sum(map(len, readings))
+    if explain and rows > MAX_EXPLAINED_ROWS:
+        raise ExplainTooLarge(
+            f"{EXPLAIN_KEY!r}: {rows:,} readings to explain; at most {MAX_EXPLAINED_ROWS:,} per "
+            "request (the answer must fit a 6 MB response): split the request",
+            field=EXPLAIN_KEY,
+        )
+    features = _readings_features(readings)
+    scores = _booster_scores(features, model)
+    explanations = explain_features(features, model) if explain else None
+    return output_fn(scores, response_type, explanations=explanations)
 
 
 def invoke(
@@ -335,11 +453,15 @@ def invoke(
 
     Checks the content type (415) and the ``Accept`` header (406, where ``*/*`` means the request
     type's own) before parsing, then runs :func:`input_fn`, :func:`predict_fn` and
-    :func:`output_fn`.
+    :func:`output_fn`; a JSON request with ``"explain": true`` gets :func:`answer_readings`
+    with the explanations (JSON only).
     """
     request_type = check_content_type(content_type)
     response_type = negotiate_accept(accept, request_type)
-    prediction = predict_fn(input_fn(body, request_type), model)
+    readings = parse_readings(body, request_type)
+    if readings.explain:
+        return answer_readings(readings, model, explain_response_type(accept), explain=True)
+    prediction = predict_fn(readings_frame(readings), model)
     return output_fn(prediction, response_type)
 
 

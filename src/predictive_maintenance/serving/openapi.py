@@ -22,6 +22,8 @@ from predictive_maintenance.serving.contract import (
     CSV_CONTENT_TYPE,
     CSV_FIELDS,
     EVENT_ID_HEADER,
+    EXPLAIN_KEY,
+    EXPLANATIONS_KEY,
     INFERENCE_ID_HEADER,
     INVOCATIONS_PATH,
     JSON_CONTENT_TYPE,
@@ -132,6 +134,63 @@ _MODEL_VERSION: Final = {
 }
 
 
+#: The ``explain`` opt-in as a JSON key: the portable way (InvokeEndpoint has no query string).
+EXPLAIN_PROPERTY: Final = {
+    "type": "boolean",
+    "default": False,
+    "description": "true: the answer also carries why each reading got its score "
+    f"({EXPLANATIONS_KEY}). The portable way to ask: SageMaker Runtime's InvokeEndpoint passes "
+    "no query string. Any other value is a 400 naming the field",
+}
+
+
+def explain_parameter(where: str) -> dict[str, Any]:
+    """The ``?explain=`` query parameter of ``where`` (the local endpoint, the API)."""
+    return {
+        "name": EXPLAIN_KEY,
+        "in": "query",
+        "required": False,
+        "description": f"true (or 1): explanations in the answer, as the JSON field {EXPLAIN_KEY} "
+        f"asks; for any body type, CSV included. Only {where}: SageMaker Runtime's "
+        "InvokeEndpoint cannot carry a query string, so on AWS send the JSON field. Another "
+        "value, or the parameter twice, is a 400 naming it",
+        "schema": {"type": "string", "enum": ["true", "false", "1", "0"]},
+    }
+
+
+def explanation_schema() -> dict[str, Any]:
+    """Why one reading got its score: XGBoost's SHAP contributions in log-odds."""
+    return {
+        "type": "object",
+        "required": ["bias", "margin", "contributions"],
+        "description": "XGBoost's SHAP contributions (pred_contribs), in log-odds: bias plus "
+        "every contribution is margin, and score = 1 / (1 + exp(-margin))",
+        "properties": {
+            "bias": {"type": "number", "description": "The log-odds before any feature"},
+            "margin": {"type": "number", "description": "The score's log-odds"},
+            "contributions": {
+                "type": "array",
+                "description": "One per model feature, largest absolute contribution first",
+                "items": {
+                    "type": "object",
+                    "required": ["feature", "label", "unit", "value", "contribution", "direction"],
+                    "properties": {
+                        "feature": {"type": "string", "description": "The model's feature name"},
+                        "label": {"type": "string", "description": "The feature, for people"},
+                        "unit": {"type": "string", "description": "value's unit (K, rpm, W...)"},
+                        "value": {"type": "number", "description": "The feature, in its unit"},
+                        "contribution": {
+                            "type": "number",
+                            "description": "Its push on the log-odds",
+                        },
+                        "direction": {"type": "string", "enum": ["raises", "lowers", "none"]},
+                    },
+                },
+            },
+        },
+    }
+
+
 def instances_schema() -> dict[str, Any]:
     """``{"instances": [reading, ...]}``: the JSON body the endpoint and the API both take."""
     return {
@@ -143,7 +202,8 @@ def instances_schema() -> dict[str, Any]:
                 "type": "array",
                 "minItems": 1,
                 "items": {"$ref": "#/components/schemas/Reading"},
-            }
+            },
+            EXPLAIN_KEY: dict(EXPLAIN_PROPERTY),
         },
         "example": {JSON_INSTANCES_KEY: [dict(READING_EXAMPLE)]},
     }
@@ -169,6 +229,7 @@ def _invocation(*, runtime: bool, endpoint_name: str | None = None) -> dict[str,
             "data capture records it as the capture's inferenceId, the key of ground truth",
             "schema": {"type": "string", "pattern": "^[!-~][ -~]{0,63}$"},
         },
+        explain_parameter("this local endpoint"),
     ]
     if runtime:
         parameters.insert(
@@ -196,7 +257,8 @@ def _invocation(*, runtime: bool, endpoint_name: str | None = None) -> dict[str,
     )
     responses: dict[str, Any] = {
         "200": {
-            "description": "One score per reading, in the type Accept asks for",
+            "description": "One score per reading, in the type Accept asks for; asked to "
+            "explain, JSON with the explanations",
             "headers": ok_headers,
             "content": {
                 CSV_CONTENT_TYPE: {
@@ -211,7 +273,9 @@ def _invocation(*, runtime: bool, endpoint_name: str | None = None) -> dict[str,
         },
         "400": error_response(
             "A reading is missing, not a number or implausible; the body is not CSV or JSON as "
-            f"described; {INFERENCE_ID_HEADER} is not 1-64 printable characters; the request is "
+            f"described; {EXPLAIN_KEY} is not true or false, or asks for explanations in CSV "
+            f"(they come only as JSON); {INFERENCE_ID_HEADER} is not 1-64 printable characters; "
+            "the request is "
             "malformed HTTP (conflicting Content-Length, "
             "Transfer-Encoding with Content-Length, a bad chunk size)." + error_description
         ),
@@ -303,6 +367,11 @@ def endpoint_openapi_document(endpoint_name: str | None = None) -> dict[str, Any
                 "type": "number",
                 "description": "The model's decision threshold",
             },
+            EXPLANATIONS_KEY: {
+                "type": "array",
+                "description": f"Only when asked ({EXPLAIN_KEY}): one per reading, in order",
+                "items": {"$ref": "#/components/schemas/Explanation"},
+            },
         },
     }
     ping = {
@@ -385,6 +454,7 @@ def endpoint_openapi_document(endpoint_name: str | None = None) -> dict[str, Any
             "schemas": {
                 "Reading": reading_schema(),
                 "Predictions": predictions,
+                "Explanation": explanation_schema(),
                 "Error": error_schema(),
             }
         },

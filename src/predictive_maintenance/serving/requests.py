@@ -26,6 +26,7 @@ from predictive_maintenance.serving.contract import (
     CSV_CONTENT_TYPE,
     CSV_FIELDS,
     DEFAULT_ACCEPT,
+    EXPLAIN_KEY,
     JSON_CONTENT_TYPE,
     JSON_INSTANCES_KEY,
     MAX_PAYLOAD_BYTES,
@@ -246,6 +247,8 @@ class Readings:
     #: Identifiers a CSV file carried (the data set's ``udi`` and ``product_id`` columns), as
     #: written, by column.
     ids: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    #: A JSON request asked for explanations (``"explain": true``).
+    explain: bool = False
 
     def __len__(self) -> int:
         return len(self.types)
@@ -493,13 +496,39 @@ def _parse_json(text: str) -> Readings:
             f'the body must be a JSON object {{"{JSON_INSTANCES_KEY}": [...]}}',
             field=JSON_INSTANCES_KEY,
         )
-    extra = sorted(set(payload) - {JSON_INSTANCES_KEY})
+    extra = sorted(set(payload) - {JSON_INSTANCES_KEY, EXPLAIN_KEY})
     if extra:
         raise InvalidInput(
-            f"unexpected key {extra[0]!r}: the body holds only {JSON_INSTANCES_KEY!r}",
+            f"unexpected key {extra[0]!r}: the body holds only {JSON_INSTANCES_KEY!r} and "
+            f"optionally {EXPLAIN_KEY!r}",
             field=extra[0],
         )
-    return readings_from_instances(payload[JSON_INSTANCES_KEY])
+    readings = readings_from_instances(payload[JSON_INSTANCES_KEY])
+    # A JSON body's flag is a JSON boolean: the text forms are for query strings only.
+    flag = payload.get(EXPLAIN_KEY, False)
+    if not isinstance(flag, bool):
+        raise InvalidInput(
+            f"{EXPLAIN_KEY!r} must be true or false, not {flag!r}", field=EXPLAIN_KEY
+        )
+    if flag:
+        return dataclasses.replace(readings, explain=True)
+    return readings
+
+
+def explain_flag(value: Any) -> bool:
+    """The ``explain`` opt-in: a JSON request's ``true``/``false`` (a bool, nothing else), or a
+    query parameter's text ``true``, ``false``, ``1`` or ``0`` (any case); anything else is
+    :class:`InvalidInput` naming the field."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "1", "false", "0"):
+            return text in ("true", "1")
+        expected = "true or false (or 1 or 0)"
+    else:
+        expected = "true or false"
+    raise InvalidInput(f"{EXPLAIN_KEY!r} must be {expected}, not {value!r}", field=EXPLAIN_KEY)
 
 
 def readings_from_instances(instances: Any, key: str | None = JSON_INSTANCES_KEY) -> Readings:

@@ -9,6 +9,9 @@
   const HISTORY_SIZE = 10;
   const TIMEOUT_MS = 30000;
   const TABLE_ROW_LIMIT = 1000;
+  // The "Why" chart: the strongest reasons only (the rest push the risk by little).
+  const WHY_BARS = 6;
+  const SVG_NS = "http://www.w3.org/2000/svg";
 
   // The failure modes of the AI4I 2020 data set (its documentation), for orientation only.
   const HEAT_MAX_DIFFERENCE_K = 8.6;
@@ -417,6 +420,65 @@
     box.classList.remove("result--stale");
   }
 
+  // "Why": one bar per reason, from a centre line, right for raising the risk and left for
+  // lowering it, scaled to the strongest; each with the value in its unit. Bars are SVG
+  // attributes, never inline styles (the Content-Security-Policy allows none).
+  function renderWhy(explanation, reading) {
+    const section = $("why");
+    const reasons = explanation && Array.isArray(explanation.contributions)
+      ? explanation.contributions
+        .filter((item) => item && typeof item.contribution === "number" && item.direction !== "none")
+        .slice(0, WHY_BARS)
+      : [];
+    section.hidden = reasons.length === 0;
+    if (reasons.length === 0) {
+      $("why-bars").replaceChildren();
+      return;
+    }
+    const largest = Math.max(...reasons.map((item) => Math.abs(item.contribution)));
+    $("why-bars").replaceChildren(
+      ...reasons.map((item) => {
+        const row = document.createElement("li");
+        row.className = `why__reason why__reason--${item.direction}`;
+        row.dataset.feature = String(item.feature);
+        row.dataset.direction = String(item.direction);
+        const label = document.createElement("span");
+        label.className = "why__label";
+        label.textContent = capitalised(String(item.label || item.feature));
+        const value = document.createElement("span");
+        value.className = "why__value";
+        value.textContent = item.feature === "type_code"
+          ? `type ${reading.type}`
+          : formatNumber(item.value, Math.abs(item.value) >= 100 ? 0 : undefined) +
+            (item.unit ? ` ${item.unit}` : "");
+        const bar = document.createElementNS(SVG_NS, "svg");
+        bar.setAttribute("class", "why__bar");
+        bar.setAttribute("viewBox", "0 0 100 10");
+        bar.setAttribute("preserveAspectRatio", "none");
+        bar.setAttribute("aria-hidden", "true");
+        const axis = document.createElementNS(SVG_NS, "line");
+        axis.setAttribute("class", "why__axis");
+        for (const [name, number] of [["x1", 50], ["x2", 50], ["y1", 0], ["y2", 10]]) {
+          axis.setAttribute(name, String(number));
+        }
+        const rect = document.createElementNS(SVG_NS, "rect");
+        const length = largest > 0 ? (Math.abs(item.contribution) / largest) * 50 : 0;
+        rect.setAttribute("x", (item.contribution > 0 ? 50 : 50 - length).toFixed(2));
+        rect.setAttribute("y", "1");
+        rect.setAttribute("width", length.toFixed(2));
+        rect.setAttribute("height", "8");
+        bar.append(rect, axis);
+        const effect = document.createElement("span");
+        effect.className = "why__effect";
+        const sign = item.contribution > 0 ? "+" : "−";
+        effect.textContent = `${item.direction === "raises" ? "raises" : "lowers"} risk ` +
+          `(${sign}${formatNumber(Math.abs(item.contribution), 2)})`;
+        row.append(label, value, bar, effect);
+        return row;
+      }),
+    );
+  }
+
   // Readings that cannot be checked: the error, and neither an earlier answer nor the rules.
   function showOnlyError(text) {
     show(message, text, "error");
@@ -445,7 +507,8 @@
     form.setAttribute("aria-busy", "true");
     show(message, "Checking…", "busy");
     try {
-      const answer = await callApi("predict", {
+      // ?explain=true: the answer also says why (the "Why" chart); the body stays one reading.
+      const answer = await callApi("predict?explain=true", {
         method: "POST",
         body: JSON.stringify(reading),
         contentType: "application/json",
@@ -453,6 +516,7 @@
       const result = checkedPrediction(answer);
       if (check !== latestCheck) return;
       renderResult(result);
+      renderWhy(answer.explanation, reading);
       show(
         message,
         `${result.predicted ? "Failure predicted" : "No failure predicted"}: failure probability ` +

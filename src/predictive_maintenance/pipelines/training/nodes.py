@@ -286,3 +286,81 @@ def create_model_spec(
         "parameters": xgboost,
         "library_versions": _library_versions(),
     }
+
+
+def fit_calibration(
+    model: Booster, validation: pd.DataFrame, calibration: dict[str, Any]
+) -> dict[str, Any]:
+    """Fits the calibration map of the failure score on the validation set (never on test).
+
+    Args:
+        model: The trained booster.
+        validation: Validation rows (the ones the threshold is chosen on).
+        calibration: ``method`` (``isotonic``, the only one) and ``bins`` (for the report).
+
+    Returns:
+        The map as JSON (:func:`predictive_maintenance.calibration.fit_isotonic`), with the split
+        it was fitted on, the ``model_sha256`` of the booster whose scores it maps (a map is only
+        valid for that model) and the ``sha256`` of its canonical content, checked on every read.
+    """
+    from predictive_maintenance.calibration import METHOD, fit_isotonic, sealed  # noqa: PLC0415
+    from predictive_maintenance.modeling import predict_scores  # noqa: PLC0415 -- imports xgboost
+
+    if calibration["method"] != METHOD:
+        raise ValueError(f"calibration.method must be {METHOD!r}, got {calibration['method']!r}")
+    document = fit_isotonic(predict_scores(model, validation), validation[TARGET_COLUMN])
+    return sealed(
+        {
+            **document,
+            "fitted_on": "validation",
+            "model_sha256": sha256_hex(bytes(model.save_raw(raw_format="ubj"))),
+        }
+    )
+
+
+def evaluate_calibration(
+    test_predictions: pd.DataFrame, calibration: dict[str, Any], settings: dict[str, Any]
+) -> dict[str, Any]:
+    """Brier score, ECE and reliability bins on the held-out test set, raw and calibrated.
+
+    Keys are chosen not to collide with ``metrics``' (both are logged to MLflow without a
+    prefix): ``brier.raw``, ``ece.calibrated``, ``held_out.rows``, ...
+    """
+    from predictive_maintenance.calibration import (  # noqa: PLC0415
+        BINNING,
+        CalibrationMap,
+        brier_score,
+        expected_calibration_error,
+        reliability_bins,
+    )
+
+    labels = test_predictions[TARGET_COLUMN].to_numpy()
+    probabilities = {
+        "raw": test_predictions["score"].to_numpy(dtype=np.float64),
+        "calibrated": CalibrationMap.from_document(calibration).apply(test_predictions["score"]),
+    }
+    bins = settings["bins"]
+    ece = {kind: expected_calibration_error(labels, p, bins) for kind, p in probabilities.items()}
+    report = {
+        "method": calibration["method"],
+        "held_out": {"split": "test", "rows": len(labels), "failures": int(labels.sum())},
+        "binning": {"strategy": BINNING, "bins": bins},
+        "brier": {kind: brier_score(labels, p) for kind, p in probabilities.items()},
+        "ece": ece,
+        # The issue's target, reported (not enforced: on ~34 test failures ECE is noisy).
+        "ece_target": settings["ece_target"],
+        "ece_target_met": ece["calibrated"] <= settings["ece_target"],
+        "reliability": {
+            kind: reliability_bins(labels, p, bins) for kind, p in probabilities.items()
+        },
+    }
+    logger.info(
+        "Calibration (test set, %d failures): Brier %.4f -> %.4f, ECE %.4f -> %.4f (target <= %s)",
+        report["held_out"]["failures"],
+        report["brier"]["raw"],
+        report["brier"]["calibrated"],
+        report["ece"]["raw"],
+        report["ece"]["calibrated"],
+        settings["ece_target"],
+    )
+    return report

@@ -5,7 +5,9 @@ from kedro.pipeline import Node, Pipeline
 from predictive_maintenance.pipelines.monitoring.nodes import create_data_quality_baseline
 from predictive_maintenance.pipelines.training.nodes import (
     create_model_spec,
+    evaluate_calibration,
     evaluate_model,
+    fit_calibration,
     score_test_set,
     select_threshold,
     train_model,
@@ -14,6 +16,7 @@ from predictive_maintenance.pipelines.training.plots import (
     plot_confusion_matrix,
     plot_feature_importance,
     plot_precision_recall_curve,
+    plot_reliability,
     plot_roc_curve,
     plot_score_distribution,
 )
@@ -57,6 +60,22 @@ def create_pipeline(**kwargs) -> Pipeline:
             name="evaluate_model",
             namespace="evaluate",
         ),
+        # Calibrated risk (issue 16): the map is fitted on validation like the threshold, judged
+        # on test like the metrics. Additive: the score, threshold and metrics are untouched.
+        Node(
+            func=fit_calibration,
+            inputs=["model", "validation", "params:calibration"],
+            outputs="calibration",
+            name="fit_calibration",
+            namespace="evaluate",
+        ),
+        Node(
+            func=evaluate_calibration,
+            inputs=["test_predictions", "calibration", "params:calibration"],
+            outputs="calibration_report",
+            name="evaluate_calibration",
+            namespace="evaluate",
+        ),
     ]
     plot_nodes = [
         Node(
@@ -92,6 +111,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ["test_predictions", "decision_threshold"],
             "score_distribution_plot",
             name="plot_score_distribution",
+            namespace="evaluate",
+        ),
+        Node(
+            plot_reliability,
+            "calibration_report",
+            "reliability_plot",
+            name="plot_reliability",
             namespace="evaluate",
         ),
     ]

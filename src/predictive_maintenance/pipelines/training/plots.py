@@ -158,3 +158,38 @@ def plot_score_distribution(test_predictions: pd.DataFrame, decision_threshold: 
         yaxis={"title": "rows", "type": "log"},
         legend_title_text="actual",
     )
+
+
+def plot_reliability(calibration_report: dict) -> Figure:
+    """Reliability curve on the test set: observed failure frequency against mean predicted
+    probability per equal-mass bin, raw score and calibrated, with the diagonal of perfect
+    calibration; a point's row count shows on hover."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+
+    traces = [
+        go.Scatter(
+            x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated", line={"dash": "dash"}
+        )
+    ]
+    for kind, name in (("raw", "raw score"), ("calibrated", "calibrated")):
+        curve = calibration_report["reliability"][kind]
+        traces.append(
+            go.Scatter(
+                x=[item["mean_predicted"] for item in curve],
+                y=[item["observed_frequency"] for item in curve],
+                customdata=[item["count"] for item in curve],
+                mode="lines+markers",
+                name=f"{name} (ECE {calibration_report['ece'][kind]:.4f}, "
+                f"Brier {calibration_report['brier'][kind]:.4f})",
+                hovertemplate="mean predicted %{x:.4f}<br>observed %{y:.4f}<br>"
+                "%{customdata} rows<extra></extra>",
+            )
+        )
+    held_out = calibration_report["held_out"]
+    binning = calibration_report["binning"]
+    return go.Figure(traces).update_layout(
+        title=f"Reliability (test set: {held_out['rows']} rows, {held_out['failures']} failures; "
+        f"{binning['bins']} equal-mass bins)",
+        xaxis={"title": "mean predicted probability", "range": [0, 1]},
+        yaxis={"title": "observed failure frequency", "range": [0, 1]},
+    )

@@ -1,0 +1,90 @@
+"""Explanations through the API (issue 16): the opt-in passes to a real local endpoint (on
+127.0.0.1, through boto3's sagemaker-runtime client) and each prediction carries its reasons."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from predictive_maintenance.api.openapi import openapi_document
+from tests.api.events import v2_event
+from tests.conftest import WORKSHOP_READING
+
+#: UDI 51 of the data set, a power failure: 4.6 Nm at 2861 rpm is 1378 W (the rule: 3500-9000 W).
+LOW_POWER_ROW = {
+    "type": "L",
+    "air_temperature_k": 298.9,
+    "process_temperature_k": 309.1,
+    "rotational_speed_rpm": 2861,
+    "torque_nm": 4.6,
+    "tool_wear_min": 143,
+}
+
+
+def predict(api, body: str, content_type: str = "application/json", query: str = ""):
+    event = v2_event("POST", "/predict", body, {"content-type": content_type})
+    if query:
+        event["rawQueryString"] = query
+        event["queryStringParameters"] = dict(part.split("=") for part in query.split("&"))
+    response = api(event, None)
+    return response["statusCode"], json.loads(response["body"])
+
+
+def test_the_json_field_gives_each_prediction_its_explanation(api):
+    _, plain = predict(api, json.dumps({"instances": [WORKSHOP_READING, LOW_POWER_ROW]}))
+
+    status, answer = predict(
+        api, json.dumps({"instances": [WORKSHOP_READING, LOW_POWER_ROW], "explain": True})
+    )
+
+    assert status == 200
+    assert [{k: v for k, v in item.items() if k != "explanation"} for item in answer] == plain
+    assert all("explanation" not in item for item in plain)
+    reasons = answer[1]["explanation"]["contributions"]
+    raising = [item["feature"] for item in reasons if item["direction"] == "raises"]
+    assert "power_w" in raising[:3]
+    power = next(item for item in reasons if item["feature"] == "power_w")
+    assert (power["unit"], round(power["value"])) == ("W", 1378)
+
+
+def test_the_query_parameter_explains_a_csv_file_and_a_single_reading(api):
+    status, rows = predict(
+        api,
+        "Type,Torque [Nm],Rotational speed [rpm],Air temperature [K],"
+        "Process temperature [K],Tool wear [min]\nL,4.6,2861,298.9,309.1,143\n",
+        "text/csv",
+        "explain=true",
+    )
+    assert status == 200
+    assert rows["line"] == 2
+    assert rows["explanation"]["contributions"][0]["feature"] == "power_w"
+
+    status, single = predict(api, json.dumps(LOW_POWER_ROW), query="explain=1")
+    assert status == 200
+    assert single["explanation"] == rows["explanation"]
+
+
+@pytest.mark.parametrize(
+    ("body", "query"),
+    [
+        (json.dumps({"instances": [WORKSHOP_READING], "explain": "true"}), ""),
+        (json.dumps(WORKSHOP_READING), "explain=please"),
+    ],
+    ids=["json-string", "query-word"],
+)
+def test_a_bad_explain_is_400_naming_the_field(api, body, query):
+    status, answer = predict(api, body, query=query)
+
+    assert (status, answer["field"]) == (400, "explain")
+    assert "explain" in answer["message"]
+
+
+def test_the_api_document_describes_the_opt_in():
+    document = openapi_document()
+    operation = document["paths"]["/predict"]["post"]
+
+    assert any(parameter["name"] == "explain" for parameter in operation["parameters"])
+    prediction = document["components"]["schemas"]["Prediction"]
+    assert prediction["properties"]["explanation"]["$ref"] == "#/components/schemas/Explanation"
+    assert "contributions" in document["components"]["schemas"]["Explanation"]["properties"]

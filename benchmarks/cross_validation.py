@@ -14,10 +14,15 @@ own node functions and the parameters Kedro's config loader resolves (``conf/bas
    test_fraction``, i.e. 1000 : 8000 in the 80/10/10 project split);
 4. ``train_model`` (early stopping on validation), ``select_threshold`` (on validation),
    ``score_test_set`` and ``evaluate_model`` (on the held-out fold);
-5. ``fit_calibration`` (the isotonic map, on validation) and ``evaluate_calibration`` (Brier score
+5. ``fit_calibration`` (the configured map, on validation) and ``evaluate_calibration`` (Brier score
    and ECE of the raw and the calibrated score on the held-out fold). Pooled: every row's
    held-out raw score and calibrated probability (its fold's own map) over all folds, 10,000 rows
-   with ~339 failures, where one split's 34 failures make ECE noisy.
+   with ~339 failures, where one split's 34 failures make ECE noisy;
+6. ``train_failure_mode_model`` (on train, early stopping on validation) and
+   ``evaluate_failure_modes`` (on the held-out fold): per-mode precision, recall and F1 pooled over
+   folds (every row is held out once), macro-F1 over the rule modes (HDF, PWF, OSF) against
+   ``failure_modes.target_macro_f1``, and how often a failed machine's likely mode is one of its
+   modes.
 
 Run from anywhere: ``.venv/bin/python benchmarks/cross_validation.py [--folds 5] [--seed 42]
 [--json PATH]``.
@@ -47,15 +52,21 @@ from predictive_maintenance.calibration import (
     brier_score,
     expected_calibration_error,
 )
+from predictive_maintenance.failure_modes import RULE_MODES, UNPREDICTABLE_MODES
 from predictive_maintenance.pipelines.data_engineering.nodes import (
     create_model_input_table,
     ingest_raw_data,
     stratified_holdout,
     validate_raw_readings,
 )
+from predictive_maintenance.pipelines.training.failure_modes import (
+    evaluate_failure_modes,
+    train_failure_mode_model,
+)
 from predictive_maintenance.pipelines.training.nodes import (
     evaluate_calibration,
     evaluate_model,
+    expected_cost_per_1000,
     fit_calibration,
     score_test_set,
     select_threshold,
@@ -88,7 +99,7 @@ TARGETS = {
     "pooled_calibrated_ece": 0.01,
 }
 
-METRICS = ("f1", "precision", "recall", "roc_auc", "pr_auc", "f1_at_0_5")
+METRICS = ("f1", "precision", "recall", "roc_auc", "pr_auc", "f1_at_0_5", "cost_per_1000")
 METRIC_LABELS = {
     "f1": "F1",
     "precision": "precision",
@@ -96,6 +107,7 @@ METRIC_LABELS = {
     "roc_auc": "ROC AUC",
     "pr_auc": "PR AUC",
     "f1_at_0_5": "F1 @0.5",
+    "cost_per_1000": "cost/1k",
 }
 
 
@@ -152,6 +164,11 @@ def run_fold(pool: pd.DataFrame, test: pd.DataFrame, parameters: dict[str, Any])
     metrics = evaluate_model(predictions, threshold)
     calibration = fit_calibration(model, validation, parameters["calibration"])
     calibrated = evaluate_calibration(predictions, calibration, parameters["calibration"])
+    modes = evaluate_failure_modes(
+        train_failure_mode_model(train, validation, parameters["failure_modes"]),
+        test,
+        parameters["failure_modes"],
+    )
     chosen = metrics["at_chosen_threshold"]
     return {
         "rows": {"train": len(train), "validation": len(validation), "test": len(test)},
@@ -165,12 +182,24 @@ def run_fold(pool: pd.DataFrame, test: pd.DataFrame, parameters: dict[str, Any])
         "roc_auc": metrics["roc_auc"],
         "pr_auc": metrics["pr_auc"],
         "f1_at_0_5": metrics["at_0_5"]["f1"],
+        "cost_per_1000": chosen["expected_cost_per_1000"],
         "confusion_matrix": chosen["confusion_matrix"],
         "recall_by_failure_mode": metrics["recall_by_failure_mode"],
         "calibration": {
-            "breakpoints": len(calibration["x"]),
+            "method": calibration["method"],
+            # Isotonic maps are breakpoints; a sigmoid map is two numbers (slope, intercept).
+            "breakpoints": len(calibration["x"]) if "x" in calibration else None,
             "brier": calibrated["brier"],
             "ece": calibrated["ece"],
+        },
+        "failure_modes": {
+            "per_mode": {
+                mode: {key: figures[key] for key in ("support", "predicted", "true_positives")}
+                for mode, figures in modes["per_mode"].items()
+            },
+            "rule_modes_macro_f1": modes["rule_modes_macro_f1"],
+            "decision_probability": modes["decision_probability"],
+            "mode_given_failure": modes["mode_given_failure"],
         },
         # The held-out rows' labels and probabilities, for the pooled figures (not in the JSON).
         "_held_out": {
@@ -197,6 +226,48 @@ def pooled_calibration(held_out: list[dict[str, np.ndarray]], bins: int) -> dict
             "ece": expected_calibration_error(labels, probabilities, bins),
         }
     return result
+
+
+def pooled_failure_modes(folds: list[dict[str, Any]], target: float) -> dict[str, Any]:
+    """Per-mode precision, recall and F1 from the folds' counts added up (every row is held out
+    once, so this is the whole data set's figure), and macro-F1 over the rule modes."""
+    per_mode = {}
+    for mode in folds[0]["failure_modes"]["per_mode"]:
+        support, predicted, hits = (
+            sum(fold["failure_modes"]["per_mode"][mode][key] for fold in folds)
+            for key in ("support", "predicted", "true_positives")
+        )
+        per_mode[mode] = {
+            "support": support,
+            "predicted": predicted,
+            "true_positives": hits,
+            "precision": hits / predicted if predicted else 0.0,
+            "recall": hits / support if support else 0.0,
+            "f1": 2 * hits / (support + predicted) if support + predicted else 0.0,
+            "predictable": mode not in UNPREDICTABLE_MODES,
+        }
+    given = {
+        key: sum(fold["failure_modes"]["mode_given_failure"][key] for fold in folds)
+        for key in ("failures", "failures_with_a_mode", "likely_mode_correct")
+    }
+    macro_f1 = float(np.mean([per_mode[mode]["f1"] for mode in RULE_MODES]))
+    fold_macro = [fold["failure_modes"]["rule_modes_macro_f1"] for fold in folds]
+    return {
+        "per_mode": per_mode,
+        "rule_modes_macro_f1": macro_f1,
+        "fold_rule_modes_macro_f1": {
+            "mean": float(np.mean(fold_macro)),
+            "std": float(np.std(fold_macro, ddof=1)) if len(folds) > 1 else 0.0,
+            "min": float(np.min(fold_macro)),
+        },
+        "decision_probability": folds[0]["failure_modes"]["decision_probability"],
+        "target_macro_f1": target,
+        "target_met": macro_f1 >= target,
+        "mode_given_failure": {
+            **given,
+            "accuracy": given["likely_mode_correct"] / given["failures"],
+        },
+    }
 
 
 def honest_ceiling_f1(table: pd.DataFrame) -> float:
@@ -231,6 +302,8 @@ def cross_validate(
         for cell in ("tn", "fp", "fn", "tp")
     }
     tp, fp, fn = (pooled_confusion[cell] for cell in ("tp", "fp", "fn"))
+    costs = parameters["decision_threshold"]["costs"]
+    pooled_cost = expected_cost_per_1000(fn, fp, sum(pooled_confusion.values()), costs)
     pooled_by_mode = {}
     for mode in (mode.upper() for mode in FAILURE_MODE_COLUMNS):
         failures = sum(fold["recall_by_failure_mode"][mode]["failures"] for fold in results)
@@ -240,6 +313,7 @@ def cross_validate(
             "detected": detected,
             "recall": detected / failures if failures else None,
         }
+    modes = pooled_failure_modes(results, parameters["failure_modes"]["target_macro_f1"])
     targets_met = {
         "mean_f1": summary["f1"]["mean"] >= TARGETS["mean_f1"],
         **{
@@ -248,6 +322,7 @@ def cross_validate(
         },
         "pooled_calibrated_ece": calibration["calibrated"]["ece"]
         <= TARGETS["pooled_calibrated_ece"],
+        "pooled_rule_modes_macro_f1": modes["target_met"],
     }
     return {
         "folds": folds,
@@ -259,12 +334,24 @@ def cross_validate(
             "f1": 2 * tp / (2 * tp + fp + fn),
             "precision": tp / (tp + fp) if tp + fp else 0.0,
             "recall": tp / (tp + fn),
+            "expected_cost_per_1000": pooled_cost,
+            "costs": dict(costs),
+            "threshold_rule": parameters["decision_threshold"]["rule"],
         },
         "recall_by_failure_mode": pooled_by_mode,
         "calibration": calibration,
-        "targets": TARGETS,
+        "failure_modes": modes,
+        "targets": {
+            **TARGETS,
+            "pooled_rule_modes_macro_f1": parameters["failure_modes"]["target_macro_f1"],
+        },
         "targets_met": targets_met,
     }
+
+
+def _figure(value: float, metric: str, width: int = 0) -> str:
+    """A cost in whole currency units, every other figure to four decimals."""
+    return f"{value:>{width},.0f}" if metric == "cost_per_1000" else f"{value:>{width}.4f}"
 
 
 def _report(result: dict[str, Any], parameters: dict[str, Any], ceiling: float) -> str:
@@ -287,20 +374,26 @@ def _report(result: dict[str, Any], parameters: dict[str, Any], ceiling: float) 
         lines.append(
             f"{number:>4} {rows['train']:>5} {rows['validation']:>5} {rows['test']:>5} "
             f"{fold['test_failures']:>4} {fold['best_iteration']:>4} {fold['threshold']:>6.3f} "
-            + " ".join(f"{fold[m]:>9.4f}" for m in METRICS)
+            + " ".join(_figure(fold[m], m, 9) for m in METRICS)
         )
     lines.append("")
     lines.append("mean ± std over folds (std with ddof=1)")
     for metric in METRICS:
         stats = result["summary"][metric]
-        lines.append(f"  {METRIC_LABELS[metric]:<10} {stats['mean']:.4f} ± {stats['std']:.4f}")
+        lines.append(
+            f"  {METRIC_LABELS[metric]:<10} {_figure(stats['mean'], metric)} ± "
+            f"{_figure(stats['std'], metric)}"
+        )
     pooled = result["pooled"]
     matrix = pooled["confusion_matrix"]
     lines += [
         "",
         f"pooled over folds at each fold's threshold: F1 {pooled['f1']:.4f}, precision "
         f"{pooled['precision']:.4f}, recall {pooled['recall']:.4f} "
-        f"(tp {matrix['tp']}, fp {matrix['fp']}, fn {matrix['fn']}, tn {matrix['tn']})",
+        f"(tp {matrix['tp']}, fp {matrix['fp']}, fn {matrix['fn']}, tn {matrix['tn']}); "
+        f"expected cost {pooled['expected_cost_per_1000']:,.0f} per 1,000 machines (threshold "
+        f"rule {pooled['threshold_rule']}, a missed failure {pooled['costs']['missed_failure']:,}, "
+        f"a false alarm {pooled['costs']['false_alarm']:,})",
         "",
         "recall per failure mode, pooled over folds (failed machines carrying the flag)",
     ]
@@ -312,7 +405,8 @@ def _report(result: dict[str, Any], parameters: dict[str, Any], ceiling: float) 
     pooled_calibration_ = result["calibration"]
     lines += [
         "",
-        f"calibration (isotonic map fitted on each fold's validation rows; ECE over "
+        f"calibration ({parameters['calibration']['method']} map fitted on each fold's "
+        "validation rows; ECE over "
         f"{pooled_calibration_['binning']['bins']} equal-mass bins)",
         f"{'fold':>4} {'breaks':>6} {'Brier raw':>10} {'calibrated':>10} {'ECE raw':>9} "
         f"{'calibrated':>10}",
@@ -320,7 +414,8 @@ def _report(result: dict[str, Any], parameters: dict[str, Any], ceiling: float) 
     for number, fold in enumerate(result["per_fold"], start=1):
         calibration = fold["calibration"]
         lines.append(
-            f"{number:>4} {calibration['breakpoints']:>6} {calibration['brier']['raw']:>10.5f} "
+            f"{number:>4} {calibration['breakpoints'] or '-':>6} "
+            f"{calibration['brier']['raw']:>10.5f} "
             f"{calibration['brier']['calibrated']:>10.5f} {calibration['ece']['raw']:>9.5f} "
             f"{calibration['ece']['calibrated']:>10.5f}"
         )
@@ -330,6 +425,7 @@ def _report(result: dict[str, Any], parameters: dict[str, Any], ceiling: float) 
         f"{pooled_calibration_['calibrated']['brier']:.5f}, ECE "
         f"{pooled_calibration_['raw']['ece']:.5f} -> {pooled_calibration_['calibrated']['ece']:.5f}"
     )
+    lines += _failure_mode_lines(result)
     lines += ["", "reference F1"]
     lines.append(
         f"  workshop                       F1 ~{REFERENCES['workshop']['f1']:.2f}, "
@@ -353,8 +449,41 @@ def _report(result: dict[str, Any], parameters: dict[str, Any], ceiling: float) 
         "         pooled calibrated ECE <= {}: {}".format(
             TARGETS["pooled_calibrated_ece"], "met" if met["pooled_calibrated_ece"] else "MISSED"
         ),
+        "         pooled failure-mode macro-F1 (HDF, PWF, OSF) >= {}: {}".format(
+            result["failure_modes"]["target_macro_f1"],
+            "met" if met["pooled_rule_modes_macro_f1"] else "MISSED",
+        ),
     ]
     return "\n".join(lines)
+
+
+def _failure_mode_lines(result: dict[str, Any]) -> list[str]:
+    modes = result["failure_modes"]
+    fold_macro = modes["fold_rule_modes_macro_f1"]
+    given = modes["mode_given_failure"]
+    lines = [
+        "",
+        "failure modes (mode model on each fold's train rows; mode m said when P(m) >= "
+        f"{result['failure_modes']['decision_probability']}), pooled over folds",
+        f"  {'mode':<4} {'support':>7} {'said':>5} {'right':>5} {'precision':>9} {'recall':>7} "
+        f"{'F1':>7}",
+    ]
+    for mode, figures in modes["per_mode"].items():
+        note = "" if figures["predictable"] else "  (random by construction: not predictable)"
+        lines.append(
+            f"  {mode.upper():<4} {figures['support']:>7} {figures['predicted']:>5} "
+            f"{figures['true_positives']:>5} {figures['precision']:>9.4f} "
+            f"{figures['recall']:>7.4f} {figures['f1']:>7.4f}{note}"
+        )
+    lines += [
+        f"  macro-F1 over HDF, PWF, OSF: pooled {modes['rule_modes_macro_f1']:.4f}; per fold "
+        f"{fold_macro['mean']:.4f} ± {fold_macro['std']:.4f} (worst {fold_macro['min']:.4f}); "
+        f"target >= {modes['target_macro_f1']}",
+        f"  likely mode of a failed machine is one of its modes: {given['likely_mode_correct']}/"
+        f"{given['failures']} ({given['accuracy']:.4f}; {given['failures_with_a_mode']} of the "
+        "failures carry a mode label)",
+    ]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -387,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
                 "split": parameters["split"],
                 "xgboost": parameters["xgboost"],
                 "calibration": parameters["calibration"],
+                "failure_modes": parameters["failure_modes"],
             },
             "references": REFERENCES,
             "honest_ceiling_f1_on_data": ceiling,

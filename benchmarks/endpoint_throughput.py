@@ -70,6 +70,7 @@ from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = PROJECT_ROOT / "data" / "06_models"
+REPORTS_DIR = PROJECT_ROOT / "data" / "08_reporting"
 MLFLOW_VENV = PROJECT_ROOT / ".venv-mlflow"
 MLFLOW_SCRIPT = PROJECT_ROOT / "benchmarks" / "mlflow" / "serve_mlflow.py"
 #: Issue 13's targets for the endpoint, single-row requests: throughput at concurrency 16 at least
@@ -511,19 +512,39 @@ class Server:
             pass
 
 
+def model_archive_inputs() -> tuple[bytes, dict[str, Any], dict[str, bytes]]:
+    """The last ``kedro run``'s model, spec and extra files (the failure-mode model and the
+    model card), as ``evaluate.package_model`` archives them."""
+    from predictive_maintenance.model_card import card_bytes  # noqa: PLC0415
+    from predictive_maintenance.serving.contract import (  # noqa: PLC0415
+        FAILURE_MODE_MODEL_FILE,
+        MODEL_CARD_FILE,
+    )
+
+    paths = {
+        "model": MODELS_DIR / "model.ubj",
+        "spec": MODELS_DIR / "model_spec.json",
+        "modes": MODELS_DIR / "failure_mode_model.ubj",
+        "card": REPORTS_DIR / "model_card.json",
+    }
+    missing = [str(path) for path in paths.values() if not path.is_file()]
+    if missing:
+        raise SystemExit(f"{', '.join(missing)} missing: run `make run` first")
+    extras = {
+        FAILURE_MODE_MODEL_FILE: paths["modes"].read_bytes(),
+        MODEL_CARD_FILE: card_bytes(json.loads(paths["card"].read_text())),
+    }
+    return paths["model"].read_bytes(), json.loads(paths["spec"].read_text()), extras
+
+
 def prepare_model_dir(destination: Path) -> Path:
-    """Builds the model archive from data/06_models and extracts it, as SageMaker would."""
+    """Builds the model archive from the last run's outputs and extracts it, as SageMaker would."""
     from predictive_maintenance.serving.package import (  # noqa: PLC0415
         build_model_archive,
         extract_model_archive,
     )
 
-    model_path, spec_path = MODELS_DIR / "model.ubj", MODELS_DIR / "model_spec.json"
-    if not (model_path.is_file() and spec_path.is_file()):
-        raise SystemExit(f"{model_path} or {spec_path} is missing: run `make run` first")
-    spec = json.loads(spec_path.read_text())
-    archive = build_model_archive(model_path.read_bytes(), spec)
-    return extract_model_archive(archive, destination)
+    return extract_model_archive(build_model_archive(*model_archive_inputs()), destination)
 
 
 def in_process_rates(model_dir: Path, seconds: float = 2.0) -> dict[str, float]:

@@ -17,6 +17,7 @@ from predictive_maintenance.calibration import (
     apply_calibration,
     brier_score,
     expected_calibration_error,
+    fit_calibration_map,
     fit_isotonic,
     reliability_bins,
     sealed,
@@ -94,7 +95,7 @@ def test_calibration_reduces_ece_and_brier_on_held_out_rows(fitted):
         ({"y": "0.1,0.2"}, r"'y' must be a list of numbers, got str"),
         ({"x": [0.1, "0.2"]}, r"'x' must hold finite numbers: x\[1\] = '0.2'"),
         ({"y": [0.0, float("nan")]}, r"'y' must hold finite numbers"),
-        ({"method": "platt"}, r"'method' must be 'isotonic', got 'platt'"),
+        ({"method": "platt"}, r"'method' must be one of \['sigmoid', 'isotonic'\], got 'platt'"),
     ],
 )
 def test_a_malformed_map_is_refused_naming_the_field(change, message):
@@ -171,3 +172,38 @@ def test_a_perfectly_calibrated_score_has_a_small_ece():
     labels = (rng.random(probabilities.size) < probabilities).astype(int)
 
     assert expected_calibration_error(labels, probabilities) < 0.005
+
+
+# ---- sigmoid (Platt scaling) ---------------------------------------------------------------------
+def test_sigmoid_recovers_the_map_that_generated_the_labels():
+    generator = np.random.default_rng(7)
+    scores = generator.uniform(0.001, 0.999, 200_000)
+    logits = np.log(scores / (1 - scores))
+    labels = generator.random(scores.size) < 1 / (1 + np.exp(-(0.7 * logits - 1.2)))
+
+    document = fit_calibration_map("sigmoid", scores, labels.astype(int))
+
+    assert document["method"] == "sigmoid"
+    assert document["slope"] == pytest.approx(0.7, abs=0.02)
+    assert document["intercept"] == pytest.approx(-1.2, abs=0.03)
+    mapped = CalibrationMap.from_document(sealed(document)).apply([0.0, 0.5, 1.0])
+    assert 0 < mapped[0] < mapped[1] < mapped[2] < 1  # never a certain 0 or 1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"slope": -0.5}, r"'slope' must be positive"),
+        ({"slope": None}, r"'slope' must be a finite number"),
+        ({"intercept": float("nan")}, r"'intercept' must be a finite number"),
+    ],
+)
+def test_a_malformed_sigmoid_map_is_refused_naming_the_field(change, message):
+    document = {"method": "sigmoid", "slope": 1.0, "intercept": 0.0, **change}
+    with pytest.raises(ValueError, match=message):
+        CalibrationMap.from_document(document)
+
+
+def test_an_unknown_method_cannot_be_fitted():
+    with pytest.raises(ValueError, match=r"calibration\.method must be one of"):
+        fit_calibration_map("beta", [0.1, 0.9], [0, 1])

@@ -76,8 +76,11 @@ def test_first_run_prints_a_line_per_node_and_the_results(finished_run):
     assert results[0] == f"Running {NODES} nodes of __default__"
     assert any(line.startswith("Test set: ROC AUC 0.9") for line in results)
     assert any(line.startswith("Pipeline took ") for line in results)
-    # The rest: the quality gate, the registered version, the endpoint (a few lines, no more).
-    assert len(results) <= 8, result.stdout
+    assert any(line.startswith("Failure modes (test set): F1 HDF") for line in results)
+    assert any(line.startswith("Calibration (test set, 34 failures): Brier") for line in results)
+    # The rest: the quality gate, the registered version, the endpoint, the MLflow run (a few
+    # lines, no more).
+    assert len(results) <= 9, result.stdout
     assert result.stderr == ""
 
 

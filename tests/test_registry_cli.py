@@ -116,6 +116,9 @@ def test_list(kedro, registry: LocalModelRegistry):
         "F1",
         "ROC",
         "AUC",
+        "ECE",  # the model card's (versions without one: "-")
+        "MODES",
+        "F1",
         "SHA256",
         "ARCHIVE",
         "MLFLOW",
@@ -128,8 +131,16 @@ def test_list(kedro, registry: LocalModelRegistry):
         ["2", "Rejected"],
         ["3", "PendingManualApproval"],
     ]
-    assert rows[0][4:] == ["0.9375", "0.9835", sha256_hex(b"archive 0")[:12], "ok", "5" * 32]
-    assert rows[2][4:] == ["-", "-", sha256_hex(b"archive 2")[:12], "ok", "-"]
+    assert rows[0][4:] == [
+        "0.9375",
+        "0.9835",
+        "-",
+        "-",
+        sha256_hex(b"archive 0")[:12],
+        "ok",
+        "5" * 32,
+    ]
+    assert rows[2][4:] == ["-", "-", "-", "-", sha256_hex(b"archive 2")[:12], "ok", "-"]
     assert lines[header_at + 4 :] == [f"Endpoint {ENDPOINT} ({STATE_WHERE}): nothing deployed yet."]
     assert result.stderr == ""
 
@@ -332,7 +343,7 @@ def test_list_flags_changed_and_missing_archives_without_failing(kedro, registry
 
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
-    assert [line.split()[7:] for line in lines[2:5]] == [
+    assert [line.split()[ARCHIVE_COLUMN:] for line in lines[2:5]] == [
         ["CHANGED", "5" * 32],
         ["ok", "-"],
         ["MISSING", "-", "serving", f"({ENDPOINT})"],
@@ -442,7 +453,7 @@ def test_rejecting_the_deployed_version_names_the_next_one(kedro, registry, proj
 
 # ---- the ledger: what `model list` says when the registry's files were changed ------------------
 
-ARCHIVE_COLUMN = 7
+ARCHIVE_COLUMN = 9
 LEDGER_SHOWN = REGISTRY_RELATIVE / GROUP / "ledger.jsonl"
 
 

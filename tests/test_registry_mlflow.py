@@ -92,6 +92,7 @@ def register(registry: AbstractDataset, tracking_run: dict | None, **registratio
     )
     catalog["model_registry"] = registry
     catalog["tracking_run"] = ValueDataset(tracking_run)
+    catalog["model_card"] = ValueDataset(None)  # a version without a card
     SequentialRunner().run(create_pipeline().only_nodes("register.register_model"), catalog)
 
 

@@ -9,6 +9,9 @@ import pytest
 from predictive_maintenance.api.handler import Api, ApiSettings
 from predictive_maintenance.serving.server import EndpointServer
 from tests.serving.conftest import (  # noqa: F401 -- fixtures, shared with the endpoint's tests
+    insight_loaded_model,
+    insight_model,
+    insight_model_dir,
     loaded_model,
     model_dir,
     training_run,
@@ -58,3 +61,19 @@ def make_api(endpoint_url: str, **settings) -> Api:
 @pytest.fixture
 def api(endpoint) -> Api:
     return make_api(endpoint.url)
+
+
+@pytest.fixture(scope="module")
+def insight_endpoint(insight_loaded_model) -> Iterator[EndpointServer]:  # noqa: F811
+    """The endpoint serving the model with its calibration, failure-mode model and card."""
+    with EndpointServer(
+        ("127.0.0.1", 0),
+        model=insight_loaded_model.with_version(MODEL_VERSION),
+        endpoint_name=ENDPOINT_NAME,
+    ) as running:
+        yield running.start()
+
+
+@pytest.fixture
+def insight_api(insight_endpoint) -> Api:
+    return make_api(insight_endpoint.url)

@@ -1,5 +1,7 @@
 """Explanations through the API (issue 16): the opt-in passes to a real local endpoint (on
-127.0.0.1, through boto3's sagemaker-runtime client) and each prediction carries its reasons."""
+127.0.0.1, through boto3's sagemaker-runtime client) and each prediction carries its reasons;
+with a model that has them, the calibrated probability, the likely failure mode and (a single
+reading) the model card."""
 
 from __future__ import annotations
 
@@ -88,3 +90,53 @@ def test_the_api_document_describes_the_opt_in():
     prediction = document["components"]["schemas"]["Prediction"]
     assert prediction["properties"]["explanation"]["$ref"] == "#/components/schemas/Explanation"
     assert "contributions" in document["components"]["schemas"]["Explanation"]["properties"]
+
+
+# ---- how sure, which failure, the card (a model with calibration, mode model and card) -----------
+def test_each_explained_result_says_how_sure_and_which_failure(insight_api, insight_loaded_model):
+    _, plain = predict(insight_api, json.dumps({"instances": [WORKSHOP_READING, LOW_POWER_ROW]}))
+
+    status, answer = predict(
+        insight_api, json.dumps({"instances": [WORKSHOP_READING, LOW_POWER_ROW], "explain": True})
+    )
+
+    assert status == 200
+    assert isinstance(answer, list)  # instances: a list, no card
+    added = {"explanation", "probability", "failure_mode"}
+    assert [{k: v for k, v in item.items() if k not in added} for item in answer] == plain
+    power = answer[1]
+    assert (power["failure_mode"]["mode"], power["failure_mode"]["name"]) == ("pwf", "power")
+    calibrated = insight_loaded_model.calibration.apply([power["failure_probability"]])[0]
+    assert power["probability"] == pytest.approx(calibrated, abs=1e-6)
+    # Lifted out of the explanation, not repeated in it.
+    assert set(power["explanation"]) == {"bias", "margin", "contributions"}
+    assert all("model_card" not in item for item in answer)
+
+
+def test_a_single_explained_reading_carries_the_model_card(insight_api, insight_model):
+    status, single = predict(insight_api, json.dumps(LOW_POWER_ROW), query="explain=true")
+
+    assert status == 200
+    assert single["model_card"] == insight_model.card
+    assert single["failure_mode"]["mode"] == "pwf"
+    # Not asked: the answer as before, no card.
+    _, plain = predict(insight_api, json.dumps(LOW_POWER_ROW))
+    assert set(plain) == {"failure_probability", "failure_predicted", "threshold", "model_version"}
+
+
+def test_an_older_model_gives_neither(api):
+    status, single = predict(api, json.dumps(LOW_POWER_ROW), query="explain=true")
+
+    assert status == 200
+    assert "explanation" in single
+    assert not {"probability", "failure_mode", "model_card"} & set(single)
+
+
+def test_the_api_document_describes_how_sure_and_which_failure():
+    document = openapi_document()
+    prediction = document["components"]["schemas"]["Prediction"]["properties"]
+
+    assert prediction["probability"]["type"] == "number"
+    assert prediction["failure_mode"]["$ref"] == "#/components/schemas/FailureMode"
+    assert prediction["model_card"]["type"] == "object"
+    assert "pwf" in document["components"]["schemas"]["FailureMode"]["properties"]["mode"]["enum"]

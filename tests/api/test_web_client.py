@@ -94,12 +94,12 @@ def _answers(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def endpoint_state(training_run, tmp_path_factory) -> Path:
+def endpoint_state(insight_model, tmp_path_factory) -> Path:
     """An endpoint state naming the trained model as version MODEL_VERSION, as a deployment
-    writes it."""
+    writes it: the full model packaged with its calibration, failure-mode model and card."""
     directory = tmp_path_factory.mktemp("web-client-endpoint")
     archive = directory / "model.tar.gz"
-    archive.write_bytes(training_run.full.archive)
+    archive.write_bytes(insight_model.archive)
     state = directory / f"{ENDPOINT_NAME}.json"
     write_endpoint_state(
         state,
@@ -108,7 +108,7 @@ def endpoint_state(training_run, tmp_path_factory) -> Path:
             "model_group": "predictive-maintenance",
             "model_version": MODEL_VERSION,
             "model_archive": str(archive),
-            "model_archive_sha256": sha256_hex(training_run.full.archive),
+            "model_archive_sha256": sha256_hex(insight_model.archive),
             "deployed_at": datetime.now(timezone.utc).isoformat(),
         },
     )
@@ -255,6 +255,14 @@ def upload(page, name: str, text: str) -> None:
     )
 
 
+def percent_text(probability: float) -> str:
+    """A probability as the page writes it (en-US; app.js's formatPercent, between 0.01 % and
+    99.99 %)."""
+    percent = probability * 100
+    assert 0.01 <= percent <= 99.99, percent
+    return f"{percent:,.{2 if percent < 1 else 1}f} %"
+
+
 def decision_of(page) -> str:
     return page.get_by_test_id("decision").inner_text()
 
@@ -365,6 +373,75 @@ def test_presets_fill_the_form_and_check_asks_the_model(page, preset, decision, 
     if preset == "power":
         raising = [(name, value) for name, direction, value, _ in reasons if direction == "raises"]
         assert ("power_w", "2,639 W") in raising[:3], reasons
+
+
+@pytest.mark.parametrize(
+    ("preset", "mode", "which"),
+    [
+        ("power", "pwf", "Most likely: power failure"),
+        ("heat", "hdf", "Most likely: heat dissipation failure"),
+        ("overstrain", "osf", "Most likely: overstrain failure"),
+        ("normal", "none", "No failure is likely."),
+    ],
+)
+def test_the_answer_says_how_sure_and_which_failure(page, preset, mode, which):
+    page.get_by_test_id(f"preset-{preset}").click()
+    with page.expect_response(ONE_READING) as response:
+        page.get_by_test_id("predict-button").click()
+    answer = response.value.json()
+
+    expect(page.get_by_test_id("which")).to_be_visible()
+    assert page.get_by_test_id("which").get_attribute("data-mode") == mode
+    assert page.get_by_test_id("which-text").inner_text().startswith(which)
+    percent = percent_text(answer["failure_mode"]["probability"])
+    if mode == "none":
+        none = answer["failure_mode"]["probabilities"]["none"]
+        note = page.get_by_test_id("which-note").inner_text()
+        assert f"gives no failure {percent_text(none)}" in note, note
+        assert note.endswith(f"({percent}).")
+    else:
+        assert page.get_by_test_id("which-text").inner_text() == f"{which} ({percent})"
+    # How sure: the calibrated probability in words, the raw score where it was.
+    probability = answer["probability"]
+    sure = page.get_by_test_id("sure-text").inner_text()
+    if 0.0095 <= probability < 0.995:
+        assert sure.startswith(f"About {round(probability * 100)} in 100 machines"), sure
+    assert float(page.get_by_test_id("sure").get_attribute("data-probability")) == probability
+    assert page.get_by_test_id("probability").inner_text() == percent_text(
+        answer["failure_probability"]
+    )
+    assert sure.endswith(f"({percent_text(probability)}).")
+
+
+def test_the_model_card_is_shown_from_the_answer(page, insight_model):
+    card = insight_model.card
+    page.get_by_test_id("preset-power").click()
+    with page.expect_response(ONE_READING) as response:
+        page.get_by_test_id("predict-button").click()
+    assert response.value.json()["model_card"] == card
+
+    box = page.get_by_test_id("model-card")
+    expect(box).to_be_visible()
+    expect(page.get_by_test_id("model-card-facts")).to_be_hidden()  # folded until asked
+    box.locator("summary").click()
+    facts = dict(
+        page.locator("#model-card-facts dd").evaluate_all(
+            "items => items.map(i => [i.dataset.fact, i.textContent])"
+        )
+    )
+    assert f"F1 {card['metrics']['f1']:.3f}" in facts["test"]
+    assert f"{card['data']['splits']['test']['rows']:,} rows" in facts["data"]
+    assert f"ECE {card['calibration']['ece']['calibrated']:.4f}" in facts["calibration"]
+    modes = card["failure_modes"]
+    assert f"PWF {modes['per_mode']['pwf']['f1']:.2f}" in facts["modes"]
+    assert f"{modes['rule_modes_macro_f1']:.3f}" in facts["modes"]
+    assert "TWF" in facts["modes"]
+    assert "(unpredictable)" in facts["modes"]
+    if "expected_cost_per_1000" in card["metrics"]:
+        assert "per 1,000 machines" in facts["cost"]
+    assert facts["use"] == card["intended_use"]
+    limits = page.locator("#model-card-limits li").all_inner_texts()
+    assert limits == (card["known_limits"] or ["None recorded."])
 
 
 def test_an_implausible_value_is_refused_by_the_api_naming_the_field(page):

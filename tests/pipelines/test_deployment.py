@@ -9,31 +9,21 @@ import tarfile
 import pytest
 from kedro.runner import SequentialRunner
 
-from predictive_maintenance.pipelines.data_engineering.nodes import (
-    create_dataset_manifest,
-    create_model_input_table,
-    ingest_raw_data,
-    split_data,
-    validate_raw_readings,
-)
+from predictive_maintenance.integrity import sha256_hex
+from predictive_maintenance.model_card import card_bytes
 from predictive_maintenance.pipelines.deployment import create_pipeline
 from predictive_maintenance.pipelines.deployment.nodes import (
     QualityGateError,
     check_quality_gate,
+    create_model_card,
     package_model,
     register_model,
     select_deployment,
 )
-from predictive_maintenance.pipelines.training.nodes import (
-    create_model_spec,
-    evaluate_model,
-    score_test_set,
-    select_threshold,
-    train_model,
-)
 from predictive_maintenance.registry import LocalModelRegistry, LocalModelRegistryDataset
 from predictive_maintenance.serving.endpoint import LocalEndpointDataset
 from tests.catalogs import ValueDataset, memory_catalog
+from tests.support.model_card import trained_reports
 from tests.test_registry_baseline import CONSTRAINTS, STATISTICS
 
 RUN = {
@@ -46,19 +36,30 @@ METRICS = {"roc_auc": 0.98, "pr_auc": 0.91, "at_chosen_threshold": {"f1": 0.9, "
 BASELINE = {"baseline_statistics": STATISTICS, "baseline_constraints": CONSTRAINTS}
 
 
+#: The training pipeline's outputs the deployment pipeline reads.
+TRAINED_INPUTS = (
+    "model",
+    "model_spec",
+    "metrics",
+    "failure_mode_model",
+    "calibration_report",
+    "failure_mode_report",
+)
+
+
 @pytest.fixture(scope="module")
-def trained(raw_csv_bytes, parameters) -> dict:
-    readings, provenance = validate_raw_readings(*ingest_raw_data(raw_csv_bytes, None))
-    train, validation, test = split_data(create_model_input_table(readings), parameters["split"])
-    manifest = create_dataset_manifest(provenance, train, validation, test, parameters["split"])
-    xgboost = {**parameters["xgboost"], "num_boost_round": 30}
-    model = train_model(train, validation, xgboost)
-    threshold = select_threshold(model, validation, parameters["decision_threshold"])
-    return {
-        "model": model,
-        "model_spec": create_model_spec(model, threshold, manifest, xgboost),
-        "metrics": evaluate_model(score_test_set(model, test), threshold),
-    }
+def trained(parameters) -> dict:
+    """The real models and reports (trained once per process), and the model card of them."""
+    reports = trained_reports()
+    trained = {name: reports[name] for name in TRAINED_INPUTS}
+    trained["model_card"] = create_model_card(
+        reports["model_spec"],
+        reports["metrics"],
+        reports["calibration_report"],
+        reports["failure_mode_report"],
+        parameters["model_card"],
+    )
+    return trained
 
 
 def test_quality_gate_passes_and_reports_every_check(parameters):
@@ -89,18 +90,32 @@ def test_quality_gate_with_an_unknown_metric_says_so():
         check_quality_gate(METRICS, {"minimums": {"at_chosen_threshold.auc": 0.5}})
 
 
+def _package(trained: dict) -> bytes:
+    return package_model(
+        trained["model"],
+        trained["model_spec"],
+        trained["failure_mode_model"],
+        trained["model_card"],
+    )
+
+
 def test_package_holds_the_model_spec_and_inference_code(trained):
-    archive = package_model(trained["model"], trained["model_spec"])
+    archive = _package(trained)
 
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
         names = set(tar.getnames())
         model_bytes = tar.extractfile("xgboost-model").read()
         spec = json.loads(tar.extractfile("model_spec.json").read())
+        mode_bytes = tar.extractfile("failure-mode-model").read()
+        card = tar.extractfile("model_card.json").read()
     assert {"xgboost-model", "model_spec.json", "code/inference.py"} <= names
     assert "code/predictive_maintenance/features.py" in names
     assert model_bytes == bytes(trained["model"].save_raw("ubj"))
-    assert spec == trained["model_spec"]
-    assert archive == package_model(trained["model"], trained["model_spec"])  # deterministic
+    assert mode_bytes == bytes(trained["failure_mode_model"].save_raw("ubj"))
+    assert card == card_bytes(trained["model_card"])
+    # The archive's spec vouches for the card it carries.
+    assert spec == {**trained["model_spec"], "model_card_sha256": sha256_hex(card)}
+    assert archive == _package(trained)  # deterministic
 
 
 def test_registration_carries_lineage_and_status(trained):
@@ -251,12 +266,7 @@ def test_nothing_is_deployed_without_switch_or_approval(state, deploy, reason):
 def _catalog(trained, parameters, tmp_path, tracking_run=None, **overrides):
     params = {**parameters, **overrides}
     catalog = memory_catalog(
-        {
-            "model": trained["model"],
-            "model_spec": trained["model_spec"],
-            "metrics": trained["metrics"],
-            **BASELINE,
-        },
+        {**{name: trained[name] for name in TRAINED_INPUTS}, **BASELINE},
         params,
     )
     catalog["model_registry"] = LocalModelRegistryDataset(
@@ -273,6 +283,7 @@ def test_pipeline_registers_pending_and_deploys_nothing_by_default(trained, para
     versions = LocalModelRegistry(tmp_path / "registry").list_versions("pm")
     assert [(v.version, v.approval_status) for v in versions] == [(1, "PendingManualApproval")]
     assert "mlflow" not in versions[0].lineage  # tracking_run None: no run recorded
+    assert versions[0].model_card == trained["model_card"]
     assert not (tmp_path / "endpoint.json").exists()
 
 

@@ -16,6 +16,7 @@ from predictive_maintenance.calibration import (
     brier_score,
     expected_calibration_error,
 )
+from predictive_maintenance.failure_modes import MODE_CLASSES
 from predictive_maintenance.features import FEATURE_COLUMNS
 from predictive_maintenance.integrity import sha256_hex
 from predictive_maintenance.pipelines.data_engineering.nodes import (
@@ -27,12 +28,14 @@ from predictive_maintenance.pipelines.data_engineering.nodes import (
 )
 from predictive_maintenance.pipelines.training import create_pipeline
 from predictive_maintenance.pipelines.training.nodes import (
-    THRESHOLD_RULE,
+    THRESHOLD_RULES,
     booster_params_for,
+    cost_optimal_threshold,
     create_model_spec,
     early_stopping_rounds_for,
     evaluate_calibration,
     evaluate_model,
+    expected_cost_per_1000,
     f1_optimal_threshold,
     fit_calibration,
     score_test_set,
@@ -48,6 +51,7 @@ from predictive_maintenance.pipelines.training.plots import (
     plot_score_distribution,
 )
 from predictive_maintenance.schema import FAILURE_MODE_COLUMNS, ID_COLUMNS, TARGET_COLUMN
+from predictive_maintenance.serving.contract import FAILURE_MODE_MODEL_FILE
 from tests.catalogs import RecordingDataset, memory_catalog
 
 
@@ -144,9 +148,50 @@ def test_threshold_is_chosen_on_validation_only(model, splits, parameters):
 
     assert node.inputs == ["model", "validation", "params:decision_threshold"]
     assert 0 < chosen["threshold"] < 1
-    assert chosen["rule"] == THRESHOLD_RULE
+    assert chosen["rule"] == THRESHOLD_RULES[parameters["decision_threshold"]["rule"]]
     assert chosen["rule_settings"] == parameters["decision_threshold"]
     assert chosen["validation"]["f1"] > 0.8
+    assert chosen["validation"]["expected_cost_per_1000"] > 0
+
+
+COSTS = {"missed_failure": 10.0, "false_alarm": 1.0}
+
+
+def test_cost_optimal_threshold_prices_misses_above_false_alarms():
+    # Four failures: catching the one at 0.2 costs two false alarms (0.1 below it stays clear).
+    labels = np.array([0, 0, 0, 1, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.25, 0.3, 0.2, 0.6, 0.7, 0.8, 0.9])
+
+    # A miss costs 10 false alarms: flag everything from 0.2 up (2 false alarms + the 0.6 one).
+    assert cost_optimal_threshold(labels, scores, COSTS) == pytest.approx(0.15)
+    # Equal costs: missing the 0.2 failure (10 -> 1) beats two false alarms.
+    equal = {"missed_failure": 1.0, "false_alarm": 1.0}
+    assert cost_optimal_threshold(labels, scores, equal) == pytest.approx(0.65)
+
+
+def test_cost_tolerance_prefers_the_prior_among_nearly_cheapest_cuts():
+    labels = np.array([0, 0, 0, 1, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.25, 0.3, 0.2, 0.6, 0.7, 0.8, 0.9])
+    # Cut 0.15: 3 false alarms, cost 3; cut 0.45: 1 miss + 1 false alarm, cost 11.
+    assert cost_optimal_threshold(labels, scores, COSTS, cost_tolerance=3.0) == pytest.approx(0.45)
+
+
+def test_expected_cost_is_per_thousand_machines():
+    assert expected_cost_per_1000(2, 5, 500, COSTS) == pytest.approx(1000 * (20 + 5) / 500)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, "10", None, True])
+def test_costs_must_be_positive_numbers(bad):
+    with pytest.raises(ValueError, match=r"decision_threshold\.costs\.false_alarm"):
+        cost_optimal_threshold(
+            np.array([0, 1]), np.array([0.2, 0.8]), {"missed_failure": 1.0, "false_alarm": bad}
+        )
+
+
+def test_an_unknown_threshold_rule_is_named(model, splits, parameters):
+    settings = {**parameters["decision_threshold"], "rule": "accuracy"}
+    with pytest.raises(ValueError, match=r"decision_threshold\.rule must be"):
+        select_threshold(model, splits["validation"], settings)
 
 
 def test_evaluation_counts_at_both_thresholds():
@@ -156,7 +201,7 @@ def test_evaluation_counts_at_both_thresholds():
         modes={"hdf": [0, 0, 0, 1, 1, 0], "twf": [0, 0, 0, 0, 0, 1], "rnf": [1, 0, 0, 0, 0, 0]},
     )
 
-    metrics = evaluate_model(predictions, {"threshold": 0.32})
+    metrics = evaluate_model(predictions, {"threshold": 0.32, "rule_settings": {"costs": COSTS}})
 
     assert metrics["rows"] == 6
     assert metrics["failures"] == 3
@@ -170,6 +215,13 @@ def test_evaluation_counts_at_both_thresholds():
     assert metrics["at_chosen_threshold"]["precision"] == 0.75
     assert metrics["at_0_5"]["confusion_matrix"] == {"tn": 2, "fp": 1, "fn": 1, "tp": 2}
     assert metrics["at_0_5"]["f1"] == pytest.approx(2 / 3)
+    # One false alarm at the chosen threshold; one miss and one false alarm at 0.5.
+    assert metrics["at_chosen_threshold"]["expected_cost_per_1000"] == pytest.approx(1000 / 6)
+    assert metrics["at_0_5"]["expected_cost_per_1000"] == pytest.approx(11000 / 6)
+    assert metrics["expected_cost_per_1000_without_model"] == {
+        "no_alarms": pytest.approx(30000 / 6),
+        "alarm_for_every_machine": pytest.approx(3000 / 6),
+    }
     assert metrics["roc_auc"] == pytest.approx(8 / 9)
     assert metrics["recall_by_failure_mode"]["HDF"] == {"failures": 2, "detected": 2, "recall": 1.0}
     assert metrics["recall_by_failure_mode"]["TWF"] == {"failures": 1, "detected": 1, "recall": 1.0}
@@ -196,6 +248,47 @@ def test_model_spec_tells_a_server_everything(model, splits, parameters):
     assert {"python", "xgboost", "pandas", "kedro"} <= set(spec["library_versions"])
     assert spec["training_data"]["split"] == parameters["split"]
     assert json.loads(json.dumps(spec)) == spec
+    assert "calibration" not in spec
+    assert "failure_modes" not in spec
+
+
+def test_model_spec_carries_the_calibration_and_the_mode_model_digest(
+    model, splits, parameters, calibration
+):
+    threshold = select_threshold(model, splits["validation"], parameters["decision_threshold"])
+    modes = xgb.train(
+        {"objective": "multi:softprob", "num_class": len(MODE_CLASSES), "nthread": 1},
+        xgb.DMatrix(
+            splits["train"][list(FEATURE_COLUMNS)].head(60),
+            label=np.arange(60) % len(MODE_CLASSES),
+        ),
+        num_boost_round=2,
+    )
+
+    spec = create_model_spec(
+        model,
+        threshold,
+        splits["dataset_manifest"],
+        parameters["xgboost"],
+        calibration=calibration,
+        failure_mode_model=modes,
+    )
+
+    assert spec["calibration"] == calibration
+    assert spec["failure_modes"] == {
+        "classes": list(MODE_CLASSES),
+        "model_file": FAILURE_MODE_MODEL_FILE,
+        "model_sha256": sha256_hex(bytes(modes.save_raw("ubj"))),
+    }
+    other = {**calibration, "model_sha256": "0" * 64}
+    with pytest.raises(ValueError, match="fitted for another model"):
+        create_model_spec(
+            model,
+            threshold,
+            splits["dataset_manifest"],
+            parameters["xgboost"],
+            calibration=other,
+        )
 
 
 def test_plots_are_serialisable_figures(model, splits, parameters):
@@ -259,14 +352,13 @@ def calibration(model, splits, parameters) -> dict:
 def test_calibration_map_is_fitted_on_validation_for_this_model(calibration, model, splits):
     node = next(node for node in create_pipeline().nodes if node.name == "evaluate.fit_calibration")
     validation = splits["validation"][TARGET_COLUMN]
-    x, y = np.asarray(calibration["x"]), np.asarray(calibration["y"])
 
     assert node.inputs == ["model", "validation", "params:calibration"]
     assert (calibration["rows"], calibration["failures"]) == (len(validation), validation.sum())
     assert calibration["fitted_on"] == "validation"
     assert calibration["model_sha256"] == sha256_hex(bytes(model.save_raw("ubj")))
-    assert (np.diff(x) > 0).all()
-    assert (np.diff(y) >= 0).all()
+    assert calibration["method"] == "sigmoid"
+    assert calibration["slope"] > 0
     # As the catalog saves and loads it: the checksum holds and the map maps the same.
     again = json.loads(json.dumps(calibration, indent=2))
     scores = score_test_set(model, splits["test"])["score"]
@@ -274,6 +366,11 @@ def test_calibration_map_is_fitted_on_validation_for_this_model(calibration, mod
         CalibrationMap.from_document(again).apply(scores),
         CalibrationMap.from_document(calibration).apply(scores),
     )
+    # Monotonic and never a certain 0 or 1, whatever the score.
+    mapped = CalibrationMap.from_document(calibration).apply(np.sort(scores))
+    assert (np.diff(mapped) >= 0).all()
+    assert mapped.min() > 0
+    assert mapped.max() < 1
 
 
 def test_calibration_report_meets_the_ece_target_on_the_test_split(

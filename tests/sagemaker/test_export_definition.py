@@ -927,8 +927,10 @@ def test_every_kedro_edge_between_steps_is_in_the_definition(export, definition)
             assert uri == {"Get": f"Steps.{source}.{expected}"}, (dataset, source, target)
     # prepare -> baseline, train, evaluate; train -> evaluate; evaluate -> gate, register;
     # baseline -> register (statistics, constraints); gate -> register; register -> deploy: by
-    # node input, 21 edges cross steps (evaluate.fit_calibration reads model and validation).
-    assert checked == 21
+    # node input, 28 edges cross steps (evaluate.fit_calibration reads model and validation;
+    # train.train_failure_mode_model reads train and validation, its model goes to three
+    # evaluate nodes, evaluate.evaluate_failure_modes reads test, register reads the card).
+    assert checked == 28
 
 
 def test_every_reference_in_the_definition_is_a_planned_dependency(export, definition):
@@ -992,10 +994,10 @@ def test_every_step_reference_resolves(definition):
             else:
                 assert target["Type"] == "Training", get
                 assert path == "ModelArtifacts.S3ModelArtifacts", get
-    # baseline 1, train 2, evaluate 4, the gate's conditions 4, register 6 (archive, metrics, the
-    # baseline's two files as drift-check baseline and as data-quality metrics), gate-failed's
-    # message 4.
-    assert count == 21
+    # baseline 1, train 2, evaluate 4, the gate's conditions 4, register 7 (archive, metrics, the
+    # model card, the baseline's two files as drift-check baseline and as data-quality metrics),
+    # gate-failed's message 4.
+    assert count == 22
 
 
 # ---- parameters ----------------------------------------------------------------------------------

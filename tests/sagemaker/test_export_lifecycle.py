@@ -247,7 +247,10 @@ def test_upsert_uploads_the_code_archive_and_tree(created, code_sha):
     assert read_object(f"{root}tree/kedro_job_entry.py") == entry
     assert json.loads(read_object(f"{root}tree/kedro_jobs/train/job.json")) == spec
     assert spec["job"] == "train"
-    assert [item["node"] for item in spec["nodes"]] == ["train.train_model"]
+    assert [item["node"] for item in spec["nodes"]] == [
+        "train.train_failure_mode_model",
+        "train.train_model",
+    ]
 
 
 def test_upsert_stages_the_pipeline_input(created, raw_csv_bytes):

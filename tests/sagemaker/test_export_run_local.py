@@ -24,7 +24,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from predictive_maintenance.integrity import sha256_hex
 from predictive_maintenance.registry import LocalModelRegistry
+from predictive_maintenance.serving.contract import FAILURE_MODE_MODEL_FILE, MODEL_CARD_FILE
 from tests.support.cli import kedro
 
 pytestmark = pytest.mark.slow
@@ -147,7 +149,13 @@ def test_run_local_on_the_image_gives_the_metrics_of_kedro_run(compiled, image_p
     assert [v.version for v in versions] == [1, 2]  # kedro run, then the exported pipeline
     assert versions[-1].approval_status == "PendingManualApproval"
     with tarfile.open(fileobj=io.BytesIO(registry.read_archive(GROUP, 2))) as archive:
-        assert json.loads(archive.extractfile("model_spec.json").read()) == ran_spec
+        archived = json.loads(archive.extractfile("model_spec.json").read())
+        card = archive.extractfile(MODEL_CARD_FILE).read()
+        mode_model = archive.extractfile(FAILURE_MODE_MODEL_FILE).read()
+    # The archive's spec is the run's, plus the digest of the card packaged beside it.
+    assert archived.pop("model_card_sha256") == sha256_hex(card)
+    assert archived == ran_spec
+    assert sha256_hex(mode_model) == ran_spec["failure_modes"]["model_sha256"]
     # MLflow, as on SageMaker: one parent run for the execution, a nested run per job step
     # (logged by the jobs on the image: mlflow-skinny from the shipped wheels, the image's own
     # protobuf), the model in XGBoost's format in train's; the registration records the run.

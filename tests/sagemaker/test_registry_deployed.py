@@ -107,7 +107,7 @@ def test_list_shows_the_version_the_sagemaker_endpoint_serves(kedro, project):
 
     assert result.exit_code == 0, result.output
     rows = [line.split() for line in result.stdout.splitlines() if line[:7].strip().isdigit()]
-    assert [(row[0], row[7:]) for row in rows] == [  # the MLflow run column: none recorded
+    assert [(row[0], row[9:]) for row in rows] == [  # ARCHIVE and on
         ("1", ["ok", "-", "serving", f"({ENDPOINT})"]),
         ("2", ["CHANGED", "-"]),
     ]
@@ -129,7 +129,7 @@ def test_list_survives_a_deleted_archive(kedro, project):
 
     assert result.exit_code == 0, result.output
     rows = [line.split() for line in result.stdout.splitlines() if line[:7].strip().isdigit()]
-    assert [row[7] for row in rows] == ["MISSING", "ok"]
+    assert [row[9] for row in rows] == ["MISSING", "ok"]
     assert "is missing" in result.stderr
 
 

@@ -58,6 +58,12 @@ class TrainingRun:
     test: pd.DataFrame
     full: TrainedModel
     small: TrainedModel
+    #: The other splits and the full model's threshold choice, for the model-insight fixtures.
+    train: pd.DataFrame | None = None
+    validation: pd.DataFrame | None = None
+    decision_threshold: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = None
+    manifest: dict[str, Any] | None = None
 
 
 def readings_as_csv(readings: pd.DataFrame) -> str:
@@ -89,11 +95,19 @@ def training_run(raw_csv_bytes: bytes) -> TrainingRun:
         )
 
     small = {**parameters["xgboost"], "num_boost_round": 5, "early_stopping_rounds": 5}
+    full = trained(parameters["xgboost"])
     return TrainingRun(
         readings=readings,
         test=test,
-        full=trained(parameters["xgboost"]),
+        full=full,
         small=trained(small),
+        train=train,
+        validation=validation,
+        decision_threshold=select_threshold(
+            full.booster, validation, parameters["decision_threshold"]
+        ),
+        parameters=parameters,
+        manifest=manifest,
     )
 
 
@@ -115,6 +129,86 @@ def server(loaded_model: LoadedModel) -> Iterator[EndpointServer]:
         ("127.0.0.1", 0), model=loaded_model.with_version(7), endpoint_name=ENDPOINT_NAME
     ) as running:
         yield running.start()
+
+
+@dataclass(frozen=True)
+class InsightModel:
+    """The full model packaged with what an explained answer adds (issue 16), each made by the
+    project's own functions on the real data: the calibration map (``fit_calibration``, in the
+    spec), the failure-mode booster (``train_failure_mode_model``) and the model card
+    (``create_model_card`` from the real test reports)."""
+
+    trained: TrainedModel
+    spec: dict[str, Any]  # the spec given to build_model_archive (no model_card_sha256)
+    mode_booster: xgb.Booster
+    card: dict[str, Any]
+    archive: bytes
+
+    @property
+    def mode_model_bytes(self) -> bytes:
+        return bytes(self.mode_booster.save_raw(raw_format="ubj"))
+
+
+@pytest.fixture(scope="session")
+def insight_model(training_run: TrainingRun) -> InsightModel:
+    """The full model with calibration, failure-mode model and card, in one model.tar.gz."""
+    from predictive_maintenance.model_card import card_bytes, create_model_card  # noqa: PLC0415
+    from predictive_maintenance.pipelines.training.failure_modes import (  # noqa: PLC0415
+        evaluate_failure_modes,
+        train_failure_mode_model,
+    )
+    from predictive_maintenance.pipelines.training.nodes import (  # noqa: PLC0415
+        evaluate_calibration,
+        evaluate_model,
+        fit_calibration,
+        score_test_set,
+    )
+    from predictive_maintenance.serving.contract import (  # noqa: PLC0415
+        FAILURE_MODE_MODEL_FILE,
+        MODEL_CARD_FILE,
+    )
+
+    parameters, full = training_run.parameters, training_run.full
+    calibration = fit_calibration(full.booster, training_run.validation, parameters["calibration"])
+    mode_booster = train_failure_mode_model(
+        training_run.train, training_run.validation, parameters["failure_modes"]
+    )
+    mode_bytes = bytes(mode_booster.save_raw(raw_format="ubj"))
+    spec = create_model_spec(
+        full.booster,
+        training_run.decision_threshold,
+        training_run.manifest,
+        parameters["xgboost"],
+        calibration=calibration,
+        failure_mode_model=mode_booster,
+    )
+    predictions = score_test_set(full.booster, training_run.test)
+    card = create_model_card(
+        spec,
+        evaluate_model(predictions, training_run.decision_threshold),
+        evaluate_calibration(predictions, calibration, parameters["calibration"]),
+        evaluate_failure_modes(mode_booster, training_run.test, parameters["failure_modes"]),
+        parameters["model_card"],
+    )
+    archive = build_model_archive(
+        full.model_bytes,
+        spec,
+        extra_files={FAILURE_MODE_MODEL_FILE: mode_bytes, MODEL_CARD_FILE: card_bytes(card)},
+    )
+    return InsightModel(full, spec, mode_booster, card, archive)
+
+
+@pytest.fixture(scope="session")
+def insight_model_dir(
+    insight_model: InsightModel, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """:func:`insight_model`'s archive, extracted as SageMaker extracts it."""
+    return extract_model_archive(insight_model.archive, tmp_path_factory.mktemp("insight-model"))
+
+
+@pytest.fixture(scope="session")
+def insight_loaded_model(insight_model_dir: Path) -> LoadedModel:
+    return model_fn(insight_model_dir)
 
 
 def spec_of(archive_dir: Path) -> dict[str, Any]:

@@ -87,7 +87,7 @@ def test_two_runs_are_both_there_with_their_parameters_and_metrics(two_runs):
     # The second run's metrics are the metrics files it left (conf/base/mlflow.yml log.metrics).
     written = {
         key: value
-        for name in ("metrics.json", "calibration.json")
+        for name in ("metrics.json", "calibration.json", "failure_modes.json")
         for key, value in metric_values(
             json.loads((two_runs / "data/08_reporting" / name).read_text())
         ).items()

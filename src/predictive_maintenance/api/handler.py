@@ -41,13 +41,16 @@ from predictive_maintenance.serving.contract import (
     CSV_CONTENT_TYPE,
     EXPLAIN_KEY,
     EXPLANATIONS_KEY,
+    FAILURE_MODE_KEY,
     INFERENCE_ID_MAX_LENGTH,
     JSON_CONTENT_TYPE,
     JSON_INSTANCES_KEY,
     MAX_EXPLAINED_ROWS,
     MAX_PAYLOAD_BYTES,
+    MODEL_CARD_KEY,
     PAGE_SECURITY_POLICY,
     PING_PATH,
+    PROBABILITY_KEY,
     SECURITY_HEADERS,
 )
 from predictive_maintenance.serving.requests import (
@@ -482,7 +485,12 @@ class Api:
         for column, values in readings.ids.items():
             for result, value in zip(results, values, strict=True):
                 result[column] = value
-        return 200, (results if many else results[0]), {INFERENCE_ID_HEADER: inference_id}
+        if many:
+            return 200, results, {INFERENCE_ID_HEADER: inference_id}
+        card = answer.get(MODEL_CARD_KEY) if explain else None
+        if isinstance(card, dict):  # one reading explained: the card its answer rests on
+            results[0][MODEL_CARD_KEY] = card
+        return 200, results[0], {INFERENCE_ID_HEADER: inference_id}
 
     @staticmethod
     def _explain_query(request: HttpRequest) -> bool:
@@ -648,7 +656,8 @@ def _inference_id(given: str | None) -> str:
 
 def _results(answer: Any, rows: int, *, explain: bool = False) -> list[dict[str, Any]]:
     """The endpoint's JSON answer as the API's predictions (each with its ``explanation`` when
-    asked); 502 for anything unexpected."""
+    asked, and beside it the calibrated ``probability`` and the likely ``failure_mode`` when the
+    model has them); 502 for anything unexpected."""
     predictions = answer.get("predictions") if isinstance(answer, dict) else None
     threshold = answer.get("decision_threshold") if isinstance(answer, dict) else None
     if explain:
@@ -680,7 +689,17 @@ def _results(answer: Any, rows: int, *, explain: bool = False) -> list[dict[str,
             f"the model endpoint's answer is not {rows} predictions with a decision threshold",
         )
     if explain:
-        for result, explanation in zip(results, explanations, strict=True):
+        for result, given in zip(results, explanations, strict=True):
+            if not isinstance(given, dict):
+                raise ApiError(
+                    502, "endpoint_error", "the model endpoint's explanations are not objects"
+                )
+            explanation = dict(given)
+            # Lifted out of the explanation: "how sure" and "which failure" are answers of their
+            # own, beside "why" (an older endpoint has neither: then neither key is there).
+            for key in (PROBABILITY_KEY, FAILURE_MODE_KEY):
+                if key in explanation:
+                    result[key] = explanation.pop(key)
             result["explanation"] = explanation
     return results
 

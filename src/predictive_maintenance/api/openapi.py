@@ -5,11 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from predictive_maintenance import __version__
+from predictive_maintenance.serving.contract import (
+    FAILURE_MODE_KEY,
+    MODEL_CARD_KEY,
+    PROBABILITY_KEY,
+)
 from predictive_maintenance.serving.openapi import (
+    FAILURE_MODE_PROPERTY,
+    MODEL_CARD_PROPERTY,
+    PROBABILITY_PROPERTY,
     RETRY_AFTER_HEADER,
     error_response,
     explain_parameter,
     explanation_schema,
+    failure_mode_schema,
     instances_schema,
     reading_schema,
 )
@@ -64,6 +73,21 @@ def openapi_document() -> dict[str, Any]:
                 "$ref": "#/components/schemas/Explanation",
                 "description": 'Only when asked (?explain=true, or "explain": true beside '
                 '"instances"): why this reading got its probability',
+            },
+            PROBABILITY_KEY: {
+                **PROBABILITY_PROPERTY,
+                "description": "Only with the explanation: "
+                + PROBABILITY_PROPERTY["description"]
+                + ". (failure_probability stays the model's raw score, as before.)",
+            },
+            FAILURE_MODE_KEY: {
+                **FAILURE_MODE_PROPERTY,
+                "description": "Only with the explanation: " + FAILURE_MODE_PROPERTY["description"],
+            },
+            MODEL_CARD_KEY: {
+                **MODEL_CARD_PROPERTY,
+                "description": "Only with the explanation of a single reading (a bare reading, "
+                "not a list, CSV file or instances): " + MODEL_CARD_PROPERTY["description"],
             },
         },
     }
@@ -244,6 +268,7 @@ def openapi_document() -> dict[str, Any]:
                 "Reading": reading,
                 "Prediction": prediction,
                 "Explanation": explanation_schema(),
+                "FailureMode": failure_mode_schema(),
                 "Error": {
                     "type": "object",
                     "required": ["error", "message"],

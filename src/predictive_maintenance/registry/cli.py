@@ -13,6 +13,10 @@ state file, or (``--env sagemaker``) the SageMaker endpoint named by the paramet
 The MLflow run that registered a version (its lineage, :mod:`.runs`) is in ``list``'s
 ``MLFLOW RUN`` column and in ``show``, which also says how to open a local store
 (``mlflow.yml``'s ``tracking_uri``) in the MLflow UI.
+
+Each version's model card (:mod:`predictive_maintenance.model_card`) gives ``list`` its ``ECE``
+(calibrated, test split) and ``MODES F1`` (macro-F1 over the rule failure modes) columns, and
+``show`` prints it; a version registered before cards existed shows "-".
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from kedro.framework.startup import ProjectMetadata
 
 from predictive_maintenance.console import ReportingGroup
 from predictive_maintenance.integrity import ChecksumMismatchError
+from predictive_maintenance.model_card import SUMMARY_COLUMNS, card_summary, render_card
 from predictive_maintenance.project_config import project_config, project_path, resolve
 from predictive_maintenance.registry.local import (
     APPROVED,
@@ -408,6 +413,7 @@ def _describe(target: _Target, model: ModelVersion) -> str:
         f"Description:         {model.description or '-'}",
         *_mlflow_lines(target, model),
         *_baseline_lines(target, model),
+        *_card_lines(model),
         "Metrics:",
         _indent(json.dumps(model.metrics, indent=2)),
         "Lineage:",
@@ -479,6 +485,13 @@ def _baseline_lines(target: _Target, model: ModelVersion) -> list[str]:
     return lines
 
 
+def _card_lines(model: ModelVersion) -> list[str]:
+    """The version's model card, readable; a line saying there is none for older versions."""
+    if not model.model_card:
+        return ["Model card:          - (none: registered before model cards existed)"]
+    return ["Model card:", _indent(render_card(model.model_card))]
+
+
 def _ledger_line(target: _Target, integrity: GroupIntegrity, version: int) -> str:
     """Where the local registry's ledger records the version, or why it does not."""
     ledger = _shown_path(target, integrity.ledger)
@@ -533,6 +546,7 @@ def list_versions(metadata: ProjectMetadata | None, group: str | None, env: str 
             "CREATED (UTC)",
             "F1",
             "ROC AUC",
+            *SUMMARY_COLUMNS,
             "SHA256",
             "ARCHIVE",
             "MLFLOW RUN",
@@ -546,6 +560,7 @@ def list_versions(metadata: ProjectMetadata | None, group: str | None, env: str 
             _format_time(version.created_at),
             _metric(version.metrics, "at_chosen_threshold", "f1"),
             _metric(version.metrics, "roc_auc"),
+            *card_summary(version.model_card).values(),
             version.archive_sha256[:_SHA256_PREFIX] or "-",
             checks[version.version][0],
             (recorded_run(version.lineage) or {}).get("run_id", "-"),
@@ -556,7 +571,7 @@ def list_versions(metadata: ProjectMetadata | None, group: str | None, env: str 
         for version in versions
     ]
     click.echo(f"Model package group {target.group} (registry {target.registry.root})")
-    click.echo(_table(rows, right_aligned={0, 3, 4}))
+    click.echo(_table(rows, right_aligned={0, 3, 4, 5, 6}))
     if deployment is not None:
         _echo_deployment(target, deployment, {version.version: version for version in versions})
     if integrity is not None:

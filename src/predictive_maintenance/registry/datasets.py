@@ -38,6 +38,7 @@ REGISTRATION_KEYS = frozenset(
         "register_duplicates",
         "baseline",
         "tracking_run",
+        "model_card",
     }
 )
 #: How many hex digits of a sha256 the log messages show.
@@ -70,12 +71,14 @@ class LocalModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, Any]])
     ``save`` registers a new version from
     ``{"archive": bytes, "metrics": dict, "lineage": dict, "approval_status": str,
     "description": str, "register_duplicates": bool, "baseline": {"statistics": bytes,
-    "constraints": bytes}, "tracking_run": dict | None}`` (only ``archive`` is required), and logs
-    its number. An archive byte-identical to the newest version's (same sha256), with the same
-    baseline, is not registered again ("model unchanged, version N") unless
-    ``register_duplicates`` is true. Then the MLflow run ``tracking_run`` (if any) is tagged with
-    the version (:mod:`~predictive_maintenance.registry.runs`); the run the version records is in
-    its ``lineage.mlflow``.
+    "constraints": bytes}, "tracking_run": dict | None, "model_card": dict | None}`` (only
+    ``archive`` is required), and logs its number. The model card is kept in the version's
+    version.json (``kedro model list``/``show`` read it). An archive byte-identical to the
+    newest version's (same sha256), with the same baseline, is not registered again ("model
+    unchanged, version N") unless ``register_duplicates`` is true. Then the MLflow run
+    ``tracking_run`` (if any) is tagged with the version
+    (:mod:`~predictive_maintenance.registry.runs`); the run the version records is in its
+    ``lineage.mlflow``.
     ``load`` returns the group as
     ``{"group": name, "versions": [ModelVersion.to_dict(), ...]}``, oldest version first, with an
     empty list while the group has no version; each baseline part also has its file's ``uri``.
@@ -162,6 +165,7 @@ class LocalModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, Any]])
             "approval_status": status,
             "description": data.get("description") or "",
             "baseline": data.get("baseline"),
+            "model_card": data.get("model_card"),
         }
         try:
             if duplicates:

@@ -18,8 +18,8 @@ Layout under the registry root (everything a human can read: indented JSON, the 
             baseline/               # optional: the data-quality baseline of the training data
               statistics.json       #   (SageMaker Model Monitor's statistics.json and
               constraints.json      #   constraints.json, read-only)
-            version.json            # sha256, size, metrics, lineage, baseline files' sha256, ...
-                                    # (read-only, immutable)
+            version.json            # sha256, size, metrics, lineage, baseline files' sha256,
+                                    # the model card, ... (read-only, immutable)
             approval.json           # {"status": ..., "history": [{status, at, by, note}, ...]}
           2/
             ...
@@ -101,6 +101,7 @@ from pathlib import Path
 from typing import Any
 
 from predictive_maintenance.integrity import ChecksumMismatchError, sha256_hex
+from predictive_maintenance.model_card import check_card
 from predictive_maintenance.sagemaker.names import RESOURCE_NAME_PATTERN
 
 PENDING = "PendingManualApproval"
@@ -188,6 +189,9 @@ class ModelVersion:
     #: ``constraints``) -> ``{"file", "sha256", "size"}`` (local) or ``{"uri", "sha256"}``
     #: (SageMaker); empty when the version has none.
     baseline: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The version's model card (:mod:`predictive_maintenance.model_card`); empty for a version
+    #: registered without one (before cards existed).
+    model_card: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary (a deep copy) of every field."""
@@ -203,6 +207,7 @@ class ModelVersion:
             "approval_status": self.approval_status,
             "approval_history": copy.deepcopy(self.approval_history),
             "baseline": copy.deepcopy(self.baseline),
+            "model_card": copy.deepcopy(self.model_card),
         }
 
 
@@ -815,6 +820,7 @@ class LocalModelRegistry:
             approval_status=approval["status"],
             approval_history=approval["history"],
             baseline=record.get("baseline") or {},
+            model_card=record.get("model_card") or {},
         )
 
     def get(self, group: str, version: int) -> ModelVersion:
@@ -926,6 +932,7 @@ class LocalModelRegistry:
         approval_status: str = PENDING,
         description: str = "",
         baseline: Mapping[str, bytes] | None = None,
+        model_card: Mapping[str, Any] | None = None,
     ) -> _Registration:
         """Checks a registration and serializes it, before anything touches the disk."""
         validate_group_name(group)
@@ -937,6 +944,7 @@ class LocalModelRegistry:
             raise TypeError("metrics and lineage must be dictionaries")
         if not isinstance(description, str):
             raise TypeError(f"description must be a string, not {type(description).__name__}")
+        card = check_card(model_card) if model_card is not None else None
         archive = bytes(archive)
         created_at = _utc_now()
         full_lineage = dict(lineage)
@@ -962,6 +970,9 @@ class LocalModelRegistry:
                 }
                 for part, data in baseline_files.items()
             }
+        if card is not None:
+            # In version.json, so the ledger's sha256 of version.json covers it too.
+            record["model_card"] = card
         approval = {
             "status": approval_status,
             "history": [
@@ -987,6 +998,7 @@ class LocalModelRegistry:
         approval_status: str = PENDING,
         description: str = "",
         baseline: Mapping[str, bytes] | None = None,
+        model_card: Mapping[str, Any] | None = None,
     ) -> ModelVersion:
         """Adds a new version to ``group`` (created if needed) and returns it.
 
@@ -1002,6 +1014,8 @@ class LocalModelRegistry:
             baseline: The data-quality baseline of the training data, ``statistics`` and
                 ``constraints`` (Model Monitor's JSON files, as bytes), stored beside the archive
                 with their sha256 in version.json; None for none.
+            model_card: The version's model card (a JSON object with ``card_format``, see
+                :mod:`predictive_maintenance.model_card`), kept in version.json; None for none.
         """
         registration = self._prepare(
             group,
@@ -1011,6 +1025,7 @@ class LocalModelRegistry:
             approval_status=approval_status,
             description=description,
             baseline=baseline,
+            model_card=model_card,
         )
         self._versions_dir(group).mkdir(parents=True, exist_ok=True)
         with self._group_lock(group):

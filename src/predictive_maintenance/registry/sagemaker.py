@@ -2,7 +2,7 @@
 
 :class:`SageMakerRegistry` offers the operations the CLI uses on :class:`LocalModelRegistry`
 (``list_versions``, ``get``, ``update_approval``, ``read_archive``, ``archive_path``,
-``read_baseline``, ``baseline_path``), backed by
+``read_baseline``, ``baseline_path``; each version with its model card), backed by
 the catalog's :class:`~.sagemaker_datasets.SageMakerModelRegistryDataset`
 and the artifacts it stored in S3. SageMaker keeps the current approval status and its last
 description, not a history, so the history shown is that one entry. :func:`deployed_model` says
@@ -12,6 +12,7 @@ which model a SageMaker endpoint serves.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +31,8 @@ from predictive_maintenance.registry.sagemaker_datasets import (
 )
 from predictive_maintenance.sagemaker.aws import client
 from predictive_maintenance.serving.contract import MODEL_VERSION_ENV
+
+logger = logging.getLogger(__name__)
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 
@@ -68,6 +71,21 @@ def _metrics(uri: str) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return metrics if isinstance(metrics, dict) else {}
+
+
+def _model_card(item: dict[str, str] | None, version: int) -> dict[str, Any]:
+    """The version's model card, checked against the sha256 its customer metadata records; none
+    (the listing shows "-") when it has none or the card cannot be read or was changed."""
+    if not item:
+        return {}
+    try:
+        data = _s3_object(item["uri"])
+        verify_sha256(data, item["sha256"], item["uri"])
+        card = json.loads(data)
+    except (OSError, ValueError) as error:  # ChecksumMismatchError is a ValueError
+        logger.warning("version %s: its model card is not shown: %s", version, error)
+        return {}
+    return card if isinstance(card, dict) else {}
 
 
 def deployed_model(endpoint_name: str, region: str | None = None) -> dict[str, Any] | None:
@@ -134,6 +152,7 @@ class SageMakerRegistry:
                 part: {"uri": item["uri"], "sha256": item["sha256"] or ""}
                 for part, item in (entry.get("baseline") or {}).items()
             },
+            model_card=_model_card(entry.get("model_card"), entry["version"]),
         )
 
     def list_versions(self, group: str) -> list[ModelVersion]:

@@ -18,6 +18,14 @@ customer metadata ``mlflow_run_id``, ``mlflow_experiment_id`` and ``mlflow_exper
 registration's ``tracking_run`` is tagged with the version and its model package ARN
 (:mod:`~predictive_maintenance.registry.runs`).
 
+A registration's model card (:mod:`predictive_maintenance.model_card`) becomes the package's
+``ModelCard`` (the Model Package Model Card Schema's intended uses, evaluation details and
+caveats; status ``Draft``), and the card itself is uploaded next to the archive under its own
+sha256, which the customer metadata ``model_card_sha256`` records with the card's headline
+figures (``model_card_f1``, ``model_card_ece``, ``model_card_modes_macro_f1``). ``load`` reads the
+card from that file: moto (the tests' SageMaker) accepts ``ModelCard`` but does not return it,
+and its content is a translation, not the card.
+
 A version's archive sha256 is what a record of the package states (``load`` says which):
 the ``archive_sha256`` customer metadata this project's registration sets, the content-addressed
 artifact path (``.../<sha256>/model.tar.gz``), or, for a package registered by an exported
@@ -36,6 +44,13 @@ from botocore.exceptions import ClientError
 from kedro.io import AbstractDataset, DatasetError
 
 from predictive_maintenance.integrity import sha256_hex
+from predictive_maintenance.model_card import (
+    SUMMARY_COLUMNS,
+    card_bytes,
+    card_value,
+    check_card,
+    sagemaker_model_card,
+)
 from predictive_maintenance.registry.datasets import log_registered, log_unchanged
 from predictive_maintenance.registry.local import BASELINE_FILES, check_baseline
 from predictive_maintenance.registry.runs import (
@@ -65,6 +80,30 @@ FROM_PATH = "content-addressed artifact path"
 FROM_STEP_MANIFEST = f"pipeline step manifest {VALUE_MANIFEST}"
 #: Baseline part -> the ``MetricsSource`` key of ``ModelDataQuality``.
 BASELINE_SOURCES = {"statistics": "Statistics", "constraints": "Constraints"}
+#: The customer metadata key holding the model card's sha256, and the card's file name.
+MODEL_CARD_SHA256_KEY = "model_card_sha256"
+MODEL_CARD_FILE = "model_card.json"
+#: The card's headline figures as customer metadata (visible in SageMaker Studio's registry):
+#: key -> the card's path (the test F1, and ``kedro model list``'s card columns).
+MODEL_CARD_SUMMARY_KEYS = {
+    "model_card_f1": ("metrics", "f1"),
+    "model_card_ece": SUMMARY_COLUMNS["ECE"],
+    "model_card_modes_macro_f1": SUMMARY_COLUMNS["MODES F1"],
+}
+
+
+def model_card_uri(archive_uri: str, sha256: str) -> str:
+    """Where a version's model card is: beside its archive, under the card's own sha256 (two
+    registrations of one archive with different cards never overwrite each other's)."""
+    return f"{archive_uri.rsplit('/', 1)[0]}/model_card/{sha256}/{MODEL_CARD_FILE}"
+
+
+def _card_metadata(card: dict[str, Any], sha256: str) -> dict[str, str]:
+    figures = {key: card_value(card, *path) for key, path in MODEL_CARD_SUMMARY_KEYS.items()}
+    return {
+        MODEL_CARD_SHA256_KEY: sha256,
+        **{key: f"{value:.4f}" for key, value in figures.items() if value is not None},
+    }
 
 
 def _is_not_found(error: ClientError) -> bool:
@@ -166,6 +205,15 @@ def _package_baseline(s3: Any, package: dict[str, Any]) -> dict[str, dict[str, A
         )
         baseline[part] = {"uri": uri, "sha256": digest, "sha256_source": how}
     return baseline
+
+
+def _package_card(archive_uri: str, properties: dict[str, str]) -> dict[str, str] | None:
+    """Where the package's model card is and its sha256 (``{"uri", "sha256"}``), or None for a
+    package registered without one."""
+    digest = str(properties.get(MODEL_CARD_SHA256_KEY, "")).strip().lower()
+    if not _SHA256.fullmatch(digest):
+        return None
+    return {"uri": model_card_uri(archive_uri, digest), "sha256": digest}
 
 
 class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
@@ -293,6 +341,7 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
         archive_sha256 = sha256_hex(archive)
         try:
             baseline = check_baseline(data.get("baseline"))
+            card = check_card(data["model_card"]) if data.get("model_card") is not None else None
         except (TypeError, ValueError) as error:
             raise DatasetError(f"cannot register into {self._group!r}: {error}") from error
         baseline_sha256 = {part: sha256_hex(body) for part, body in baseline.items()}
@@ -333,6 +382,17 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
             }
         }
         extra: dict[str, Any] = {}
+        card_metadata: dict[str, str] = {}
+        if card is not None:
+            body = card_bytes(card)
+            card_sha256 = sha256_hex(body)
+            self._upload(
+                model_card_uri(archive_uri, card_sha256).removeprefix(f"s3://{self._bucket}/"),
+                body,
+                "application/json",
+            )
+            card_metadata = _card_metadata(card, card_sha256)
+            extra["ModelCard"] = sagemaker_model_card(card)
         if baseline:
             quality = self._upload_baseline(folder, baseline)
             model_metrics["ModelDataQuality"] = quality
@@ -369,6 +429,7 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
                 "archive_sha256": archive_sha256,
                 **{baseline_metadata_key(part): digest for part, digest in baseline_sha256.items()},
                 **{key: str(value)[:256] for key, value in lineage.items()},
+                **card_metadata,
             },
             **extra,
         )
@@ -413,6 +474,7 @@ class SageMakerModelRegistryDataset(AbstractDataset[dict[str, Any], dict[str, An
                     "lineage": properties,
                     "description": package.get("ModelPackageDescription", ""),
                     "baseline": _package_baseline(s3, package),
+                    "model_card": _package_card(container["ModelDataUrl"], properties),
                 }
             )
         return {"group": self._group, "versions": sorted(versions, key=lambda v: v["version"])}

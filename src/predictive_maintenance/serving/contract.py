@@ -24,6 +24,10 @@ MAX_PAYLOAD_BYTES: Final = 6 * 1024 * 1024
 #: File names inside the model directory (the extracted ``model.tar.gz``).
 MODEL_FILE: Final = "xgboost-model"  # the name the stock SageMaker XGBoost container loads
 SPEC_FILE: Final = "model_spec.json"
+#: Optional, beside them: the failure-mode booster (UBJ; its sha256 in the spec's
+#: ``failure_modes.model_sha256``) and the model card (its sha256 in ``model_card_sha256``).
+FAILURE_MODE_MODEL_FILE: Final = "failure-mode-model"
+MODEL_CARD_FILE: Final = "model_card.json"
 CODE_DIR: Final = "code"
 PROGRAM_FILE: Final = "inference.py"  # SAGEMAKER_PROGRAM
 #: Response header naming the registry version of the model that answered.
@@ -52,8 +56,14 @@ JSON_INSTANCES_KEY: Final = "instances"
 #: API's query parameter (``?explain=true``). The answer's key holding them.
 EXPLAIN_KEY: Final = "explain"
 EXPLANATIONS_KEY: Final = "explanations"
-#: Readings one request may ask to explain: each explanation is about 1.4 kB of JSON, and the
-#: answer must fit SageMaker's (and Lambda's) 6 MB response; TreeSHAP also costs ~0.1 ms a row.
+#: An explained answer's keys beyond the SHAP values: each explanation's calibrated
+#: ``probability`` and likely ``failure_mode``, and the answer's ``model_card``.
+PROBABILITY_KEY: Final = "probability"
+FAILURE_MODE_KEY: Final = "failure_mode"
+MODEL_CARD_KEY: Final = "model_card"
+#: Readings one request may ask to explain: each explanation is about 1.8 kB of JSON (with its
+#: failure mode), the card 3 kB more per answer, and the answer must fit SageMaker's (and
+#: Lambda's) 6 MB response; TreeSHAP and the mode model also cost ~0.1 ms a row.
 MAX_EXPLAINED_ROWS: Final = 1_000
 
 #: Routes of a SageMaker inference container, and of SageMaker Runtime's InvokeEndpoint

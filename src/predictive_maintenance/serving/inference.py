@@ -18,8 +18,9 @@ Features are computed by :func:`predictive_maintenance.features.build_features`,
 training uses.
 
 Imports are limited to the standard library, numpy, pandas, xgboost and this project's ``schema``,
-``features`` and ``integrity`` modules, :mod:`.contract` and :mod:`.requests` (request parsing and
-validation): the container has nothing else (no Kedro, pandera, sklearn).
+``features``, ``integrity``, ``calibration`` and ``failure_modes`` modules, :mod:`.contract` and
+:mod:`.requests` (request parsing and validation): the container has nothing else (no Kedro,
+pandera, sklearn).
 The module must also keep running on the container's Python (3.10 and up).
 """
 
@@ -35,6 +36,8 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from predictive_maintenance.calibration import CalibrationMap
+from predictive_maintenance.failure_modes import MODE_CLASSES, likely_modes, mode_probabilities
 from predictive_maintenance.features import (
     FEATURE_COLUMNS,
     FEATURE_LABELS,
@@ -49,11 +52,16 @@ from predictive_maintenance.serving.contract import (
     CSV_CONTENT_TYPE,
     EXPLAIN_KEY,
     EXPLANATIONS_KEY,
+    FAILURE_MODE_KEY,
+    FAILURE_MODE_MODEL_FILE,
     JSON_CONTENT_TYPE,
     MAX_EXPLAINED_ROWS,
+    MODEL_CARD_FILE,
+    MODEL_CARD_KEY,
     MODEL_FILE,
     MODEL_VERSION_ENV,
     MODEL_VERSION_HEADER,
+    PROBABILITY_KEY,
     SPEC_FILE,
 )
 from predictive_maintenance.serving.requests import (
@@ -82,7 +90,8 @@ class ModelLoadError(ValueError):
 # ---- The loaded model --------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class LoadedModel:
-    """Everything a request needs: the booster, its spec and the decision threshold."""
+    """Everything a request needs: the booster, its spec and the decision threshold; and what an
+    explained answer adds, when the model directory has it (older ones do not)."""
 
     booster: xgb.Booster
     spec: dict[str, Any]
@@ -91,6 +100,12 @@ class LoadedModel:
     model_dir: str
     #: Registry version, if known (``spec["model_version"]``, or the endpoint's deployment state).
     model_version: int | None = None
+    #: The failure-mode booster (:mod:`predictive_maintenance.failure_modes`), if packaged.
+    mode_booster: xgb.Booster | None = None
+    #: The calibration map of the score (``spec["calibration"]``), if the spec has one.
+    calibration: CalibrationMap | None = None
+    #: The model card (``model_card.json``), if packaged.
+    model_card: dict[str, Any] | None = None
 
     def with_version(self, model_version: int | None) -> LoadedModel:
         """The same model, labelled with another registry version."""
@@ -171,6 +186,23 @@ def model_fn(model_dir: str | os.PathLike[str]) -> LoadedModel:
         f"{spec_path}: model_version must be an integer or absent, not {model_version!r}",
     )
 
+    booster = _load_booster(model_bytes, model_path)
+    return LoadedModel(
+        booster=booster,
+        spec=spec,
+        decision_threshold=float(threshold),
+        model_sha256=model_sha256,
+        model_dir=model_dir,
+        model_version=model_version,
+        mode_booster=_load_mode_model(model_dir, spec, spec_path),
+        calibration=_load_calibration(spec, spec_path, model_sha256),
+        model_card=_load_model_card(model_dir, spec, spec_path),
+    )
+
+
+def _load_booster(model_bytes: bytes, model_path: str) -> xgb.Booster:
+    """A booster on one thread (requests run concurrently, each on its own core), trained on
+    :data:`FEATURE_COLUMNS`."""
     booster = xgb.Booster(params={"nthread": 1})
     try:
         booster.load_model(bytearray(model_bytes))
@@ -181,14 +213,98 @@ def model_fn(model_dir: str | os.PathLike[str]) -> LoadedModel:
         booster.feature_names == list(FEATURE_COLUMNS),
         f"{model_path}: feature names {booster.feature_names} differ from {list(FEATURE_COLUMNS)}",
     )
-    return LoadedModel(
-        booster=booster,
-        spec=spec,
-        decision_threshold=float(threshold),
-        model_sha256=model_sha256,
-        model_dir=model_dir,
-        model_version=model_version,
+    return booster
+
+
+def _load_mode_model(model_dir: str, spec: dict[str, Any], spec_path: str) -> xgb.Booster | None:
+    """The failure-mode booster the spec's ``failure_modes`` vouches for (absent: ``None``)."""
+    described = spec.get("failure_modes")
+    if described is None:
+        return None
+    _require(
+        isinstance(described, dict) and isinstance(described.get("model_sha256"), str),
+        f"{spec_path}: failure_modes must be an object with the mode model's model_sha256",
     )
+    _require(
+        described.get("classes") == list(MODE_CLASSES),
+        f"{spec_path}: failure_modes.classes {described.get('classes')} differ from this code's "
+        f"{list(MODE_CLASSES)}",
+    )
+    _require(
+        described.get("model_file", FAILURE_MODE_MODEL_FILE) == FAILURE_MODE_MODEL_FILE,
+        f"{spec_path}: failure_modes.model_file must be {FAILURE_MODE_MODEL_FILE!r}, not "
+        f"{described.get('model_file')!r}",
+    )
+    path = os.path.join(model_dir, FAILURE_MODE_MODEL_FILE)
+    _require(
+        os.path.isfile(path),
+        f"{path} is missing, but {spec_path} describes a failure-mode model (failure_modes)",
+    )
+    with open(path, "rb") as file:
+        model_bytes = file.read()
+    try:
+        verify_sha256(model_bytes, described["model_sha256"], path)
+    except ValueError as error:
+        raise ModelLoadError(str(error)) from error
+    booster = _load_booster(model_bytes, path)
+    # A booster over other classes would name the wrong mode for every row: refuse it here.
+    config = json.loads(booster.save_config())
+    classes = int(config["learner"]["learner_model_param"].get("num_class", "0"))
+    _require(
+        classes == len(MODE_CLASSES),
+        f"{path}: {classes} output classes, expected {len(MODE_CLASSES)} ({list(MODE_CLASSES)})",
+    )
+    return booster
+
+
+def _load_calibration(
+    spec: dict[str, Any], spec_path: str, model_sha256: str
+) -> CalibrationMap | None:
+    """The spec's ``calibration`` map, checked (absent: ``None``)."""
+    document = spec.get("calibration")
+    if document is None:
+        return None
+    try:
+        calibration = CalibrationMap.from_document(document)
+    except ValueError as error:
+        raise ModelLoadError(f"{spec_path}: field 'calibration': {error}") from error
+    # A map is fitted to one booster's scores: another booster's would be silently wrong.
+    fitted_to = document.get("model_sha256", model_sha256)
+    _require(
+        fitted_to == model_sha256,
+        f"{spec_path}: field 'calibration.model_sha256' is {fitted_to!r}, but the model's sha256 "
+        f"is {model_sha256}: the map was fitted to another model",
+    )
+    return calibration
+
+
+def _load_model_card(model_dir: str, spec: dict[str, Any], spec_path: str) -> dict[str, Any] | None:
+    """``model_card.json``, checked against the spec's ``model_card_sha256`` (absent: ``None``)."""
+    path = os.path.join(model_dir, MODEL_CARD_FILE)
+    expected = spec.get("model_card_sha256")
+    if expected is None:
+        _require(
+            not os.path.exists(path),
+            f"{path} is present but {spec_path} has no model_card_sha256: cannot vouch for it",
+        )
+        return None
+    _require(isinstance(expected, str), f"{spec_path}: model_card_sha256 must be a string")
+    _require(
+        os.path.isfile(path),
+        f"{path} is missing, but {spec_path} records its sha256 (model_card_sha256)",
+    )
+    with open(path, "rb") as file:
+        content = file.read()
+    try:
+        verify_sha256(content, expected, path)
+    except ValueError as error:
+        raise ModelLoadError(str(error)) from error
+    try:
+        card = json.loads(content)
+    except ValueError as error:
+        raise ModelLoadError(f"{path} is not valid JSON: {error}") from error
+    _require(isinstance(card, dict), f"{path} must hold a JSON object")
+    return card
 
 
 # ---- Requests ----------------------------------------------------------------------------------
@@ -308,6 +424,7 @@ def output_fn(
     accept: str | None,
     *,
     explanations: list[dict[str, Any]] | None = None,
+    model_card: dict[str, Any] | None = None,
 ) -> tuple[bytes, str]:
     """Serialises scores: ``text/csv`` one per line, or ``application/json``.
 
@@ -316,8 +433,8 @@ def output_fn(
     threshold left out when ``prediction`` does not carry the threshold) and the version ``null``
     when unknown. ``*/*`` or no ``Accept`` gives JSON here;
     the local server answers CSV requests in CSV. ``explanations`` (:func:`explain_features`,
-    JSON only) are added as the answer's last key; without them the answer is the plain
-    contract's, byte for byte.
+    JSON only) are added after them, then ``model_card`` (only with explanations); without them
+    the answer is the plain contract's, byte for byte.
     """
     response_type = negotiate_accept(accept)
     scores = np.asarray(prediction, dtype=np.float32).reshape(-1)
@@ -340,6 +457,8 @@ def output_fn(
     explained = (
         "" if explanations is None else f', "{EXPLANATIONS_KEY}": {json.dumps(explanations)}'
     )
+    if explanations is not None and model_card is not None:
+        explained += f', "{MODEL_CARD_KEY}": {json.dumps(model_card)}'
     body = (
         f'{{"predictions": [{", ".join(items)}], '
         f'"model_version": {"null" if version is None else int(version)}{decision}{explained}}}'
@@ -354,8 +473,12 @@ class ExplainTooLarge(PayloadTooLarge):
     error = "too_many_readings"
 
 
-def explain_features(features: np.ndarray, model: LoadedModel) -> list[dict[str, Any]]:
-    """Why each row got its score: XGBoost's own SHAP values (``pred_contribs``), in log-odds.
+def explain_features(
+    features: np.ndarray, model: LoadedModel, scores: np.ndarray | None = None
+) -> list[dict[str, Any]]:
+    """Why each row got its score: XGBoost's own SHAP values (``pred_contribs``), in log-odds;
+    how sure (the calibrated probability) and which failure (the likely mode), when the model has
+    a calibration map and a failure-mode model.
 
     One entry per row: ``bias`` (the model's log-odds before any feature), ``margin`` (``bias``
     plus every contribution: the score's log-odds, ``score = 1 / (1 + exp(-margin))``) and
@@ -363,10 +486,13 @@ def explain_features(features: np.ndarray, model: LoadedModel) -> list[dict[str,
     largest absolute contribution first: ``feature`` (the model's name), ``label`` and ``unit``
     (:data:`~predictive_maintenance.features.FEATURE_LABELS`), ``value`` (the feature as the
     model saw it, in that unit), ``contribution`` and ``direction`` (``raises`` or ``lowers``
-    the risk; ``none`` for a feature the trees did not use for this row).
+    the risk; ``none`` for a feature the trees did not use for this row). With a calibration
+    map, ``probability``: the score calibrated (six decimals); with a failure-mode model,
+    ``failure_mode``: :func:`~predictive_maintenance.failure_modes.likely_modes` of the row.
 
     ``features``: the rows as :func:`~predictive_maintenance.features.feature_matrix` builds
-    them. Every surface (endpoint, container, API through the endpoint) explains with this.
+    them; ``scores``: their scores (:func:`predict_readings`), computed here when not given.
+    Every surface (endpoint, container, API through the endpoint) explains with this.
     """
     matrix = np.ascontiguousarray(features, dtype=np.float32)
     # pred_contribs needs a DMatrix (inplace_predict has no contributions); the same float32
@@ -398,6 +524,20 @@ def explain_features(features: np.ndarray, model: LoadedModel) -> list[dict[str,
                 ],
             }
         )
+    if model.calibration is not None:
+        if scores is None:
+            scores = _booster_scores(features, model)
+        # The float32 score the answer shows, mapped: the very number a client can map again.
+        calibrated = model.calibration.apply(np.asarray(scores, dtype=np.float32))
+        for explanation, probability in zip(
+            explanations, calibrated.round(_DECIMALS).tolist(), strict=True
+        ):
+            explanation[PROBABILITY_KEY] = probability
+    if model.mode_booster is not None:
+        # The same feature matrix as the score and its reasons: one reading, one set of features.
+        modes = likely_modes(mode_probabilities(model.mode_booster, features))
+        for explanation, mode in zip(explanations, modes, strict=True):
+            explanation[FAILURE_MODE_KEY] = mode
     return explanations
 
 
@@ -431,7 +571,7 @@ def answer_readings(
     explain: bool = False,
 ) -> tuple[bytes, str]:
     """Scores (:func:`predict_readings`) and, with ``explain``, :func:`explain_features` of
-    the same feature matrix, serialised by :func:`output_fn`. More than
+    the same feature matrix and the model card (if any), serialised by :func:`output_fn`. More than
     :data:`~.contract.MAX_EXPLAINED_ROWS` readings to explain is a 413 naming ``explain``."""
     rows = len(readings) if isinstance(readings, Readings) else sum(map(len, readings))
     if explain and rows > MAX_EXPLAINED_ROWS:
@@ -442,8 +582,14 @@ def answer_readings(
         )
     features = _readings_features(readings)
     scores = _booster_scores(features, model)
-    explanations = explain_features(features, model) if explain else None
-    return output_fn(scores, response_type, explanations=explanations)
+    if not explain:
+        return output_fn(scores, response_type)
+    return output_fn(
+        scores,
+        response_type,
+        explanations=explain_features(features, model, scores),
+        model_card=model.model_card,
+    )
 
 
 def invoke(

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from predictive_maintenance import __version__
-from predictive_maintenance.schema import PRODUCT_TYPES, READING_RANGES
+from predictive_maintenance.schema import FAILURE_MODE_COLUMNS, PRODUCT_TYPES, READING_RANGES
 from predictive_maintenance.serving.contract import (
     CAPTURE_STATS_PATH,
     CSV_CONTENT_TYPE,
@@ -24,13 +24,16 @@ from predictive_maintenance.serving.contract import (
     EVENT_ID_HEADER,
     EXPLAIN_KEY,
     EXPLANATIONS_KEY,
+    FAILURE_MODE_KEY,
     INFERENCE_ID_HEADER,
     INVOCATIONS_PATH,
     JSON_CONTENT_TYPE,
     JSON_INSTANCES_KEY,
     MAX_PAYLOAD_BYTES,
+    MODEL_CARD_KEY,
     MODEL_VERSION_HEADER,
     PING_PATH,
+    PROBABILITY_KEY,
     RUNTIME_PREFIX,
     RUNTIME_SUFFIX,
 )
@@ -186,6 +189,58 @@ def explanation_schema() -> dict[str, Any]:
                         "direction": {"type": "string", "enum": ["raises", "lowers", "none"]},
                     },
                 },
+            },
+        },
+    }
+
+
+#: The calibrated probability of an explained reading (endpoint and API alike).
+PROBABILITY_PROPERTY: Final = {
+    "type": "number",
+    "minimum": 0,
+    "maximum": 1,
+    "description": "How sure: the score calibrated on the validation data (the model spec's "
+    "calibration map), the failure probability a person can read (0.03: about 3 in 100). Only "
+    "when the model has a calibration map",
+}
+#: The likely failure mode of an explained reading.
+FAILURE_MODE_PROPERTY: Final = {
+    "$ref": "#/components/schemas/FailureMode",
+    "description": "Which failure: the failure-mode model's answer for this reading. Only when "
+    "the model has a failure-mode model",
+}
+#: The model card an explained answer carries.
+MODEL_CARD_PROPERTY: Final = {
+    "type": "object",
+    "description": "The model's card (model_card.json of its archive): model, data, test "
+    "metrics, calibration, failure-mode results, intended use and known limits. Only with "
+    "explanations, and only when the model has a card",
+}
+
+
+def failure_mode_schema() -> dict[str, Any]:
+    """The failure-mode model's answer for one reading (``failure_modes.likely_modes``)."""
+    return {
+        "type": "object",
+        "required": ["mode", "name", "probability", "probabilities"],
+        "description": "The mode a failure of this reading would most likely be (the most "
+        "probable of the five modes; 'none' is never the answer), and every class's "
+        "probability. TWF (tool wear) and RNF (random) are random in the data set: the model "
+        "cannot predict them, and rarely names them",
+        "properties": {
+            "mode": {"type": "string", "enum": list(FAILURE_MODE_COLUMNS)},
+            "name": {"type": "string", "description": "The mode, for people (e.g. power)"},
+            "probability": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 1,
+                "description": "The mode's probability (of all six classes, none included)",
+            },
+            "probabilities": {
+                "type": "object",
+                "description": "Each class's probability: none (no failure) and each mode; they "
+                "sum to 1",
+                "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
             },
         },
     }
@@ -372,8 +427,13 @@ def endpoint_openapi_document(endpoint_name: str | None = None) -> dict[str, Any
                 "description": f"Only when asked ({EXPLAIN_KEY}): one per reading, in order",
                 "items": {"$ref": "#/components/schemas/Explanation"},
             },
+            MODEL_CARD_KEY: dict(MODEL_CARD_PROPERTY),
         },
     }
+    explanation = explanation_schema()
+    # The endpoint's explanation carries "how sure" and "which failure" (the API lifts them out).
+    explanation["properties"][PROBABILITY_KEY] = dict(PROBABILITY_PROPERTY)
+    explanation["properties"][FAILURE_MODE_KEY] = dict(FAILURE_MODE_PROPERTY)
     ping = {
         "get": {
             "operationId": "ping",
@@ -454,7 +514,8 @@ def endpoint_openapi_document(endpoint_name: str | None = None) -> dict[str, Any
             "schemas": {
                 "Reading": reading_schema(),
                 "Predictions": predictions,
-                "Explanation": explanation_schema(),
+                "Explanation": explanation,
+                "FailureMode": failure_mode_schema(),
                 "Error": error_schema(),
             }
         },

@@ -479,6 +479,139 @@
     );
   }
 
+  // "How sure": the calibrated probability as people read a risk ("about 3 in 100").
+  function inWords(probability) {
+    const p = Math.min(Math.max(probability, 0), 1);
+    if (p >= 0.995) return "more than 99 in 100";
+    if (p >= 0.0095) return `about ${Math.round(p * 100)} in 100`;
+    if (p >= 0.001) return `about ${Math.round(p * 1000)} in 1,000`;
+    return "fewer than 1 in 1,000";
+  }
+
+  function renderSure(probability) {
+    const section = $("sure");
+    const valid = typeof probability === "number" && Number.isFinite(probability);
+    section.hidden = !valid;
+    if (!valid) return;
+    section.dataset.probability = String(probability);
+    $("sure-text").textContent =
+      `${capitalised(inWords(probability))} machines with these readings fail ` +
+      `(${formatPercent(probability)}).`;
+  }
+
+  // "Which failure": the failure-mode model's likely mode; "no failure" said plainly when that
+  // is both models' answer. TWF and RNF are random in the data set: a hint at most.
+  const UNPREDICTABLE_MODES = ["twf", "rnf"];
+
+  function renderWhich(mode, predicted) {
+    const section = $("which");
+    const valid = mode && typeof mode === "object" && typeof mode.mode === "string" &&
+      typeof mode.probability === "number" && mode.probabilities &&
+      typeof mode.probabilities.none === "number";
+    section.hidden = !valid;
+    if (!valid) return;
+    const name = String(mode.name || mode.mode);
+    const none = mode.probabilities.none;
+    const text = $("which-text");
+    const note = $("which-note");
+    if (!predicted && none >= 0.5) {
+      section.dataset.mode = "none";
+      text.textContent = "No failure is likely.";
+      text.className = "insight__answer insight__answer--ok";
+      note.textContent = `The failure-mode model gives no failure ${formatPercent(none)}; ` +
+        `the likeliest mode, should one come: ${name} failure (${formatPercent(mode.probability)}).`;
+      return;
+    }
+    section.dataset.mode = mode.mode;
+    text.textContent = `Most likely: ${name} failure (${formatPercent(mode.probability)})`;
+    text.className = "insight__answer insight__answer--failure";
+    note.textContent = UNPREDICTABLE_MODES.includes(mode.mode)
+      ? "Tool wear and random failures happen at random in the training data: no model can " +
+        "predict them from the readings, so take this as a hint only."
+      : "From a model of the data set's failure-mode labels (heat dissipation, power, " +
+        "overstrain, tool wear, random), given these readings.";
+  }
+
+  // The model card: what the model is, how good on held-out data, and where not to trust it.
+  function cardFigure(value, digits) {
+    return typeof value === "number" && Number.isFinite(value) ? formatNumber(value, digits) : "–";
+  }
+
+  function cardFacts(card) {
+    const facts = [];
+    const splits = (card.data && card.data.splits) || {};
+    const data = Object.entries(splits)
+      .filter(([, split]) => split && typeof split.rows === "number")
+      .map(([name, split]) =>
+        `${name} ${formatNumber(split.rows, 0)} rows (${cardFigure(split.failures, 0)} failures)`);
+    if (data.length) facts.push(["data", "Data", data.join(", ")]);
+    const metrics = card.metrics || {};
+    if (typeof metrics.f1 === "number") {
+      facts.push(["test", "Test", `F1 ${cardFigure(metrics.f1, 3)}, precision ` +
+        `${cardFigure(metrics.precision, 3)}, recall ${cardFigure(metrics.recall, 3)} ` +
+        `(${cardFigure(metrics.failures, 0)} failures in ${cardFigure(metrics.rows, 0)} rows)`]);
+    }
+    if (typeof metrics.expected_cost_per_1000 === "number") {
+      const costs = metrics.costs || {};
+      const priced = Object.entries(costs)
+        .map(([name, value]) => `${name.replace(/_/g, " ")} ${cardFigure(value, 0)}`).join(", ");
+      facts.push(["cost", "Expected cost", `${cardFigure(metrics.expected_cost_per_1000, 0)} ` +
+        `per 1,000 machines${priced ? ` (${priced})` : ""}`]);
+    }
+    const calibration = card.calibration || {};
+    const ece = calibration.ece || {};
+    if (typeof ece.calibrated === "number") {
+      const met = calibration.target_met === true ? "met" : "not met";
+      facts.push(["calibration", "Calibration", `${calibration.method || "?"}; ECE ` +
+        `${cardFigure(ece.calibrated, 4)} (target ≤ ${cardFigure(calibration.ece_target, 2)}: ` +
+        `${met})`]);
+    }
+    const modes = card.failure_modes || {};
+    const perMode = modes.per_mode || {};
+    const unpredictable = Array.isArray(modes.unpredictable) ? modes.unpredictable : [];
+    const modeF1 = Object.entries(perMode)
+      .filter(([, item]) => item && typeof item.f1 === "number")
+      .map(([mode, item]) =>
+        `${mode.toUpperCase()} ${cardFigure(item.f1, 2)}` +
+        (unpredictable.includes(mode) ? " (unpredictable)" : ""));
+    if (modeF1.length) {
+      const met = modes.target_met === true ? "met" : "not met";
+      facts.push(["modes", "Failure modes (F1)", `${modeF1.join(", ")}; macro-F1 over ` +
+        `${(modes.rule_modes || []).map((mode) => String(mode).toUpperCase()).join(", ")} ` +
+        `${cardFigure(modes.rule_modes_macro_f1, 3)} (target ≥ ` +
+        `${cardFigure(modes.target_macro_f1, 2)}: ${met})`]);
+    }
+    if (typeof card.intended_use === "string" && card.intended_use) {
+      facts.push(["use", "Intended use", card.intended_use]);
+    }
+    return facts;
+  }
+
+  function renderCard(card) {
+    const box = $("model-card");
+    const valid = card && typeof card === "object" && !Array.isArray(card);
+    box.hidden = !valid;
+    if (!valid) {
+      $("model-card-facts").replaceChildren();
+      $("model-card-limits").replaceChildren();
+      return;
+    }
+    $("model-card-facts").replaceChildren(
+      ...cardFacts(card).flatMap(([key, term, text]) => {
+        const dt = cell("dt", term);
+        const dd = cell("dd", text);
+        dd.dataset.fact = key;
+        return [dt, dd];
+      }),
+    );
+    const limits = Array.isArray(card.known_limits)
+      ? card.known_limits.filter((limit) => typeof limit === "string" && limit)
+      : [];
+    $("model-card-limits").replaceChildren(
+      ...(limits.length ? limits : ["None recorded."]).map((limit) => cell("li", limit)),
+    );
+  }
+
   // Readings that cannot be checked: the error, and neither an earlier answer nor the rules.
   function showOnlyError(text) {
     show(message, text, "error");
@@ -517,6 +650,9 @@
       if (check !== latestCheck) return;
       renderResult(result);
       renderWhy(answer.explanation, reading);
+      renderSure(answer.probability);
+      renderWhich(answer.failure_mode, result.predicted);
+      renderCard(answer.model_card);
       show(
         message,
         `${result.predicted ? "Failure predicted" : "No failure predicted"}: failure probability ` +

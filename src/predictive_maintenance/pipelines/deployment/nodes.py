@@ -12,9 +12,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from predictive_maintenance import model_card as cards
 from predictive_maintenance.lazy_types import Booster
 from predictive_maintenance.registry import APPROVAL_STATUSES, PENDING
 from predictive_maintenance.registry.runs import MLFLOW_LINEAGE_KEY, mlflow_lineage
+from predictive_maintenance.serving.contract import FAILURE_MODE_MODEL_FILE, MODEL_CARD_FILE
 from predictive_maintenance.serving.package import build_model_archive
 
 logger = logging.getLogger(__name__)
@@ -67,9 +69,54 @@ def check_quality_gate(metrics: dict[str, Any], quality_gate: dict[str, Any]) ->
     return {"passed": True, "checks": checks}
 
 
-def package_model(model: Booster, model_spec: dict[str, Any]) -> bytes:
-    """The ``model.tar.gz`` a SageMaker XGBoost container serves: model, spec, inference code."""
-    return build_model_archive(bytes(model.save_raw(raw_format="ubj")), model_spec)
+def create_model_card(
+    model_spec: dict[str, Any],
+    metrics: dict[str, Any],
+    calibration_report: dict[str, Any],
+    failure_mode_report: dict[str, Any],
+    model_card: dict[str, Any],
+) -> dict[str, Any]:
+    """The version's model card: model, data, test metrics, calibration, failure modes, known
+    limits and intended use (:func:`predictive_maintenance.model_card.create_model_card`).
+
+    Raises:
+        predictive_maintenance.model_card.ModelCardError: an input lacks a field (named).
+    """
+    card = cards.create_model_card(
+        model_spec, metrics, calibration_report, failure_mode_report, model_card
+    )
+    summary = cards.card_summary(card)
+    # Its figures are the results printed above: the card's own line is detail (kedro.log).
+    logger.debug(
+        "Model card: test F1 %.4f, ECE %s (calibrated), failure modes macro-F1 %s, %d known "
+        "limits, %d bytes",
+        card["metrics"]["f1"],
+        summary["ECE"],
+        summary["MODES F1"],
+        len(card["known_limits"]),
+        len(cards.card_bytes(card)),
+    )
+    return card
+
+
+def package_model(
+    model: Booster,
+    model_spec: dict[str, Any],
+    failure_mode_model: Booster,
+    model_card: dict[str, Any],
+) -> bytes:
+    """The ``model.tar.gz`` a SageMaker XGBoost container serves: the model, its spec, the
+    failure-mode model, the model card and the inference code (:func:`build_model_archive`
+    checks the mode model against the spec and records the card's sha256 in the archive's spec).
+    """
+    return build_model_archive(
+        bytes(model.save_raw(raw_format="ubj")),
+        model_spec,
+        extra_files={
+            FAILURE_MODE_MODEL_FILE: bytes(failure_mode_model.save_raw(raw_format="ubj")),
+            MODEL_CARD_FILE: cards.card_bytes(model_card),
+        },
+    )
 
 
 def baseline_files(statistics: dict[str, Any], constraints: dict[str, Any]) -> dict[str, bytes]:
@@ -112,6 +159,7 @@ def register_model(
     baseline_statistics: dict[str, Any],
     baseline_constraints: dict[str, Any],
     tracking_run: Mapping[str, Any] | None = None,
+    model_card: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The registration request for the model registry (only reached when the gate passed).
 
@@ -131,6 +179,8 @@ def register_model(
             ``experiment_id``, ``experiment``, ``tracking_uri``), or None when tracking is off.
             The version's lineage records it as ``mlflow``; the registry tags the run with the
             version it registered (or found unchanged).
+        model_card: The version's model card (``create_model_card``), stored with the version
+            (``kedro model list``/``show`` read it there); None registers a version without one.
     """
     status = registration["approval_status"]
     if status not in APPROVAL_STATUSES:
@@ -162,6 +212,7 @@ def register_model(
         "register_duplicates": duplicates,
         "baseline": baseline_files(baseline_statistics, baseline_constraints),
         "tracking_run": dict(tracking_run) if run is not None else None,
+        "model_card": cards.check_card(model_card) if model_card is not None else None,
     }
 
 

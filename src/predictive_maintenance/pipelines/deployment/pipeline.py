@@ -1,9 +1,10 @@
-"""The ``deployment`` pipeline: quality gate -> package -> register -> deploy."""
+"""The ``deployment`` pipeline: quality gate -> model card -> package -> register -> deploy."""
 
 from kedro.pipeline import Node, Pipeline
 
 from predictive_maintenance.pipelines.deployment.nodes import (
     check_quality_gate,
+    create_model_card,
     package_model,
     register_model,
     select_deployment,
@@ -21,8 +22,21 @@ def create_pipeline(**kwargs) -> Pipeline:
                 namespace="gate",
             ),
             Node(
+                func=create_model_card,
+                inputs=[
+                    "model_spec",
+                    "metrics",
+                    "calibration_report",
+                    "failure_mode_report",
+                    "params:model_card",
+                ],
+                outputs="model_card",
+                name="create_model_card",
+                namespace="evaluate",
+            ),
+            Node(
                 func=package_model,
-                inputs=["model", "model_spec"],
+                inputs=["model", "model_spec", "failure_mode_model", "model_card"],
                 outputs="model_archive",
                 name="package_model",
                 namespace="evaluate",
@@ -41,6 +55,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                     # This kedro run's MLflow run (None when tracking is off): the version
                     # records its id, the run records the version.
                     "tracking_run": "tracking_run",
+                    # Stored with the version: `kedro model list`/`show` read it there.
+                    "model_card": "model_card",
                 },
                 outputs="model_registry",
                 name="register_model",

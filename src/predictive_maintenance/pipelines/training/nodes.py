@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import platform
+from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
@@ -26,10 +27,14 @@ from predictive_maintenance.schema import (
 
 logger = logging.getLogger(__name__)
 
-THRESHOLD_RULE = (
-    "among the cuts whose validation F1 is within f1_tolerance of the best, the one nearest "
-    "prior; a cut sits midway between the two validation scores it separates"
-)
+#: How each ``decision_threshold.rule`` chooses, as the model spec records it.
+THRESHOLD_RULES = {
+    "expected_cost": "among the cuts whose validation expected cost (costs.missed_failure per "
+    "missed failure, costs.false_alarm per false alarm) is within cost_tolerance of the least, "
+    "the one nearest prior; a cut sits midway between the two validation scores it separates",
+    "f1": "among the cuts whose validation F1 is within f1_tolerance of the best, the one nearest "
+    "prior; a cut sits midway between the two validation scores it separates",
+}
 WORKSHOP_THRESHOLD = 0.5
 
 
@@ -114,44 +119,115 @@ def train_model(train: pd.DataFrame, validation: pd.DataFrame, xgboost: dict[str
     return best
 
 
+@dataclass(frozen=True)
+class ThresholdCandidates:
+    """Every decision ``scores >= cut`` that makes different decisions, with its error counts.
+
+    Every threshold between two neighbouring distinct scores makes the same decisions, so the
+    candidates are the midpoints between them (and half the lowest score, which flags every row).
+    """
+
+    cuts: np.ndarray
+    false_negatives: np.ndarray
+    false_positives: np.ndarray
+    true_positives: np.ndarray
+    failures: int
+    rows: int
+
+    @classmethod
+    def of(cls, labels: np.ndarray, scores: np.ndarray) -> ThresholdCandidates:
+        if labels.sum() == 0:
+            raise ValueError("the labels hold no failures: no threshold can be chosen on them")
+        order = np.argsort(scores, kind="stable")
+        ranked = scores[order]
+        distinct = np.unique(ranked)
+        cuts = np.concatenate([[distinct[0] / 2], (distinct[:-1] + distinct[1:]) / 2])
+        # Rows below each cut, from one sort: O(n log n), where comparing every row with every
+        # cut needs a (cuts x rows) matrix (1e10 cells for 100k validation rows).
+        below = np.searchsorted(ranked, cuts, side="left")
+        failures_below = np.concatenate([[0], np.cumsum(labels[order] == 1)])[below]
+        failures = int((labels == 1).sum())
+        true_positives = failures - failures_below
+        return cls(
+            cuts=cuts,
+            false_negatives=failures_below,
+            false_positives=(len(scores) - below) - true_positives,
+            true_positives=true_positives,
+            failures=failures,
+            rows=len(scores),
+        )
+
+    def f1(self) -> np.ndarray:
+        predicted = self.true_positives + self.false_positives
+        return 2 * self.true_positives / (predicted + self.failures)
+
+    def expected_cost_per_1000(self, costs: dict[str, float]) -> np.ndarray:
+        return expected_cost_per_1000(self.false_negatives, self.false_positives, self.rows, costs)
+
+    def nearest(self, eligible: np.ndarray, prior: float) -> float:
+        """The eligible cut nearest ``prior``."""
+        return float(self.cuts[eligible[np.argmin(np.abs(self.cuts[eligible] - prior))]])
+
+
+def expected_cost_per_1000(
+    false_negatives: Any, false_positives: Any, rows: int, costs: dict[str, float]
+) -> Any:
+    """What the errors cost per 1,000 machines scored: missed failures at
+    ``costs["missed_failure"]`` each, false alarms at ``costs["false_alarm"]``."""
+    spent = costs["missed_failure"] * false_negatives + costs["false_alarm"] * false_positives
+    return 1000.0 * spent / rows
+
+
 def f1_optimal_threshold(
     labels: np.ndarray, scores: np.ndarray, f1_tolerance: float = 0.0, prior: float = 0.5
 ) -> float:
     """A decision threshold for ``scores >= threshold`` with (near-)best F1 against ``labels``.
 
-    Every threshold between two neighbouring distinct scores makes the same decisions, so the
-    candidates are the midpoints between them (and half the lowest score, which flags every row).
-    Among the candidates whose F1 is within ``f1_tolerance`` of the best, the one nearest
-    ``prior`` wins: with a few dozen failures in the validation set, F1 differences that small
-    are noise, and moving away from the prior for them over-fits the threshold.
+    Among the candidates (:class:`ThresholdCandidates`) whose F1 is within ``f1_tolerance`` of
+    the best, the one nearest ``prior`` wins: with a few dozen failures in the validation set, F1
+    differences that small are noise, and moving away from the prior for them over-fits.
     """
-    if labels.sum() == 0:
-        raise ValueError("the labels hold no failures: an F1-optimal threshold does not exist")
-    order = np.argsort(scores, kind="stable")
-    ranked = scores[order]
-    distinct = np.unique(ranked)
-    cuts = np.concatenate([[distinct[0] / 2], (distinct[:-1] + distinct[1:]) / 2])
-    # Rows below each cut, from one sort: O(n log n), where comparing every row with every cut
-    # needs a (cuts x rows) matrix (1e10 cells for 100k validation rows).
-    below = np.searchsorted(ranked, cuts, side="left")
-    failures_below = np.concatenate([[0], np.cumsum(labels[order] == 1)])[below]
-    true_positives = int((labels == 1).sum()) - failures_below
-    predicted = len(scores) - below
-    f1 = 2 * true_positives / (predicted + labels.sum())
-    eligible = np.flatnonzero(f1 >= f1.max() - f1_tolerance - 1e-12)
-    return float(cuts[eligible[np.argmin(np.abs(cuts[eligible] - prior))]])
+    candidates = ThresholdCandidates.of(labels, scores)
+    f1 = candidates.f1()
+    return candidates.nearest(np.flatnonzero(f1 >= f1.max() - f1_tolerance - 1e-12), prior)
+
+
+def cost_optimal_threshold(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    costs: dict[str, float],
+    cost_tolerance: float = 0.0,
+    prior: float = 0.5,
+) -> float:
+    """A decision threshold for ``scores >= threshold`` with (near-)least expected cost.
+
+    Among the candidates whose expected cost is at most ``(1 + cost_tolerance)`` times the
+    least, the one nearest ``prior``: as with F1, one failure more or fewer in a small
+    validation set moves the cost by more than the differences between neighbouring cuts.
+    """
+    for name in ("missed_failure", "false_alarm"):
+        value = costs.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ValueError(
+                f"decision_threshold.costs.{name} must be a positive number, got {value!r}"
+            )
+    candidates = ThresholdCandidates.of(labels, scores)
+    cost = candidates.expected_cost_per_1000(costs)
+    eligible = np.flatnonzero(cost <= cost.min() * (1 + cost_tolerance) + 1e-9)
+    return candidates.nearest(eligible, prior)
 
 
 def select_threshold(
-    model: Booster, validation: pd.DataFrame, decision_threshold: dict[str, float]
+    model: Booster, validation: pd.DataFrame, decision_threshold: dict[str, Any]
 ) -> dict[str, Any]:
     """Chooses the decision threshold on the validation set (never on test).
 
     Args:
         model: The trained booster.
         validation: Validation rows.
-        decision_threshold: ``f1_tolerance`` and ``prior`` of the rule (see
-            :func:`f1_optimal_threshold`).
+        decision_threshold: ``rule`` (``expected_cost``, :func:`cost_optimal_threshold` with
+            ``costs`` and ``cost_tolerance``; or ``f1``, :func:`f1_optimal_threshold` with
+            ``f1_tolerance``), ``prior`` and the ``costs`` every report prices errors with.
 
     Returns:
         ``threshold``, the ``rule`` that chose it with its settings, and validation metrics there.
@@ -160,16 +236,29 @@ def select_threshold(
 
     labels = validation[TARGET_COLUMN].to_numpy()
     scores = predict_scores(model, validation)
-    threshold = f1_optimal_threshold(labels, scores, **decision_threshold)
+    rule = decision_threshold.get("rule")
+    costs = decision_threshold["costs"]
+    if rule == "expected_cost":
+        threshold = cost_optimal_threshold(
+            labels, scores, costs, decision_threshold["cost_tolerance"], decision_threshold["prior"]
+        )
+    elif rule == "f1":
+        threshold = f1_optimal_threshold(
+            labels, scores, decision_threshold["f1_tolerance"], decision_threshold["prior"]
+        )
+    else:
+        raise ValueError(f"decision_threshold.rule must be 'expected_cost' or 'f1', got {rule!r}")
     return {
         "threshold": threshold,
-        "rule": THRESHOLD_RULE,
+        "rule": THRESHOLD_RULES[rule],
         "rule_settings": dict(decision_threshold),
-        "validation": _classification_metrics(labels, scores, threshold),
+        "validation": _classification_metrics(labels, scores, threshold, costs),
     }
 
 
-def _classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+def _classification_metrics(
+    labels: np.ndarray, scores: np.ndarray, threshold: float, costs: dict[str, float]
+) -> dict:
     from sklearn.metrics import (  # noqa: PLC0415
         accuracy_score,
         confusion_matrix,
@@ -186,6 +275,7 @@ def _classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: f
         "precision": float(precision_score(labels, predicted, zero_division=0)),
         "recall": float(recall_score(labels, predicted, zero_division=0)),
         "accuracy": float(accuracy_score(labels, predicted)),
+        "expected_cost_per_1000": float(expected_cost_per_1000(fn, fp, len(labels), costs)),
         "confusion_matrix": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
     }
 
@@ -210,6 +300,7 @@ def evaluate_model(test_predictions: pd.DataFrame, decision_threshold: dict) -> 
     labels = test_predictions[TARGET_COLUMN].to_numpy()
     scores = test_predictions["score"].to_numpy()
     threshold = decision_threshold["threshold"]
+    costs = decision_threshold["rule_settings"]["costs"]
     predicted = scores >= threshold
     failed = labels == 1
     recall_by_mode = {}
@@ -225,14 +316,23 @@ def evaluate_model(test_predictions: pd.DataFrame, decision_threshold: dict) -> 
         "failures": int(labels.sum()),
         "roc_auc": float(roc_auc_score(labels, scores)),
         "pr_auc": float(average_precision_score(labels, scores)),
-        "at_chosen_threshold": _classification_metrics(labels, scores, threshold),
-        "at_0_5": _classification_metrics(labels, scores, WORKSHOP_THRESHOLD),
+        "at_chosen_threshold": _classification_metrics(labels, scores, threshold, costs),
+        "at_0_5": _classification_metrics(labels, scores, WORKSHOP_THRESHOLD, costs),
+        # What the chosen threshold's expected cost compares with: no alarms at all (every
+        # failure missed) and an alarm for every machine (every healthy one inspected).
+        "expected_cost_per_1000_without_model": {
+            "no_alarms": float(expected_cost_per_1000(int(failed.sum()), 0, len(labels), costs)),
+            "alarm_for_every_machine": float(
+                expected_cost_per_1000(0, int((~failed).sum()), len(labels), costs)
+            ),
+        },
+        "costs": dict(costs),
         "recall_by_failure_mode": recall_by_mode,
     }
     chosen = metrics["at_chosen_threshold"]
     logger.info(
         "Test set: ROC AUC %.4f, PR AUC %.4f; at threshold %.3f F1 %.4f, precision %.4f, "
-        "recall %.4f (%d of %d failures)",
+        "recall %.4f (%d of %d failures), expected cost %.0f per 1,000 machines",
         metrics["roc_auc"],
         metrics["pr_auc"],
         threshold,
@@ -241,6 +341,7 @@ def evaluate_model(test_predictions: pd.DataFrame, decision_threshold: dict) -> 
         chosen["recall"],
         chosen["confusion_matrix"]["tp"],
         metrics["failures"],
+        chosen["expected_cost_per_1000"],
     )
     return metrics
 
@@ -261,11 +362,27 @@ def create_model_spec(
     decision_threshold: dict,
     dataset_manifest: dict,
     xgboost: dict[str, Any],
+    *,
+    calibration: dict[str, Any] | None = None,
+    failure_mode_model: Booster | None = None,
 ) -> dict[str, Any]:
-    """Everything a server needs to use the model correctly, and where the model came from."""
-    return {
+    """Everything a server needs to use the model correctly, and where the model came from.
+
+    The calibration map travels inside the spec (it is a few numbers, sealed with its own
+    sha256); the failure-mode booster beside the model, its sha256 here. Without them (as specs
+    before both existed), servers answer scores and explanations only.
+    """
+    from predictive_maintenance.failure_modes import MODE_CLASSES  # noqa: PLC0415
+    from predictive_maintenance.serving.contract import FAILURE_MODE_MODEL_FILE  # noqa: PLC0415
+
+    model_sha256 = sha256_hex(bytes(model.save_raw(raw_format="ubj")))
+    if calibration is not None and calibration.get("model_sha256") != model_sha256:
+        raise ValueError(
+            "calibration: its model_sha256 is not the model's: the map was fitted for another model"
+        )
+    spec = {
         "model_format": "ubj",
-        "model_sha256": sha256_hex(bytes(model.save_raw(raw_format="ubj"))),
+        "model_sha256": model_sha256,
         "objective": xgboost["booster_params"]["objective"],
         "readings": list(READING_COLUMNS),
         "features": list(FEATURE_COLUMNS),
@@ -286,6 +403,15 @@ def create_model_spec(
         "parameters": xgboost,
         "library_versions": _library_versions(),
     }
+    if calibration is not None:
+        spec["calibration"] = calibration
+    if failure_mode_model is not None:
+        spec["failure_modes"] = {
+            "classes": list(MODE_CLASSES),
+            "model_file": FAILURE_MODE_MODEL_FILE,
+            "model_sha256": sha256_hex(bytes(failure_mode_model.save_raw(raw_format="ubj"))),
+        }
+    return spec
 
 
 def fit_calibration(
@@ -296,19 +422,18 @@ def fit_calibration(
     Args:
         model: The trained booster.
         validation: Validation rows (the ones the threshold is chosen on).
-        calibration: ``method`` (``isotonic``, the only one) and ``bins`` (for the report).
+        calibration: ``method`` (``sigmoid`` or ``isotonic``) and ``bins`` (for the report).
 
     Returns:
         The map as JSON (:func:`predictive_maintenance.calibration.fit_isotonic`), with the split
         it was fitted on, the ``model_sha256`` of the booster whose scores it maps (a map is only
         valid for that model) and the ``sha256`` of its canonical content, checked on every read.
     """
-    from predictive_maintenance.calibration import METHOD, fit_isotonic, sealed  # noqa: PLC0415
+    from predictive_maintenance.calibration import fit_calibration_map, sealed  # noqa: PLC0415
     from predictive_maintenance.modeling import predict_scores  # noqa: PLC0415 -- imports xgboost
 
-    if calibration["method"] != METHOD:
-        raise ValueError(f"calibration.method must be {METHOD!r}, got {calibration['method']!r}")
-    document = fit_isotonic(predict_scores(model, validation), validation[TARGET_COLUMN])
+    scores = predict_scores(model, validation)
+    document = fit_calibration_map(calibration["method"], scores, validation[TARGET_COLUMN])
     return sealed(
         {
             **document,

@@ -3,6 +3,10 @@
 from kedro.pipeline import Node, Pipeline
 
 from predictive_maintenance.pipelines.monitoring.nodes import create_data_quality_baseline
+from predictive_maintenance.pipelines.training.failure_modes import (
+    evaluate_failure_modes,
+    train_failure_mode_model,
+)
 from predictive_maintenance.pipelines.training.nodes import (
     create_model_spec,
     evaluate_calibration,
@@ -39,9 +43,26 @@ def create_pipeline(**kwargs) -> Pipeline:
             name="select_threshold",
             namespace="evaluate",
         ),
+        # Which failure (issue 16): a second booster, trained on the mode labels. In the
+        # exported pipeline's train step with the failure model; SageMakerRunner keeps it
+        # in-process (no "training_job" tag): it trains in ~2 s, a job costs minutes.
+        Node(
+            func=train_failure_mode_model,
+            inputs=["train", "validation", "params:failure_modes"],
+            outputs="failure_mode_model",
+            name="train_failure_mode_model",
+            namespace="train",
+        ),
         Node(
             func=create_model_spec,
-            inputs=["model", "decision_threshold", "dataset_manifest", "params:xgboost"],
+            inputs={
+                "model": "model",
+                "decision_threshold": "decision_threshold",
+                "dataset_manifest": "dataset_manifest",
+                "xgboost": "params:xgboost",
+                "calibration": "calibration",
+                "failure_mode_model": "failure_mode_model",
+            },
             outputs="model_spec",
             name="create_model_spec",
             namespace="evaluate",
@@ -74,6 +95,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             inputs=["test_predictions", "calibration", "params:calibration"],
             outputs="calibration_report",
             name="evaluate_calibration",
+            namespace="evaluate",
+        ),
+        Node(
+            func=evaluate_failure_modes,
+            inputs=["failure_mode_model", "test", "params:failure_modes"],
+            outputs="failure_mode_report",
+            name="evaluate_failure_modes",
             namespace="evaluate",
         ),
     ]

@@ -42,15 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from endpoint_throughput import PROJECT_ROOT, Server, _free_port, model_archive_inputs
 
+from predictive_maintenance.schema import READING_COLUMNS
+
 RAW_CSV = PROJECT_ROOT / "data" / "01_raw" / "ai4i2020.csv"
-COLUMNS = (
-    "type",
-    "air_temperature_k",
-    "process_temperature_k",
-    "rotational_speed_rpm",
-    "torque_nm",
-    "tool_wear_min",
-)
 SERVE = """
 import sys
 from predictive_maintenance.serving.inference import model_fn
@@ -94,7 +88,7 @@ def prepare_model_dirs(destination: Path) -> dict[str, Path]:
 
 
 def bodies(rows: list[list]) -> dict[str, tuple[bytes, str]]:
-    instances = [dict(zip(COLUMNS, row, strict=True)) for row in rows]
+    instances = [dict(zip(READING_COLUMNS, row, strict=True)) for row in rows]
     return {
         "csv": ("".join(",".join(map(str, row)) + "\n" for row in rows).encode(), "text/csv"),
         "json": (json.dumps({"instances": instances}).encode(), "application/json"),

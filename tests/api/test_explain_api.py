@@ -11,17 +11,7 @@ import pytest
 
 from predictive_maintenance.api.openapi import openapi_document
 from tests.api.events import v2_event
-from tests.conftest import WORKSHOP_READING
-
-#: UDI 51 of the data set, a power failure: 4.6 Nm at 2861 rpm is 1378 W (the rule: 3500-9000 W).
-LOW_POWER_ROW = {
-    "type": "L",
-    "air_temperature_k": 298.9,
-    "process_temperature_k": 309.1,
-    "rotational_speed_rpm": 2861,
-    "torque_nm": 4.6,
-    "tool_wear_min": 143,
-}
+from tests.conftest import LOW_POWER_READING, WORKSHOP_READING
 
 
 def predict(api, body: str, content_type: str = "application/json", query: str = ""):
@@ -34,10 +24,10 @@ def predict(api, body: str, content_type: str = "application/json", query: str =
 
 
 def test_the_json_field_gives_each_prediction_its_explanation(api):
-    _, plain = predict(api, json.dumps({"instances": [WORKSHOP_READING, LOW_POWER_ROW]}))
+    _, plain = predict(api, json.dumps({"instances": [WORKSHOP_READING, LOW_POWER_READING]}))
 
     status, answer = predict(
-        api, json.dumps({"instances": [WORKSHOP_READING, LOW_POWER_ROW], "explain": True})
+        api, json.dumps({"instances": [WORKSHOP_READING, LOW_POWER_READING], "explain": True})
     )
 
     assert status == 200
@@ -62,7 +52,7 @@ def test_the_query_parameter_explains_a_csv_file_and_a_single_reading(api):
     assert rows["line"] == 2
     assert rows["explanation"]["contributions"][0]["feature"] == "power_w"
 
-    status, single = predict(api, json.dumps(LOW_POWER_ROW), query="explain=1")
+    status, single = predict(api, json.dumps(LOW_POWER_READING), query="explain=1")
     assert status == 200
     assert single["explanation"] == rows["explanation"]
 
@@ -94,10 +84,13 @@ def test_the_api_document_describes_the_opt_in():
 
 # ---- how sure, which failure, the card (a model with calibration, mode model and card) -----------
 def test_each_explained_result_says_how_sure_and_which_failure(insight_api, insight_loaded_model):
-    _, plain = predict(insight_api, json.dumps({"instances": [WORKSHOP_READING, LOW_POWER_ROW]}))
+    _, plain = predict(
+        insight_api, json.dumps({"instances": [WORKSHOP_READING, LOW_POWER_READING]})
+    )
 
     status, answer = predict(
-        insight_api, json.dumps({"instances": [WORKSHOP_READING, LOW_POWER_ROW], "explain": True})
+        insight_api,
+        json.dumps({"instances": [WORKSHOP_READING, LOW_POWER_READING], "explain": True}),
     )
 
     assert status == 200
@@ -114,18 +107,18 @@ def test_each_explained_result_says_how_sure_and_which_failure(insight_api, insi
 
 
 def test_a_single_explained_reading_carries_the_model_card(insight_api, insight_model):
-    status, single = predict(insight_api, json.dumps(LOW_POWER_ROW), query="explain=true")
+    status, single = predict(insight_api, json.dumps(LOW_POWER_READING), query="explain=true")
 
     assert status == 200
     assert single["model_card"] == insight_model.card
     assert single["failure_mode"]["mode"] == "pwf"
     # Not asked: the answer as before, no card.
-    _, plain = predict(insight_api, json.dumps(LOW_POWER_ROW))
+    _, plain = predict(insight_api, json.dumps(LOW_POWER_READING))
     assert set(plain) == {"failure_probability", "failure_predicted", "threshold", "model_version"}
 
 
 def test_an_older_model_gives_neither(api):
-    status, single = predict(api, json.dumps(LOW_POWER_ROW), query="explain=true")
+    status, single = predict(api, json.dumps(LOW_POWER_READING), query="explain=true")
 
     assert status == 200
     assert "explanation" in single

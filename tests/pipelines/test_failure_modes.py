@@ -30,16 +30,7 @@ from predictive_maintenance.pipelines.training.failure_modes import (
     train_failure_mode_model,
 )
 from predictive_maintenance.schema import FAILURE_MODE_COLUMNS, LABEL_COLUMNS, TARGET_COLUMN
-
-#: UDI 51 of the data set: 2861 rpm x 4.6 Nm is about 1,380 W, below the power rule's 3,500 W.
-POWER_RULE_ROW = {
-    "type": "L",
-    "air_temperature_k": 298.9,
-    "process_temperature_k": 309.1,
-    "rotational_speed_rpm": 2861.0,
-    "torque_nm": 4.6,
-    "tool_wear_min": 143.0,
-}
+from tests.conftest import LOW_POWER_READING
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +85,9 @@ def test_the_rule_modes_meet_the_macro_f1_target_on_the_test_split(report, param
 def test_a_row_that_breaks_the_power_rule_is_a_power_failure(mode_model, splits):
     readings = splits["readings"]
     udi_51 = readings.loc[readings["udi"] == 51].iloc[0]
-    assert {column: udi_51[column] for column in POWER_RULE_ROW} == POWER_RULE_ROW
+    assert {column: udi_51[column] for column in LOW_POWER_READING} == LOW_POWER_READING
     assert udi_51["pwf"] == 1
-    [answer] = likely_modes(_probabilities(mode_model, pd.DataFrame([POWER_RULE_ROW])))
+    [answer] = likely_modes(_probabilities(mode_model, pd.DataFrame([LOW_POWER_READING])))
     assert answer["mode"] == "pwf"
     assert answer["name"] == "power"
     assert answer["probability"] > 0.5
@@ -111,7 +102,7 @@ def test_a_held_out_heat_dissipation_row_is_a_heat_dissipation_failure(mode_mode
 
 
 def test_a_healthy_reading_is_most_likely_no_failure(mode_model):
-    workshop_healthy = {**POWER_RULE_ROW, "rotational_speed_rpm": 1500.0, "torque_nm": 40.0}
+    workshop_healthy = {**LOW_POWER_READING, "rotational_speed_rpm": 1500.0, "torque_nm": 40.0}
     probabilities = _probabilities(mode_model, pd.DataFrame([workshop_healthy]))
     assert MODE_CLASSES[int(probabilities.argmax())] == "none"
     assert probabilities[0, 0] > 0.95

@@ -19,19 +19,9 @@ from predictive_maintenance.features import FEATURE_COLUMNS, FEATURE_LABELS, bui
 from predictive_maintenance.serving.contract import MAX_EXPLAINED_ROWS
 from predictive_maintenance.serving.inference import explain_features, invoke
 from predictive_maintenance.serving.openapi import endpoint_openapi_document
-from tests.conftest import WORKSHOP_READING
+from tests.conftest import LOW_POWER_READING, WORKSHOP_READING
 from tests.serving.conftest import CSV_ROW
 
-#: UDI 51 of the data set, a power failure (PWF): 4.6 Nm at 2861 rpm is 1378 W, below the
-#: 3500 W the power rule allows.
-LOW_POWER_ROW = {
-    "type": "L",
-    "air_temperature_k": 298.9,
-    "process_temperature_k": 309.1,
-    "rotational_speed_rpm": 2861,
-    "torque_nm": 4.6,
-    "tool_wear_min": 143,
-}
 LOW_POWER_CSV = "L,298.9,309.1,2861,4.6,143"
 
 
@@ -70,7 +60,7 @@ def test_bias_plus_contributions_is_the_margin_on_real_data(loaded_model, traini
 
 
 def test_every_feature_is_named_with_its_unit_sorted_by_size(loaded_model):
-    features = build_features(pd.DataFrame([LOW_POWER_ROW])).to_numpy()
+    features = build_features(pd.DataFrame([LOW_POWER_READING])).to_numpy()
 
     (explanation,) = explain_features(features, loaded_model)
 
@@ -89,7 +79,7 @@ def test_every_feature_is_named_with_its_unit_sorted_by_size(loaded_model):
 
 
 def test_a_row_breaking_the_power_rule_has_power_among_its_top_reasons(loaded_model):
-    features = build_features(pd.DataFrame([LOW_POWER_ROW])).to_numpy()
+    features = build_features(pd.DataFrame([LOW_POWER_READING])).to_numpy()
 
     (explanation,) = explain_features(features, loaded_model)
 
@@ -123,12 +113,14 @@ def test_the_plain_contract_is_unchanged_byte_for_byte(server, loaded_model):
 def test_the_json_field_adds_explanations_next_to_the_scores(server):
     plain = json.loads(
         post(
-            server, json.dumps({"instances": [WORKSHOP_READING, LOW_POWER_ROW]}), "application/json"
+            server,
+            json.dumps({"instances": [WORKSHOP_READING, LOW_POWER_READING]}),
+            "application/json",
         )[2]
     )
 
     status, content_type, body = post(
-        server, explained([WORKSHOP_READING, LOW_POWER_ROW]), "application/json"
+        server, explained([WORKSHOP_READING, LOW_POWER_READING]), "application/json"
     )
 
     answer = json.loads(body)
@@ -188,7 +180,9 @@ def test_more_readings_than_an_answer_holds_are_413_naming_explain(server):
 
 
 def test_the_container_handlers_explain_a_json_request(loaded_model):
-    body, content_type = invoke(loaded_model, explained([LOW_POWER_ROW]), "application/json", None)
+    body, content_type = invoke(
+        loaded_model, explained([LOW_POWER_READING]), "application/json", None
+    )
 
     assert content_type == "application/json"
     assert json.loads(body)["explanations"][0]["contributions"][0]["feature"] in FEATURE_COLUMNS

@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -67,13 +68,11 @@ def call(url: str, body: bytes, headers: dict[str, str], path: str = "/invocatio
         connection.close()
 
 
-@pytest.fixture(scope="module")
-def image_endpoint(
-    image_python: Path, training_run: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """The image's serving app under gunicorn (gevent worker, as the image runs it)."""
-    base = tmp_path_factory.mktemp("image-endpoint")
-    model_dir = extract_model_archive(training_run.full.archive, base / "model")
+@contextmanager
+def served_on_image(image_python: Path, archive: bytes, base: Path) -> Iterator[str]:
+    """The image's serving app under gunicorn (gevent worker, as the image runs it), serving
+    ``archive`` extracted under ``base``; yields its URL and stops it."""
+    model_dir = extract_model_archive(archive, base / "model")
     port = free_port()
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -124,6 +123,15 @@ def image_endpoint(
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+@pytest.fixture(scope="module")
+def image_endpoint(
+    image_python: Path, training_run: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    base = tmp_path_factory.mktemp("image-endpoint")
+    with served_on_image(image_python, training_run.full.archive, base) as url:
+        yield url
 
 
 @dataclass(frozen=True)

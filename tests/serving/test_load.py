@@ -527,7 +527,6 @@ def test_hot_swaps_under_load_at_concurrency_32_fail_no_request(
             await load.until(lambda: load.right >= 500, timeout=30)
             for version in range(2, 7):
                 _deploy(state, archives[model_of[version]], version)
-                answered = load.right
                 deadline = time.monotonic() + 20
                 while server.model.model_version != version:
                     assert time.monotonic() < deadline, (
@@ -537,6 +536,9 @@ def test_hot_swaps_under_load_at_concurrency_32_fail_no_request(
                         f"last error {server.watcher.last_error}"
                     )
                     await asyncio.sleep(0.01)
+                # Counted from the swap on, not from the deploy: a slow swap must not let the
+                # earlier version's answers use up the 400 this version is meant to get.
+                answered = load.right
                 await load.until(lambda answered=answered: load.right >= answered + 400, 30)
 
         run(drive(load, server.port, 32, control()))

@@ -34,19 +34,8 @@ from predictive_maintenance.serving.package import (
     build_model_archive,
 )
 from predictive_maintenance.serving.server import EndpointServer
-from tests.conftest import WORKSHOP_READING
+from tests.conftest import LOW_POWER_READING, WORKSHOP_READING
 from tests.serving.conftest import CSV_ROW, readings_as_csv
-
-#: UDI 51 of the data set, a power failure (PWF): 4.6 Nm at 2861 rpm is 1378 W, below the
-#: 3500 W the power rule allows.
-LOW_POWER_ROW = {
-    "type": "L",
-    "air_temperature_k": 298.9,
-    "process_temperature_k": 309.1,
-    "rotational_speed_rpm": 2861,
-    "torque_nm": 4.6,
-    "tool_wear_min": 143,
-}
 
 
 def explain(model, instances: list[dict]) -> dict:
@@ -272,7 +261,7 @@ def test_a_tampered_or_unvouched_card_is_refused_naming_the_file(model_dir_copy)
 
 # ---- the explained answer ------------------------------------------------------------------------
 def test_a_row_breaking_the_power_rule_is_a_power_failure_for_power_reasons(insight_loaded_model):
-    answer = explain(insight_loaded_model, [LOW_POWER_ROW])
+    answer = explain(insight_loaded_model, [LOW_POWER_READING])
 
     (explanation,) = answer["explanations"]
     mode = explanation["failure_mode"]
@@ -336,7 +325,7 @@ def test_the_modes_are_the_mode_models_of_the_same_features(insight_loaded_model
 
 
 def test_the_explained_answer_carries_the_model_card(insight_loaded_model, insight_model):
-    answer = explain(insight_loaded_model, [WORKSHOP_READING, LOW_POWER_ROW])
+    answer = explain(insight_loaded_model, [WORKSHOP_READING, LOW_POWER_READING])
 
     assert answer["model_card"] == insight_model.card
     assert list(answer) == [
@@ -349,8 +338,8 @@ def test_the_explained_answer_carries_the_model_card(insight_loaded_model, insig
 
 
 def test_an_older_model_explains_without_the_new_keys(loaded_model, insight_loaded_model):
-    old = explain(loaded_model, [LOW_POWER_ROW])
-    new = explain(insight_loaded_model, [LOW_POWER_ROW])
+    old = explain(loaded_model, [LOW_POWER_READING])
+    new = explain(insight_loaded_model, [LOW_POWER_READING])
 
     assert "model_card" not in old
     assert set(old["explanations"][0]) == {"bias", "margin", "contributions"}
@@ -378,7 +367,7 @@ def old_server(loaded_model):
 
 def test_the_plain_answers_are_unchanged_byte_for_byte(insight_server, old_server, training_run):
     rows = readings_as_csv(training_run.readings.iloc[:500])
-    plain_json = json.dumps({"instances": [WORKSHOP_READING, LOW_POWER_ROW]})
+    plain_json = json.dumps({"instances": [WORKSHOP_READING, LOW_POWER_READING]})
     for body, content_type in (
         (CSV_ROW, "text/csv"),
         (rows, "text/csv"),

@@ -1,15 +1,17 @@
-"""Calibrated failure risk: an isotonic map of the booster's score, Brier score, ECE, reliability.
+"""Calibrated failure risk: a map of the booster's score to a probability; Brier, ECE, reliability.
 
-The map is fitted with scikit-learn's ``IsotonicRegression`` on the validation split and kept as
-plain JSON: its breakpoints ``x`` (raw scores, strictly increasing) and ``y`` (calibrated
-probabilities, non-decreasing, in [0, 1]). Applying it is ``numpy.interp`` over those breakpoints,
-which is exactly what ``IsotonicRegression.predict`` does with ``out_of_bounds="clip"`` (linear
-between breakpoints, the end values beyond them), so a server needs neither scikit-learn nor a
-pickle to use it. The document carries the sha256 of its canonical content (``sha256``), as the
-model carries its own, so a truncated or edited map is refused rather than silently used.
+Two methods, both fitted on the validation split and kept as plain JSON, so a server needs
+neither scikit-learn nor a pickle to apply them (numpy only: this module runs in the SageMaker
+XGBoost container too):
 
-No Kedro here: the training pipeline's nodes, the benchmark and (later) serving call these
-functions.
+- ``sigmoid`` (the default): Platt scaling, ``1 / (1 + exp(-(slope * logit(score) +
+  intercept)))``, fitted by Newton's method on the log-odds (:func:`fit_sigmoid`);
+- ``isotonic``: scikit-learn's ``IsotonicRegression`` breakpoints ``x`` (raw scores, strictly
+  increasing) and ``y`` (probabilities, non-decreasing), applied with ``numpy.interp``, which is
+  exactly ``IsotonicRegression.predict`` with ``out_of_bounds="clip"`` (:func:`fit_isotonic`).
+
+The document carries the sha256 of its canonical content (``sha256``), as the model carries its
+own, so a truncated or edited map is refused rather than silently used.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from predictive_maintenance.integrity import ChecksumMismatchError, sha256_hex
 #: The calibration methods: ``sigmoid`` (Platt scaling of the score's log-odds: two numbers, a
 #: smooth map that never says 0 or 1) and ``isotonic`` (a monotonic step map).
 METHODS = ("sigmoid", "isotonic")
-METHOD = "isotonic"
 #: Scores are clipped to [EPSILON, 1 - EPSILON] before their log-odds are taken.
 EPSILON = 1e-7
 #: How the ECE and the reliability curve group rows (see :func:`reliability_bins`).
@@ -61,7 +62,7 @@ class CalibrationMap:
 
     x: np.ndarray
     y: np.ndarray
-    method: str = METHOD
+    method: str = "isotonic"
     slope: float = 1.0
     intercept: float = 0.0
 
@@ -215,7 +216,7 @@ def fit_isotonic(scores: Any, labels: Any) -> dict[str, Any]:
         )
     regression = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(scores, labels)
     return {
-        "method": METHOD,
+        "method": "isotonic",
         "x": [float(value) for value in regression.X_thresholds_],
         "y": [float(value) for value in regression.y_thresholds_],
         "out_of_bounds": "clip",

@@ -50,6 +50,12 @@ def mode_probabilities(booster: Any, features: np.ndarray) -> np.ndarray:
     return np.asarray(probabilities, dtype=np.float64).reshape(len(matrix), len(MODE_CLASSES))
 
 
+def most_likely_failure(probabilities: np.ndarray) -> np.ndarray:
+    """Per row, the column (the :data:`MODE_CLASSES` index) of the most likely failure mode,
+    ``none`` excluded: the mode a failure would most likely be."""
+    return 1 + np.argmax(probabilities[:, 1:], axis=1)
+
+
 def likely_modes(probabilities: np.ndarray) -> list[dict[str, Any]]:
     """Per row: the most likely failure mode (``none`` excluded: the mode a failure would most
     likely be) and every mode's probability, rounded to six decimals::
@@ -58,15 +64,15 @@ def likely_modes(probabilities: np.ndarray) -> list[dict[str, Any]]:
          "probabilities": {"none": 0.05, "twf": 0.0, "hdf": 0.01, "pwf": 0.93, ...}}
     """
     rounded = np.round(probabilities, 6).tolist()
-    best = np.argmax(probabilities[:, 1:], axis=1).tolist()
+    best = most_likely_failure(probabilities).tolist()
     answers = []
     for row, column in zip(rounded, best, strict=True):
-        mode = MODE_CLASSES[column + 1]
+        mode = MODE_CLASSES[column]
         answers.append(
             {
                 "mode": mode,
                 "name": MODE_NAMES[mode],
-                "probability": row[column + 1],
+                "probability": row[column],
                 "probabilities": dict(zip(MODE_CLASSES, row, strict=True)),
             }
         )

@@ -401,3 +401,54 @@ def test_the_openapi_document_describes_the_insight():
     assert explanation["failure_mode"]["$ref"] == "#/components/schemas/FailureMode"
     assert schemas["FailureMode"]["properties"]["mode"]["enum"] == list(MODE_CLASSES[1:])
     assert "model_card" in schemas["Predictions"]["properties"]
+
+
+# ---- batch scoring: the same insight, per row ------------------------------------------------
+def test_batch_scoring_adds_the_explained_answers_probability_and_mode(
+    insight_model, insight_loaded_model, tmp_path
+):
+    from predictive_maintenance.datasets.table_chunks import TableChunksDataset  # noqa: PLC0415
+    from predictive_maintenance.pipelines.batch_scoring.nodes import (  # noqa: PLC0415
+        score_batch,
+        select_model,
+    )
+    from predictive_maintenance.registry.datasets import (  # noqa: PLC0415
+        LocalModelRegistryDataset,
+    )
+    from predictive_maintenance.registry.local import LocalModelRegistry  # noqa: PLC0415
+
+    LocalModelRegistry(tmp_path / "registry").register(
+        "insight", insight_model.archive, metrics={}, lineage={}, approval_status="Approved"
+    )
+    state = LocalModelRegistryDataset(root=str(tmp_path / "registry"), group="insight").load()
+    readings = [WORKSHOP_READING, LOW_POWER_READING, {**WORKSHOP_READING, "torque_nm": 40.0}]
+    path = tmp_path / "fleet.csv"
+    path.write_text(readings_as_csv(pd.DataFrame(readings)) + "\n")
+    parameters = {"model_version": None, "progress_bar": False}
+
+    chunks = list(
+        score_batch(
+            TableChunksDataset(filepath=str(path)).load(),
+            select_model(state, parameters),
+            parameters,
+        )
+    )
+    scored = pd.concat([chunk[0].take() for chunk in chunks], ignore_index=True)
+
+    body = json.dumps({"instances": readings, "explain": True})
+    answer, _ = invoke(insight_loaded_model, body, "application/json", None)
+    explanations = json.loads(answer)["explanations"]
+    assert list(scored.columns) == [
+        "line",
+        "score",
+        "predicted_label",
+        "probability",
+        "failure_mode",
+        "failure_mode_probability",
+    ]
+    assert scored["probability"].round(6).tolist() == [e["probability"] for e in explanations]
+    assert scored["failure_mode"].tolist() == [e["failure_mode"]["mode"] for e in explanations]
+    assert scored["failure_mode"].tolist()[1] == "pwf"
+    assert scored["failure_mode_probability"].round(6).tolist() == [
+        e["failure_mode"]["probability"] for e in explanations
+    ]

@@ -37,7 +37,12 @@ import pandas as pd
 import xgboost as xgb
 
 from predictive_maintenance.calibration import CalibrationMap
-from predictive_maintenance.failure_modes import MODE_CLASSES, likely_modes, mode_probabilities
+from predictive_maintenance.failure_modes import (
+    MODE_CLASSES,
+    likely_modes,
+    mode_probabilities,
+    most_likely_failure,
+)
 from predictive_maintenance.features import (
     FEATURE_COLUMNS,
     FEATURE_LABELS,
@@ -388,12 +393,36 @@ def _readings_features(readings: Readings | list[Readings]) -> np.ndarray:
     return feature_matrix(type_code, numbers)
 
 
-def predict_columns(type_code: np.ndarray, numbers: list[np.ndarray], model: LoadedModel) -> Scores:
+def score_columns(
+    type_code: np.ndarray, numbers: list[np.ndarray], model: LoadedModel
+) -> tuple[Scores, dict[str, np.ndarray]]:
     """:func:`predict_readings` for readings already validated and held column by column (batch
     scoring): ``type_code`` holds :data:`~predictive_maintenance.features.TYPE_CODES` values,
     ``numbers`` the numeric readings in ``READING_COLUMNS[1:]`` order, as float64. The same
-    features and scores as the endpoint gives for the same readings."""
-    return _booster_scores(feature_matrix(type_code, numbers), model)
+    features and scores as the endpoint gives for the same readings, and
+    :func:`insight_columns` of them."""
+    features = feature_matrix(type_code, numbers)
+    scores = _booster_scores(features, model)
+    return scores, insight_columns(features, scores, model)
+
+
+def insight_columns(
+    features: np.ndarray, scores: Scores, model: LoadedModel
+) -> dict[str, np.ndarray]:
+    """How sure and which failure, per row, as columns, for a model that has them (else left
+    out): ``probability`` (the calibrated score), ``failure_mode`` (the most likely mode's
+    label column, ``hdf``...) and ``failure_mode_probability``. The values an explained answer
+    gives (:func:`explain_features`), unrounded."""
+    columns: dict[str, np.ndarray] = {}
+    if model.calibration is not None:
+        # The float32 score the answers show, mapped: the very number a client can map again.
+        columns[PROBABILITY_KEY] = model.calibration.apply(np.asarray(scores, dtype=np.float32))
+    if model.mode_booster is not None:
+        probabilities = mode_probabilities(model.mode_booster, features)
+        best = most_likely_failure(probabilities)
+        columns[FAILURE_MODE_KEY] = np.asarray(MODE_CLASSES, dtype=object)[best]
+        columns[f"{FAILURE_MODE_KEY}_probability"] = probabilities[np.arange(len(best)), best]
+    return columns
 
 
 def predicted_labels(scores: Scores) -> np.ndarray:

@@ -3,10 +3,11 @@
 The model is a version of the model registry (the newest Approved one unless the parameters name
 a version), its archive checked against the sha256 the registry recorded, extracted and loaded by
 the endpoint's own ``model_fn``; rows are validated by the endpoint's rules (:mod:`.chunks`) and
-scored by the endpoint's feature and prediction code (``inference.predict_columns``), so a row
-gets the score the endpoint would answer. The file is read, validated, scored and written a chunk
-at a time (``score_batch`` is a generator: Kedro saves every chunk it yields), so memory does not
-grow with the file.
+scored by the endpoint's feature and prediction code (``inference.score_columns``), so a row
+gets the score the endpoint would answer, and, from a model that has them, the calibrated
+probability and the likely failure mode an explained answer gives. The file is read,
+validated, scored and written a chunk at a time (``score_batch`` is a generator: Kedro saves
+every chunk it yields), so memory does not grow with the file.
 """
 
 from __future__ import annotations
@@ -196,7 +197,9 @@ def score_batch(
             (true: tqdm on a terminal).
 
     Yields:
-        Per chunk: the scored rows (the input's ids, ``line``, ``score``, ``predicted_label``)
+        Per chunk: the scored rows (the input's ids, ``line``, ``score``, ``predicted_label``;
+        ``probability``, ``failure_mode`` and ``failure_mode_probability`` when the model has a
+        calibration map and a failure-mode model)
         and the rejected rows (``line``, ``field``, ``reason``), each in a :class:`Chunk` that
         the dataset empties when it saves it (so that nothing keeps them in memory), and the
         summary so far.
@@ -292,18 +295,23 @@ def _empty_chunk(columns: Columns | None) -> ValidChunk:
 
 def _scored(valid: ValidChunk, model: LoadedModel) -> pd.DataFrame:
     from predictive_maintenance.serving.inference import (  # noqa: PLC0415
-        predict_columns,
         predicted_labels,
+        score_columns,
     )
 
-    scores = predict_columns(valid.type_code, valid.numbers, model)
+    scores, insight = score_columns(valid.type_code, valid.numbers, model)
     columns: dict[str, Any] = {
         column: valid.ids[column].to_pandas() for column in ID_COLUMNS if column in valid.ids
     }
     columns["line"] = valid.lines
     columns["score"] = scores.view(type(scores).__base__)
     columns["predicted_label"] = predicted_labels(scores)
-    return pd.DataFrame(columns)
+    # How sure and which failure, for a model packaged with its calibration and mode model.
+    columns.update(insight)
+    frame = pd.DataFrame(columns)
+    if "failure_mode" in frame:
+        frame["failure_mode"] = frame["failure_mode"].astype("string")
+    return frame
 
 
 def _rejects(valid: ValidChunk) -> pd.DataFrame:

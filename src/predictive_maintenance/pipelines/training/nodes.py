@@ -425,9 +425,10 @@ def fit_calibration(
         calibration: ``method`` (``sigmoid`` or ``isotonic``) and ``bins`` (for the report).
 
     Returns:
-        The map as JSON (:func:`predictive_maintenance.calibration.fit_isotonic`), with the split
-        it was fitted on, the ``model_sha256`` of the booster whose scores it maps (a map is only
-        valid for that model) and the ``sha256`` of its canonical content, checked on every read.
+        The map as JSON (:func:`predictive_maintenance.calibration.fit_calibration_map`), with
+        the split it was fitted on, the ``model_sha256`` of the booster whose scores it maps (a
+        map is only valid for that model) and the ``sha256`` of its canonical content, checked on
+        every read.
     """
     from predictive_maintenance.calibration import fit_calibration_map, sealed  # noqa: PLC0415
     from predictive_maintenance.modeling import predict_scores  # noqa: PLC0415 -- imports xgboost

@@ -1,8 +1,8 @@
 """Calibrated failure risk: a map of the booster's score to a probability; Brier, ECE, reliability.
 
 Two methods, both fitted on the validation split and kept as plain JSON, so a server needs
-neither scikit-learn nor a pickle to apply them (numpy only: this module runs in the SageMaker
-XGBoost container too):
+neither scikit-learn nor a serialised Python object to apply them (numpy only: it runs in the
+SageMaker XGBoost container too):
 
 - ``sigmoid`` (the default): Platt scaling, ``1 / (1 + exp(-(slope * logit(score) +
   intercept)))``, fitted by Newton's method on the log-odds (:func:`fit_sigmoid`);

@@ -37,6 +37,8 @@ MODE_NAMES: Final = {
 RULE_MODES: Final = ("hdf", "pwf", "osf")
 #: The modes no model can predict from the readings: reported, never promised.
 UNPREDICTABLE_MODES: Final = ("twf", "rnf")
+#: Decimals of the probabilities an answer shows.
+DECIMALS: Final = 6
 
 
 def mode_probabilities(booster: Any, features: np.ndarray) -> np.ndarray:
@@ -50,29 +52,36 @@ def mode_probabilities(booster: Any, features: np.ndarray) -> np.ndarray:
     return np.asarray(probabilities, dtype=np.float64).reshape(len(matrix), len(MODE_CLASSES))
 
 
-def most_likely_failure(probabilities: np.ndarray) -> np.ndarray:
-    """Per row, the column (the :data:`MODE_CLASSES` index) of the most likely failure mode,
-    ``none`` excluded: the mode a failure would most likely be."""
-    return 1 + np.argmax(probabilities[:, 1:], axis=1)
+def most_likely_failure(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, should the machine fail: the column (the :data:`MODE_CLASSES` index) of the most
+    likely failure mode, and that mode's probability given a failure, ``P(mode) / (1 -
+    P(none))``. For a healthy reading that is usually a random mode (tool wear, random): if such
+    a machine fails at all, those are what it fails of."""
+    best = 1 + np.argmax(probabilities[:, 1:], axis=1)
+    failing = np.maximum(1.0 - probabilities[:, 0], np.finfo(np.float64).tiny)
+    return best, probabilities[np.arange(len(best)), best] / failing
 
 
 def likely_modes(probabilities: np.ndarray) -> list[dict[str, Any]]:
-    """Per row: the most likely failure mode (``none`` excluded: the mode a failure would most
-    likely be) and every mode's probability, rounded to six decimals::
+    """Per row: the most likely failure mode should the machine fail (:func:`most_likely_failure`)
+    with its probability given a failure, and every class's probability (``none`` included: how
+    likely no failure at all is), rounded to six decimals::
 
-        {"mode": "pwf", "name": "power", "probability": 0.93,
-         "probabilities": {"none": 0.05, "twf": 0.0, "hdf": 0.01, "pwf": 0.93, ...}}
+        {"mode": "pwf", "name": "power", "probability": 0.99,
+         "probabilities": {"none": 0.01, "twf": 0.0, "hdf": 0.0, "pwf": 0.98, ...}}
     """
-    rounded = np.round(probabilities, 6).tolist()
-    best = most_likely_failure(probabilities).tolist()
+    rounded = np.round(probabilities, DECIMALS).tolist()
+    best, given_failure = most_likely_failure(probabilities)
     answers = []
-    for row, column in zip(rounded, best, strict=True):
+    for row, column, probability in zip(
+        rounded, best.tolist(), np.round(given_failure, DECIMALS).tolist(), strict=True
+    ):
         mode = MODE_CLASSES[column]
         answers.append(
             {
                 "mode": mode,
                 "name": MODE_NAMES[mode],
-                "probability": row[column],
+                "probability": probability,
                 "probabilities": dict(zip(MODE_CLASSES, row, strict=True)),
             }
         )

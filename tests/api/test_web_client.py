@@ -398,9 +398,12 @@ def test_the_answer_says_how_sure_and_which_failure(page, preset, mode, which):
         none = answer["failure_mode"]["probabilities"]["none"]
         note = page.get_by_test_id("which-note").inner_text()
         assert f"gives no failure {percent_text(none)}" in note, note
-        assert note.endswith(f"({percent}).")
+        assert note.endswith(f"({percent} of such failures).")
     else:
-        assert page.get_by_test_id("which-text").inner_text() == f"{which} ({percent})"
+        assert (
+            page.get_by_test_id("which-text").inner_text()
+            == f"{which} ({percent} of failures with these readings)"
+        )
     # How sure: the calibrated probability in words, the raw score where it was.
     probability = answer["probability"]
     sure = page.get_by_test_id("sure-text").inner_text()

@@ -266,7 +266,14 @@ def test_a_row_breaking_the_power_rule_is_a_power_failure_for_power_reasons(insi
     (explanation,) = answer["explanations"]
     mode = explanation["failure_mode"]
     assert (mode["mode"], mode["name"]) == ("pwf", "power")
-    assert mode["probability"] == max(mode["probabilities"][m] for m in MODE_CLASSES[1:])
+    # Its probability given a failure: P(pwf) / (1 - P(none)), the largest of the five.
+    given_failure = {
+        m: p / (1 - mode["probabilities"]["none"]) for m, p in mode["probabilities"].items()
+    }
+    assert mode["probability"] == pytest.approx(
+        max(given_failure[m] for m in MODE_CLASSES[1:]), abs=2e-6
+    )
+    assert mode["probability"] == pytest.approx(given_failure["pwf"], abs=2e-6)
     assert mode["probability"] > 0.5
     raising = [
         item["feature"] for item in explanation["contributions"] if item["direction"] == "raises"
@@ -447,8 +454,13 @@ def test_batch_scoring_adds_the_explained_answers_probability_and_mode(
         "failure_mode_probability",
     ]
     assert scored["probability"].round(6).tolist() == [e["probability"] for e in explanations]
-    assert scored["failure_mode"].tolist() == [e["failure_mode"]["mode"] for e in explanations]
-    assert scored["failure_mode"].tolist()[1] == "pwf"
-    assert scored["failure_mode_probability"].round(6).tolist() == [
-        e["failure_mode"]["probability"] for e in explanations
+    # A mode for the machines the model flags (the first two), none for the healthy third.
+    assert scored["predicted_label"].tolist() == [1, 1, 0]
+    flagged = scored.iloc[:2]
+    assert flagged["failure_mode"].tolist() == [e["failure_mode"]["mode"] for e in explanations[:2]]
+    assert flagged["failure_mode"].tolist()[1] == "pwf"
+    assert flagged["failure_mode_probability"].round(6).tolist() == [
+        e["failure_mode"]["probability"] for e in explanations[:2]
     ]
+    assert scored["failure_mode"].isna().tolist() == [False, False, True]
+    assert scored["failure_mode_probability"].isna().tolist() == [False, False, True]

@@ -410,18 +410,22 @@ def insight_columns(
     features: np.ndarray, scores: Scores, model: LoadedModel
 ) -> dict[str, np.ndarray]:
     """How sure and which failure, per row, as columns, for a model that has them (else left
-    out): ``probability`` (the calibrated score), ``failure_mode`` (the most likely mode's
-    label column, ``hdf``...) and ``failure_mode_probability``. The values an explained answer
-    gives (:func:`explain_features`), unrounded."""
+    out): ``probability`` (the calibrated score), and for the rows the model flags
+    (``predicted_label`` 1; else empty) ``failure_mode`` (the most likely mode's label column,
+    ``hdf``...) and ``failure_mode_probability`` (given a failure). The values an explained
+    answer gives (:func:`explain_features`), unrounded."""
     columns: dict[str, np.ndarray] = {}
     if model.calibration is not None:
         # The float32 score the answers show, mapped: the very number a client can map again.
         columns[PROBABILITY_KEY] = model.calibration.apply(np.asarray(scores, dtype=np.float32))
     if model.mode_booster is not None:
-        probabilities = mode_probabilities(model.mode_booster, features)
-        best = most_likely_failure(probabilities)
-        columns[FAILURE_MODE_KEY] = np.asarray(MODE_CLASSES, dtype=object)[best]
-        columns[f"{FAILURE_MODE_KEY}_probability"] = probabilities[np.arange(len(best)), best]
+        best, given_failure = most_likely_failure(mode_probabilities(model.mode_booster, features))
+        # A mode only for the machines the failure model flags: a table of "random failure"
+        # beside every healthy machine would read as a prediction.
+        flagged = predicted_labels(scores).astype(bool)
+        modes = np.asarray(MODE_CLASSES, dtype=object)[best]
+        columns[FAILURE_MODE_KEY] = np.where(flagged, modes, None)
+        columns[f"{FAILURE_MODE_KEY}_probability"] = np.where(flagged, given_failure, np.nan)
     return columns
 
 

@@ -223,10 +223,11 @@ def failure_mode_schema() -> dict[str, Any]:
     return {
         "type": "object",
         "required": ["mode", "name", "probability", "probabilities"],
-        "description": "The mode a failure of this reading would most likely be (the most "
-        "probable of the five modes; 'none' is never the answer), and every class's "
-        "probability. TWF (tool wear) and RNF (random) are random in the data set: the model "
-        "cannot predict them, and rarely names them",
+        "description": "The mode a failure of this reading would most likely be, should it "
+        "fail (the most probable of the five modes; 'none' is never the answer: its "
+        "probability is probabilities.none), and every class's probability. For a healthy "
+        "reading that is mostly tool wear (TWF) or random (RNF): random in the data set, no "
+        "model predicts them; read them as what a failure would be, not as a prediction",
         "properties": {
             "mode": {"type": "string", "enum": list(FAILURE_MODE_COLUMNS)},
             "name": {"type": "string", "description": "The mode, for people (e.g. power)"},
@@ -234,7 +235,7 @@ def failure_mode_schema() -> dict[str, Any]:
                 "type": "number",
                 "minimum": 0,
                 "maximum": 1,
-                "description": "The mode's probability (of all six classes, none included)",
+                "description": "The mode's probability given a failure: P(mode) / (1 - P(none))",
             },
             "probabilities": {
                 "type": "object",

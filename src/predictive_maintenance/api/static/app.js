@@ -519,11 +519,13 @@
       text.textContent = "No failure is likely.";
       text.className = "insight__answer insight__answer--ok";
       note.textContent = `The failure-mode model gives no failure ${formatPercent(none)}; ` +
-        `the likeliest mode, should one come: ${name} failure (${formatPercent(mode.probability)}).`;
+        `should one come anyway, most likely a ${name} failure (${formatPercent(mode.probability)} ` +
+        "of such failures).";
       return;
     }
     section.dataset.mode = mode.mode;
-    text.textContent = `Most likely: ${name} failure (${formatPercent(mode.probability)})`;
+    text.textContent = `Most likely: ${name} failure (${formatPercent(mode.probability)} ` +
+      "of failures with these readings)";
     text.className = "insight__answer insight__answer--failure";
     note.textContent = UNPREDICTABLE_MODES.includes(mode.mode)
       ? "Tool wear and random failures happen at random in the training data: no model can " +

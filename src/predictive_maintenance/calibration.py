@@ -68,13 +68,15 @@ class CalibrationMap:
 
     @classmethod
     def from_document(cls, document: Any) -> CalibrationMap:
-        """Reads and checks a map document (as :func:`fit_isotonic` makes it).
+        """Reads and checks a map document (as :func:`fit_calibration_map` makes it).
 
         Raises:
-            ValueError: naming the field at fault: ``method`` not isotonic; ``x`` or ``y`` missing,
-                empty, not finite numbers, of different lengths; ``x`` not strictly increasing;
-                ``y`` decreasing or outside [0, 1]. ``ChecksumMismatchError`` (a ValueError) when
-                ``sha256`` is present and does not match the content.
+            ValueError: naming the field at fault: ``method`` not one of :data:`METHODS`;
+                sigmoid: ``slope`` or ``intercept`` not a finite number, ``slope`` not positive;
+                isotonic: ``x`` or ``y`` missing, empty, not finite numbers, of different
+                lengths, ``x`` not strictly increasing, ``y`` decreasing or outside [0, 1].
+                ``ChecksumMismatchError`` (a ValueError) when ``sha256`` is present and does not
+                match the content.
         """
         if not isinstance(document, Mapping):
             raise ValueError(
@@ -200,7 +202,8 @@ def fit_isotonic(scores: Any, labels: Any) -> dict[str, Any]:
 
     ``IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1)``: monotonic (a higher raw score
     never gets a lower risk, so rankings, ROC and PR AUC are kept up to ties), no parametric
-    shape assumed (Platt's sigmoid would be one more assumption on ~34 failures). The document
+    shape assumed; but on ~34 failures it fits a step per tie and puts most machines at exactly
+    0, hence :func:`fit_sigmoid` as the project's default. The document
     holds ``method``, the breakpoints ``x``/``y`` (scikit-learn's ``X_thresholds_`` and
     ``y_thresholds_``) and the ``rows``/``failures`` it was fitted on; no ``sha256`` (see
     :func:`sealed`).

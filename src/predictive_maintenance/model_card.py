@@ -131,7 +131,7 @@ def _metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
             for name in ("f1", "precision", "recall")
         },
     }
-    # Only once the threshold is chosen by cost do the metrics price the errors.
+    # Metrics written before the costs existed do not price the errors: the card then has none.
     cost = _number(metrics, "metrics", "at_chosen_threshold.expected_cost_per_1000", None)
     if cost is not None:
         card["expected_cost_per_1000"] = round(cost, 1)

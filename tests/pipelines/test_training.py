@@ -504,3 +504,24 @@ def test_model_and_spec_record_the_tree_method_used(model, splits, parameters, m
     )
 
     assert spec["tree_method"] == _trained_tree_method(distributed) == "hist"
+
+
+def test_the_cheapest_validation_cut_is_recorded_beside_the_choice(model, splits, parameters):
+    chosen = select_threshold(model, splits["validation"], parameters["decision_threshold"])
+
+    cheapest = chosen["validation_cheapest_cut"]
+    # The rule's cut costs at most cost_tolerance more than the cheapest on validation.
+    tolerance = parameters["decision_threshold"]["cost_tolerance"]
+    assert cheapest["expected_cost_per_1000"] <= chosen["validation"]["expected_cost_per_1000"]
+    assert (
+        chosen["validation"]["expected_cost_per_1000"]
+        <= cheapest["expected_cost_per_1000"] * (1 + tolerance) + 1e-6
+    )
+
+
+def test_missing_costs_are_named(model, splits, parameters):
+    settings = {k: v for k, v in parameters["decision_threshold"].items() if k != "costs"}
+    with pytest.raises(ValueError, match=r"decision_threshold\.costs must map"):
+        select_threshold(model, splits["validation"], settings)
+    with pytest.raises(ValueError, match=r"decision_threshold\.rule_settings\.costs is missing"):
+        evaluate_model(score_test_set(model, splits["test"]), {"threshold": 0.5})

@@ -202,14 +202,16 @@ def rewrite_spec(model_dir: Path, change) -> None:
     [
         (lambda document: document.update(method="magic"), "method"),
         (lambda document: document.update(rows=document["rows"] + 1), "sha256"),  # not resealed
-        (lambda document: document.clear(), "method"),
+        (lambda document: document.clear(), r"\.sha256' is missing"),
+        (lambda document: document.pop("sha256"), r"\.sha256' is missing"),  # unsealed
+        (lambda document: document.pop("model_sha256"), r"\.model_sha256' is missing"),
     ],
-    ids=["unknown-method", "edited-after-fitting", "empty"],
+    ids=["unknown-method", "edited-after-fitting", "empty", "unsealed", "no-model-digest"],
 )
 def test_a_bad_calibration_map_is_refused_naming_the_field(model_dir_copy, change, field):
     rewrite_spec(model_dir_copy, lambda spec: change(spec["calibration"]))
 
-    with pytest.raises(ModelLoadError, match=rf"field 'calibration'.*'{field}'"):
+    with pytest.raises(ModelLoadError, match=rf"field 'calibration.*{field}"):
         model_fn(model_dir_copy)
 
 

@@ -45,7 +45,6 @@ from predictive_maintenance.serving.contract import (
     INFERENCE_ID_MAX_LENGTH,
     JSON_CONTENT_TYPE,
     JSON_INSTANCES_KEY,
-    MAX_EXPLAINED_ROWS,
     MAX_PAYLOAD_BYTES,
     MODEL_CARD_KEY,
     PAGE_SECURITY_POLICY,
@@ -57,6 +56,7 @@ from predictive_maintenance.serving.requests import (
     Readings,
     ServingError,
     check_content_type,
+    check_explained_rows,
     explain_flag,
     load_json,
     parse_readings,
@@ -469,14 +469,11 @@ class Api:
             )
         inference_id = _inference_id(request.headers.get(INFERENCE_ID_HEADER))
         explain = readings.explain or self._explain_query(request)
-        if explain and len(readings) > MAX_EXPLAINED_ROWS:
-            raise ApiError(
-                413,
-                "too_many_readings",
-                f"{len(readings):,} readings to explain; at most {MAX_EXPLAINED_ROWS:,} per "
-                "request (the answer must fit a 6 MB response): split the request",
-                field=EXPLAIN_KEY,
-            )
+        if explain:
+            try:
+                check_explained_rows(len(readings))
+            except ServingError as error:
+                raise ApiError(413, error.error, error.message, field=EXPLAIN_KEY) from None
         answer = self._invoke(readings, inference_id, explain=explain)
         results = _results(answer, len(readings), explain=explain)
         # A CSV file's readings: where each came from (its line) and the ids it carried.

@@ -63,6 +63,7 @@ from predictive_maintenance.registry.runs import (
 )
 from predictive_maintenance.sagemaker.aws import client, resolve_image_uri, split_s3_uri
 from predictive_maintenance.sagemaker.job import VALUE_MANIFEST
+from predictive_maintenance.serving.contract import MODEL_CARD_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +81,8 @@ FROM_PATH = "content-addressed artifact path"
 FROM_STEP_MANIFEST = f"pipeline step manifest {VALUE_MANIFEST}"
 #: Baseline part -> the ``MetricsSource`` key of ``ModelDataQuality``.
 BASELINE_SOURCES = {"statistics": "Statistics", "constraints": "Constraints"}
-#: The customer metadata key holding the model card's sha256, and the card's file name.
+#: The customer metadata key holding the model card's sha256.
 MODEL_CARD_SHA256_KEY = "model_card_sha256"
-MODEL_CARD_FILE = "model_card.json"
 #: The card's headline figures as customer metadata (visible in SageMaker Studio's registry):
 #: key -> the card's path (the test F1, and ``kedro model list``'s card columns).
 MODEL_CARD_SUMMARY_KEYS = {

@@ -60,7 +60,6 @@ from predictive_maintenance.serving.contract import (
     FAILURE_MODE_KEY,
     FAILURE_MODE_MODEL_FILE,
     JSON_CONTENT_TYPE,
-    MAX_EXPLAINED_ROWS,
     MODEL_CARD_FILE,
     MODEL_CARD_KEY,
     MODEL_FILE,
@@ -71,10 +70,10 @@ from predictive_maintenance.serving.contract import (
 )
 from predictive_maintenance.serving.requests import (
     InvalidInput,
-    PayloadTooLarge,
     Readings,
     ServingError,
     check_content_type,
+    check_explained_rows,
     negotiate_accept,
     parse_readings,
 )
@@ -269,12 +268,19 @@ def _load_calibration(
     document = spec.get("calibration")
     if document is None:
         return None
+    # The training pipeline seals every map: one without its seal or its model's digest was
+    # edited (or made elsewhere), and could not be checked.
+    for field in ("sha256", "model_sha256"):
+        _require(
+            isinstance(document, dict) and isinstance(document.get(field), str),
+            f"{spec_path}: field 'calibration.{field}' is missing: the map cannot be checked",
+        )
     try:
         calibration = CalibrationMap.from_document(document)
     except ValueError as error:
         raise ModelLoadError(f"{spec_path}: field 'calibration': {error}") from error
     # A map is fitted to one booster's scores: another booster's would be silently wrong.
-    fitted_to = document.get("model_sha256", model_sha256)
+    fitted_to = document["model_sha256"]
     _require(
         fitted_to == model_sha256,
         f"{spec_path}: field 'calibration.model_sha256' is {fitted_to!r}, but the model's sha256 "
@@ -500,12 +506,6 @@ def output_fn(
 
 
 # ---- Explanations ------------------------------------------------------------------------------
-class ExplainTooLarge(PayloadTooLarge):
-    """More readings to explain than one answer can hold (413)."""
-
-    error = "too_many_readings"
-
-
 def explain_features(
     features: np.ndarray, model: LoadedModel, scores: np.ndarray | None = None
 ) -> list[dict[str, Any]]:
@@ -607,12 +607,8 @@ def answer_readings(
     the same feature matrix and the model card (if any), serialised by :func:`output_fn`. More than
     :data:`~.contract.MAX_EXPLAINED_ROWS` readings to explain is a 413 naming ``explain``."""
     rows = len(readings) if isinstance(readings, Readings) else sum(map(len, readings))
-    if explain and rows > MAX_EXPLAINED_ROWS:
-        raise ExplainTooLarge(
-            f"{EXPLAIN_KEY!r}: {rows:,} readings to explain; at most {MAX_EXPLAINED_ROWS:,} per "
-            "request (the answer must fit a 6 MB response): split the request",
-            field=EXPLAIN_KEY,
-        )
+    if explain:
+        check_explained_rows(rows)
     features = _readings_features(readings)
     scores = _booster_scores(features, model)
     if not explain:

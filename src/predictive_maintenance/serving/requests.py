@@ -29,6 +29,7 @@ from predictive_maintenance.serving.contract import (
     EXPLAIN_KEY,
     JSON_CONTENT_TYPE,
     JSON_INSTANCES_KEY,
+    MAX_EXPLAINED_ROWS,
     MAX_PAYLOAD_BYTES,
     SUPPORTED_CHARSETS,
     SUPPORTED_CONTENT_TYPES,
@@ -103,6 +104,23 @@ class PayloadTooLarge(ServingError):
     status_code = 413
     phrase = "Payload Too Large"
     error = "payload_too_large"
+
+
+class ExplainTooLarge(PayloadTooLarge):
+    """More readings to explain than one answer can hold (413)."""
+
+    error = "too_many_readings"
+
+
+def check_explained_rows(rows: int) -> None:
+    """:class:`ExplainTooLarge`, naming ``explain``, for more than
+    :data:`~.contract.MAX_EXPLAINED_ROWS` readings to explain (the endpoint and the API)."""
+    if rows > MAX_EXPLAINED_ROWS:
+        raise ExplainTooLarge(
+            f"{EXPLAIN_KEY!r}: {rows:,} readings to explain; at most {MAX_EXPLAINED_ROWS:,} per "
+            "request (the answer must fit a 6 MB response): split the request",
+            field=EXPLAIN_KEY,
+        )
 
 
 def row_error(row: int | None, where: str | None, field: str, problem: str) -> InvalidInput:

@@ -237,7 +237,12 @@ def select_threshold(
     labels = validation[TARGET_COLUMN].to_numpy()
     scores = predict_scores(model, validation)
     rule = decision_threshold.get("rule")
-    costs = decision_threshold["costs"]
+    costs = decision_threshold.get("costs")
+    if not isinstance(costs, dict):
+        raise ValueError(
+            "decision_threshold.costs must map missed_failure and false_alarm to what each "
+            f"costs, got {costs!r}"
+        )
     if rule == "expected_cost":
         threshold = cost_optimal_threshold(
             labels, scores, costs, decision_threshold["cost_tolerance"], decision_threshold["prior"]
@@ -248,11 +253,20 @@ def select_threshold(
         )
     else:
         raise ValueError(f"decision_threshold.rule must be 'expected_cost' or 'f1', got {rule!r}")
+    # The cheapest cut on validation (the lowest, when several cost the same), whatever the
+    # rule chose: how far the tolerance and the prior moved the threshold, and at what cost.
+    candidates = ThresholdCandidates.of(labels, scores)
+    cost = candidates.expected_cost_per_1000(costs)
+    cheapest = int(np.argmin(cost))
     return {
         "threshold": threshold,
         "rule": THRESHOLD_RULES[rule],
         "rule_settings": dict(decision_threshold),
         "validation": _classification_metrics(labels, scores, threshold, costs),
+        "validation_cheapest_cut": {
+            "threshold": float(candidates.cuts[cheapest]),
+            "expected_cost_per_1000": float(cost[cheapest]),
+        },
     }
 
 
@@ -300,7 +314,13 @@ def evaluate_model(test_predictions: pd.DataFrame, decision_threshold: dict) -> 
     labels = test_predictions[TARGET_COLUMN].to_numpy()
     scores = test_predictions["score"].to_numpy()
     threshold = decision_threshold["threshold"]
-    costs = decision_threshold["rule_settings"]["costs"]
+    costs = decision_threshold.get("rule_settings", {}).get("costs")
+    if not isinstance(costs, dict):
+        raise ValueError(
+            "decision_threshold.rule_settings.costs is missing: decision_threshold.json predates "
+            "the costs (conf: decision_threshold.costs); choose the threshold again with "
+            "`kedro run --pipelines training`"
+        )
     predicted = scores >= threshold
     failed = labels == 1
     recall_by_mode = {}

@@ -30,7 +30,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any, Final
@@ -61,6 +61,7 @@ from predictive_maintenance.serving.requests import (
     load_json,
     parse_readings,
     readings_from_instances,
+    readings_from_request,
 )
 
 logger = logging.getLogger(__name__)
@@ -519,22 +520,8 @@ class Api:
         payload = load_json(body)  # ServingError (duplicate keys too): see _readings
         # Errors name a reading as JSON tools show it: instances[2], [2] in a bare list (0-based).
         if isinstance(payload, dict) and JSON_INSTANCES_KEY in payload:
-            instances, key = payload[JSON_INSTANCES_KEY], JSON_INSTANCES_KEY
-            if not set(payload) <= {JSON_INSTANCES_KEY, EXPLAIN_KEY}:
-                extra = sorted(set(payload) - {JSON_INSTANCES_KEY, EXPLAIN_KEY})[0]
-                raise ApiError(400, "invalid_input", f"unexpected key {extra!r}", field=extra)
-            flag = payload.get(EXPLAIN_KEY, False)
-            if not isinstance(flag, bool):  # a JSON boolean; the text forms are the query's
-                raise ApiError(
-                    400,
-                    "invalid_input",
-                    f"{EXPLAIN_KEY!r} must be true or false, not {flag!r}",
-                    field=EXPLAIN_KEY,
-                )
-            if flag:
-                readings = readings_from_instances(instances, key)
-                return replace(readings, explain=True), True
-        elif isinstance(payload, dict):
+            return readings_from_request(payload), True  # the endpoint's JSON body, as it is
+        if isinstance(payload, dict):
             instances, key = [payload], None
         elif isinstance(payload, list):
             instances, key = payload, ""

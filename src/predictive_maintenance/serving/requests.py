@@ -514,6 +514,12 @@ def _parse_json(text: str) -> Readings:
             f'the body must be a JSON object {{"{JSON_INSTANCES_KEY}": [...]}}',
             field=JSON_INSTANCES_KEY,
         )
+    return readings_from_request(payload)
+
+
+def readings_from_request(payload: dict[str, Any]) -> Readings:
+    """``{"instances": [...], "explain": true}`` (``explain`` optional): its readings, marked
+    to be explained as asked. The endpoint's JSON body, and the API's."""
     extra = sorted(set(payload) - {JSON_INSTANCES_KEY, EXPLAIN_KEY})
     if extra:
         raise InvalidInput(
@@ -521,16 +527,14 @@ def _parse_json(text: str) -> Readings:
             f"optionally {EXPLAIN_KEY!r}",
             field=extra[0],
         )
-    readings = readings_from_instances(payload[JSON_INSTANCES_KEY])
     # A JSON body's flag is a JSON boolean: the text forms are for query strings only.
     flag = payload.get(EXPLAIN_KEY, False)
     if not isinstance(flag, bool):
         raise InvalidInput(
             f"{EXPLAIN_KEY!r} must be true or false, not {flag!r}", field=EXPLAIN_KEY
         )
-    if flag:
-        return dataclasses.replace(readings, explain=True)
-    return readings
+    readings = readings_from_instances(payload[JSON_INSTANCES_KEY])
+    return dataclasses.replace(readings, explain=True) if flag else readings
 
 
 def explain_flag(value: Any) -> bool:

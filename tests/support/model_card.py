@@ -7,13 +7,11 @@ each made by the training pipeline's own nodes with the project's parameters.
 
 from __future__ import annotations
 
-import inspect
 from functools import cache
 from typing import Any
 
 from kedro.config import OmegaConfigLoader
 
-from predictive_maintenance.integrity import sha256_hex
 from predictive_maintenance.pipelines.data_engineering.nodes import (
     create_dataset_manifest,
     create_model_input_table,
@@ -34,7 +32,6 @@ from predictive_maintenance.pipelines.training.nodes import (
     select_threshold,
     train_model,
 )
-from predictive_maintenance.serving.contract import FAILURE_MODE_MODEL_FILE
 from tests.support.project import PROJECT_ROOT, RAW_CSV
 
 
@@ -45,24 +42,6 @@ def project_parameters() -> dict[str, Any]:
         conf_source=str(PROJECT_ROOT / "conf"), base_env="base", default_run_env="base"
     )
     return loader["parameters"]
-
-
-def _model_spec(available: dict[str, Any]) -> dict[str, Any]:
-    """``create_model_spec`` with the inputs its signature names (the lead is adding the
-    calibration and the failure-mode model to it), plus the spec's ``failure_modes`` entry
-    (shared interface) while it does not make one yet."""
-    wanted = inspect.signature(create_model_spec).parameters
-    spec = create_model_spec(**{name: available[name] for name in wanted})
-    mode_bytes = bytes(available["failure_mode_model"].save_raw(raw_format="ubj"))
-    spec.setdefault(
-        "failure_modes",
-        {
-            "classes": available["failure_mode_model"].attr("classes").split(","),
-            "model_file": FAILURE_MODE_MODEL_FILE,
-            "model_sha256": sha256_hex(mode_bytes),
-        },
-    )
-    return spec
 
 
 @cache
@@ -78,20 +57,19 @@ def trained_reports() -> dict[str, Any]:
     predictions = score_test_set(model, test)
     calibration = fit_calibration(model, validation, parameters["calibration"])
     mode_model = train_failure_mode_model(train, validation, parameters["failure_modes"])
-    available = {
-        "model": model,
-        "decision_threshold": threshold,
-        "dataset_manifest": manifest,
-        "xgboost": parameters["xgboost"],
-        "calibration": calibration,
-        "failure_mode_model": mode_model,
-        "failure_modes": parameters["failure_modes"],
-    }
+    spec = create_model_spec(
+        model,
+        threshold,
+        manifest,
+        parameters["xgboost"],
+        calibration=calibration,
+        failure_mode_model=mode_model,
+    )
     return {
         "parameters": parameters,
         "model": model,
         "failure_mode_model": mode_model,
-        "model_spec": _model_spec(available),
+        "model_spec": spec,
         "metrics": evaluate_model(predictions, threshold),
         "calibration": calibration,
         "calibration_report": evaluate_calibration(

@@ -407,7 +407,7 @@
     $("gauge-threshold-title").textContent = `Decision threshold ${formatPercent(threshold)}`;
     $("gauge-percent").textContent = formatPercent(probability);
     $("gauge-title").textContent =
-      `Failure probability ${formatPercent(probability)}; the threshold is ${formatPercent(threshold)}`;
+      `Model score ${formatPercent(probability)}; the threshold is ${formatPercent(threshold)}`;
     const decision = $("decision");
     decision.textContent = predicted ? "Failure predicted" : "No failure predicted";
     decision.className = `decision ${predicted ? "decision--failure" : "decision--ok"}`;
@@ -657,7 +657,7 @@
       renderCard(answer.model_card);
       show(
         message,
-        `${result.predicted ? "Failure predicted" : "No failure predicted"}: failure probability ` +
+        `${result.predicted ? "Failure predicted" : "No failure predicted"}: model score ` +
           `${formatPercent(result.probability)} (threshold ${formatPercent(result.threshold)}).`,
         result.predicted ? "failure" : "ok",
       );
@@ -896,7 +896,7 @@
     $("batch-result").hidden = true;
     $("batch-download").hidden = true;
     $("batch-rows").replaceChildren();
-    $("batch-chart").replaceChildren(svg("title", { id: "batch-chart-title" }, "Failure probability per line"));
+    $("batch-chart").replaceChildren(svg("title", { id: "batch-chart-title" }, "Model score per line"));
   }
 
   function renderBatch(results) {
@@ -918,7 +918,7 @@
       cell("th", "Line"),
       ...ids.map((name) => cell("th", ID_COLUMNS[name])),
       cell("th", "As in the file"),
-      cell("th", "Failure probability"),
+      cell("th", "Model score"),
       cell("th", "Decision"),
     );
     for (const th of head.children) th.scope = "col";

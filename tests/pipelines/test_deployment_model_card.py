@@ -33,6 +33,18 @@ def reports() -> dict:
     return trained_reports()
 
 
+@pytest.fixture(scope="module")
+def card(reports, parameters) -> dict:
+    """The card the deployment pipeline makes of the real reports."""
+    return create_model_card(
+        reports["model_spec"],
+        reports["metrics"],
+        reports["calibration_report"],
+        reports["failure_mode_report"],
+        parameters["model_card"],
+    )
+
+
 def _catalog(reports, parameters, tmp_path, **overrides):
     catalog = memory_catalog(
         {**{name: reports[name] for name in TRAINED_INPUTS}, **BASELINE},
@@ -47,19 +59,12 @@ def _catalog(reports, parameters, tmp_path, **overrides):
     return catalog
 
 
-def test_the_pipeline_cards_packages_and_registers_the_version(reports, parameters, tmp_path):
+def test_the_pipeline_cards_packages_and_registers_the_version(reports, parameters, card, tmp_path):
     catalog = _catalog(reports, parameters, tmp_path)
 
     SequentialRunner().run(create_pipeline(), catalog)
 
-    card = catalog["model_card"].saved
-    assert card == create_model_card(
-        reports["model_spec"],
-        reports["metrics"],
-        reports["calibration_report"],
-        reports["failure_mode_report"],
-        parameters["model_card"],
-    )
+    assert catalog["model_card"].saved == card
     registry = LocalModelRegistry(tmp_path / "registry")
     (version,) = registry.list_versions("pm")
     assert version.model_card == card
@@ -103,28 +108,14 @@ def test_a_report_without_a_field_stops_the_run_naming_it(reports, parameters, t
     assert not (tmp_path / "registry").exists() or not any((tmp_path / "registry").iterdir())
 
 
-def test_a_mode_model_the_spec_does_not_vouch_for_is_not_packaged(reports, parameters):
-    card = create_model_card(
-        reports["model_spec"],
-        reports["metrics"],
-        reports["calibration_report"],
-        reports["failure_mode_report"],
-        parameters["model_card"],
-    )
+def test_a_mode_model_the_spec_does_not_vouch_for_is_not_packaged(reports, card):
     other = reports["model"]  # a booster, but not the mode model the spec names
 
     with pytest.raises(ChecksumMismatchError, match=FAILURE_MODE_MODEL_FILE):
         package_model(reports["model"], reports["model_spec"], other, card)
 
 
-def test_registration_carries_the_card_or_none(reports, parameters):
-    card = create_model_card(
-        reports["model_spec"],
-        reports["metrics"],
-        reports["calibration_report"],
-        reports["failure_mode_report"],
-        parameters["model_card"],
-    )
+def test_registration_carries_the_card_or_none(reports, card):
     arguments = (
         b"a",
         reports["model_spec"],
@@ -142,14 +133,7 @@ def test_registration_carries_the_card_or_none(reports, parameters):
         register_model(*arguments, **BASELINE, model_card={"metrics": {}})
 
 
-def test_the_archive_is_the_same_bytes_for_the_same_inputs(reports, parameters):
-    card = create_model_card(
-        reports["model_spec"],
-        reports["metrics"],
-        reports["calibration_report"],
-        reports["failure_mode_report"],
-        parameters["model_card"],
-    )
+def test_the_archive_is_the_same_bytes_for_the_same_inputs(reports, card):
     first = package_model(
         reports["model"], reports["model_spec"], reports["failure_mode_model"], card
     )

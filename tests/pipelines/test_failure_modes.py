@@ -18,12 +18,6 @@ from predictive_maintenance.failure_modes import (
     mode_probabilities,
 )
 from predictive_maintenance.features import FEATURE_COLUMNS, build_features
-from predictive_maintenance.pipelines.data_engineering.nodes import (
-    create_model_input_table,
-    ingest_raw_data,
-    split_data,
-    validate_raw_readings,
-)
 from predictive_maintenance.pipelines.training.failure_modes import (
     evaluate_failure_modes,
     mode_targets,
@@ -31,13 +25,6 @@ from predictive_maintenance.pipelines.training.failure_modes import (
 )
 from predictive_maintenance.schema import FAILURE_MODE_COLUMNS, LABEL_COLUMNS, TARGET_COLUMN
 from tests.conftest import LOW_POWER_READING
-
-
-@pytest.fixture(scope="module")
-def splits(raw_csv_bytes, parameters) -> dict[str, pd.DataFrame]:
-    readings, _ = validate_raw_readings(*ingest_raw_data(raw_csv_bytes, None))
-    train, validation, test = split_data(create_model_input_table(readings), parameters["split"])
-    return {"readings": readings, "train": train, "validation": validation, "test": test}
 
 
 @pytest.fixture(scope="module")

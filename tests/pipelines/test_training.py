@@ -19,13 +19,6 @@ from predictive_maintenance.calibration import (
 from predictive_maintenance.failure_modes import MODE_CLASSES
 from predictive_maintenance.features import FEATURE_COLUMNS
 from predictive_maintenance.integrity import sha256_hex
-from predictive_maintenance.pipelines.data_engineering.nodes import (
-    create_dataset_manifest,
-    create_model_input_table,
-    ingest_raw_data,
-    split_data,
-    validate_raw_readings,
-)
 from predictive_maintenance.pipelines.training import create_pipeline
 from predictive_maintenance.pipelines.training.nodes import (
     THRESHOLD_RULES,
@@ -53,15 +46,6 @@ from predictive_maintenance.pipelines.training.plots import (
 from predictive_maintenance.schema import FAILURE_MODE_COLUMNS, ID_COLUMNS, TARGET_COLUMN
 from predictive_maintenance.serving.contract import FAILURE_MODE_MODEL_FILE
 from tests.catalogs import RecordingDataset, memory_catalog
-
-
-@pytest.fixture(scope="module")
-def splits(raw_csv_bytes, parameters) -> dict[str, pd.DataFrame]:
-    readings, provenance = validate_raw_readings(*ingest_raw_data(raw_csv_bytes, None))
-    table = create_model_input_table(readings)
-    train, validation, test = split_data(table, parameters["split"])
-    manifest = create_dataset_manifest(provenance, train, validation, test, parameters["split"])
-    return {"train": train, "validation": validation, "test": test, "dataset_manifest": manifest}
 
 
 @pytest.fixture(scope="module")

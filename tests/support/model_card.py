@@ -10,8 +10,6 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from kedro.config import OmegaConfigLoader
-
 from predictive_maintenance.pipelines.data_engineering.nodes import (
     create_dataset_manifest,
     create_model_input_table,
@@ -32,16 +30,7 @@ from predictive_maintenance.pipelines.training.nodes import (
     select_threshold,
     train_model,
 )
-from tests.support.project import PROJECT_ROOT, RAW_CSV
-
-
-@cache
-def project_parameters() -> dict[str, Any]:
-    """The project's base parameters, loaded the way ``kedro run`` loads them."""
-    loader = OmegaConfigLoader(
-        conf_source=str(PROJECT_ROOT / "conf"), base_env="base", default_run_env="base"
-    )
-    return loader["parameters"]
+from tests.support.project import RAW_CSV, project_parameters
 
 
 @cache

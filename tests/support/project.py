@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,17 @@ def without_tracking(project: Path) -> Path:
     (project / "conf" / "local").mkdir(parents=True, exist_ok=True)
     (project / "conf" / "local" / "mlflow.yml").write_text(NO_TRACKING)
     return project
+
+
+@cache
+def project_parameters() -> dict[str, Any]:
+    """The project's base parameters, loaded the way ``kedro run`` loads them (once)."""
+    from kedro.config import OmegaConfigLoader  # noqa: PLC0415
+
+    loader = OmegaConfigLoader(
+        conf_source=str(PROJECT_ROOT / "conf"), base_env="base", default_run_env="base"
+    )
+    return loader["parameters"]
 
 
 def project_pipeline(name: str = "__default__") -> Any:

@@ -1,4 +1,4 @@
-"""Open file formats for the values a remote node takes and returns. Never pickle.
+"""Open file formats for the values a remote node takes and returns, never Python objects.
 
 Each value crossing the job boundary is written by the first codec that accepts its type and read
 back by the codec named in the job's manifest: data frames as Parquet, XGBoost boosters in
